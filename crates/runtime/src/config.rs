@@ -1,0 +1,167 @@
+//! Config blocks shared by every service and the CLI. Every flag is `long` and has an `AIAA_`
+//! environment variable; blocks are flattened into each binary's own arguments, validated at
+//! start, and logged with secrets redacted (see [`Secret`]).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::RuntimeError;
+
+/// A secret (API key, password) that never shows in logs: `Debug` and `Display` print
+/// `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself; use only where it must be compared or sent.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_string()))
+    }
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging, tracing and metrics.
+#[derive(Clone, Debug, clap::Args)]
+pub struct TelemetryArgs {
+    /// Log format.
+    #[arg(long, env = "AIAA_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log filter in `EnvFilter` syntax, e.g. `info,aiaa_registry=debug`.
+    #[arg(long, env = "AIAA_LOG", default_value = "info")]
+    pub log_filter: String,
+    /// OTLP/gRPC endpoint to export traces to, e.g. `http://127.0.0.1:4317`; none disables export.
+    #[arg(long, env = "AIAA_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+}
+
+impl TelemetryArgs {
+    /// Checks the block; names the flag at fault.
+    pub fn validate(&self) -> Result<(), RuntimeError> {
+        tracing_subscriber::EnvFilter::try_new(&self.log_filter).map_err(|e| {
+            RuntimeError::Config { flag: "--log-filter (AIAA_LOG)".into(), reason: e.to_string() }
+        })?;
+        if let Some(endpoint) = &self.otlp_endpoint {
+            let parsed = url::Url::parse(endpoint).map_err(|e| RuntimeError::Config {
+                flag: "--otlp-endpoint (AIAA_OTLP_ENDPOINT)".into(),
+                reason: format!("{endpoint:?} is not a URL: {e}"),
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(RuntimeError::Config {
+                    flag: "--otlp-endpoint (AIAA_OTLP_ENDPOINT)".into(),
+                    reason: format!("{endpoint:?} must be an http:// or https:// URL"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a service keeps its data.
+#[derive(Clone, Debug, clap::Args)]
+pub struct StoreArgs {
+    /// Object-store URL: `file:///path` (or a plain path), `memory://name`, or
+    /// `s3://bucket/prefix` (endpoint, region and credentials from the AWS_* environment).
+    #[arg(long, env = "AIAA_STORE_URL", default_value = "./aiaa-data")]
+    pub store_url: String,
+}
+
+/// API-key authentication of mutating calls.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct AuthArgs {
+    /// When set, mutating RPCs need `authorization: Bearer <key>`.
+    #[arg(long, env = "AIAA_API_KEY", hide_env_values = true)]
+    pub api_key: Option<Secret>,
+}
+
+/// Limits and timings of every gRPC server.
+#[derive(Clone, Debug, clap::Args)]
+pub struct GrpcArgs {
+    /// Largest gRPC message accepted, in bytes (payloads travel as 1 MiB chunks).
+    #[arg(long, env = "AIAA_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+    /// How long shutdown waits for in-flight calls before it closes them, e.g. `30s`.
+    #[arg(long, env = "AIAA_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+impl Default for GrpcArgs {
+    fn default() -> Self {
+        Self { max_message_bytes: 4 * 1024 * 1024, drain_timeout: Duration::from_secs(30) }
+    }
+}
+
+impl GrpcArgs {
+    /// Checks the block; names the flag at fault.
+    pub fn validate(&self) -> Result<(), RuntimeError> {
+        let min = aiaa_proto::CHUNK_SIZE + 64 * 1024;
+        if self.max_message_bytes < min {
+            return Err(RuntimeError::Config {
+                flag: "--max-message-bytes (AIAA_MAX_MESSAGE_BYTES)".into(),
+                reason: format!("{} is below {min}, one chunk and its envelope", self.max_message_bytes),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Parses `30s`, `5m`, `1h 30m` and the like.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let auth = AuthArgs { api_key: Some(Secret::new("hunter2")) };
+        let shown = format!("{auth:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        let t = TelemetryArgs {
+            log_format: LogFormat::Text,
+            log_filter: "info".into(),
+            otlp_endpoint: Some("ftp://x".into()),
+        };
+        assert!(t.validate().unwrap_err().to_string().contains("--otlp-endpoint"));
+        let g = GrpcArgs { max_message_bytes: 10, ..Default::default() };
+        assert!(g.validate().unwrap_err().to_string().contains("--max-message-bytes"));
+    }
+}

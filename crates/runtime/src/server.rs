@@ -1,0 +1,162 @@
+//! One gRPC server bootstrap for every service. [`start`] serves the given tonic routes plus:
+//! `grpc.health.v1` (each named service SERVING once bound, NOT_SERVING while draining),
+//! gRPC reflection over every `aiaa.*.v1` contract, Prometheus `/metrics` on the same port
+//! (plain HTTP/1.1), a span per call whose parent is the caller's W3C trace context, call
+//! counts and latencies, a panic in a handler turned into INTERNAL, API-key checks on
+//! mutating calls, and a graceful shutdown that stops accepting, drains in-flight calls
+//! (bounded by the drain timeout) and returns.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tower_http::catch_panic::CatchPanicLayer;
+use tracing::Instrument;
+
+use crate::RuntimeError;
+use crate::auth::{self, ApiKeyCheck};
+use crate::config::{AuthArgs, GrpcArgs};
+use crate::telemetry;
+
+/// What a service hands to [`start`].
+pub struct ServerSpec {
+    /// The component's name in logs and metrics, e.g. "registry".
+    pub component: &'static str,
+    /// The tonic routes of the service's own gRPC services.
+    pub routes: Routes,
+    /// Fully-qualified gRPC service names reported by health, e.g.
+    /// `aiaa.registry.v1.RegistryService`.
+    pub service_names: Vec<&'static str>,
+    /// Full paths of the RPCs that need the API key when one is configured.
+    pub mutating: &'static [&'static str],
+    /// Whether the services are SERVING as soon as the socket is bound (inference waits for
+    /// its models and reports SERVING itself through [`RunningServer::health`]).
+    pub serving_at_start: bool,
+}
+
+/// A started server.
+pub struct RunningServer {
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    /// Updates health status.
+    pub health: HealthReporter,
+    task: JoinHandle<Result<(), RuntimeError>>,
+}
+
+impl RunningServer {
+    /// Waits until the server has shut down (after its token is cancelled).
+    pub async fn wait(self) -> Result<(), RuntimeError> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(RuntimeError::Io(std::io::Error::other(e.to_string()))),
+        }
+    }
+}
+
+/// Binds `addr` (port 0 picks a free port) and starts serving until `shutdown` is cancelled.
+pub async fn start(
+    addr: SocketAddr,
+    spec: ServerSpec,
+    grpc: &GrpcArgs,
+    auth_args: &AuthArgs,
+    shutdown: CancellationToken,
+) -> Result<RunningServer, RuntimeError> {
+    grpc.validate()?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| RuntimeError::Io(std::io::Error::new(e.kind(), format!("bind {addr}: {e}"))))?;
+    let addr = listener.local_addr()?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(aiaa_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| RuntimeError::Io(std::io::Error::other(format!("reflection: {e}"))))?;
+    let status = if spec.serving_at_start { ServingStatus::Serving } else { ServingStatus::NotServing };
+    for name in &spec.service_names {
+        health.set_service_status(*name, status).await;
+    }
+    health.set_service_status("", status).await;
+
+    let component = spec.component;
+    let check = ApiKeyCheck::new(auth_args.api_key.clone(), spec.mutating);
+    let router = spec
+        .routes
+        .add_service(health_service)
+        .add_service(reflection)
+        .into_axum_router()
+        .route("/metrics", axum::routing::get(|| async { telemetry::render_metrics() }))
+        .layer(axum::middleware::from_fn_with_state(check, auth::middleware))
+        .layer(axum::middleware::from_fn(move |req, next| observe(component, req, next)))
+        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
+            tracing::error!("a request handler panicked");
+            tonic::Status::internal("internal error: the handler panicked; the service keeps serving")
+                .into_http::<axum::body::Body>()
+        }));
+
+    let drain = grpc.drain_timeout;
+    let names = spec.service_names.clone();
+    let health_for_shutdown = health.clone();
+    let task = tokio::spawn(async move {
+        let stop = shutdown.clone();
+        let serve = axum::serve(listener, router.into_make_service())
+            .with_graceful_shutdown(async move {
+                stop.cancelled().await;
+                for name in &names {
+                    health_for_shutdown.set_service_status(*name, ServingStatus::NotServing).await;
+                }
+                health_for_shutdown.set_service_status("", ServingStatus::NotServing).await;
+                tracing::info!(component, "draining in-flight calls");
+            });
+        let serve = serve.into_future();
+        tokio::pin!(serve);
+        tokio::select! {
+            r = &mut serve => r.map_err(RuntimeError::Io),
+            _ = async { shutdown.cancelled().await; tokio::time::sleep(drain).await } => {
+                tracing::warn!(component, ?drain, "drain timeout reached; closing remaining calls");
+                Ok(())
+            }
+        }
+    });
+    tracing::info!(component, %addr, "gRPC server listening");
+    Ok(RunningServer { addr, health, task })
+}
+
+/// Per-call span (child of the caller's trace), log line, count and latency.
+async fn observe(component: &'static str, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    let span = tracing::info_span!(
+        "rpc",
+        otel.name = %path,
+        otel.kind = "server",
+        rpc.system = "grpc",
+        component,
+        grpc.status = tracing::field::Empty,
+    );
+    telemetry::extract(req.headers(), &span);
+    let start = Instant::now();
+    let response = next.run(req).instrument(span.clone()).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    // Errors answered before any message carry grpc-status in the headers; streamed answers
+    // carry it in trailers, which complete later: those count as "0" here.
+    let code = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("0")
+        .to_string();
+    span.record("grpc.status", code.as_str());
+    metrics::counter!("aiaa_rpc_calls_total", "component" => component, "path" => path.clone(), "grpc_status" => code)
+        .increment(1);
+    metrics::histogram!("aiaa_rpc_duration_seconds", "component" => component, "path" => path)
+        .record(elapsed);
+    response
+}

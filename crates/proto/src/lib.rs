@@ -1,6 +1,10 @@
 //! Generated code for the `aiaa.<service>.v1` gRPC contracts (see `proto/aiaa`), and the
 //! encoded descriptor set that every server registers for gRPC reflection.
-#![allow(unused_qualifications, clippy::large_enum_variant, clippy::doc_lazy_continuation)]
+#![allow(
+    unused_qualifications,
+    clippy::large_enum_variant,
+    clippy::doc_lazy_continuation
+)]
 
 /// The encoded `FileDescriptorSet` of every contract, for `tonic-reflection`.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/aiaa_descriptor.bin"));

@@ -20,7 +20,10 @@ pub struct ApiKeyCheck {
 impl ApiKeyCheck {
     /// `mutating` lists full gRPC paths (`/pkg.Service/Method`) that need the key.
     pub fn new(key: Option<Secret>, mutating: &[&'static str]) -> Self {
-        Self { key, mutating: mutating.into() }
+        Self {
+            key,
+            mutating: mutating.into(),
+        }
     }
 
     /// Whether this request path needs the key.

@@ -28,9 +28,9 @@ impl Interceptor for ClientInterceptor {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         telemetry::inject(req.metadata_mut());
         if let Some(key) = &self.key {
-            let value = format!("Bearer {}", key.expose())
-                .parse()
-                .map_err(|_| tonic::Status::invalid_argument("the API key has characters a header cannot carry"))?;
+            let value = format!("Bearer {}", key.expose()).parse().map_err(|_| {
+                tonic::Status::invalid_argument("the API key has characters a header cannot carry")
+            })?;
             req.metadata_mut().insert("authorization", value);
         }
         Ok(req)
@@ -42,14 +42,21 @@ pub type AiaaChannel = InterceptedService<Channel, ClientInterceptor>;
 
 /// Connects to `addr` (`http://host:port` or `host:port`).
 pub async fn connect(addr: &str, key: Option<Secret>) -> Result<AiaaChannel, RuntimeError> {
-    let uri = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+    let uri = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
     let endpoint = Endpoint::from_shared(uri.clone())
-        .map_err(|e| RuntimeError::Connect { addr: uri.clone(), reason: e.to_string() })?
+        .map_err(|e| RuntimeError::Connect {
+            addr: uri.clone(),
+            reason: e.to_string(),
+        })?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true);
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| RuntimeError::Connect { addr: uri, reason: format!("{e}: {e:?}") })?;
+    let channel = endpoint.connect().await.map_err(|e| RuntimeError::Connect {
+        addr: uri,
+        reason: format!("{e}: {e:?}"),
+    })?;
     Ok(InterceptedService::new(channel, ClientInterceptor::new(key)))
 }

@@ -69,8 +69,9 @@ pub struct TelemetryArgs {
 impl TelemetryArgs {
     /// Checks the block; names the flag at fault.
     pub fn validate(&self) -> Result<(), RuntimeError> {
-        tracing_subscriber::EnvFilter::try_new(&self.log_filter).map_err(|e| {
-            RuntimeError::Config { flag: "--log-filter (AIAA_LOG)".into(), reason: e.to_string() }
+        tracing_subscriber::EnvFilter::try_new(&self.log_filter).map_err(|e| RuntimeError::Config {
+            flag: "--log-filter (AIAA_LOG)".into(),
+            reason: e.to_string(),
         })?;
         if let Some(endpoint) = &self.otlp_endpoint {
             let parsed = url::Url::parse(endpoint).map_err(|e| RuntimeError::Config {
@@ -118,7 +119,10 @@ pub struct GrpcArgs {
 
 impl Default for GrpcArgs {
     fn default() -> Self {
-        Self { max_message_bytes: 4 * 1024 * 1024, drain_timeout: Duration::from_secs(30) }
+        Self {
+            max_message_bytes: 4 * 1024 * 1024,
+            drain_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -129,7 +133,10 @@ impl GrpcArgs {
         if self.max_message_bytes < min {
             return Err(RuntimeError::Config {
                 flag: "--max-message-bytes (AIAA_MAX_MESSAGE_BYTES)".into(),
-                reason: format!("{} is below {min}, one chunk and its envelope", self.max_message_bytes),
+                reason: format!(
+                    "{} is below {min}, one chunk and its envelope",
+                    self.max_message_bytes
+                ),
             });
         }
         Ok(())
@@ -147,7 +154,9 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let auth = AuthArgs { api_key: Some(Secret::new("hunter2")) };
+        let auth = AuthArgs {
+            api_key: Some(Secret::new("hunter2")),
+        };
         let shown = format!("{auth:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("<redacted>"));
@@ -161,7 +170,15 @@ mod tests {
             otlp_endpoint: Some("ftp://x".into()),
         };
         assert!(t.validate().unwrap_err().to_string().contains("--otlp-endpoint"));
-        let g = GrpcArgs { max_message_bytes: 10, ..Default::default() };
-        assert!(g.validate().unwrap_err().to_string().contains("--max-message-bytes"));
+        let g = GrpcArgs {
+            max_message_bytes: 10,
+            ..Default::default()
+        };
+        assert!(
+            g.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--max-message-bytes")
+        );
     }
 }

@@ -51,8 +51,18 @@ impl JobTable {
         let (tx, _) = watch::channel(job.clone());
         let cancel = CancellationToken::new();
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        map.insert(job.id.clone(), Entry { tx: tx.clone(), cancel: cancel.clone() });
-        JobHandle { id: job.id, tx, cancel }
+        map.insert(
+            job.id.clone(),
+            Entry {
+                tx: tx.clone(),
+                cancel: cancel.clone(),
+            },
+        );
+        JobHandle {
+            id: job.id,
+            tx,
+            cancel,
+        }
     }
 
     /// The job's current state.
@@ -88,18 +98,21 @@ impl JobTable {
             let map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             map.get(id)?.tx.subscribe()
         };
-        Some(futures::stream::unfold((rx, true, false), |(mut rx, first, done)| async move {
-            if done {
-                return None;
-            }
-            // The table keeps every sender, so `changed` only fails if the table is gone.
-            if !first && rx.changed().await.is_err() {
-                return None;
-            }
-            let job = rx.borrow_and_update().clone();
-            let ended = is_terminal(job.state);
-            Some((job, (rx, false, ended)))
-        }))
+        Some(futures::stream::unfold(
+            (rx, true, false),
+            |(mut rx, first, done)| async move {
+                if done {
+                    return None;
+                }
+                // The table keeps every sender, so `changed` only fails if the table is gone.
+                if !first && rx.changed().await.is_err() {
+                    return None;
+                }
+                let job = rx.borrow_and_update().clone();
+                let ended = is_terminal(job.state);
+                Some((job, (rx, false, ended)))
+            },
+        ))
     }
 }
 

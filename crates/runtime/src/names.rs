@@ -18,7 +18,11 @@ fn shown(value: &str) -> String {
 }
 
 fn invalid(what: &'static str, value: &str, reason: &'static str) -> RuntimeError {
-    RuntimeError::InvalidName { what, value: shown(value), reason }
+    RuntimeError::InvalidName {
+        what,
+        value: shown(value),
+        reason,
+    }
 }
 
 fn allowed(c: char) -> bool {

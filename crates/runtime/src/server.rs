@@ -80,7 +80,11 @@ pub async fn start(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| RuntimeError::Io(std::io::Error::other(format!("reflection: {e}"))))?;
-    let status = if spec.serving_at_start { ServingStatus::Serving } else { ServingStatus::NotServing };
+    let status = if spec.serving_at_start {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
     for name in &spec.service_names {
         health.set_service_status(*name, status).await;
     }
@@ -93,29 +97,39 @@ pub async fn start(
         .add_service(health_service)
         .add_service(reflection)
         .into_axum_router()
-        .route("/metrics", axum::routing::get(|| async { telemetry::render_metrics() }))
+        .route(
+            "/metrics",
+            axum::routing::get(|| async { telemetry::render_metrics() }),
+        )
         .layer(axum::middleware::from_fn_with_state(check, auth::middleware))
-        .layer(axum::middleware::from_fn(move |req, next| observe(component, req, next)))
-        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
-            tracing::error!("a request handler panicked");
-            tonic::Status::internal("internal error: the handler panicked; the service keeps serving")
-                .into_http::<axum::body::Body>()
-        }));
+        .layer(axum::middleware::from_fn(move |req, next| {
+            observe(component, req, next)
+        }))
+        .layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                tracing::error!("a request handler panicked");
+                tonic::Status::internal("internal error: the handler panicked; the service keeps serving")
+                    .into_http::<axum::body::Body>()
+            },
+        ));
 
     let drain = grpc.drain_timeout;
     let names = spec.service_names.clone();
     let health_for_shutdown = health.clone();
     let task = tokio::spawn(async move {
         let stop = shutdown.clone();
-        let serve = axum::serve(listener, router.into_make_service())
-            .with_graceful_shutdown(async move {
-                stop.cancelled().await;
-                for name in &names {
-                    health_for_shutdown.set_service_status(*name, ServingStatus::NotServing).await;
-                }
-                health_for_shutdown.set_service_status("", ServingStatus::NotServing).await;
-                tracing::info!(component, "draining in-flight calls");
-            });
+        let serve = axum::serve(listener, router.into_make_service()).with_graceful_shutdown(async move {
+            stop.cancelled().await;
+            for name in &names {
+                health_for_shutdown
+                    .set_service_status(*name, ServingStatus::NotServing)
+                    .await;
+            }
+            health_for_shutdown
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            tracing::info!(component, "draining in-flight calls");
+        });
         let serve = serve.into_future();
         tokio::pin!(serve);
         tokio::select! {

@@ -28,7 +28,10 @@ fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
 }
 
 fn store_err(url: &str, reason: impl ToString) -> RuntimeError {
-    RuntimeError::Store { url: url.to_string(), reason: reason.to_string() }
+    RuntimeError::Store {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    }
 }
 
 /// Opens the store a URL names. Errors name the URL and the reason.
@@ -50,12 +53,20 @@ pub fn open(url: &str) -> Result<Store, RuntimeError> {
         "memory" => {
             let name = format!("{}{}", parsed.host_str().unwrap_or(""), parsed.path());
             let mut stores = memory_stores().lock().unwrap_or_else(|e| e.into_inner());
-            let store = stores.entry(name).or_insert_with(|| Arc::new(InMemory::new())).clone();
+            let store = stores
+                .entry(name)
+                .or_insert_with(|| Arc::new(InMemory::new()))
+                .clone();
             Ok(store)
         }
         "s3" => {
-            let bucket = parsed.host_str().filter(|b| !b.is_empty()).ok_or_else(|| store_err(url, "no bucket"))?;
-            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket).with_allow_http(true);
+            let bucket = parsed
+                .host_str()
+                .filter(|b| !b.is_empty())
+                .ok_or_else(|| store_err(url, "no bucket"))?;
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_allow_http(true);
             if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
                 builder = builder.with_endpoint(endpoint);
             }
@@ -65,7 +76,10 @@ pub fn open(url: &str) -> Result<Store, RuntimeError> {
             let s3: Store = Arc::new(builder.build().map_err(|e| store_err(url, e))?);
             with_prefix(url, s3, parsed.path())
         }
-        other => Err(store_err(url, format!("unsupported scheme {other:?} (use file://, memory:// or s3://)"))),
+        other => Err(store_err(
+            url,
+            format!("unsupported scheme {other:?} (use file://, memory:// or s3://)"),
+        )),
     }
 }
 
@@ -87,15 +101,26 @@ fn with_prefix(url: &str, store: Store, prefix: &str) -> Result<Store, RuntimeEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use object_store::{ObjectStoreExt, PutPayload};
     use object_store::path::Path;
+    use object_store::{ObjectStoreExt, PutPayload};
 
     #[tokio::test]
     async fn memory_stores_are_shared_by_name() {
         let a = open("memory://shared-test").unwrap();
-        a.put(&Path::from("x"), PutPayload::from_static(b"1")).await.unwrap();
+        a.put(&Path::from("x"), PutPayload::from_static(b"1"))
+            .await
+            .unwrap();
         let b = open("memory://shared-test").unwrap();
-        assert_eq!(b.get(&Path::from("x")).await.unwrap().bytes().await.unwrap().as_ref(), b"1");
+        assert_eq!(
+            b.get(&Path::from("x"))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+                .as_ref(),
+            b"1"
+        );
         let c = open("memory://other-test").unwrap();
         assert!(c.get(&Path::from("x")).await.is_err());
     }
@@ -105,17 +130,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}/sub", dir.path().display());
         let s = open(&url).unwrap();
-        s.put(&Path::from("a/b"), PutPayload::from_static(b"hi")).await.unwrap();
+        s.put(&Path::from("a/b"), PutPayload::from_static(b"hi"))
+            .await
+            .unwrap();
         assert!(dir.path().join("sub/a/b").exists());
         let plain = open(dir.path().join("plain").to_str().unwrap()).unwrap();
-        plain.put(&Path::from("c"), PutPayload::from_static(b"x")).await.unwrap();
+        plain
+            .put(&Path::from("c"), PutPayload::from_static(b"x"))
+            .await
+            .unwrap();
         assert!(dir.path().join("plain/c").exists());
     }
 
     #[test]
     fn bad_urls_are_named() {
         let err = open("ftp://x/y").err().unwrap().to_string();
-        assert!(err.contains("ftp://x/y") && err.contains("unsupported scheme"), "{err}");
+        assert!(
+            err.contains("ftp://x/y") && err.contains("unsupported scheme"),
+            "{err}"
+        );
         assert!(open("").is_err());
     }
 }

@@ -46,7 +46,9 @@ pub fn init(args: &TelemetryArgs, service: &str) -> Result<TelemetryGuard, Runti
     let filter = EnvFilter::try_new(&args.log_filter)
         .map_err(|e| RuntimeError::Telemetry(format!("log filter: {e}")))?;
     let fmt_layer = match args.log_format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
@@ -64,7 +66,9 @@ pub fn init(args: &TelemetryArgs, service: &str) -> Result<TelemetryGuard, Runti
             let p = SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
                 .with_resource(
-                    opentelemetry_sdk::Resource::builder().with_service_name(service.to_string()).build(),
+                    opentelemetry_sdk::Resource::builder()
+                        .with_service_name(service.to_string())
+                        .build(),
                 )
                 .build();
             let tracer = p.tracer(service.to_string());
@@ -88,8 +92,7 @@ pub fn install_prometheus() {
     PROMETHEUS.get_or_init(|| {
         let builder = PrometheusBuilder::new()
             .set_buckets(&[
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                60.0,
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
             ])
             .expect("static bucket list is not empty");
         match builder.install_recorder() {

@@ -1,0 +1,73 @@
+//! `aiaa`: the platform's one command. `up` runs every service in one process; `serve` runs
+//! one; `pull`/`push` move models (the seed's `tlt-pull`); `status` shows what is stored;
+//! `convert` converts volumes (the seed's `tlt-dataconvert`).
+
+mod convert;
+mod models;
+mod serve;
+mod status;
+
+use aiaa_runtime::config::TelemetryArgs;
+use clap::{Parser, Subcommand};
+
+/// AI-assisted annotation for 3D medical images.
+#[derive(Debug, Parser)]
+#[command(name = "aiaa", version, about)]
+struct Cli {
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs every service in one process, each on its own port, storing under one folder.
+    Up(serve::UpArgs),
+    /// Runs one service.
+    Serve(serve::ServeArgs),
+    /// Downloads a model version, or lists models (-lm) or versions (-lv), as tlt-pull.
+    Pull(models::PullArgs),
+    /// Uploads files as a new model version.
+    Push(models::PushArgs),
+    /// Shows what the running services hold.
+    Status(status::StatusArgs),
+    /// Converts DICOM series and volumes to NIfTI or MHA, as tlt-dataconvert.
+    Convert(convert::ConvertArgs),
+}
+
+/// The seed writes `-lm` and `-lv` as single flags; clap would read them as `-l -m`.
+fn seed_compatible_args() -> Vec<String> {
+    std::env::args()
+        .map(|a| match a.as_str() {
+            "-lm" => "--list-models".to_string(),
+            "-lv" => "--list-versions".to_string(),
+            _ => a,
+        })
+        .collect()
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse_from(seed_compatible_args());
+    let service_name = match &cli.command {
+        Command::Up(_) => "aiaa".to_string(),
+        Command::Serve(s) => format!("aiaa-{}", s.service.name()),
+        _ => "aiaa-cli".to_string(),
+    };
+    if let Command::Convert(args) = cli.command {
+        let _telemetry = aiaa_runtime::telemetry::init(&cli.telemetry, &service_name)?;
+        return convert::run(args);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let _telemetry = aiaa_runtime::telemetry::init(&cli.telemetry, &service_name)?;
+        match cli.command {
+            Command::Up(args) => serve::up(args).await,
+            Command::Serve(args) => serve::serve(args).await,
+            Command::Pull(args) => models::pull(args).await,
+            Command::Push(args) => models::push(args).await,
+            Command::Status(args) => status::run(args).await,
+            Command::Convert(_) => unreachable!("handled above"),
+        }
+    })
+}

@@ -1,0 +1,64 @@
+//! Runs scripts/imaging/compare_sitk.py (SimpleITK + nibabel as independent readers) against
+//! the `dump` example. The venv is created by scripts/python-env.sh on first use.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn dump_example() -> PathBuf {
+    // target/<profile>/deps/agreement-<hash> -> target/<profile>/examples/dump
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("examples");
+    let p = dir.join(format!("dump{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        p.is_file(),
+        "{} missing: `cargo test` builds examples; run it for the whole package",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn agrees_with_simpleitk_and_nibabel() {
+    let data = common::testdata();
+    let root = std::env::var_os("AIAA_REPO_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(repo_root);
+    let env = Command::new("bash")
+        .arg(root.join("scripts/python-env.sh"))
+        .output()
+        .expect("run scripts/python-env.sh");
+    assert!(
+        env.status.success(),
+        "python-env.sh failed: {}",
+        String::from_utf8_lossy(&env.stderr)
+    );
+    let venv = String::from_utf8(env.stdout).unwrap().trim().to_string();
+    let out = Command::new(format!("{venv}/bin/python"))
+        .arg(root.join("scripts/imaging/compare_sitk.py"))
+        .arg("--dump")
+        .arg(dump_example())
+        .arg("--testdata")
+        .arg(&data)
+        .output()
+        .expect("run compare_sitk.py");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "compare_sitk.py reported disagreements:\n{text}"
+    );
+    assert!(text.contains("0 failure(s)"), "{text}");
+}

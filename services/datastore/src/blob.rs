@@ -1,0 +1,199 @@
+//! Streamed data objects: a write that hashes and size-checks the bytes as they arrive and
+//! publishes the object whole or not at all (a multipart upload completed only when the
+//! stream ended cleanly, aborted otherwise), and a read that streams the object in
+//! [`aiaa_proto::CHUNK_SIZE`] pieces. Memory stays bounded by a few upload parts.
+
+use aiaa_runtime::store::Store;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt, WriteMultipart};
+use sha2::{Digest, Sha256};
+
+use crate::error::{DatastoreError, Result};
+use crate::format::SNIFF_BYTES;
+
+/// Upload parts that may be in flight at once (each is `WriteMultipart`'s 5 MiB default).
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// A size limit enforced while streaming.
+#[derive(Clone, Copy, Debug)]
+pub struct Limit {
+    /// Largest accepted payload in bytes.
+    pub bytes: u64,
+    /// The flag that sets it, named in the error.
+    pub flag: &'static str,
+}
+
+/// What a completed write stored.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// Bytes written.
+    pub size: u64,
+    /// Lower-case hex SHA-256 of the bytes.
+    pub sha256: String,
+    /// The first [`SNIFF_BYTES`] bytes, for format detection.
+    pub leading: Vec<u8>,
+    /// The stored object's entity tag, when the store reports one.
+    pub e_tag: Option<String>,
+}
+
+/// Parses an object path built from validated parts.
+pub fn path(text: &str) -> Result<Path> {
+    Path::parse(text).map_err(|e| DatastoreError::Internal(format!("object path {text:?}: {e}")))
+}
+
+/// Streams `body` into `location`, publishing it only if the stream ends cleanly, is not
+/// empty and stays within `limit`. `what` names the payload in errors (`image "a.nii"`).
+pub async fn write<S>(
+    store: &Store,
+    location: &Path,
+    mut body: S,
+    limit: Limit,
+    what: &str,
+) -> Result<Written>
+where
+    S: Stream<Item = Result<Bytes>> + Send + Unpin,
+{
+    let upload = store
+        .put_multipart(location)
+        .await
+        .map_err(|e| DatastoreError::store(format!("start the upload of {what}"), e))?;
+    let mut writer = WriteMultipart::new(upload);
+    let received = async {
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut leading = Vec::new();
+        while let Some(piece) = body.next().await {
+            let piece = piece?;
+            size += piece.len() as u64;
+            if size > limit.bytes {
+                return Err(DatastoreError::TooLarge {
+                    what: what.to_string(),
+                    limit: limit.bytes,
+                    flag: limit.flag,
+                });
+            }
+            if leading.len() < SNIFF_BYTES {
+                let take = (SNIFF_BYTES - leading.len()).min(piece.len());
+                leading.extend_from_slice(&piece[..take]);
+            }
+            hasher.update(&piece);
+            writer
+                .wait_for_capacity(PARTS_IN_FLIGHT)
+                .await
+                .map_err(|e| DatastoreError::store(format!("upload {what}"), e))?;
+            writer.put(piece);
+        }
+        if size == 0 {
+            return Err(DatastoreError::InvalidArgument(format!(
+                "{what} is empty: no bytes followed the header"
+            )));
+        }
+        Ok((size, hex::encode(hasher.finalize()), leading))
+    }
+    .await;
+    match received {
+        Ok((size, sha256, leading)) => {
+            let done = writer
+                .finish()
+                .await
+                .map_err(|e| DatastoreError::store(format!("complete the upload of {what}"), e))?;
+            Ok(Written {
+                size,
+                sha256,
+                leading,
+                e_tag: done.e_tag,
+            })
+        }
+        Err(err) => {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(%what, error = %abort, "could not abort a failed upload");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Opens `location` for streaming, if its entity tag still is `e_tag` (when given). `Ok(None)`
+/// when the object is missing or was replaced since `e_tag` was recorded.
+pub async fn open(
+    store: &Store,
+    location: &Path,
+    e_tag: Option<String>,
+    what: &str,
+) -> Result<Option<BoxStream<'static, Result<Bytes>>>> {
+    let options = GetOptions {
+        if_match: e_tag,
+        ..Default::default()
+    };
+    match store.get_opts(location, options).await {
+        Ok(found) => {
+            let what = what.to_string();
+            let bytes = found
+                .into_stream()
+                .map_err(move |e| DatastoreError::store(format!("read {what}"), e));
+            Ok(Some(
+                aiaa_runtime::chunks::rechunk(bytes, aiaa_proto::CHUNK_SIZE).boxed(),
+            ))
+        }
+        Err(object_store::Error::NotFound { .. } | object_store::Error::Precondition { .. }) => {
+            Ok(None)
+        }
+        Err(e) => Err(DatastoreError::store(format!("read {what}"), e)),
+    }
+}
+
+/// Deletes `location`; `Ok(false)` when it did not exist (some stores do not tell on delete,
+/// so the object is looked up first).
+pub async fn delete(store: &Store, location: &Path, what: &str) -> Result<bool> {
+    match store.head(location).await {
+        Ok(_) => {}
+        Err(object_store::Error::NotFound { .. }) => return Ok(false),
+        Err(e) => return Err(DatastoreError::store(format!("look up {what}"), e)),
+    }
+    match store.delete(location).await {
+        Ok(()) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(DatastoreError::store(format!("delete {what}"), e)),
+    }
+}
+
+/// Reads a small JSON object; `Ok(None)` when missing.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    location: &Path,
+    what: &str,
+) -> Result<Option<T>> {
+    let found = match store.get(location).await {
+        Ok(found) => found,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(DatastoreError::store(format!("read {what}"), e)),
+    };
+    let bytes = found
+        .bytes()
+        .await
+        .map_err(|e| DatastoreError::store(format!("read {what}"), e))?;
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        DatastoreError::Internal(format!(
+            "{what}: stored record {location} is not valid: {e}"
+        ))
+    })
+}
+
+/// Writes a small JSON object (atomically replacing any previous one).
+pub async fn write_json<T: serde::Serialize>(
+    store: &Store,
+    location: &Path,
+    value: &T,
+    what: &str,
+) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| DatastoreError::Internal(format!("{what}: {e}")))?;
+    store
+        .put(location, bytes.into())
+        .await
+        .map_err(|e| DatastoreError::store(format!("write {what}"), e))?;
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! The AIAA datastore: images and labels, datalists (the seed's `datalist.json`), annotation
+//! sessions and conversion jobs, all on one object store.
+//!
+//! - [`items`]: streamed put/get of images and labels with SHA-256, format detection
+//!   ([`format`]) and a size limit; written whole or not at all ([`blob`]);
+//! - [`datalists`]: the seed's `datalist.json`, validated, stored as JSON text;
+//! - [`sessions`]: uploaded images kept until they expire, with a reaper;
+//! - [`convert`]: conversion jobs on top of `aiaa_imaging::convert`;
+//! - [`service`]: the thin tonic adapter; [`start`] serves it through `aiaa_runtime::server`.
+//!
+//! Object-store layout:
+//!
+//! ```text
+//! images/<id>                  labels/<id>                 the bytes
+//! meta/images/<id>.json        meta/labels/<id>.json       the item records
+//! datalists/<name>.json                                    the seed's JSON text
+//! sessions/<uuid>/image        sessions/<uuid>/session.json
+//! ```
+
+pub mod blob;
+pub mod config;
+pub mod convert;
+pub mod datalists;
+pub mod error;
+pub mod format;
+pub mod items;
+pub mod service;
+pub mod sessions;
+
+use aiaa_proto::datastore::v1::datastore_service_server::DatastoreServiceServer;
+use aiaa_runtime::config::{AuthArgs, GrpcArgs};
+use aiaa_runtime::server::{self, RunningServer, ServerSpec};
+use aiaa_runtime::store::Store;
+use tokio_util::sync::CancellationToken;
+
+pub use config::DatastoreArgs;
+pub use error::DatastoreError;
+
+/// The gRPC service name, as health reports it.
+pub const SERVICE_NAME: &str = "aiaa.datastore.v1.DatastoreService";
+
+/// The RPCs that change state and so need the API key when one is configured.
+pub const MUTATING: &[&str] = &[
+    "/aiaa.datastore.v1.DatastoreService/Put",
+    "/aiaa.datastore.v1.DatastoreService/Delete",
+    "/aiaa.datastore.v1.DatastoreService/PutDatalist",
+    "/aiaa.datastore.v1.DatastoreService/DeleteDatalist",
+    "/aiaa.datastore.v1.DatastoreService/CreateSession",
+    "/aiaa.datastore.v1.DatastoreService/RefreshSession",
+    "/aiaa.datastore.v1.DatastoreService/DeleteSession",
+    "/aiaa.datastore.v1.DatastoreService/SubmitConvert",
+    "/aiaa.datastore.v1.DatastoreService/CancelJob",
+];
+
+/// Builds the datastore's core over `store` and its gRPC service, as [`start`] does (without
+/// the reaper). Useful to embed the service elsewhere.
+pub fn build(
+    args: &DatastoreArgs,
+    store: Store,
+    shutdown: CancellationToken,
+) -> service::DatastoreApi {
+    let items = items::Items::new(store.clone(), args.max_item_bytes);
+    let sessions = sessions::Sessions::new(
+        store.clone(),
+        sessions::Expiry {
+            default: args.session_expiry,
+            max: args.session_max_expiry,
+        },
+        items.limit(),
+    );
+    let converter = convert::Converter::new(
+        items.clone(),
+        args.max_convert_jobs,
+        args.work_dir.clone(),
+        shutdown,
+    );
+    service::DatastoreApi::new(items, datalists::Datalists::new(store), sessions, converter)
+}
+
+/// Validates `args`, starts the session reaper and serves the datastore on `args.listen`
+/// until `shutdown` is cancelled (which also stops the reaper and cancels running jobs).
+pub async fn start(
+    args: &DatastoreArgs,
+    store: Store,
+    grpc: &GrpcArgs,
+    auth: &AuthArgs,
+    shutdown: CancellationToken,
+) -> Result<RunningServer, DatastoreError> {
+    args.validate()?;
+    let api = build(args, store.clone(), shutdown.clone());
+    let reaper = sessions::Sessions::new(
+        store,
+        sessions::Expiry {
+            default: args.session_expiry,
+            max: args.session_max_expiry,
+        },
+        blob::Limit {
+            bytes: args.max_item_bytes,
+            flag: "--max-item-bytes",
+        },
+    );
+    let server = DatastoreServiceServer::new(api)
+        .max_decoding_message_size(grpc.max_message_bytes)
+        .max_encoding_message_size(grpc.max_message_bytes);
+    let spec = ServerSpec {
+        component: "datastore",
+        routes: tonic::service::Routes::new(server),
+        service_names: vec![SERVICE_NAME],
+        mutating: MUTATING,
+        serving_at_start: true,
+    };
+    let running = server::start(args.listen, spec, grpc, auth, shutdown.clone()).await?;
+    reaper.spawn_reaper(args.session_reap_interval, shutdown);
+    tracing::info!(addr = %running.addr, "datastore serving");
+    Ok(running)
+}

@@ -1,7 +1,9 @@
 //! The end-to-end harness: builds and starts the real `aiaa` binary on free ports (port 0),
 //! reads the addresses it prints, waits for gRPC health, and stops it politely (SIGTERM, then
 //! a kill after a grace period) when the fixture is dropped. Also: the real test data, and a
-//! local S3-compatible server (moto) started by the test itself.
+//! local S3-compatible server (moto) started by the test itself, and an OTLP receiver ([`otlp`]).
+
+pub mod otlp;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -85,7 +87,7 @@ impl Platform {
         cmd.args(args)
             .env("AIAA_REGISTRY_LISTEN", "127.0.0.1:0")
             .env("AIAA_DATASTORE_LISTEN", "127.0.0.1:0")
-            .env("AIAA_LOG", "warn")
+            .env("AIAA_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in env {
@@ -197,7 +199,7 @@ pub async fn wait_serving(addr: SocketAddr, name: &str) {
 /// Runs `aiaa <args>` to completion with extra env, returning (status, stdout, stderr).
 pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatus, String, String) {
     let mut cmd = Command::new(aiaa_bin());
-    cmd.args(args).env("AIAA_LOG", "warn");
+    cmd.args(args).env("AIAA_LOG", "error");
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -31,6 +31,9 @@ pub enum RuntimeError {
         /// Why.
         reason: &'static str,
     },
+    /// A gRPC message exceeded the server's size limit.
+    #[error("{0}; the limit is set by --max-message-bytes (AIAA_MAX_MESSAGE_BYTES); send payloads as chunks of at most 1 MiB")]
+    MessageTooLarge(String),
     /// Telemetry could not be set up.
     #[error("telemetry: {0}")]
     Telemetry(String),
@@ -55,7 +58,15 @@ impl From<RuntimeError> for Status {
             }
             RuntimeError::Store { .. } => Status::failed_precondition(err.to_string()),
             RuntimeError::Connect { .. } => Status::unavailable(err.to_string()),
+            RuntimeError::MessageTooLarge(_) => Status::resource_exhausted(err.to_string()),
             RuntimeError::Telemetry(_) | RuntimeError::Io(_) => Status::internal(err.to_string()),
         }
     }
+}
+
+/// Recognises tonic's "decoded message length too large" error on a request stream, so that
+/// services answer RESOURCE_EXHAUSTED naming the limit instead of a generic stream failure.
+pub fn oversized_message(status: &Status) -> Option<RuntimeError> {
+    (status.code() == tonic::Code::OutOfRange && status.message().contains("too large"))
+        .then(|| RuntimeError::MessageTooLarge(status.message().to_string()))
 }

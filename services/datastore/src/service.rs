@@ -66,6 +66,9 @@ fn body<T: Send + 'static>(
         Ok(message) => take(message).map_err(|why| {
             DatastoreError::InvalidArgument(format!("{what}: {why}; nothing was stored"))
         }),
+        Err(status) if aiaa_runtime::error::oversized_message(&status).is_some() => Err(
+            DatastoreError::Runtime(aiaa_runtime::error::oversized_message(&status).expect("checked")),
+        ),
         Err(status) => Err(DatastoreError::Interrupted(format!(
             "{what}: the upload stream broke off ({}); nothing was stored",
             status.message()

@@ -70,7 +70,10 @@ pub enum RegistryError {
 
 impl From<aiaa_runtime::RuntimeError> for RegistryError {
     fn from(e: aiaa_runtime::RuntimeError) -> Self {
-        RegistryError::Invalid(e.to_string())
+        match e {
+            aiaa_runtime::RuntimeError::MessageTooLarge(_) => RegistryError::TooLarge(e.to_string()),
+            other => RegistryError::Invalid(other.to_string()),
+        }
     }
 }
 

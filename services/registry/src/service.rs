@@ -75,7 +75,12 @@ impl RegistryService for Registry {
                     "the first push message must be the header",
                 ));
             }
-            Some(Err(status)) => return Err(status),
+            Some(Err(status)) => {
+                return Err(match aiaa_runtime::error::oversized_message(&status) {
+                    Some(e) => RegistryError::from(e).into(),
+                    None => status,
+                });
+            }
             None => return Err(Status::invalid_argument("empty push stream: send a header first")),
         };
         let manifest = header
@@ -88,6 +93,9 @@ impl RegistryService for Registry {
                     kind: Some(push_request::Kind::Chunk(c)),
                 }) => session.write(c.data).await,
                 Ok(_) => Err(RegistryError::Invalid("a second push header was sent".into())),
+                Err(status) if aiaa_runtime::error::oversized_message(&status).is_some() => {
+                    Err(aiaa_runtime::error::oversized_message(&status).expect("checked").into())
+                }
                 Err(status) => Err(RegistryError::Cancelled(format!(
                     "push stream broke: {}",
                     status.message()

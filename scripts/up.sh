@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The project's start command: builds the platform (release), fetches the real models it
+# serves, starts every service in one process storing under ./aiaa-data (or $AIAA_STORE_URL),
+# and registers the real pretrained brain-extraction model (deepbet) in the registry.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+data=$(scripts/fetch-test-data.sh)
+cargo build --release --locked -p aiaa-cli --bin aiaa
+aiaa="$CARGO_TARGET_DIR/release/aiaa"
+"$aiaa" up "$@" &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null; wait $pid' INT TERM
+registry=${AIAA_REGISTRY_URL:-http://127.0.0.1:5101}
+for _ in $(seq 1 100); do
+  "$aiaa" pull --registry "$registry" -lm >/dev/null 2>&1 && break
+  sleep 0.2
+done
+if ! "$aiaa" pull --registry "$registry" -lv -m segmentation_mri_brain 2>/dev/null | grep -q '^1 '; then
+  "$aiaa" push --registry "$registry" -m segmentation_mri_brain -v 1 --type segmentation --labels brain \
+    --description "deepbet brain extraction (TorchScript, MIT), from the deepbet 1.0.2 package" \
+    "$data/deepbet/model.pt" "$data/deepbet/bbox_model.pt"
+fi
+wait $pid

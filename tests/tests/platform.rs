@@ -1,0 +1,205 @@
+//! The platform as a whole: the start command brings every service to SERVING, each serves
+//! health, reflection and `/metrics`, stops gracefully on SIGTERM; one CLI call is one trace
+//! across two services; bad input gets the right code and a message naming the problem, and
+//! the services stay healthy after a thousand such calls.
+
+use std::time::{Duration, Instant};
+
+use aiaa_e2e::otlp::OtlpReceiver;
+use aiaa_e2e::{Platform, run_cli, wait_serving};
+use aiaa_proto::common::v1::Chunk;
+use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
+use aiaa_proto::datastore::v1::{
+    GetRequest, ItemKind, PutHeader, PutRequest, SessionRef, put_request,
+};
+use aiaa_proto::registry::v1::registry_service_client::RegistryServiceClient;
+use aiaa_proto::registry::v1::{
+    DeleteRequest, GetManifestRequest, ListVersionsRequest, Manifest, ModelFile, ModelName, PushHeader,
+    PushRequest, push_request,
+};
+use aiaa_runtime::client::connect;
+use aiaa_runtime::config::Secret;
+use tonic::Code;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_serves_every_service_with_health_reflection_metrics_and_stops_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut platform = Platform::start(&["up", "--store-url", dir.path().to_str().unwrap()], &[]).await;
+    assert!(platform.addrs.contains_key("registry") && platform.addrs.contains_key("datastore"), "{:?}", platform.banner);
+    for (service, name) in [
+        ("registry", "aiaa.registry.v1.RegistryService"),
+        ("datastore", "aiaa.datastore.v1.DatastoreService"),
+    ] {
+        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+        let channel = connect(&platform.url(service), None).await.unwrap();
+        let status = HealthClient::new(channel)
+            .check(HealthCheckRequest { service: name.into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(status, 1, "{name} is not SERVING");
+        // Prometheus text over plain HTTP/1.1 on the same port.
+        let metrics = http_get(platform.addrs[service], "/metrics").await;
+        assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+        assert!(metrics.contains("aiaa_rpc_calls_total"), "{metrics}");
+    }
+    // Every data folder is under the one store root.
+    assert!(dir.path().join("registry").is_dir() && dir.path().join("datastore").is_dir());
+    let status = platform.stop().expect("aiaa stops on SIGTERM");
+    assert!(status.success(), "graceful stop exits 0, got {status:?}");
+}
+
+/// A minimal HTTP/1.1 GET, to see exactly what a Prometheus scraper sees.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_cli_call_is_one_trace_across_two_services() {
+    let receiver = OtlpReceiver::start().await;
+    let endpoint = format!("http://{}", receiver.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().to_str().unwrap();
+    let env = [("AIAA_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "200")];
+    // Two separate processes, as in a cluster.
+    let registry = Platform::start(&["serve", "registry", "--store-url", store], &env).await;
+    let datastore = Platform::start(&["serve", "datastore", "--store-url", store], &env).await;
+    let (st, out, err) = run_cli(
+        &["status", "--registry", &registry.url("registry"), "--datastore", &datastore.url("datastore")],
+        &env,
+    );
+    assert!(st.success(), "{out}\n{err}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let spans = receiver.spans();
+        let cli_traces: Vec<String> =
+            spans.iter().filter(|s| s.service == "aiaa-cli").map(|s| s.trace_id.clone()).collect();
+        let shared = cli_traces.iter().find(|t| {
+            let services: std::collections::HashSet<&str> =
+                spans.iter().filter(|s| &&s.trace_id == t).map(|s| s.service.as_str()).collect();
+            services.contains("aiaa-registry") && services.contains("aiaa-datastore")
+        });
+        if shared.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no trace with spans from the CLI, the registry and the datastore; received: {spans:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn model(org: &str, team: &str, name: &str) -> Option<ModelName> {
+    Some(ModelName { org: org.into(), team: team.into(), name: name.into() })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_errors_and_the_services_stay_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let platform = Platform::start(
+        &["up", "--store-url", dir.path().to_str().unwrap()],
+        &[("AIAA_API_KEY", "sesame"), ("AIAA_MAX_MESSAGE_BYTES", "2097152")],
+    )
+    .await;
+    let reg_url = platform.url("registry");
+    let ds_url = platform.url("datastore");
+    let mut reg = RegistryServiceClient::new(connect(&reg_url, Some(Secret::new("sesame"))).await.unwrap())
+        .max_encoding_message_size(64 << 20);
+    let mut reg_wrong =
+        RegistryServiceClient::new(connect(&reg_url, Some(Secret::new("wrong"))).await.unwrap());
+    let mut reg_anon = RegistryServiceClient::new(connect(&reg_url, None).await.unwrap());
+    let mut ds = DatastoreServiceClient::new(connect(&ds_url, Some(Secret::new("sesame"))).await.unwrap())
+        .max_encoding_message_size(64 << 20);
+
+    let long = "x".repeat(300);
+    let bad_names = ["../x", "a/../../b", long.as_str(), ""];
+    let mut calls = 0;
+    while calls < 1000 {
+        for bad in bad_names {
+            let e = reg
+                .get_manifest(GetManifestRequest { model: model("aiaa", "default", bad), version: "1".into() })
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), Code::InvalidArgument, "{bad:?}: {e:?}");
+            assert!(e.message().contains("model name"), "{e:?}");
+            let e = reg
+                .get_manifest(GetManifestRequest { model: model("aiaa", "default", "m"), version: bad.into() })
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+            assert!(e.message().contains("version"), "{e:?}");
+            let e = ds.stat(GetRequest { kind: ItemKind::Image as i32, id: bad.into() }).await.unwrap_err();
+            assert_eq!(e.code(), Code::InvalidArgument, "{bad:?}: {e:?}");
+            calls += 3;
+        }
+        let e = reg
+            .list_versions(ListVersionsRequest { model: model("aiaa", "default", "nothing-here") })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+        assert!(e.message().contains("aiaa/default/nothing-here"), "{e:?}");
+        let e = ds.get_session(SessionRef { id: "no-such-session".into() }).await.unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{e:?}");
+        let e = reg_wrong
+            .delete(DeleteRequest { model: model("aiaa", "default", "m"), version: "1".into() })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated);
+        assert!(e.message().contains("Delete") && e.message().contains("wrong"), "{e:?}");
+        let e = reg_anon
+            .delete(DeleteRequest { model: model("aiaa", "default", "m"), version: "1".into() })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated);
+        calls += 4;
+    }
+
+    // Oversized messages: a 3 MiB chunk against a 2 MiB limit.
+    let big = vec![7u8; 3 << 20];
+    let manifest = Manifest {
+        model: model("aiaa", "default", "big"),
+        version: "1".into(),
+        files: vec![ModelFile { path: "f".into(), size: big.len() as u64, sha256: "0".repeat(64) }],
+        ..Default::default()
+    };
+    let msgs = vec![
+        PushRequest { kind: Some(push_request::Kind::Header(PushHeader { manifest: Some(manifest) })) },
+        PushRequest { kind: Some(push_request::Kind::Chunk(Chunk { data: big.clone().into() })) },
+    ];
+    let e = reg.push(futures::stream::iter(msgs)).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("limit"), "{e:?}");
+    let msgs = vec![
+        PutRequest {
+            kind: Some(put_request::Kind::Header(PutHeader {
+                kind: ItemKind::Image as i32,
+                id: "big.nii".into(),
+                metadata: Default::default(),
+            })),
+        },
+        PutRequest { kind: Some(put_request::Kind::Chunk(Chunk { data: big.into() })) },
+    ];
+    let e = ds.put(futures::stream::iter(msgs)).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+
+    // Still healthy, still answering real work.
+    wait_serving(platform.addrs["registry"], "registry").await;
+    wait_serving(platform.addrs["datastore"], "datastore").await;
+    let (st, out, err) = run_cli(&["pull", "--registry", &reg_url, "-lm"], &[]);
+    assert!(st.success(), "{out}\n{err}");
+    // The CLI reports a wrong key clearly and fails.
+    let model_pt = aiaa_e2e::testdata().join("deepbet/bbox_model.pt");
+    let (st, _, err) = run_cli(
+        &["push", "--registry", &reg_url, "-k", "nope", "-m", "m", "-v", "1", model_pt.to_str().unwrap()],
+        &[],
+    );
+    assert!(!st.success());
+    assert!(err.contains("API key"), "{err}");
+}

@@ -9,9 +9,7 @@ use aiaa_e2e::otlp::OtlpReceiver;
 use aiaa_e2e::{Platform, run_cli, wait_serving};
 use aiaa_proto::common::v1::Chunk;
 use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
-use aiaa_proto::datastore::v1::{
-    GetRequest, ItemKind, PutHeader, PutRequest, SessionRef, put_request,
-};
+use aiaa_proto::datastore::v1::{GetRequest, ItemKind, PutHeader, PutRequest, SessionRef, put_request};
 use aiaa_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use aiaa_proto::registry::v1::{
     DeleteRequest, GetManifestRequest, ListVersionsRequest, Manifest, ModelFile, ModelName, PushHeader,
@@ -25,7 +23,11 @@ use tonic::Code;
 async fn up_serves_every_service_with_health_reflection_metrics_and_stops_gracefully() {
     let dir = tempfile::tempdir().unwrap();
     let mut platform = Platform::start(&["up", "--store-url", dir.path().to_str().unwrap()], &[]).await;
-    assert!(platform.addrs.contains_key("registry") && platform.addrs.contains_key("datastore"), "{:?}", platform.banner);
+    assert!(
+        platform.addrs.contains_key("registry") && platform.addrs.contains_key("datastore"),
+        "{:?}",
+        platform.banner
+    );
     for (service, name) in [
         ("registry", "aiaa.registry.v1.RegistryService"),
         ("datastore", "aiaa.datastore.v1.DatastoreService"),
@@ -54,7 +56,9 @@ async fn up_serves_every_service_with_health_reflection_metrics_and_stops_gracef
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out
@@ -66,23 +70,38 @@ async fn one_cli_call_is_one_trace_across_two_services() {
     let endpoint = format!("http://{}", receiver.addr);
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().to_str().unwrap();
-    let env = [("AIAA_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "200")];
+    let env = [
+        ("AIAA_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+    ];
     // Two separate processes, as in a cluster.
     let registry = Platform::start(&["serve", "registry", "--store-url", store], &env).await;
     let datastore = Platform::start(&["serve", "datastore", "--store-url", store], &env).await;
     let (st, out, err) = run_cli(
-        &["status", "--registry", &registry.url("registry"), "--datastore", &datastore.url("datastore")],
+        &[
+            "status",
+            "--registry",
+            &registry.url("registry"),
+            "--datastore",
+            &datastore.url("datastore"),
+        ],
         &env,
     );
     assert!(st.success(), "{out}\n{err}");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let spans = receiver.spans();
-        let cli_traces: Vec<String> =
-            spans.iter().filter(|s| s.service == "aiaa-cli").map(|s| s.trace_id.clone()).collect();
+        let cli_traces: Vec<String> = spans
+            .iter()
+            .filter(|s| s.service == "aiaa-cli")
+            .map(|s| s.trace_id.clone())
+            .collect();
         let shared = cli_traces.iter().find(|t| {
-            let services: std::collections::HashSet<&str> =
-                spans.iter().filter(|s| &&s.trace_id == t).map(|s| s.service.as_str()).collect();
+            let services: std::collections::HashSet<&str> = spans
+                .iter()
+                .filter(|s| &&s.trace_id == t)
+                .map(|s| s.service.as_str())
+                .collect();
             services.contains("aiaa-registry") && services.contains("aiaa-datastore")
         });
         if shared.is_some() {
@@ -97,7 +116,11 @@ async fn one_cli_call_is_one_trace_across_two_services() {
 }
 
 fn model(org: &str, team: &str, name: &str) -> Option<ModelName> {
-    Some(ModelName { org: org.into(), team: team.into(), name: name.into() })
+    Some(ModelName {
+        org: org.into(),
+        team: team.into(),
+        name: name.into(),
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,37 +147,65 @@ async fn bad_input_gets_clear_errors_and_the_services_stay_healthy() {
     while calls < 1000 {
         for bad in bad_names {
             let e = reg
-                .get_manifest(GetManifestRequest { model: model("aiaa", "default", bad), version: "1".into() })
+                .get_manifest(GetManifestRequest {
+                    model: model("aiaa", "default", bad),
+                    version: "1".into(),
+                })
                 .await
                 .unwrap_err();
             assert_eq!(e.code(), Code::InvalidArgument, "{bad:?}: {e:?}");
             assert!(e.message().contains("model name"), "{e:?}");
             let e = reg
-                .get_manifest(GetManifestRequest { model: model("aiaa", "default", "m"), version: bad.into() })
+                .get_manifest(GetManifestRequest {
+                    model: model("aiaa", "default", "m"),
+                    version: bad.into(),
+                })
                 .await
                 .unwrap_err();
             assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
             assert!(e.message().contains("version"), "{e:?}");
-            let e = ds.stat(GetRequest { kind: ItemKind::Image as i32, id: bad.into() }).await.unwrap_err();
+            let e = ds
+                .stat(GetRequest {
+                    kind: ItemKind::Image as i32,
+                    id: bad.into(),
+                })
+                .await
+                .unwrap_err();
             assert_eq!(e.code(), Code::InvalidArgument, "{bad:?}: {e:?}");
             calls += 3;
         }
         let e = reg
-            .list_versions(ListVersionsRequest { model: model("aiaa", "default", "nothing-here") })
+            .list_versions(ListVersionsRequest {
+                model: model("aiaa", "default", "nothing-here"),
+            })
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::NotFound);
         assert!(e.message().contains("aiaa/default/nothing-here"), "{e:?}");
-        let e = ds.get_session(SessionRef { id: "no-such-session".into() }).await.unwrap_err();
+        let e = ds
+            .get_session(SessionRef {
+                id: "no-such-session".into(),
+            })
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Code::NotFound, "{e:?}");
         let e = reg_wrong
-            .delete(DeleteRequest { model: model("aiaa", "default", "m"), version: "1".into() })
+            .delete(DeleteRequest {
+                model: model("aiaa", "default", "m"),
+                version: "1".into(),
+            })
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::Unauthenticated);
-        assert!(e.message().contains("Delete") && e.message().contains("wrong"), "{e:?}");
+        assert!(
+            e.message().contains("Delete") && e.message().contains("wrong"),
+            "{e:?}"
+        );
         let e = reg_anon
-            .delete(DeleteRequest { model: model("aiaa", "default", "m"), version: "1".into() })
+            .delete(DeleteRequest {
+                model: model("aiaa", "default", "m"),
+                version: "1".into(),
+            })
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::Unauthenticated);
@@ -166,12 +217,24 @@ async fn bad_input_gets_clear_errors_and_the_services_stay_healthy() {
     let manifest = Manifest {
         model: model("aiaa", "default", "big"),
         version: "1".into(),
-        files: vec![ModelFile { path: "f".into(), size: big.len() as u64, sha256: "0".repeat(64) }],
+        files: vec![ModelFile {
+            path: "f".into(),
+            size: big.len() as u64,
+            sha256: "0".repeat(64),
+        }],
         ..Default::default()
     };
     let msgs = vec![
-        PushRequest { kind: Some(push_request::Kind::Header(PushHeader { manifest: Some(manifest) })) },
-        PushRequest { kind: Some(push_request::Kind::Chunk(Chunk { data: big.clone().into() })) },
+        PushRequest {
+            kind: Some(push_request::Kind::Header(PushHeader {
+                manifest: Some(manifest),
+            })),
+        },
+        PushRequest {
+            kind: Some(push_request::Kind::Chunk(Chunk {
+                data: big.clone().into(),
+            })),
+        },
     ];
     let e = reg.push(futures::stream::iter(msgs)).await.unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
@@ -181,10 +244,12 @@ async fn bad_input_gets_clear_errors_and_the_services_stay_healthy() {
             kind: Some(put_request::Kind::Header(PutHeader {
                 kind: ItemKind::Image as i32,
                 id: "big.nii".into(),
-                metadata: Default::default(),
+                ..Default::default()
             })),
         },
-        PutRequest { kind: Some(put_request::Kind::Chunk(Chunk { data: big.into() })) },
+        PutRequest {
+            kind: Some(put_request::Kind::Chunk(Chunk { data: big.into() })),
+        },
     ];
     let e = ds.put(futures::stream::iter(msgs)).await.unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
@@ -197,7 +262,18 @@ async fn bad_input_gets_clear_errors_and_the_services_stay_healthy() {
     // The CLI reports a wrong key clearly and fails.
     let model_pt = aiaa_e2e::testdata().join("deepbet/bbox_model.pt");
     let (st, _, err) = run_cli(
-        &["push", "--registry", &reg_url, "-k", "nope", "-m", "m", "-v", "1", model_pt.to_str().unwrap()],
+        &[
+            "push",
+            "--registry",
+            &reg_url,
+            "-k",
+            "nope",
+            "-m",
+            "m",
+            "-v",
+            "1",
+            model_pt.to_str().unwrap(),
+        ],
         &[],
     );
     assert!(!st.success());

@@ -32,7 +32,9 @@ pub enum RuntimeError {
         reason: &'static str,
     },
     /// A gRPC message exceeded the server's size limit.
-    #[error("{0}; the limit is set by --max-message-bytes (AIAA_MAX_MESSAGE_BYTES); send payloads as chunks of at most 1 MiB")]
+    #[error(
+        "{0}; the limit is set by --max-message-bytes (AIAA_MAX_MESSAGE_BYTES); send payloads as chunks of at most 1 MiB"
+    )]
     MessageTooLarge(String),
     /// Telemetry could not be set up.
     #[error("telemetry: {0}")]

@@ -15,9 +15,7 @@ use std::time::Instant;
 
 use aiaa_proto::common::v1::Chunk;
 use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
-use aiaa_proto::datastore::v1::{
-    GetRequest, ItemKind, PutHeader, PutRequest, get_response, put_request,
-};
+use aiaa_proto::datastore::v1::{GetRequest, ItemKind, PutHeader, PutRequest, get_response, put_request};
 use aiaa_runtime::config::{AuthArgs, GrpcArgs};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -79,6 +77,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             kind: ItemKind::Image as i32,
             id: "rss/synthetic.nii".into(),
             metadata: Default::default(),
+            ..Default::default()
         })),
     };
     let (tx, rx) = tokio::sync::oneshot::channel();

@@ -26,6 +26,34 @@ pub struct Limit {
     pub flag: &'static str,
 }
 
+/// What the client declared about a payload; checked before it is published.
+#[derive(Clone, Debug, Default)]
+pub struct Expect {
+    /// The declared size (0: unchecked).
+    pub size: u64,
+    /// The declared lower-case hex SHA-256 (empty: unchecked).
+    pub sha256: String,
+}
+
+impl Expect {
+    /// Checks a finished stream against the declaration; names the payload and the difference.
+    fn check(&self, what: &str, size: u64, sha256: &str) -> Result<()> {
+        if self.size != 0 && self.size != size {
+            return Err(DatastoreError::InvalidArgument(format!(
+                "{what}: {size} bytes arrived but the header declares {}; nothing was stored",
+                self.size
+            )));
+        }
+        if !self.sha256.is_empty() && !self.sha256.eq_ignore_ascii_case(sha256) {
+            return Err(DatastoreError::InvalidArgument(format!(
+                "{what}: the bytes hash to sha256 {sha256} but the header declares {}; nothing was stored",
+                self.sha256
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// What a completed write stored.
 #[derive(Debug, Clone)]
 pub struct Written {
@@ -51,6 +79,7 @@ pub async fn write<S>(
     location: &Path,
     mut body: S,
     limit: Limit,
+    expect: &Expect,
     what: &str,
 ) -> Result<Written>
 where
@@ -91,7 +120,9 @@ where
                 "{what} is empty: no bytes followed the header"
             )));
         }
-        Ok((size, hex::encode(hasher.finalize()), leading))
+        let sha256 = hex::encode(hasher.finalize());
+        expect.check(what, size, &sha256)?;
+        Ok((size, sha256, leading))
     }
     .await;
     match received {
@@ -138,9 +169,7 @@ pub async fn open(
                 aiaa_runtime::chunks::rechunk(bytes, aiaa_proto::CHUNK_SIZE).boxed(),
             ))
         }
-        Err(object_store::Error::NotFound { .. } | object_store::Error::Precondition { .. }) => {
-            Ok(None)
-        }
+        Err(object_store::Error::NotFound { .. } | object_store::Error::Precondition { .. }) => Ok(None),
         Err(e) => Err(DatastoreError::store(format!("read {what}"), e)),
     }
 }
@@ -175,11 +204,9 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
         .bytes()
         .await
         .map_err(|e| DatastoreError::store(format!("read {what}"), e))?;
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-        DatastoreError::Internal(format!(
-            "{what}: stored record {location} is not valid: {e}"
-        ))
-    })
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| DatastoreError::Internal(format!("{what}: stored record {location} is not valid: {e}")))
 }
 
 /// Writes a small JSON object (atomically replacing any previous one).
@@ -189,8 +216,8 @@ pub async fn write_json<T: serde::Serialize>(
     value: &T,
     what: &str,
 ) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value)
-        .map_err(|e| DatastoreError::Internal(format!("{what}: {e}")))?;
+    let bytes =
+        serde_json::to_vec_pretty(value).map_err(|e| DatastoreError::Internal(format!("{what}: {e}")))?;
     store
         .put(location, bytes.into())
         .await

@@ -120,9 +120,7 @@ mod tests {
         assert_eq!(cli.args.max_item_bytes, 8 << 30);
         assert_eq!(cli.args.session_expiry, Duration::from_secs(3600));
         assert!(cli.args.validate().is_ok());
-        let cli =
-            Cli::try_parse_from(["x", "--session-expiry", "2h", "--session-max-expiry", "1h"])
-                .unwrap();
+        let cli = Cli::try_parse_from(["x", "--session-expiry", "2h", "--session-max-expiry", "1h"]).unwrap();
         let err = cli.args.validate().unwrap_err().to_string();
         assert!(err.contains("--session-expiry"), "{err}");
         let cli = Cli::try_parse_from(["x", "--max-convert-jobs", "0"]).unwrap();

@@ -281,27 +281,16 @@ impl Converter {
         for (done, item) in plan.sources.iter().enumerate() {
             check(&cancel)?;
             let name = local_name(item);
-            let rel = name
-                .strip_prefix(plan.source_root.as_str())
-                .unwrap_or(&name);
+            let rel = name.strip_prefix(plan.source_root.as_str()).unwrap_or(&name);
             let local = in_dir.join(rel);
             self.download(plan.kind, &item.id, &local).await?;
             if let Some(suffix) = input_suffix(&name) {
                 suffixes.insert(suffix);
             }
             source_of.insert(local, item.id.clone());
-            handle.progress(progress(
-                "download",
-                done as u64 + 1,
-                total,
-                "files",
-                &item.id,
-            ));
+            handle.progress(progress("download", done as u64 + 1, total, "files", &item.id));
         }
-        log.push(format!(
-            "downloaded {total} items under {:?}",
-            plan.source_prefix
-        ));
+        log.push(format!("downloaded {total} items under {:?}", plan.source_prefix));
 
         // 2. Plan the conversion per input suffix (the imaging planner takes one at a time).
         let mut tasks: Vec<(Input, PathBuf, ConvertOptions)> = Vec::new();
@@ -351,10 +340,7 @@ impl Converter {
         let mut seen = BTreeSet::new();
         for (input, output, _) in &tasks {
             let rel = output.strip_prefix(&out_dir).map_err(|_| {
-                JobEnd::Failed(format!(
-                    "output {} is outside the work folder",
-                    output.display()
-                ))
+                JobEnd::Failed(format!("output {} is outside the work folder", output.display()))
             })?;
             let rel: Vec<String> = rel
                 .components()
@@ -365,14 +351,9 @@ impl Converter {
             let source = match input {
                 Input::File(p) => source_id(&source_of, &in_dir, p),
                 Input::Series(s) => {
-                    let first = s
-                        .files
-                        .first()
-                        .map(PathBuf::as_path)
-                        .unwrap_or(Path::new(""));
+                    let first = s.files.first().map(PathBuf::as_path).unwrap_or(Path::new(""));
                     let id = source_id(&source_of, &in_dir, first);
-                    id.rsplit_once('/')
-                        .map_or(id.clone(), |(dir, _)| dir.to_string())
+                    id.rsplit_once('/').map_or(id.clone(), |(dir, _)| dir.to_string())
                 }
             };
             if !seen.insert(id.clone()) {
@@ -435,12 +416,19 @@ impl Converter {
             ]);
             let stored = self
                 .items
-                .put(plan.kind, id, &metadata, body.boxed())
+                .put(
+                    plan.kind,
+                    id,
+                    &metadata,
+                    &crate::blob::Expect::default(),
+                    body.boxed(),
+                )
                 .await
                 .map_err(|e| JobEnd::Failed(e.to_string()))?;
             handle.progress(progress("upload", done as u64 + 1, total, "files", id));
             log.push(format!("{source} -> {id}"));
-            results.push(json!({"source": source, "output": id, "size": stored.size, "sha256": stored.sha256}));
+            results
+                .push(json!({"source": source, "output": id, "size": stored.size, "sha256": stored.sha256}));
         }
         Ok(json!({"outputs": results, "skipped": skipped}))
     }
@@ -452,19 +440,13 @@ impl Converter {
                 .await
                 .map_err(|e| fail(e.to_string()))?;
         }
-        let (_, mut bytes) = self
-            .items
-            .open(kind, id)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+        let (_, mut bytes) = self.items.open(kind, id).await.map_err(|e| fail(e.to_string()))?;
         let mut file = tokio::fs::File::create(local)
             .await
             .map_err(|e| fail(e.to_string()))?;
         while let Some(piece) = bytes.next().await {
             let piece: Bytes = piece.map_err(|e| fail(e.to_string()))?;
-            file.write_all(&piece)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
+            file.write_all(&piece).await.map_err(|e| fail(e.to_string()))?;
         }
         file.flush().await.map_err(|e| fail(e.to_string()))?;
         Ok(())
@@ -493,12 +475,10 @@ fn progress(stage: &str, done: u64, total: u64, unit: &str, message: &str) -> Pr
 
 /// The item id a downloaded file came from.
 fn source_id(source_of: &HashMap<PathBuf, String>, in_dir: &Path, path: &Path) -> String {
-    source_of.get(path).cloned().unwrap_or_else(|| {
-        path.strip_prefix(in_dir)
-            .unwrap_or(path)
-            .display()
-            .to_string()
-    })
+    source_of
+        .get(path)
+        .cloned()
+        .unwrap_or_else(|| path.strip_prefix(in_dir).unwrap_or(path).display().to_string())
 }
 
 /// Error messages without the temporary folder's path.

@@ -32,12 +32,9 @@ pub struct Datalists {
 /// Validates one path of a datalist entry.
 fn check_path(field: &str, path: &str) -> Result<()> {
     if path.is_empty() {
-        return Err(DatastoreError::InvalidArgument(format!(
-            "{field} is missing"
-        )));
+        return Err(DatastoreError::InvalidArgument(format!("{field} is missing")));
     }
-    names::relative_id("path", path)
-        .map_err(|e| DatastoreError::InvalidArgument(format!("{field}: {e}")))
+    names::relative_id("path", path).map_err(|e| DatastoreError::InvalidArgument(format!("{field}: {e}")))
 }
 
 fn check_items(section: &str, items: &[DatalistItem], label_required: bool) -> Result<()> {
@@ -95,13 +92,11 @@ fn parse_section(section: &str, value: &Value) -> Result<Vec<DatalistItem>> {
 
 /// Parses and validates the seed's `datalist.json` text.
 pub fn parse(json: &str) -> Result<(Vec<DatalistItem>, Vec<DatalistItem>)> {
-    let value: Value = serde_json::from_str(json).map_err(|e| {
-        DatastoreError::InvalidArgument(format!("datalist JSON does not parse: {e}"))
-    })?;
+    let value: Value = serde_json::from_str(json)
+        .map_err(|e| DatastoreError::InvalidArgument(format!("datalist JSON does not parse: {e}")))?;
     let Value::Object(top) = value else {
         return Err(DatastoreError::InvalidArgument(
-            "datalist JSON must be an object with \"training\" (and optionally \"validation\")"
-                .into(),
+            "datalist JSON must be an object with \"training\" (and optionally \"validation\")".into(),
         ));
     };
     for key in top.keys() {
@@ -171,17 +166,10 @@ impl Datalists {
     }
 
     /// Stores a datalist given either structured (`datalist`) or as JSON text (`json`).
-    pub async fn put(
-        &self,
-        name: &str,
-        datalist: Option<&Datalist>,
-        json: &str,
-    ) -> Result<Datalist> {
+    pub async fn put(&self, name: &str, datalist: Option<&Datalist>, json: &str) -> Result<Datalist> {
         let name = match (name, datalist.map(|d| d.name.as_str()).unwrap_or("")) {
             ("", "") => {
-                return Err(DatastoreError::InvalidArgument(
-                    "datalist name is missing".into(),
-                ));
+                return Err(DatastoreError::InvalidArgument("datalist name is missing".into()));
             }
             ("", inner) => inner,
             (outer, "") => outer,
@@ -237,9 +225,7 @@ impl Datalists {
         let found = match self.store.get(&location).await {
             Ok(found) => found,
             Err(object_store::Error::NotFound { .. }) => {
-                return Err(DatastoreError::NotFound(format!(
-                    "datalist {name:?} not found"
-                )));
+                return Err(DatastoreError::NotFound(format!("datalist {name:?} not found")));
             }
             Err(e) => return Err(DatastoreError::store(format!("read datalist {name:?}"), e)),
         };
@@ -247,9 +233,8 @@ impl Datalists {
             .bytes()
             .await
             .map_err(|e| DatastoreError::store(format!("read datalist {name:?}"), e))?;
-        let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
-            DatastoreError::Internal(format!("stored datalist {name:?} is not UTF-8"))
-        })?;
+        let text = String::from_utf8(bytes.to_vec())
+            .map_err(|_| DatastoreError::Internal(format!("stored datalist {name:?} is not UTF-8")))?;
         let (training, validation) = parse(&text).map_err(|e| {
             DatastoreError::Internal(format!("stored datalist {name:?} no longer validates: {e}"))
         })?;
@@ -284,12 +269,7 @@ impl Datalists {
     /// Deletes a datalist; `false` when there was none.
     pub async fn delete(&self, name: &str) -> Result<bool> {
         Self::check_name(name)?;
-        let deleted = blob::delete(
-            &self.store,
-            &Self::path(name)?,
-            &format!("datalist {name:?}"),
-        )
-        .await?;
+        let deleted = blob::delete(&self.store, &Self::path(name)?, &format!("datalist {name:?}")).await?;
         if deleted {
             tracing::info!(name, "datalist deleted");
         }
@@ -351,10 +331,7 @@ mod tests {
                 "unknown key \"x\"",
             ),
             (r#"{"validation": []}"#, "training is missing"),
-            (
-                r#"{"training": [], "testing": []}"#,
-                "unknown key \"testing\"",
-            ),
+            (r#"{"training": [], "testing": []}"#, "unknown key \"testing\""),
             (r#"[1]"#, "must be an object"),
             (r#"{"training": {}}"#, "training must be a list"),
             ("{nope", "does not parse"),
@@ -366,9 +343,6 @@ mod tests {
         let err = parse(r#"{"training": [{"image": "a/../../b", "label": "b"}]}"#)
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("training[0].image") && err.contains(".."),
-            "{err}"
-        );
+        assert!(err.contains("training[0].image") && err.contains(".."), "{err}");
     }
 }

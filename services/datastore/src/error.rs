@@ -97,10 +97,7 @@ mod tests {
     #[test]
     fn codes() {
         let cases = [
-            (
-                DatastoreError::InvalidArgument("x".into()),
-                Code::InvalidArgument,
-            ),
+            (DatastoreError::InvalidArgument("x".into()), Code::InvalidArgument),
             (DatastoreError::NotFound("x".into()), Code::NotFound),
             (
                 DatastoreError::FailedPrecondition("x".into()),
@@ -144,8 +141,6 @@ mod tests {
             limit: 5,
             flag: "--max-item-bytes",
         });
-        assert!(
-            s.message().contains("limit of 5 bytes") && s.message().contains("--max-item-bytes")
-        );
+        assert!(s.message().contains("limit of 5 bytes") && s.message().contains("--max-item-bytes"));
     }
 }

@@ -125,10 +125,7 @@ impl StoredItem {
 }
 
 /// Checks free-form metadata against the size limits; names the offending key.
-pub fn check_metadata(
-    what: &str,
-    metadata: &HashMap<String, String>,
-) -> Result<BTreeMap<String, String>> {
+pub fn check_metadata(what: &str, metadata: &HashMap<String, String>) -> Result<BTreeMap<String, String>> {
     if metadata.len() > MAX_METADATA_ENTRIES {
         return Err(DatastoreError::InvalidArgument(format!(
             "{what}: metadata has {} entries, more than {MAX_METADATA_ENTRIES}",
@@ -147,10 +144,7 @@ pub fn check_metadata(
             )));
         }
     }
-    Ok(metadata
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect())
+    Ok(metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
 /// The image and label store.
@@ -216,9 +210,8 @@ impl Items {
         let folder = blob::path(&format!("meta/{}/{id}", kind.dir()))?;
         let mut below = self.store.list(Some(&folder));
         if let Some(child) = below.next().await {
-            let child = child.map_err(|e| {
-                DatastoreError::store(format!("list below {}", describe(kind, id)), e)
-            })?;
+            let child =
+                child.map_err(|e| DatastoreError::store(format!("list below {}", describe(kind, id)), e))?;
             return Err(DatastoreError::FailedPrecondition(format!(
                 "{} cannot be stored: items exist below it (e.g. {}), and an id cannot be both an item and a folder",
                 describe(kind, id),
@@ -235,6 +228,7 @@ impl Items {
         kind: Kind,
         id: &str,
         metadata: &HashMap<String, String>,
+        expect: &blob::Expect,
         body: S,
     ) -> Result<StoredItem>
     where
@@ -249,6 +243,7 @@ impl Items {
             &Self::data_path(kind, id)?,
             body,
             self.limit(),
+            expect,
             &what,
         )
         .await?;
@@ -285,9 +280,7 @@ impl Items {
     /// Describes an item.
     pub async fn stat(&self, kind: Kind, id: &str) -> Result<StoredItem> {
         Self::check_id(kind, id)?;
-        self.read(kind, id)
-            .await?
-            .ok_or_else(|| not_found(kind, id))
+        self.read(kind, id).await?.ok_or_else(|| not_found(kind, id))
     }
 
     /// Opens an item: its record and its bytes in chunks of at most 1 MiB.
@@ -301,10 +294,7 @@ impl Items {
         // A replacement may land between reading the record and opening the bytes: the entity
         // tag tells, and the record is read again.
         for attempt in 0..5u32 {
-            let stored = self
-                .read(kind, id)
-                .await?
-                .ok_or_else(|| not_found(kind, id))?;
+            let stored = self.read(kind, id).await?.ok_or_else(|| not_found(kind, id))?;
             if let Some(bytes) = blob::open(
                 &self.store,
                 &Self::data_path(kind, id)?,
@@ -323,8 +313,7 @@ impl Items {
                 context: format!("read {what}"),
                 source: object_store::Error::Generic {
                     store: "datastore",
-                    source: "its bytes do not match its record (it is being replaced); retry"
-                        .into(),
+                    source: "its bytes do not match its record (it is being replaced); retry".into(),
                 },
             }),
         }
@@ -344,8 +333,7 @@ impl Items {
         let mut listing = self.store.list(Some(&folder));
         let mut found = Vec::new();
         while let Some(meta) = listing.next().await {
-            let meta =
-                meta.map_err(|e| DatastoreError::store(format!("list {}s", kind.noun()), e))?;
+            let meta = meta.map_err(|e| DatastoreError::store(format!("list {}s", kind.noun()), e))?;
             let location = meta.location.as_ref();
             let Some(id) = location
                 .strip_prefix(root.as_str())

@@ -54,11 +54,7 @@ pub const MUTATING: &[&str] = &[
 
 /// Builds the datastore's core over `store` and its gRPC service, as [`start`] does (without
 /// the reaper). Useful to embed the service elsewhere.
-pub fn build(
-    args: &DatastoreArgs,
-    store: Store,
-    shutdown: CancellationToken,
-) -> service::DatastoreApi {
+pub fn build(args: &DatastoreArgs, store: Store, shutdown: CancellationToken) -> service::DatastoreApi {
     let items = items::Items::new(store.clone(), args.max_item_bytes);
     let sessions = sessions::Sessions::new(
         store.clone(),

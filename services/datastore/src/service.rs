@@ -8,10 +8,10 @@ use std::pin::Pin;
 use aiaa_proto::common::v1::{Chunk, Job, JobRef, ListJobsRequest, ListJobsResponse};
 use aiaa_proto::datastore::v1::datastore_service_server::DatastoreService;
 use aiaa_proto::datastore::v1::{
-    ConvertRequest, CreateSessionRequest, Datalist, DatalistRef, DeleteResponse, GetRequest,
-    GetResponse, Item, ListDatalistsRequest, ListDatalistsResponse, ListRequest, ListResponse,
-    PutDatalistRequest, PutRequest, RefreshSessionRequest, Session, SessionRef,
-    create_session_request, get_response, put_request,
+    ConvertRequest, CreateSessionRequest, Datalist, DatalistRef, DeleteResponse, GetRequest, GetResponse,
+    Item, ListDatalistsRequest, ListDatalistsResponse, ListRequest, ListResponse, PutDatalistRequest,
+    PutRequest, RefreshSessionRequest, Session, SessionRef, create_session_request, get_response,
+    put_request,
 };
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -27,8 +27,7 @@ use crate::items::{Items, Kind, StoredItem};
 use crate::sessions::Sessions;
 
 /// A server-streamed answer.
-pub type ResponseStream<T> =
-    Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send + 'static>>;
+pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send + 'static>>;
 
 /// The gRPC service over the datastore's core.
 #[derive(Clone)]
@@ -41,12 +40,7 @@ pub struct DatastoreApi {
 
 impl DatastoreApi {
     /// The service over these parts.
-    pub fn new(
-        items: Items,
-        datalists: Datalists,
-        sessions: Sessions,
-        converter: Converter,
-    ) -> Self {
+    pub fn new(items: Items, datalists: Datalists, sessions: Sessions, converter: Converter) -> Self {
         Self {
             items,
             datalists,
@@ -63,9 +57,8 @@ fn body<T: Send + 'static>(
     take: fn(T) -> std::result::Result<Bytes, &'static str>,
 ) -> impl Stream<Item = Result<Bytes>> + Send + Unpin {
     stream.map(move |message| match message {
-        Ok(message) => take(message).map_err(|why| {
-            DatastoreError::InvalidArgument(format!("{what}: {why}; nothing was stored"))
-        }),
+        Ok(message) => take(message)
+            .map_err(|why| DatastoreError::InvalidArgument(format!("{what}: {why}; nothing was stored"))),
         Err(status) if aiaa_runtime::error::oversized_message(&status).is_some() => Err(
             DatastoreError::Runtime(aiaa_runtime::error::oversized_message(&status).expect("checked")),
         ),
@@ -77,10 +70,7 @@ fn body<T: Send + 'static>(
 }
 
 /// The Item first, then the bytes as chunks.
-fn item_stream(
-    item: Item,
-    bytes: BoxStream<'static, Result<Bytes>>,
-) -> ResponseStream<GetResponse> {
+fn item_stream(item: Item, bytes: BoxStream<'static, Result<Bytes>>) -> ResponseStream<GetResponse> {
     let first = futures::stream::once(async move {
         Ok(GetResponse {
             kind: Some(get_response::Kind::Item(item)),
@@ -145,11 +135,15 @@ impl DatastoreService for DatastoreApi {
                 Some(put_request::Kind::Header(_)) => Err("a second header arrived"),
                 None => Err("a message had neither header nor chunk"),
             });
-            items.put(kind, &header.id, &header.metadata, bytes).await
+            let expect = crate::blob::Expect {
+                size: header.size,
+                sha256: header.sha256.clone(),
+            };
+            items
+                .put(kind, &header.id, &header.metadata, &expect, bytes)
+                .await
         };
-        let stored = tokio::spawn(task.instrument(span))
-            .await
-            .map_err(joined)??;
+        let stored = tokio::spawn(task.instrument(span)).await.map_err(joined)??;
         Ok(Response::new(stored.to_proto()))
     }
 
@@ -167,15 +161,10 @@ impl DatastoreService for DatastoreApi {
     }
 
     #[tracing::instrument(skip_all, fields(kind = request.get_ref().kind, id = %request.get_ref().id))]
-    async fn stat(
-        &self,
-        request: Request<GetRequest>,
-    ) -> std::result::Result<Response<Item>, Status> {
+    async fn stat(&self, request: Request<GetRequest>) -> std::result::Result<Response<Item>, Status> {
         let req = request.into_inner();
         let kind = Kind::from_proto(req.kind, "kind")?;
-        Ok(Response::new(
-            self.items.stat(kind, &req.id).await?.to_proto(),
-        ))
+        Ok(Response::new(self.items.stat(kind, &req.id).await?.to_proto()))
     }
 
     #[tracing::instrument(skip_all, fields(kind = request.get_ref().kind, prefix = %request.get_ref().prefix))]
@@ -219,9 +208,7 @@ impl DatastoreService for DatastoreApi {
         &self,
         request: Request<DatalistRef>,
     ) -> std::result::Result<Response<Datalist>, Status> {
-        Ok(Response::new(
-            self.datalists.get(&request.get_ref().name).await?,
-        ))
+        Ok(Response::new(self.datalists.get(&request.get_ref().name).await?))
     }
 
     #[tracing::instrument(skip_all)]
@@ -239,9 +226,7 @@ impl DatastoreService for DatastoreApi {
         &self,
         request: Request<DatalistRef>,
     ) -> std::result::Result<Response<DeleteResponse>, Status> {
-        Ok(deleted(
-            self.datalists.delete(&request.get_ref().name).await?,
-        ))
+        Ok(deleted(self.datalists.delete(&request.get_ref().name).await?))
     }
 
     #[tracing::instrument(skip_all, fields(session = Empty))]
@@ -288,15 +273,17 @@ impl DatastoreService for DatastoreApi {
                     header.expiry_seconds,
                     &header.filename,
                     &header.metadata,
+                    &crate::blob::Expect {
+                        size: header.size,
+                        sha256: header.sha256.clone(),
+                    },
                     bytes,
                 )
                 .await?;
             tracing::Span::current().record("session", session.id.as_str());
             Ok::<_, DatastoreError>(session)
         };
-        let session = tokio::spawn(task.instrument(span))
-            .await
-            .map_err(joined)??;
+        let session = tokio::spawn(task.instrument(span)).await.map_err(joined)??;
         Ok(Response::new(session.to_proto()))
     }
 
@@ -354,10 +341,7 @@ impl DatastoreService for DatastoreApi {
     }
 
     #[tracing::instrument(skip_all, fields(job = %request.get_ref().id))]
-    async fn get_job(
-        &self,
-        request: Request<JobRef>,
-    ) -> std::result::Result<Response<Job>, Status> {
+    async fn get_job(&self, request: Request<JobRef>) -> std::result::Result<Response<Job>, Status> {
         Ok(Response::new(self.converter.get(&request.get_ref().id)?))
     }
 
@@ -373,10 +357,7 @@ impl DatastoreService for DatastoreApi {
     }
 
     #[tracing::instrument(skip_all, fields(job = %request.get_ref().id))]
-    async fn cancel_job(
-        &self,
-        request: Request<JobRef>,
-    ) -> std::result::Result<Response<Job>, Status> {
+    async fn cancel_job(&self, request: Request<JobRef>) -> std::result::Result<Response<Job>, Status> {
         Ok(Response::new(self.converter.cancel(&request.get_ref().id)?))
     }
 

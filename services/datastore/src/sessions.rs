@@ -109,11 +109,7 @@ fn not_found(id: &str) -> DatastoreError {
 impl Sessions {
     /// Sessions on `store`; images are held to `limit`.
     pub fn new(store: Store, expiry: Expiry, limit: Limit) -> Self {
-        Self {
-            store,
-            expiry,
-            limit,
-        }
+        Self { store, expiry, limit }
     }
 
     fn image_path(id: &str) -> Result<object_store::path::Path> {
@@ -150,6 +146,7 @@ impl Sessions {
         expiry_seconds: u64,
         filename: &str,
         metadata: &HashMap<String, String>,
+        expect: &blob::Expect,
         body: S,
     ) -> Result<StoredSession>
     where
@@ -165,7 +162,7 @@ impl Sessions {
         let what = format!("the image of session {id:?}");
         let metadata = check_metadata(&format!("session {id:?}"), metadata)?;
         let image_path = Self::image_path(&id)?;
-        let written = blob::write(&self.store, &image_path, body, self.limit, &what).await?;
+        let written = blob::write(&self.store, &image_path, body, self.limit, expect, &what).await?;
         let created_at = aiaa_runtime::now_rfc3339();
         let record = StoredSession {
             image: StoredItem {
@@ -200,12 +197,7 @@ impl Sessions {
     }
 
     async fn read(&self, id: &str) -> Result<Option<StoredSession>> {
-        blob::read_json(
-            &self.store,
-            &Self::record_path(id)?,
-            &format!("session {id:?}"),
-        )
-        .await
+        blob::read_json(&self.store, &Self::record_path(id)?, &format!("session {id:?}")).await
     }
 
     /// A live session.
@@ -233,10 +225,7 @@ impl Sessions {
     }
 
     /// A live session and its image's bytes.
-    pub async fn open_image(
-        &self,
-        id: &str,
-    ) -> Result<(StoredSession, BoxStream<'static, Result<Bytes>>)> {
+    pub async fn open_image(&self, id: &str) -> Result<(StoredSession, BoxStream<'static, Result<Bytes>>)> {
         let session = self.get(id).await?;
         let what = format!("the image of session {id:?}");
         match blob::open(
@@ -271,12 +260,7 @@ impl Sessions {
             &format!("the image of session {id:?}"),
         )
         .await?;
-        blob::delete(
-            &self.store,
-            &Self::record_path(id)?,
-            &format!("session {id:?}"),
-        )
-        .await?;
+        blob::delete(&self.store, &Self::record_path(id)?, &format!("session {id:?}")).await?;
         Ok(())
     }
 

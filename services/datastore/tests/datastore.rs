@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use aiaa_proto::common::v1::{JobRef, JobState, ListJobsRequest};
 use aiaa_proto::datastore::v1::{
-    ConvertRequest, Datalist, DatalistItem, DatalistRef, GetRequest, ItemKind,
-    ListDatalistsRequest, ListRequest, PutDatalistRequest, RefreshSessionRequest, SessionRef,
+    ConvertRequest, Datalist, DatalistItem, DatalistRef, GetRequest, ItemKind, ListDatalistsRequest,
+    ListRequest, PutDatalistRequest, PutRequest, RefreshSessionRequest, SessionRef, put_request,
 };
 use common::*;
 use futures::StreamExt;
@@ -16,21 +16,13 @@ use tonic::Code;
 
 async fn round_trip(h: &mut Harness) {
     let data = mni152();
-    let item = put(
-        &mut h.client,
-        ItemKind::Image,
-        "mni/MNI152_T1.nii.gz",
-        &data,
-    )
-    .await
-    .unwrap();
+    let item = put(&mut h.client, ItemKind::Image, "mni/MNI152_T1.nii.gz", &data)
+        .await
+        .unwrap();
     assert_eq!(item.format, "nifti-gz");
     assert_eq!(item.size, data.len() as u64);
     assert_eq!(item.sha256, sha256_hex(&data));
-    assert_eq!(
-        item.metadata.get("source").map(String::as_str),
-        Some("test")
-    );
+    assert_eq!(item.metadata.get("source").map(String::as_str), Some("test"));
     let (got_item, got) = get(&mut h.client, ItemKind::Image, "mni/MNI152_T1.nii.gz")
         .await
         .unwrap();
@@ -64,11 +56,7 @@ async fn round_trip(h: &mut Harness) {
         prefix: prefix.into(),
     };
     let ids = |r: tonic::Response<aiaa_proto::datastore::v1::ListResponse>| {
-        r.into_inner()
-            .items
-            .into_iter()
-            .map(|i| i.id)
-            .collect::<Vec<_>>()
+        r.into_inner().items.into_iter().map(|i| i.id).collect::<Vec<_>>()
     };
     assert_eq!(
         ids(h.client.list(list("")).await.unwrap()),
@@ -84,22 +72,8 @@ async fn round_trip(h: &mut Harness) {
         kind: ItemKind::Image as i32,
         id: "mni/noext".into(),
     };
-    assert!(
-        h.client
-            .delete(req.clone())
-            .await
-            .unwrap()
-            .into_inner()
-            .deleted
-    );
-    assert!(
-        !h.client
-            .delete(req.clone())
-            .await
-            .unwrap()
-            .into_inner()
-            .deleted
-    );
+    assert!(h.client.delete(req.clone()).await.unwrap().into_inner().deleted);
+    assert!(!h.client.delete(req.clone()).await.unwrap().into_inner().deleted);
     let err = h.client.stat(req.clone()).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert!(
@@ -175,17 +149,11 @@ async fn formats_by_name_and_by_bytes() {
             b"ObjectType = Image\nNDims = 3\nElementDataFile = LOCAL\n".to_vec(),
             "mha",
         ),
-        (
-            "b/mhd",
-            b"NDims = 3\nElementDataFile = a.raw\n".to_vec(),
-            "mhd",
-        ),
+        ("b/mhd", b"NDims = 3\nElementDataFile = a.raw\n".to_vec(), "mhd"),
         ("b/unknown", b"hello world".to_vec(), "unknown"),
     ];
     for (id, data, format) in cases {
-        let item = put(&mut h.client, ItemKind::Image, id, &data)
-            .await
-            .unwrap();
+        let item = put(&mut h.client, ItemKind::Image, id, &data).await.unwrap();
         assert_eq!(item.format, format, "{id}");
     }
     h.stop().await;
@@ -217,10 +185,7 @@ async fn bad_requests_are_invalid_argument_and_name_the_problem() {
         assert_eq!(err.code(), Code::InvalidArgument, "{id}");
         assert!(err.message().contains("label id"), "{}", err.message());
         assert_eq!(
-            get(&mut h.client, ItemKind::Image, id)
-                .await
-                .unwrap_err()
-                .code(),
+            get(&mut h.client, ItemKind::Image, id).await.unwrap_err().code(),
             Code::InvalidArgument
         );
     }
@@ -241,18 +206,12 @@ async fn bad_requests_are_invalid_argument_and_name_the_problem() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("first message"), "{}", err.message());
     // An id that is both an item and a folder.
-    put(&mut h.client, ItemKind::Image, "f/a", b"data")
-        .await
-        .unwrap();
+    put(&mut h.client, ItemKind::Image, "f/a", b"data").await.unwrap();
     let err = put(&mut h.client, ItemKind::Image, "f/a/b", b"data")
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(
-        err.message().contains("\"f/a\" exists"),
-        "{}",
-        err.message()
-    );
+    assert!(err.message().contains("\"f/a\" exists"), "{}", err.message());
     let err = put(&mut h.client, ItemKind::Image, "f", b"data")
         .await
         .unwrap_err();
@@ -321,11 +280,8 @@ async fn an_interrupted_upload_leaves_nothing_visible() {
             .unwrap();
         let mut client = Client::new(channel);
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let call = tokio::spawn(async move {
-            client
-                .put(tokio_stream::wrappers::ReceiverStream::new(rx))
-                .await
-        });
+        let call =
+            tokio::spawn(async move { client.put(tokio_stream::wrappers::ReceiverStream::new(rx)).await });
         let msgs = put_messages(ItemKind::Image, id, &vec![1u8; 12 << 20]);
         for msg in msgs.into_iter().take(8) {
             tx.send(msg).await.unwrap();
@@ -337,11 +293,9 @@ async fn an_interrupted_upload_leaves_nothing_visible() {
         let err = call.await.unwrap().unwrap_err();
         assert_ne!(err.code(), Code::Ok);
         drop(tx);
-        eventually(
-            Duration::from_secs(5),
-            "the partial upload is cleaned up",
-            || files_under(&root) == before,
-        )
+        eventually(Duration::from_secs(5), "the partial upload is cleaned up", || {
+            files_under(&root) == before
+        })
         .await;
     }
     assert_eq!(
@@ -351,9 +305,7 @@ async fn an_interrupted_upload_leaves_nothing_visible() {
             .code(),
         Code::NotFound
     );
-    let (_, kept) = get(&mut h.client, ItemKind::Image, "keep.nii")
-        .await
-        .unwrap();
+    let (_, kept) = get(&mut h.client, ItemKind::Image, "keep.nii").await.unwrap();
     assert_eq!(kept, b"old bytes");
     let listed = h
         .client
@@ -411,13 +363,8 @@ async fn datalists_round_trip_in_the_seed_format() {
         .into_inner();
     assert_eq!(got.json, SEED_DATALIST);
     assert_eq!(got, stored);
-    let on_disk = std::fs::read_to_string(
-        h.root
-            .as_ref()
-            .unwrap()
-            .join("datalists/spleen/datalist.json"),
-    )
-    .unwrap();
+    let on_disk =
+        std::fs::read_to_string(h.root.as_ref().unwrap().join("datalists/spleen/datalist.json")).unwrap();
     assert_eq!(on_disk, SEED_DATALIST);
 
     // Structured in, seed JSON out.
@@ -461,11 +408,7 @@ async fn datalists_round_trip_in_the_seed_format() {
 
     let bad = r#"{"training": [{"image": "a", "label": "b"}, {"image": "c", "label": "d"},
         {"image": "e", "label": "f"}, {"label": "g"}]}"#;
-    let err = h
-        .client
-        .put_datalist(put_json("bad", bad))
-        .await
-        .unwrap_err();
+    let err = h.client.put_datalist(put_json("bad", bad)).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(
         err.message().contains("training[3].image is missing"),
@@ -537,9 +480,7 @@ async fn sessions_expire_refresh_and_are_reaped() {
     assert_eq!(b.image.as_ref().unwrap().format, "unknown");
     assert_eq!(c.image.as_ref().unwrap().format, "mha");
     let c_expires = humantime::parse_rfc3339(&c.expires_at).unwrap();
-    let left = c_expires
-        .duration_since(std::time::SystemTime::now())
-        .unwrap();
+    let left = c_expires.duration_since(std::time::SystemTime::now()).unwrap();
     assert!(
         left > Duration::from_secs(25) && left <= Duration::from_secs(30),
         "{left:?}"
@@ -606,10 +547,7 @@ async fn sessions_expire_refresh_and_are_reaped() {
     );
     let unknown = uuid::Uuid::new_v4().to_string();
     assert_eq!(
-        get_session(&mut h.client, &unknown)
-            .await
-            .unwrap_err()
-            .code(),
+        get_session(&mut h.client, &unknown).await.unwrap_err().code(),
         Code::NotFound
     );
     assert_eq!(
@@ -663,9 +601,7 @@ async fn an_expired_session_is_not_found_before_the_reaper_runs() {
     })
     .await;
     let root = h.root.clone().unwrap();
-    let s = create_session(&mut h.client, 1, "x.nii", b"bytes")
-        .await
-        .unwrap();
+    let s = create_session(&mut h.client, 1, "x.nii", b"bytes").await.unwrap();
     assert!(get_session(&mut h.client, &s.id).await.is_ok());
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let err = get_session(&mut h.client, &s.id).await.unwrap_err();
@@ -706,14 +642,9 @@ async fn finished(client: &mut Client, id: &str) -> aiaa_proto::common::v1::Job 
 #[tokio::test]
 async fn convert_jobs_run_the_imaging_conversion() {
     let mut h = file_server(args()).await;
-    put(
-        &mut h.client,
-        ItemKind::Image,
-        "conv/src/mni.nii.gz",
-        &mni152(),
-    )
-    .await
-    .unwrap();
+    put(&mut h.client, ItemKind::Image, "conv/src/mni.nii.gz", &mni152())
+        .await
+        .unwrap();
     let req = ConvertRequest {
         kind: ItemKind::Image as i32,
         source_prefix: "conv/src/".into(),
@@ -722,12 +653,7 @@ async fn convert_jobs_run_the_imaging_conversion() {
         resolution: 0.0,
         overwrite: false,
     };
-    let job = h
-        .client
-        .submit_convert(req.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    let job = h.client.submit_convert(req.clone()).await.unwrap().into_inner();
     assert_eq!(job.kind, "convert");
     let done = finished(&mut h.client, &job.id).await;
     assert_eq!(done.state, JobState::Succeeded as i32, "{done:?}");
@@ -746,12 +672,7 @@ async fn convert_jobs_run_the_imaging_conversion() {
     assert!(header.contains("DimSize = 182 218 182"), "{header}");
 
     // Without overwrite an existing output fails the job; with it, a resampled one replaces it.
-    let again = h
-        .client
-        .submit_convert(req.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    let again = h.client.submit_convert(req.clone()).await.unwrap().into_inner();
     let failed = finished(&mut h.client, &again.id).await;
     assert_eq!(failed.state, JobState::Failed as i32);
     assert!(
@@ -764,12 +685,7 @@ async fn convert_jobs_run_the_imaging_conversion() {
         overwrite: true,
         ..req.clone()
     };
-    let third = h
-        .client
-        .submit_convert(resampled)
-        .await
-        .unwrap()
-        .into_inner();
+    let third = h.client.submit_convert(resampled).await.unwrap().into_inner();
     assert_eq!(
         finished(&mut h.client, &third.id).await.state,
         JobState::Succeeded as i32
@@ -862,11 +778,7 @@ async fn convert_jobs_run_the_imaging_conversion() {
     for (request, code, needle) in bad {
         let err = h.client.submit_convert(request).await.unwrap_err();
         assert_eq!(err.code(), code, "{needle}: {}", err.message());
-        assert!(
-            err.message().contains(needle),
-            "{needle}: {}",
-            err.message()
-        );
+        assert!(err.message().contains(needle), "{needle}: {}", err.message());
     }
     assert_eq!(
         h.client
@@ -883,9 +795,7 @@ async fn convert_jobs_run_the_imaging_conversion() {
 async fn mutating_calls_need_the_api_key_when_one_is_set() {
     let url = format!("memory://auth-{}", uuid::Uuid::new_v4());
     let (mut with_key, shutdown, server) = serve(&url, &args(), Some("s3cret")).await;
-    put(&mut with_key, ItemKind::Image, "a.nii", b"x")
-        .await
-        .unwrap();
+    put(&mut with_key, ItemKind::Image, "a.nii", b"x").await.unwrap();
     let channel = aiaa_runtime::client::connect(&server.addr.to_string(), None)
         .await
         .unwrap();
@@ -897,4 +807,52 @@ async fn mutating_calls_need_the_api_key_when_one_is_set() {
     assert!(stat(&mut without, ItemKind::Image, "a.nii").await.is_ok());
     shutdown.cancel();
     server.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stream_that_differs_from_its_declared_size_or_hash_stores_nothing() {
+    let mut h = file_server(args()).await;
+    let data = vec![3u8; 3 << 20];
+    let declared = |size: u64, sha256: String| {
+        let mut msgs = put_messages(ItemKind::Image, "declared.nii", &data);
+        if let Some(put_request::Kind::Header(header)) = msgs[0].kind.as_mut() {
+            header.size = size;
+            header.sha256 = sha256;
+        }
+        msgs
+    };
+    // A client that stops early (its sender dropped after two chunks) but declared the size.
+    let truncated: Vec<PutRequest> = declared(data.len() as u64, String::new())
+        .into_iter()
+        .take(3)
+        .collect();
+    let err = h.client.put(futures::stream::iter(truncated)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("declares 3145728"), "{err:?}");
+    let err = h
+        .client
+        .put(futures::stream::iter(declared(0, "ab".repeat(32))))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("sha256"), "{err:?}");
+    assert_eq!(
+        stat(&mut h.client, ItemKind::Image, "declared.nii")
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    // Declared correctly, it is stored.
+    let ok = h
+        .client
+        .put(futures::stream::iter(declared(
+            data.len() as u64,
+            sha256_hex(&data),
+        )))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ok.size, data.len() as u64);
+    h.stop().await;
 }

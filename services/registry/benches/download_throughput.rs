@@ -36,11 +36,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         *b = x as u8;
     }
     let sha = hex::encode(sha2::Sha256::digest(&data));
-    let model = ModelName { org: "bench".into(), team: "default".into(), name: "weights".into() };
+    let model = ModelName {
+        org: "bench".into(),
+        team: "default".into(),
+        name: "weights".into(),
+    };
     let manifest = Manifest {
         model: Some(model.clone()),
         version: "1".into(),
-        files: vec![ModelFile { path: "model.pt".into(), size: data.len() as u64, sha256: sha.clone() }],
+        files: vec![ModelFile {
+            path: "model.pt".into(),
+            size: data.len() as u64,
+            sha256: sha.clone(),
+        }],
         ..Default::default()
     };
     let catalogue = Catalogue::new(store.clone(), "bench");
@@ -49,8 +57,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     push.finish().await?;
 
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let args = RegistryArgs { addr: "127.0.0.1:0".parse()?, max_model_bytes: u64::MAX };
-    let server = aiaa_registry::start(&args, store.clone(), "bench", &GrpcArgs::default(), &AuthArgs::default(), shutdown.clone()).await?;
+    let args = RegistryArgs {
+        addr: "127.0.0.1:0".parse()?,
+        max_model_bytes: u64::MAX,
+    };
+    let server = aiaa_registry::start(
+        &args,
+        store.clone(),
+        "bench",
+        &GrpcArgs::default(),
+        &AuthArgs::default(),
+        shutdown.clone(),
+    )
+    .await?;
     let channel = aiaa_runtime::client::connect(&format!("http://{}", server.addr), None).await?;
     let mut client = RegistryServiceClient::new(channel);
 
@@ -68,7 +87,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
         let t = Instant::now();
         let mut s = client
-            .download(DownloadRequest { model: Some(model.clone()), version: "1".into(), path: "model.pt".into() })
+            .download(DownloadRequest {
+                model: Some(model.clone()),
+                version: "1".into(),
+                path: "model.pt".into(),
+            })
             .await?
             .into_inner();
         let mut n = 0usize;

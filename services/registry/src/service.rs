@@ -94,7 +94,9 @@ impl RegistryService for Registry {
                 }) => session.write(c.data).await,
                 Ok(_) => Err(RegistryError::Invalid("a second push header was sent".into())),
                 Err(status) if aiaa_runtime::error::oversized_message(&status).is_some() => {
-                    Err(aiaa_runtime::error::oversized_message(&status).expect("checked").into())
+                    Err(aiaa_runtime::error::oversized_message(&status)
+                        .expect("checked")
+                        .into())
                 }
                 Err(status) => Err(RegistryError::Cancelled(format!(
                     "push stream broke: {}",

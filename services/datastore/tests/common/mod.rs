@@ -108,6 +108,7 @@ pub fn put_messages(kind: ItemKind, id: &str, data: &[u8]) -> Vec<PutRequest> {
             kind: kind as i32,
             id: id.to_string(),
             metadata: [("source".to_string(), "test".to_string())].into(),
+            ..Default::default()
         })),
     }];
     for piece in data.chunks(aiaa_proto::CHUNK_SIZE) {
@@ -120,12 +121,7 @@ pub fn put_messages(kind: ItemKind, id: &str, data: &[u8]) -> Vec<PutRequest> {
     msgs
 }
 
-pub async fn put(
-    client: &mut Client,
-    kind: ItemKind,
-    id: &str,
-    data: &[u8],
-) -> Result<Item, Status> {
+pub async fn put(client: &mut Client, kind: ItemKind, id: &str, data: &[u8]) -> Result<Item, Status> {
     client
         .put(futures::stream::iter(put_messages(kind, id, data)))
         .await
@@ -180,6 +176,7 @@ pub async fn create_session(
             expiry_seconds: expiry,
             filename: filename.to_string(),
             metadata: Default::default(),
+            ..Default::default()
         })),
     }];
     for piece in data.chunks(aiaa_proto::CHUNK_SIZE) {
@@ -249,9 +246,7 @@ pub fn mni152() -> Vec<u8> {
 
 /// A TCP proxy in front of `target`; aborting the returned task cuts every connection through
 /// it, as a client that dies midway would.
-pub async fn proxy(
-    target: std::net::SocketAddr,
-) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+pub async fn proxy(target: std::net::SocketAddr) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {

@@ -6,8 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 data=$(scripts/fetch-test-data.sh)
-cargo build --release --locked -p aiaa-cli --bin aiaa
-aiaa="$CARGO_TARGET_DIR/release/aiaa"
+# AIAA_BUILD_PROFILE=dev skips the optimised build (the test suite uses it).
+profile=${AIAA_BUILD_PROFILE:-release}
+cargo build --profile "$profile" --locked -p aiaa-cli --bin aiaa
+dir=$profile; [ "$profile" = dev ] && dir=debug
+aiaa="$CARGO_TARGET_DIR/$dir/aiaa"
 "$aiaa" up "$@" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid' INT TERM

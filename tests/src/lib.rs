@@ -83,7 +83,13 @@ impl Platform {
     /// Starts `aiaa <args>` with every service on a free port and waits until it is ready
     /// (all services bound) and every service answers gRPC health SERVING.
     pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Platform {
-        let mut cmd = Command::new(aiaa_bin());
+        Self::start_program(&aiaa_bin(), args, env).await
+    }
+
+    /// Like [`Platform::start`] for any program that runs `aiaa up` or `aiaa serve` and
+    /// passes its stdout through (the README's start script).
+    pub async fn start_program(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Platform {
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .env("AIAA_REGISTRY_LISTEN", "127.0.0.1:0")
             .env("AIAA_DATASTORE_LISTEN", "127.0.0.1:0")
@@ -97,21 +103,24 @@ impl Platform {
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         std::thread::spawn(move || {
+            // Keep draining after start-up: a closed pipe would fail the process's later output.
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
+                let _ = tx.send(line);
             }
         });
         let mut addrs = HashMap::new();
         let mut banner = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // The start script may build first: give it time.
+        let deadline = Instant::now() + Duration::from_secs(600);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = rx.recv_timeout(left).unwrap_or_else(|_| {
                 let _ = child.kill();
-                panic!("aiaa did not become ready within 60 s; printed so far: {banner:?}")
+                panic!(
+                    "{} did not become ready in time; printed so far: {banner:?}",
+                    program.display()
+                )
             });
             banner.push(line.clone());
             if let Some(rest) = line.strip_prefix("aiaa: ") {

@@ -279,3 +279,49 @@ async fn bad_input_gets_clear_errors_and_the_services_stay_healthy() {
     assert!(!st.success());
     assert!(err.contains("API key"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_a_download_in_flight() {
+    use aiaa_proto::registry::v1::DownloadRequest;
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut platform = Platform::start(&["up", "--store-url", dir.path().to_str().unwrap()], &[]).await;
+    let reg_url = platform.url("registry");
+    let model_pt = aiaa_e2e::testdata().join("deepbet/model.pt");
+    let (st, out, err) = run_cli(
+        &[
+            "push",
+            "--registry",
+            &reg_url,
+            "-m",
+            "drain",
+            "-v",
+            "1",
+            model_pt.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(st.success(), "{out}\n{err}");
+    let mut reg = RegistryServiceClient::new(connect(&reg_url, None).await.unwrap());
+    let mut stream = reg
+        .download(DownloadRequest {
+            model: model("aiaa", "default", "drain"),
+            version: "1".into(),
+            path: "model.pt".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.next().await.unwrap().unwrap();
+    // Ask the process to stop while the download is in flight, then read slowly.
+    let stopper = std::thread::spawn(move || platform.stop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut received = first.data.len();
+    while let Some(chunk) = stream.next().await {
+        received += chunk.expect("the in-flight call completes").data.len();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(received as u64, std::fs::metadata(&model_pt).unwrap().len());
+    let status = stopper.join().unwrap().expect("it exits after draining");
+    assert!(status.success(), "{status:?}");
+}

@@ -6,8 +6,8 @@ use aiaa_e2e::{Platform, S3Server, run_cli, sha256_file, testdata};
 use aiaa_proto::common::v1::Chunk;
 use aiaa_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use aiaa_proto::registry::v1::{
-    GetManifestRequest, ListModelsRequest, ListVersionsRequest, Manifest, ModelFile, ModelName, PushHeader,
-    PushRequest, push_request,
+    DeleteRequest, GetManifestRequest, ListModelsRequest, ListVersionsRequest, Manifest, ModelFile,
+    ModelName, PushHeader, PushRequest, push_request,
 };
 use aiaa_runtime::client::{AiaaChannel, connect};
 use aiaa_runtime::config::Secret;
@@ -283,6 +283,42 @@ async fn catalogue_round_trip(
         .await
         .unwrap();
     assert_eq!(listed.into_inner().models[0].version_count, 1);
+
+    // Delete one version: it disappears; a version sharing its file still downloads.
+    let deleted = c
+        .delete(DeleteRequest {
+            model: Some(model("segmentation_mri_brain")),
+            version: "1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deleted.versions, ["1"]);
+    let e = c
+        .get_manifest(GetManifestRequest {
+            model: Some(model("segmentation_mri_brain")),
+            version: "1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let again = work.path().join("after-delete");
+    let (st, out, err) = run_cli(
+        &[
+            "pull",
+            "--registry",
+            &reg,
+            "-m",
+            "segmentation_mri_brain",
+            "-v",
+            "2",
+            "-d",
+            again.to_str().unwrap(),
+        ],
+        env,
+    );
+    assert!(st.success(), "{out}\n{err}");
+    assert_eq!(sha256_file(&again.join("model.pt")), sha256_file(&model_pt));
     drop(upstream);
     drop(platform);
 }

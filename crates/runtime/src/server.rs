@@ -174,3 +174,73 @@ async fn observe(component: &'static str, req: Request, next: Next) -> Response 
         .record(elapsed);
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+    use std::task::{Context, Poll};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A gRPC service whose every call panics.
+    #[derive(Clone)]
+    struct Panicker;
+
+    impl tonic::server::NamedService for Panicker {
+        const NAME: &'static str = "test.Panicker";
+    }
+
+    impl tower::Service<http::Request<tonic::body::Body>> for Panicker {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: http::Request<tonic::body::Body>) -> Self::Future {
+            panic!("a handler bug");
+        }
+    }
+
+    async fn raw(addr: SocketAddr, request: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_internal_and_the_server_keeps_serving() {
+        let shutdown = CancellationToken::new();
+        let spec = ServerSpec {
+            component: "test",
+            routes: Routes::new(Panicker),
+            service_names: vec!["test.Panicker"],
+            mutating: &[],
+            serving_at_start: true,
+        };
+        let server = start(
+            "127.0.0.1:0".parse().unwrap(),
+            spec,
+            &GrpcArgs::default(),
+            &AuthArgs::default(),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        let call = "POST /test.Panicker/Call HTTP/1.1\r\nHost: x\r\ncontent-type: application/grpc\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        for _ in 0..3 {
+            let answer = raw(server.addr, call).await;
+            assert!(answer.contains("grpc-status: 13"), "{answer}");
+        }
+        let metrics = raw(
+            server.addr,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+        shutdown.cancel();
+        server.wait().await.unwrap();
+    }
+}

@@ -8,7 +8,8 @@
 //! - [`store`]: one object-store factory from a URL;
 //! - [`names`]: validation of user-given names and ids that become object paths;
 //! - [`jobs`]: a table of long-running jobs with progress and watchers;
-//! - [`chunks`]: splitting payloads into stream chunks.
+//! - [`chunks`]: splitting payloads into stream chunks;
+//! - [`upload`]: streaming a payload into the store whole or not at all, hashed on the way.
 
 pub mod auth;
 pub mod chunks;
@@ -21,6 +22,7 @@ pub mod server;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod upload;
 
 pub use error::RuntimeError;
 

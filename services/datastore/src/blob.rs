@@ -4,18 +4,15 @@
 //! [`aiaa_proto::CHUNK_SIZE`] pieces. Memory stays bounded by a few upload parts.
 
 use aiaa_runtime::store::Store;
+use aiaa_runtime::upload::HashingUpload;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{GetOptions, ObjectStore, ObjectStoreExt, WriteMultipart};
-use sha2::{Digest, Sha256};
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt};
 
 use crate::error::{DatastoreError, Result};
 use crate::format::SNIFF_BYTES;
-
-/// Upload parts that may be in flight at once (each is `WriteMultipart`'s 5 MiB default).
-const PARTS_IN_FLIGHT: usize = 2;
 
 /// A size limit enforced while streaming.
 #[derive(Clone, Copy, Debug)]
@@ -85,19 +82,14 @@ pub async fn write<S>(
 where
     S: Stream<Item = Result<Bytes>> + Send + Unpin,
 {
-    let upload = store
-        .put_multipart(location)
+    let mut upload = HashingUpload::start(store, location)
         .await
         .map_err(|e| DatastoreError::store(format!("start the upload of {what}"), e))?;
-    let mut writer = WriteMultipart::new(upload);
+    let mut leading = Vec::new();
     let received = async {
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        let mut leading = Vec::new();
         while let Some(piece) = body.next().await {
             let piece = piece?;
-            size += piece.len() as u64;
-            if size > limit.bytes {
+            if upload.size() + piece.len() as u64 > limit.bytes {
                 return Err(DatastoreError::TooLarge {
                     what: what.to_string(),
                     limit: limit.bytes,
@@ -108,27 +100,26 @@ where
                 let take = (SNIFF_BYTES - leading.len()).min(piece.len());
                 leading.extend_from_slice(&piece[..take]);
             }
-            hasher.update(&piece);
-            writer
-                .wait_for_capacity(PARTS_IN_FLIGHT)
+            upload
+                .write(piece)
                 .await
                 .map_err(|e| DatastoreError::store(format!("upload {what}"), e))?;
-            writer.put(piece);
         }
-        if size == 0 {
+        if upload.size() == 0 {
             return Err(DatastoreError::InvalidArgument(format!(
                 "{what} is empty: no bytes followed the header"
             )));
         }
-        let sha256 = hex::encode(hasher.finalize());
-        expect.check(what, size, &sha256)?;
-        Ok((size, sha256, leading))
+        let sha256 = upload.sha256();
+        expect.check(what, upload.size(), &sha256)?;
+        Ok(sha256)
     }
     .await;
     match received {
-        Ok((size, sha256, leading)) => {
-            let done = writer
-                .finish()
+        Ok(sha256) => {
+            let size = upload.size();
+            let done = upload
+                .complete()
                 .await
                 .map_err(|e| DatastoreError::store(format!("complete the upload of {what}"), e))?;
             Ok(Written {
@@ -139,9 +130,7 @@ where
             })
         }
         Err(err) => {
-            if let Err(abort) = writer.abort().await {
-                tracing::warn!(%what, error = %abort, "could not abort a failed upload");
-            }
+            upload.abort().await;
             Err(err)
         }
     }

@@ -294,11 +294,12 @@ impl Catalogue {
                         });
                     }
                 };
-                if let Err(m) = writer.write(&piece).await? {
+                let len = piece.len() as u64;
+                if let Err(m) = writer.write(piece).await? {
                     writer.abort().await;
                     return Err(corrupted(m.to_string()));
                 }
-                bytes_done += piece.len() as u64;
+                bytes_done += len;
                 if progress.send(report(bytes_done)).await.is_err() {
                     writer.abort().await;
                     return Err(RegistryError::Cancelled(
@@ -415,7 +416,7 @@ impl PushSession {
             };
             let take = (w.remaining() as usize).min(data.len());
             let piece = data.split_to(take);
-            if let Err(m) = w.write(&piece).await? {
+            if let Err(m) = w.write(piece).await? {
                 return Err(self.mismatch(self.next - 1, m.to_string()));
             }
         }
@@ -443,5 +444,96 @@ impl PushSession {
         if let Some(w) = self.current.take() {
             w.abort().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiaa_proto::registry::v1::ModelFile;
+    use sha2::Digest;
+
+    fn file(path: &str, data: &[u8]) -> ModelFile {
+        ModelFile {
+            path: path.into(),
+            size: data.len() as u64,
+            sha256: hex::encode(sha2::Sha256::digest(data)),
+        }
+    }
+
+    fn manifest(files: Vec<ModelFile>) -> Manifest {
+        Manifest {
+            model: Some(ModelName {
+                org: "o".into(),
+                team: "t".into(),
+                name: "m".into(),
+            }),
+            version: "1".into(),
+            files,
+            ..Default::default()
+        }
+    }
+
+    async fn push(c: &Catalogue, m: &Manifest, stream: &[u8], chunk: usize) -> Result<StoredManifest> {
+        let mut session = c.begin_push(m, u64::MAX).await?;
+        for piece in stream.chunks(chunk) {
+            if let Err(e) = session.write(Bytes::copy_from_slice(piece)).await {
+                session.abort().await;
+                return Err(e);
+            }
+        }
+        session.finish().await
+    }
+
+    fn catalogue(name: &str) -> Catalogue {
+        Catalogue::new(
+            aiaa_runtime::store::open(&format!("memory://{name}")).unwrap(),
+            name,
+        )
+    }
+
+    #[tokio::test]
+    async fn files_are_cut_by_declared_sizes_across_chunks() {
+        let c = catalogue("cut");
+        let (a, b, d) = (b"first file".to_vec(), Vec::new(), vec![9u8; 3000]);
+        let m = manifest(vec![file("a.bin", &a), file("empty", &b), file("dir/d.bin", &d)]);
+        let stream = [a.clone(), b, d.clone()].concat();
+        let stored = push(&c, &m, &stream, 7).await.unwrap();
+        assert_eq!(stored.files.len(), 3);
+        for (path, want) in [("a.bin", a), ("dir/d.bin", d)] {
+            let (_, bytes) = c.file(m.model.as_ref(), "1", path).await.unwrap();
+            let got: Vec<u8> = bytes.try_collect::<Vec<_>>().await.unwrap().concat();
+            assert_eq!(got, want);
+        }
+        let again = push(&c, &m, &stream, 7).await.unwrap_err();
+        assert!(matches!(again, RegistryError::AlreadyExists { .. }), "{again}");
+    }
+
+    #[tokio::test]
+    async fn wrong_bytes_leave_no_version() {
+        let c = catalogue("wrong");
+        let a = b"0123456789".to_vec();
+        let m = manifest(vec![file("a.bin", &a)]);
+        let short = push(&c, &m, &a[..4], 3).await.unwrap_err().to_string();
+        assert!(short.contains("a.bin") && short.contains("missing"), "{short}");
+        let long = push(&c, &m, &[a.clone(), b"x".to_vec()].concat(), 4)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(long.contains("more bytes"), "{long}");
+        let mut other = a.clone();
+        other[0] = b'X';
+        let bad = push(&c, &m, &other, 4).await.unwrap_err().to_string();
+        assert!(bad.contains("a.bin") && bad.contains("sha256"), "{bad}");
+        assert!(matches!(
+            c.manifest(m.model.as_ref(), "1").await,
+            Err(RegistryError::NotFound(_))
+        ));
+        assert!(
+            c.list_models(&ListModelsRequest::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -14,8 +14,7 @@ fn ct() -> Volume {
     for k in 0..nz {
         for j in 0..ny {
             for i in 0..nx {
-                let x = 1000.0 * (i as f64 / 20.0).sin() * (j as f64 / 25.0).cos() + 5.0 * k as f64
-                    - 1024.0;
+                let x = 1000.0 * (i as f64 / 20.0).sin() * (j as f64 / 25.0).cos() + 5.0 * k as f64 - 1024.0;
                 v.push(x as i16 + ((i * 7 + j * 13 + k) % 17) as i16);
             }
         }

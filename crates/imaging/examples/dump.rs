@@ -69,10 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if a(3)? == "linear-f32" {
                 v = v.cast(VoxelType::F32);
             }
-            dump(
-                &resample_to_spacing(&v, spacing(a(2)?)?, interp(a(3)?))?,
-                a(4)?,
-            )?;
+            dump(&resample_to_spacing(&v, spacing(a(2)?)?, interp(a(3)?))?, a(4)?)?;
         }
         "convert" => {
             let t = Instant::now();

@@ -79,11 +79,7 @@ pub struct Report {
 
 fn norm_suffix(s: &str) -> String {
     let s = s.trim().to_ascii_lowercase();
-    if s.starts_with('.') {
-        s
-    } else {
-        format!(".{s}")
-    }
+    if s.starts_with('.') { s } else { format!(".{s}") }
 }
 
 /// Jobs (input, output path) and the files skipped while scanning (path, reason).
@@ -121,10 +117,7 @@ pub fn plan(opts: &ConvertOptions) -> Result<Plan> {
         skipped = scan.skipped;
         let mut by_dir: BTreeMap<PathBuf, Vec<dicom::Series>> = BTreeMap::new();
         for s in scan.series {
-            let dir = s.files[0]
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default();
+            let dir = s.files[0].parent().map(Path::to_path_buf).unwrap_or_default();
             by_dir.entry(dir).or_default().push(s);
         }
         for (dir, list) in by_dir {
@@ -231,10 +224,7 @@ pub fn convert_one(input: &Input, output: &Path, opts: &ConvertOptions) -> Resul
 pub fn convert_dir(opts: &ConvertOptions, progress: &mut dyn FnMut(Event<'_>)) -> Result<Report> {
     let (jobs, skipped) = plan(opts)?;
     for (p, why) in &skipped {
-        progress(Event::Skipped {
-            path: p,
-            reason: why,
-        });
+        progress(Event::Skipped { path: p, reason: why });
     }
     progress(Event::Planned { total: jobs.len() });
     let mut report = Report {
@@ -249,9 +239,7 @@ pub fn convert_dir(opts: &ConvertOptions, progress: &mut dyn FnMut(Event<'_>)) -
             done: i + 1,
             total: jobs.len(),
         });
-        report
-            .converted
-            .push((input.path().to_path_buf(), out.clone()));
+        report.converted.push((input.path().to_path_buf(), out.clone()));
     }
     Ok(report)
 }

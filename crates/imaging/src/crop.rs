@@ -13,9 +13,7 @@ pub fn region(vol: &Volume, start: [i64; 3], size: [usize; 3], fill: f64) -> Res
             .try_fold(vol.channels, |a, &d| a.checked_mul(d))
             .is_none_or(|n| n > 1 << 34)
     {
-        return Err(ImagingError::InvalidArgument(format!(
-            "region size {size:?}"
-        )));
+        return Err(ImagingError::InvalidArgument(format!("region size {size:?}")));
     }
     let din = vol.dims;
     let n_in = vol.voxel_count();
@@ -55,11 +53,7 @@ pub fn region(vol: &Volume, start: [i64; 3], size: [usize; 3], fill: f64) -> Res
 
 /// Crops to `[start, start + size)` (must lie inside the volume).
 pub fn crop(vol: &Volume, start: [usize; 3], size: [usize; 3]) -> Result<Volume> {
-    if (0..3).any(|a| {
-        start[a]
-            .checked_add(size[a])
-            .is_none_or(|e| e > vol.dims[a])
-    }) {
+    if (0..3).any(|a| start[a].checked_add(size[a]).is_none_or(|e| e > vol.dims[a])) {
         return Err(ImagingError::InvalidArgument(format!(
             "crop {start:?}+{size:?} outside {:?}",
             vol.dims

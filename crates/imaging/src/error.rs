@@ -31,11 +31,7 @@ pub enum ImagingError {
     },
     /// The image would need more memory than the configured limit.
     #[error("{path}: image needs {needed} bytes, more than the limit of {limit} bytes")]
-    TooLarge {
-        path: PathBuf,
-        needed: u64,
-        limit: u64,
-    },
+    TooLarge { path: PathBuf, needed: u64, limit: u64 },
     /// The file name does not identify a known format and the bytes did not either.
     #[error("{path}: unknown image format")]
     UnknownFormat { path: PathBuf },
@@ -60,11 +56,7 @@ impl ImagingError {
     }
 
     /// Format error on `path`.
-    pub fn format(
-        path: impl Into<PathBuf>,
-        format: &'static str,
-        reason: impl Into<String>,
-    ) -> Self {
+    pub fn format(path: impl Into<PathBuf>, format: &'static str, reason: impl Into<String>) -> Self {
         ImagingError::Format {
             path: path.into(),
             format,
@@ -73,11 +65,7 @@ impl ImagingError {
     }
 
     /// Unsupported-feature error on `path`.
-    pub fn unsupported(
-        path: impl Into<PathBuf>,
-        format: &'static str,
-        reason: impl Into<String>,
-    ) -> Self {
+    pub fn unsupported(path: impl Into<PathBuf>, format: &'static str, reason: impl Into<String>) -> Self {
         ImagingError::Unsupported {
             path: path.into(),
             format,

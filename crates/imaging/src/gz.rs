@@ -23,10 +23,8 @@ pub fn is_gzip(bytes: &[u8]) -> bool {
 }
 
 fn member(block: &[u8], level: u32) -> Vec<u8> {
-    let mut enc = flate2::write::DeflateEncoder::new(
-        Vec::with_capacity(block.len() / 2 + 64),
-        Compression::new(level),
-    );
+    let mut enc =
+        flate2::write::DeflateEncoder::new(Vec::with_capacity(block.len() / 2 + 64), Compression::new(level));
     // Writing into a Vec cannot fail.
     let deflated = enc
         .write_all(block)
@@ -54,21 +52,22 @@ pub fn compress(data: &[u8], level: u32) -> Vec<u8> {
     if data.is_empty() {
         return member(data, level);
     }
-    let parts: Vec<Vec<u8>> = data
-        .par_chunks(BLOCK_SIZE)
-        .map(|b| member(b, level))
-        .collect();
+    let parts: Vec<Vec<u8>> = data.par_chunks(BLOCK_SIZE).map(|b| member(b, level)).collect();
     parts.concat()
 }
 
 /// One member of an indexed file: where its deflate data lies and how much it inflates to.
-struct Member {
+#[derive(Debug, Clone)]
+pub struct Member {
     deflate: std::ops::Range<usize>,
-    size: usize,
+    /// Inflated size (bytes).
+    pub size: usize,
     crc: u32,
 }
 
-fn parse_members(bytes: &[u8]) -> Option<Vec<Member>> {
+/// The members of a file written by [`compress`] (every member carries the `AI` length
+/// subfield and the members tile `bytes` exactly), or `None` for any other file.
+pub fn members(bytes: &[u8]) -> Option<Vec<Member>> {
     let mut members = Vec::new();
     let mut pos = 0;
     while pos < bytes.len() {
@@ -89,10 +88,21 @@ fn parse_members(bytes: &[u8]) -> Option<Vec<Member>> {
         });
         pos = end;
     }
+    if members.is_empty() {
+        return None;
+    }
     Some(members)
 }
 
-/// Error from [`decompress_indexed`].
+/// Whether `head` (the first bytes of a file) starts like a member written by [`compress`].
+pub fn looks_indexed(head: &[u8]) -> bool {
+    head.len() >= HEADER_LEN
+        && head[..4] == [0x1f, 0x8b, 8, 4]
+        && head[10..12] == 8u16.to_le_bytes()
+        && &head[12..14] == b"AI"
+}
+
+/// Error from [`decompress_indexed`] and [`inflate_indexed_range`].
 #[derive(Debug)]
 pub enum IndexedError {
     /// The decoded size exceeds the caller's limit.
@@ -101,40 +111,104 @@ pub enum IndexedError {
     Corrupt(String),
 }
 
+fn corrupt(why: impl Into<String>) -> IndexedError {
+    IndexedError::Corrupt(why.into())
+}
+
+/// Inflates from `input` (a raw deflate stream, resumed in `d`) until `out` is full.
+fn fill(d: &mut Decompress, input: &[u8], out: &mut [u8]) -> Result<(), IndexedError> {
+    let mut done = 0;
+    while done < out.len() {
+        let (in0, out0) = (d.total_in(), d.total_out());
+        let rest = input.get(in0 as usize..).unwrap_or_default();
+        let st = d
+            .decompress(rest, &mut out[done..], FlushDecompress::None)
+            .map_err(|e| corrupt(e.to_string()))?;
+        let produced = (d.total_out() - out0) as usize;
+        done += produced;
+        if done < out.len() && (st == Status::StreamEnd || (produced == 0 && d.total_in() == in0)) {
+            return Err(corrupt("member shorter than its recorded size"));
+        }
+    }
+    Ok(())
+}
+
+/// Inflates one member, writing plain bytes `[skip, skip + dst.len())` of it into `dst`
+/// and checking its size and CRC.
+fn inflate_member(bytes: &[u8], m: &Member, skip: usize, dst: &mut [u8]) -> Result<(), IndexedError> {
+    let input = &bytes[m.deflate.clone()];
+    let mut d = Decompress::new(false);
+    let mut crc = Crc::new();
+    let mut scratch = Vec::new();
+    let mut discard = |d: &mut Decompress, crc: &mut Crc, mut n: usize| {
+        while n > 0 {
+            let k = n.min(1 << 16);
+            scratch.resize(k, 0);
+            fill(d, input, &mut scratch)?;
+            crc.update(&scratch);
+            n -= k;
+        }
+        Ok::<_, IndexedError>(())
+    };
+    discard(&mut d, &mut crc, skip)?;
+    fill(&mut d, input, dst)?;
+    crc.update(dst);
+    discard(&mut d, &mut crc, m.size - skip - dst.len())?;
+    // The stream must end exactly here.
+    let mut probe = [0u8; 1];
+    let before = d.total_out();
+    let rest = input.get(d.total_in() as usize..).unwrap_or_default();
+    let st = d
+        .decompress(rest, &mut probe, FlushDecompress::Finish)
+        .map_err(|e| corrupt(e.to_string()))?;
+    if st != Status::StreamEnd || d.total_out() != before {
+        return Err(corrupt("member size does not match its recorded size"));
+    }
+    if crc.sum() != m.crc {
+        return Err(corrupt("CRC mismatch"));
+    }
+    Ok(())
+}
+
+/// Inflates the plain bytes `[offset, offset + dst.len())` of a file written by
+/// [`compress`] straight into `dst`, members in parallel. Every member is inflated and
+/// CRC-checked, also those outside the range.
+pub fn inflate_indexed_range(
+    bytes: &[u8],
+    members: &[Member],
+    offset: usize,
+    dst: &mut [u8],
+) -> Result<(), IndexedError> {
+    let total: usize = members.iter().map(|m| m.size).sum();
+    if offset.checked_add(dst.len()).is_none_or(|end| end > total) {
+        return Err(corrupt("truncated: fewer bytes than the header announces"));
+    }
+    let end = offset + dst.len();
+    let mut jobs = Vec::with_capacity(members.len());
+    let (mut start, mut rest) = (0usize, dst);
+    for m in members {
+        // Plain bytes of this member that land in dst: [lo, hi).
+        let lo = offset.clamp(start, start + m.size);
+        let hi = end.clamp(lo, start + m.size);
+        let (mine, tail) = rest.split_at_mut(hi - lo);
+        jobs.push((m, lo - start, mine));
+        rest = tail;
+        start += m.size;
+    }
+    jobs.into_par_iter()
+        .try_for_each(|(m, skip, out)| inflate_member(bytes, m, skip, out))
+}
+
 /// Inflates a file written by [`compress`] in parallel. Returns `None` when `bytes` is not
 /// such a file (use a sequential decoder then). `max_bytes` is checked before allocating.
 pub fn decompress_indexed(bytes: &[u8], max_bytes: u64) -> Option<Result<Vec<u8>, IndexedError>> {
-    let members = parse_members(bytes)?;
+    let members = members(bytes)?;
     let total: u64 = members.iter().map(|m| m.size as u64).sum();
     if total > max_bytes {
         return Some(Err(IndexedError::TooLarge(total)));
     }
     let mut out = vec![0u8; total as usize];
-    let mut slices = Vec::with_capacity(members.len());
-    let mut rest = out.as_mut_slice();
-    for m in &members {
-        let (head, tail) = rest.split_at_mut(m.size);
-        slices.push((m, head));
-        rest = tail;
-    }
-    let res: Result<(), IndexedError> = slices.into_par_iter().try_for_each(|(m, dst)| {
-        let mut d = Decompress::new(false);
-        let status = d
-            .decompress(&bytes[m.deflate.clone()], dst, FlushDecompress::Finish)
-            .map_err(|e| IndexedError::Corrupt(e.to_string()))?;
-        if status != Status::StreamEnd || d.total_out() as usize != m.size {
-            return Err(IndexedError::Corrupt(
-                "member shorter than its recorded size".into(),
-            ));
-        }
-        let mut crc = Crc::new();
-        crc.update(dst);
-        if crc.sum() != m.crc {
-            return Err(IndexedError::Corrupt("CRC mismatch".into()));
-        }
-        Ok(())
-    });
-    Some(res.map(|_| out))
+    Some(inflate_indexed_range(bytes, &members, 0, &mut out).map(|_| out))
 }
 
 /// Adler-32 checksum (RFC 1950).
@@ -160,8 +234,7 @@ pub fn zlib_compress(data: &[u8], level: u32) -> Vec<u8> {
     let parts: Vec<Vec<u8>> = (0..n)
         .into_par_iter()
         .map(|i| {
-            let block =
-                &data[(i * BLOCK_SIZE).min(data.len())..((i + 1) * BLOCK_SIZE).min(data.len())];
+            let block = &data[(i * BLOCK_SIZE).min(data.len())..((i + 1) * BLOCK_SIZE).min(data.len())];
             let flush = if i + 1 == n {
                 flate2::FlushCompress::Finish
             } else {
@@ -208,9 +281,7 @@ mod tests {
 
     #[test]
     fn round_trip_parallel_and_standard_decoder() {
-        let data: Vec<u8> = (0..(BLOCK_SIZE * 2 + 1234))
-            .map(|i| (i % 251) as u8)
-            .collect();
+        let data: Vec<u8> = (0..(BLOCK_SIZE * 2 + 1234)).map(|i| (i % 251) as u8).collect();
         let gz = compress(&data, 1);
         assert_eq!(decompress_indexed(&gz, u64::MAX).unwrap().unwrap(), data);
         let mut std_out = Vec::new();
@@ -227,6 +298,27 @@ mod tests {
         bad[n - 9] ^= 0xff;
         assert!(matches!(decompress_indexed(&bad, u64::MAX), Some(Err(_))));
         assert!(decompress_indexed(&gz[..gz.len() - 1], u64::MAX).is_none());
+    }
+
+    #[test]
+    fn indexed_range_spans_members() {
+        let data: Vec<u8> = (0..(BLOCK_SIZE * 2 + 1234)).map(|i| (i % 241) as u8).collect();
+        let gz = compress(&data, 1);
+        let m = members(&gz).unwrap();
+        assert_eq!(m.len(), 3);
+        for (off, len) in [
+            (0, 10),
+            (BLOCK_SIZE - 10, BLOCK_SIZE + 20),
+            (BLOCK_SIZE * 2, 1234),
+        ] {
+            let mut out = vec![0u8; len];
+            inflate_indexed_range(&gz, &m, off, &mut out).unwrap();
+            assert_eq!(out, &data[off..off + len]);
+        }
+        let mut out = vec![0u8; 2];
+        assert!(inflate_indexed_range(&gz, &m, data.len() - 1, &mut out).is_err());
+        assert!(!looks_indexed(b"\x1f\x8b\x08\x00"));
+        assert!(looks_indexed(&gz));
     }
 
     #[test]

@@ -89,10 +89,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .prefix(".aiaa-tmp-")
         .tempfile_in(&dir)
         .map_err(|e| ImagingError::io(&dir, e))?;
-    tmp.write_all(bytes)
-        .map_err(|e| ImagingError::io(path, e))?;
-    tmp.persist(path)
-        .map_err(|e| ImagingError::io(path, e.error))?;
+    tmp.write_all(bytes).map_err(|e| ImagingError::io(path, e))?;
+    tmp.persist(path).map_err(|e| ImagingError::io(path, e.error))?;
     Ok(())
 }
 

@@ -9,9 +9,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::{
-    Geometry, ImagingError, ReadOptions, Result, Volume, VoxelType, Voxels, gz, with_voxels,
-};
+use crate::{Geometry, ImagingError, ReadOptions, Result, Volume, VoxelType, Voxels, gz, with_voxels};
 
 const FORMAT: &str = "MetaImage";
 
@@ -141,9 +139,7 @@ pub fn read_bytes(
         dims[i] = size[i] as usize;
     }
     let channels = match numbers(path, f, "ElementNumberOfChannels")? {
-        Some(v) if v.len() == 1 && v[0] >= 1.0 && v[0] <= 1024.0 && v[0].fract() == 0.0 => {
-            v[0] as usize
-        }
+        Some(v) if v.len() == 1 && v[0] >= 1.0 && v[0] <= 1024.0 && v[0].fract() == 0.0 => v[0] as usize,
         Some(v) => return Err(fmt_err(path, format!("bad ElementNumberOfChannels {v:?}"))),
         None => 1,
     };
@@ -217,22 +213,15 @@ pub fn read_bytes(
     let raw: std::borrow::Cow<[u8]> = if compressed {
         let mut out = vec![0u8; nbytes];
         let mut dec = flate2::read::ZlibDecoder::new(data);
-        dec.read_exact(&mut out).map_err(|e| {
-            fmt_err(
-                &data_path,
-                format!("compressed data: {e} (truncated or corrupt)"),
-            )
-        })?;
+        dec.read_exact(&mut out)
+            .map_err(|e| fmt_err(&data_path, format!("compressed data: {e} (truncated or corrupt)")))?;
         out.into()
     } else {
         data.get(..nbytes)
             .ok_or_else(|| {
                 fmt_err(
                     &data_path,
-                    format!(
-                        "truncated: {} bytes of voxel data, expected {nbytes}",
-                        data.len()
-                    ),
+                    format!("truncated: {} bytes of voxel data, expected {nbytes}", data.len()),
                 )
             })?
             .into()
@@ -287,21 +276,13 @@ pub fn interleave(v: &Voxels, channels: usize) -> Voxels {
 
 fn header_text(vol: &Volume, compressed: bool, compressed_size: usize, data_file: &str) -> String {
     let g = &vol.geometry;
-    let j = |v: &[f64]| {
-        v.iter()
-            .map(|x| format!("{x}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
+    let j = |v: &[f64]| v.iter().map(|x| format!("{x}")).collect::<Vec<_>>().join(" ");
     let tm: Vec<f64> = (0..3)
         .flat_map(|axis| (0..3).map(move |r| g.direction[r][axis]))
         .collect();
     let mut s = String::new();
     s += "ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n";
-    s += &format!(
-        "CompressedData = {}\n",
-        if compressed { "True" } else { "False" }
-    );
+    s += &format!("CompressedData = {}\n", if compressed { "True" } else { "False" });
     if compressed {
         s += &format!("CompressedDataSize = {compressed_size}\n");
     }
@@ -309,10 +290,7 @@ fn header_text(vol: &Volume, compressed: bool, compressed_size: usize, data_file
     s += &format!("Offset = {}\n", j(&g.origin));
     s += "CenterOfRotation = 0 0 0\n";
     s += &format!("ElementSpacing = {}\n", j(&g.spacing));
-    s += &format!(
-        "DimSize = {} {} {}\n",
-        vol.dims[0], vol.dims[1], vol.dims[2]
-    );
+    s += &format!("DimSize = {} {} {}\n", vol.dims[0], vol.dims[1], vol.dims[2]);
     if vol.channels > 1 {
         s += &format!("ElementNumberOfChannels = {}\n", vol.channels);
     }
@@ -327,11 +305,7 @@ fn payload(vol: &Volume, compress: bool) -> Vec<u8> {
     } else {
         vol.voxels.to_le_bytes()
     };
-    if compress {
-        gz::zlib_compress(&raw, 1)
-    } else {
-        raw
-    }
+    if compress { gz::zlib_compress(&raw, 1) } else { raw }
 }
 
 /// Encodes `vol` as a single-file `.mha`.
@@ -350,14 +324,9 @@ pub fn write(vol: &Volume, path: &Path, compress: bool) -> Result<()> {
         let name = raw_path
             .file_name()
             .and_then(|n| n.to_str())
-            .ok_or_else(|| {
-                ImagingError::InvalidArgument(format!("{}: bad file name", path.display()))
-            })?;
+            .ok_or_else(|| ImagingError::InvalidArgument(format!("{}: bad file name", path.display())))?;
         crate::io::write_atomic(&raw_path, &data)?;
-        crate::io::write_atomic(
-            path,
-            header_text(vol, compress, data.len(), name).as_bytes(),
-        )
+        crate::io::write_atomic(path, header_text(vol, compress, data.len(), name).as_bytes())
     } else {
         crate::io::write_atomic(path, &to_bytes(vol, compress))
     }

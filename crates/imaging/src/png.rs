@@ -28,11 +28,7 @@ pub fn read_bytes(path: &Path, bytes: &[u8], opts: &ReadOptions) -> Result<Volum
     };
     let (color, depth) = reader.output_color_type();
     let comps = color.samples();
-    let bytes_per = if depth == png::BitDepth::Sixteen {
-        2
-    } else {
-        1
-    };
+    let bytes_per = if depth == png::BitDepth::Sixteen { 2 } else { 1 };
     let size = opts.check(path, (w * h * comps) as u128, bytes_per)?;
     let mut buf = vec![0u8; size];
     reader.next_frame(&mut buf).map_err(err)?;

@@ -19,12 +19,7 @@ pub struct Volume {
 
 impl Volume {
     /// Builds a volume, checking that the buffer length matches the grid.
-    pub fn new(
-        dims: [usize; 3],
-        channels: usize,
-        geometry: Geometry,
-        voxels: Voxels,
-    ) -> Result<Volume> {
+    pub fn new(dims: [usize; 3], channels: usize, geometry: Geometry, voxels: Voxels) -> Result<Volume> {
         let expected = dims
             .iter()
             .chain(std::iter::once(&channels))

@@ -149,6 +149,7 @@ macro_rules! float_element {
 float_element!(f32, F32);
 float_element!(f64, F64);
 
+/// Element types whose every bit pattern is a valid value and which have no padding, so a
 fn decode<T: Element>(bytes: &[u8], big_endian: bool) -> Vec<T> {
     let n = size_of::<T>();
     bytes
@@ -215,6 +216,39 @@ impl Voxels {
         })
     }
 
+    /// The buffer's memory as bytes, in native byte order: lets readers inflate or read
+    /// file data straight into a typed buffer (then call [`Voxels::swap_bytes`] if the file's
+    /// byte order is not the machine's).
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        with_voxels!(self, v => bytemuck::cast_slice_mut(v.as_mut_slice()))
+    }
+
+    /// Reverses the byte order of every element in place (in parallel).
+    pub fn swap_bytes(&mut self) {
+        use rayon::prelude::*;
+        const CHUNK: usize = 1 << 16;
+        match self {
+            Voxels::U8(_) => {}
+            Voxels::I16(v) => v
+                .par_chunks_mut(CHUNK)
+                .for_each(|c| c.iter_mut().for_each(|x| *x = x.swap_bytes())),
+            Voxels::U16(v) => v
+                .par_chunks_mut(CHUNK)
+                .for_each(|c| c.iter_mut().for_each(|x| *x = x.swap_bytes())),
+            Voxels::I32(v) => v
+                .par_chunks_mut(CHUNK)
+                .for_each(|c| c.iter_mut().for_each(|x| *x = x.swap_bytes())),
+            Voxels::F32(v) => v.par_chunks_mut(CHUNK).for_each(|c| {
+                c.iter_mut()
+                    .for_each(|x| *x = f32::from_bits(x.to_bits().swap_bytes()))
+            }),
+            Voxels::F64(v) => v.par_chunks_mut(CHUNK).for_each(|c| {
+                c.iter_mut()
+                    .for_each(|x| *x = f64::from_bits(x.to_bits().swap_bytes()))
+            }),
+        }
+    }
+
     /// Little-endian bytes of the buffer.
     pub fn to_le_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len() * self.voxel_type().size());
@@ -254,9 +288,7 @@ impl Voxels {
 
     /// Minimum and maximum value (NaNs ignored); `None` when empty.
     pub fn min_max(&self) -> Option<(f64, f64)> {
-        let mut it = (0..self.len())
-            .map(|i| self.get_f64(i))
-            .filter(|x| !x.is_nan());
+        let mut it = (0..self.len()).map(|i| self.get_f64(i)).filter(|x| !x.is_nan());
         let first = it.next()?;
         Some(it.fold((first, first), |(lo, hi), x| (lo.min(x), hi.max(x))))
     }

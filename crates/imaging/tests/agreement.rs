@@ -13,11 +13,7 @@ fn repo_root() -> PathBuf {
 fn dump_example() -> PathBuf {
     // target/<profile>/deps/agreement-<hash> -> target/<profile>/examples/dump
     let exe = std::env::current_exe().unwrap();
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .unwrap()
-        .join("examples");
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap().join("examples");
     let p = dir.join(format!("dump{}", std::env::consts::EXE_SUFFIX));
     assert!(
         p.is_file(),

@@ -9,13 +9,7 @@ use aiaa_imaging::{Geometry, Volume, Voxels, io, nifti};
 fn ramp() -> Volume {
     let dims = [4, 3, 2];
     let v: Vec<i16> = (0..2 * 24).map(|x| x as i16).collect();
-    Volume::new(
-        dims,
-        2,
-        Geometry::with_spacing([0.5, 1.0, 2.0]),
-        Voxels::I16(v),
-    )
-    .unwrap()
+    Volume::new(dims, 2, Geometry::with_spacing([0.5, 1.0, 2.0]), Voxels::I16(v)).unwrap()
 }
 
 #[test]
@@ -80,18 +74,12 @@ fn real_file_agrees_with_nifti_crate_voxels() {
 
 #[test]
 fn index_physical_transform_on_real_geometry() {
-    let vol = io::read_volume(
-        &common::data("mni152/MNI152_T1.nii.gz"),
-        &Default::default(),
-    )
-    .unwrap();
+    let vol = io::read_volume(&common::data("mni152/MNI152_T1.nii.gz"), &Default::default()).unwrap();
     // FSL's MNI152 1 mm: RAS sform [-1 0 0 90; 0 1 0 -126; 0 0 1 -72] -> LPS below.
     let g = vol.geometry;
     assert_eq!(g.origin, [-90.0, 126.0, -72.0]);
     let p = g.index_to_physical([90.0, 126.0, 72.0]);
     assert!(p.iter().all(|x| x.abs() < 1e-9), "{p:?}");
     let i = g.physical_to_index([0.0, 0.0, 0.0]).unwrap();
-    assert!(
-        (i[0] - 90.0).abs() < 1e-9 && (i[1] - 126.0).abs() < 1e-9 && (i[2] - 72.0).abs() < 1e-9
-    );
+    assert!((i[0] - 90.0).abs() < 1e-9 && (i[1] - 126.0).abs() < 1e-9 && (i[2] - 72.0).abs() < 1e-9);
 }

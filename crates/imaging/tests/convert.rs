@@ -25,16 +25,8 @@ fn converts_a_tree_of_nifti_files_with_resampling_and_progress() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
     std::fs::create_dir_all(input.join("sub")).unwrap();
-    std::fs::copy(
-        common::data("robex/atlas_mask.nii.gz"),
-        input.join("mask.nii.gz"),
-    )
-    .unwrap();
-    std::fs::copy(
-        common::data("nibabel/anatomical.nii"),
-        input.join("sub/anat.nii"),
-    )
-    .unwrap();
+    std::fs::copy(common::data("robex/atlas_mask.nii.gz"), input.join("mask.nii.gz")).unwrap();
+    std::fs::copy(common::data("nibabel/anatomical.nii"), input.join("sub/anat.nii")).unwrap();
     std::fs::write(input.join("notes.txt"), "ignored").unwrap();
     let out = tmp.path().join("out");
     let mut o = options(&input, &out, ".nii.gz", ".mha");
@@ -51,8 +43,7 @@ fn converts_a_tree_of_nifti_files_with_resampling_and_progress() {
     let o2 = options(&input, &out, ".nii", ".nii.gz");
     convert_dir(&o2, &mut |_| {}).unwrap();
     let a = io::read_volume(&out.join("sub/anat.nii.gz"), &Default::default()).unwrap();
-    let src =
-        io::read_volume(&common::data("nibabel/anatomical.nii"), &Default::default()).unwrap();
+    let src = io::read_volume(&common::data("nibabel/anatomical.nii"), &Default::default()).unwrap();
     assert_eq!(a, src);
     // No temp files left behind.
     let leftovers: Vec<_> = walk(&out)
@@ -127,18 +118,6 @@ fn dicom_series_become_one_volume_each() {
 #[test]
 fn bad_suffixes_are_rejected() {
     let tmp = tempfile::tempdir().unwrap();
-    assert!(
-        convert_dir(
-            &options(tmp.path(), tmp.path(), ".jpg", ".nii"),
-            &mut |_| {}
-        )
-        .is_err()
-    );
-    assert!(
-        convert_dir(
-            &options(tmp.path(), tmp.path(), ".nii", ".dcm"),
-            &mut |_| {}
-        )
-        .is_err()
-    );
+    assert!(convert_dir(&options(tmp.path(), tmp.path(), ".jpg", ".nii"), &mut |_| {}).is_err());
+    assert!(convert_dir(&options(tmp.path(), tmp.path(), ".nii", ".dcm"), &mut |_| {}).is_err());
 }

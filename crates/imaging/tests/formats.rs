@@ -49,8 +49,7 @@ fn mha_errors_name_the_file() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("truncated"), "{e}");
-    let text =
-        String::from_utf8_lossy(&bytes[..300]).replace("DimSize = 33 41 25", "DimSize = 0 41 25");
+    let text = String::from_utf8_lossy(&bytes[..300]).replace("DimSize = 33 41 25", "DimSize = 0 41 25");
     let e = mha::read_bytes(p, text.as_bytes(), &opts(), |_| unreachable!())
         .unwrap_err()
         .to_string();
@@ -75,13 +74,7 @@ fn png_8_and_16_bit_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let g = Default::default();
     let v8 = Volume::new([5, 3, 1], 1, g, Voxels::U8((0..15).collect())).unwrap();
-    let v16 = Volume::new(
-        [4, 2, 1],
-        3,
-        g,
-        Voxels::U16((0..24).map(|x| x * 2000).collect()),
-    )
-    .unwrap();
+    let v16 = Volume::new([4, 2, 1], 3, g, Voxels::U16((0..24).map(|x| x * 2000).collect())).unwrap();
     for (v, name) in [(&v8, "a.png"), (&v16, "b.png")] {
         let p = dir.path().join(name);
         io::write_volume(v, &p).unwrap();
@@ -139,11 +132,7 @@ fn dicom_series_sorted_by_position() {
     let dir = pyd("dicomdirtests/98892001/CT5N");
     let v = dicom::read_dir(&dir, &opts()).unwrap();
     assert_eq!(v.dims, [16, 16, 5]);
-    assert!(
-        (v.geometry.spacing[2] - 2.5).abs() < 1e-6,
-        "{:?}",
-        v.geometry
-    );
+    assert!((v.geometry.spacing[2] - 2.5).abs() < 1e-6, "{:?}", v.geometry);
     // Shuffled file order gives the same volume.
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -172,9 +161,7 @@ fn dicom_series_errors_are_clear() {
     let e = dicom::read_files(&mixed, &opts()).unwrap_err().to_string();
     assert!(e.contains("mixed series"), "{e}");
     let not_dicom = common::data("nibabel/anatomical.nii");
-    let e = dicom::read_files(&[not_dicom], &opts())
-        .unwrap_err()
-        .to_string();
+    let e = dicom::read_files(&[not_dicom], &opts()).unwrap_err().to_string();
     assert!(e.contains("anatomical.nii"), "{e}");
     let dup = [pyd("CT_small.dcm"), pyd("CT_small.dcm")];
     let e = dicom::read_files(&dup, &opts()).unwrap_err().to_string();

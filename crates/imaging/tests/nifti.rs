@@ -15,13 +15,7 @@ fn mni152_reads_with_itk_geometry() {
     assert_eq!(v.voxel_type(), VoxelType::I16);
     assert_eq!(v.geometry.spacing, [1.0; 3]);
     let want = [[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]];
-    let got: Vec<f64> = v
-        .geometry
-        .direction
-        .iter()
-        .flatten()
-        .map(|x| x + 0.0)
-        .collect();
+    let got: Vec<f64> = v.geometry.direction.iter().flatten().map(|x| x + 0.0).collect();
     assert_eq!(got, want.iter().flatten().copied().collect::<Vec<f64>>());
     let (lo, hi) = v.voxels.min_max().unwrap();
     assert!(lo >= 0.0 && hi > 1000.0, "{lo} {hi}");
@@ -107,9 +101,7 @@ fn bad_headers_are_rejected() {
     let e = nifti::read_bytes(p, &b, &opts()).unwrap_err();
     assert!(matches!(e, ImagingError::Unsupported { .. }), "{e}");
     let b = header_bytes();
-    let e = nifti::read_bytes(p, &b[..200], &opts())
-        .unwrap_err()
-        .to_string();
+    let e = nifti::read_bytes(p, &b[..200], &opts()).unwrap_err().to_string();
     assert!(e.contains("truncated"), "{e}");
     let e = nifti::read_bytes(p, &b[..b.len() - 1], &opts())
         .unwrap_err()

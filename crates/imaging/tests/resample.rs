@@ -4,17 +4,12 @@ mod common;
 
 use aiaa_imaging::crop::{crop, pad};
 use aiaa_imaging::resample::{
-    Interpolation, grid_for_spacing, resample_like, resample_onto, resample_onto_general,
-    resample_to_spacing,
+    Interpolation, grid_for_spacing, resample_like, resample_onto, resample_onto_general, resample_to_spacing,
 };
 use aiaa_imaging::{Geometry, Volume, VoxelType, Voxels, io};
 
 fn mni() -> Volume {
-    io::read_volume(
-        &common::data("mni152/MNI152_T1.nii.gz"),
-        &Default::default(),
-    )
-    .unwrap()
+    io::read_volume(&common::data("mni152/MNI152_T1.nii.gz"), &Default::default()).unwrap()
 }
 
 #[test]
@@ -61,9 +56,7 @@ fn rotated_reference_grid_keeps_physical_positions() {
     g.direction = [[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]];
     let dims = [v.dims[1], v.dims[0], v.dims[2]];
     // Origin chosen so the rotated grid covers the same box.
-    g.origin = v
-        .geometry
-        .index_to_physical([(v.dims[0] - 1) as f64, 0.0, 0.0]);
+    g.origin = v.geometry.index_to_physical([(v.dims[0] - 1) as f64, 0.0, 0.0]);
     let r = resample_onto(&v, dims, &g, Interpolation::Nearest).unwrap();
     for (i, j, k) in [(10usize, 20usize, 30usize), (100, 50, 90), (0, 0, 0)] {
         let p = g.index_to_physical([i as f64, j as f64, k as f64]);
@@ -78,11 +71,7 @@ fn rotated_reference_grid_keeps_physical_positions() {
 
 #[test]
 fn labels_keep_their_values() {
-    let mask = io::read_volume(
-        &common::data("robex/atlas_mask.nii.gz"),
-        &Default::default(),
-    )
-    .unwrap();
+    let mask = io::read_volume(&common::data("robex/atlas_mask.nii.gz"), &Default::default()).unwrap();
     let r = resample_to_spacing(&mask, [0.9, 2.0, 1.1], Interpolation::Nearest).unwrap();
     let mut vals: Vec<i64> = r.voxels.to_f32_vec().iter().map(|&x| x as i64).collect();
     vals.sort_unstable();
@@ -101,11 +90,7 @@ fn integer_linear_output_is_rounded_and_saturated() {
 
 #[test]
 fn multichannel_resamples_per_channel() {
-    let v = io::read_volume(
-        &common::data("nibabel/example4d.nii.gz"),
-        &Default::default(),
-    )
-    .unwrap();
+    let v = io::read_volume(&common::data("nibabel/example4d.nii.gz"), &Default::default()).unwrap();
     let r = resample_to_spacing(&v, [4.0; 3], Interpolation::Linear).unwrap();
     assert_eq!(r.channels, 2);
     let c1 = resample_to_spacing(&v.channel(1).unwrap(), [4.0; 3], Interpolation::Linear).unwrap();

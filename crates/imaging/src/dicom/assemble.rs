@@ -109,19 +109,13 @@ fn layout(infos: &[SliceInfo]) -> Result<(Geometry, Vec<Plane>)> {
     }
     let along = |p: &[f64; 3]| dot(*p, normal);
     planes.sort_by(|a, b| {
-        let (x, y) = (
-            a.1.map_or(0.0, |p| along(&p)),
-            b.1.map_or(0.0, |p| along(&p)),
-        );
+        let (x, y) = (a.1.map_or(0.0, |p| along(&p)), b.1.map_or(0.0, |p| along(&p)));
         x.total_cmp(&y)
     });
     let pos: Vec<[f64; 3]> = planes.iter().filter_map(|(_, p)| *p).collect();
     g.origin = pos[0];
     if pos.len() > 1 {
-        let diffs: Vec<f64> = pos
-            .windows(2)
-            .map(|w| along(&w[1]) - along(&w[0]))
-            .collect();
+        let diffs: Vec<f64> = pos.windows(2).map(|w| along(&w[1]) - along(&w[0])).collect();
         if let Some(i) = diffs.iter().position(|d| d.abs() < 1e-4) {
             let f = &infos[planes[i + 1].0.file].path;
             return Err(series_err(
@@ -144,9 +138,7 @@ fn layout(infos: &[SliceInfo]) -> Result<(Geometry, Vec<Plane>)> {
         if off > (0.01 * t.abs()).max(1e-3) {
             return Err(series_err(
                 p0,
-                format!(
-                    "gantry tilt or sheared stack: slices drift {off:.3} mm sideways over {t:.3} mm"
-                ),
+                format!("gantry tilt or sheared stack: slices drift {off:.3} mm sideways over {t:.3} mm"),
             ));
         }
         g.spacing[2] = mean;
@@ -159,6 +151,7 @@ pub fn assemble(infos: &[SliceInfo], opts: &ReadOptions) -> Result<Volume> {
     check_size(infos, opts)?;
     let mut objs = Vec::with_capacity(infos.len());
     for i in infos {
+        super::prescan::check_file(&i.path, None)?;
         objs.push(
             dicom_object::open_file(&i.path)
                 .map_err(|e| ImagingError::format(&i.path, "DICOM", e.to_string()))?,
@@ -176,11 +169,7 @@ fn check_size(infos: &[SliceInfo], opts: &ReadOptions) -> Result<()> {
         .map(|i| i.rows as u128 * i.columns as u128 * i.frames as u128 * i.samples as u128)
         .sum();
     // Decoded buffers (bytes) plus our i32/f64 working copy.
-    opts.check(
-        &first.path,
-        count,
-        8 + first.bits_allocated.div_ceil(8) as usize,
-    )?;
+    opts.check(&first.path, count, 8 + first.bits_allocated.div_ceil(8) as usize)?;
     Ok(())
 }
 
@@ -217,17 +206,14 @@ pub fn assemble_objects(
     }
     for (fi, obj) in objs.iter().enumerate() {
         let path = &infos[fi].path;
-        // dicom-rs codecs can panic on corrupt data (seen in the RLE decoder): contain it.
-        let dec =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
-                .map_err(|_| {
-                    ImagingError::format(
-                        path,
-                        "DICOM",
-                        "pixel data: decoder failed on corrupt data",
-                    )
-                })?
-                .map_err(|e| ImagingError::format(path, "DICOM", format!("pixel data: {e}")))?;
+        check_rle(obj).map_err(|why| {
+            ImagingError::format(path, "DICOM", format!("pixel data: invalid RLE data: {why}"))
+        })?;
+        // dicom-rs codecs can panic on corrupt data (seen in the RLE and JPEG 2000
+        // decoders): contain it. RLE data is validated above so its decoder never panics.
+        let dec = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
+            .map_err(|_| ImagingError::format(path, "DICOM", "pixel data: decoder failed on corrupt data"))?
+            .map_err(|e| ImagingError::format(path, "DICOM", format!("pixel data: {e}")))?;
         let bits = dec.bits_allocated();
         let signed = dec.pixel_representation() == PixelRepresentation::Signed;
         let planar = dec.planar_configuration() == PlanarConfiguration::PixelFirst;
@@ -312,14 +298,94 @@ pub fn assemble_objects(
     Volume::new([w, h, nz], samples, geometry, voxels)
 }
 
+/// RLE Lossless transfer syntax UID.
+const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+
+/// Output length of one PackBits segment, as dicom-rs's decoder computes it; `None` where
+/// that decoder would fail (truncated repeat run).
+fn packbits_len(seg: &[u8]) -> Option<usize> {
+    let (mut pos, mut out) = (0usize, 0usize);
+    while pos < seg.len() {
+        let h = seg[pos] as i8;
+        pos += 1;
+        if h >= 0 {
+            let n = h as usize + 1;
+            out += n.min(seg.len() - pos);
+            pos += n;
+        } else if h != -128 {
+            seg.get(pos)?;
+            out += (1 - h as isize) as usize;
+            pos += 1;
+        }
+    }
+    Some(out)
+}
+
+/// Validates RLE Lossless pixel data (DICOM PS3.5 annex G) before it reaches dicom-rs's
+/// decoder, which panics on some corrupt inputs (short segments, short headers): every
+/// fragment needs a 64-byte header with one segment per sample byte, increasing offsets
+/// inside the fragment, and segments that decode to at least Rows x Columns bytes.
+fn check_rle(obj: &DefaultDicomObject) -> std::result::Result<(), String> {
+    use dicom_dictionary_std::tags;
+    if obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']) != RLE_LOSSLESS {
+        return Ok(());
+    }
+    let int = |tag| {
+        obj.element_opt(tag)
+            .ok()
+            .flatten()
+            .and_then(|e| e.to_int::<i64>().ok())
+    };
+    let (Some(rows), Some(cols), Some(bits)) =
+        (int(tags::ROWS), int(tags::COLUMNS), int(tags::BITS_ALLOCATED))
+    else {
+        return Ok(()); // the decoder reports the missing attribute
+    };
+    let samples = int(tags::SAMPLES_PER_PIXEL).unwrap_or(1);
+    if !(1..=4).contains(&samples) || !(bits == 8 || bits == 16) || rows < 1 || cols < 1 {
+        return Err(format!("{samples} samples of {bits} bits"));
+    }
+    let needed = (samples * bits / 8) as usize;
+    let plane = (rows * cols) as usize;
+    let Some(frags) = obj
+        .element_opt(tags::PIXEL_DATA)
+        .ok()
+        .flatten()
+        .and_then(|e| e.value().fragments())
+    else {
+        return Err("no encapsulated fragments".into());
+    };
+    for (i, f) in frags.iter().enumerate() {
+        if f.len() < 64 {
+            return Err(format!(
+                "fragment {i}: {} bytes, shorter than the header",
+                f.len()
+            ));
+        }
+        let word =
+            |k: usize| u32::from_le_bytes([f[4 * k], f[4 * k + 1], f[4 * k + 2], f[4 * k + 3]]) as usize;
+        let n = word(0);
+        if n < needed || n > 15 {
+            return Err(format!("fragment {i}: {n} segments, expected {needed}"));
+        }
+        let mut bounds: Vec<usize> = (1..=n).map(word).collect();
+        bounds.push(f.len());
+        for s in 0..needed {
+            let seg = f
+                .get(bounds[s]..bounds[s + 1])
+                .filter(|_| bounds[s] >= 64)
+                .ok_or_else(|| format!("fragment {i}: segment {s} offsets out of range"))?;
+            match packbits_len(seg) {
+                Some(len) if len >= plane => {}
+                _ => return Err(format!("fragment {i}: segment {s} decodes to too few bytes")),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Applies per-plane rescale and picks the output type.
-fn finish(
-    ints: Vec<i32>,
-    floats: Vec<f64>,
-    rescales: &[(f64, f64)],
-    plane_len: usize,
-    nz: usize,
-) -> Voxels {
+fn finish(ints: Vec<i32>, floats: Vec<f64>, rescales: &[(f64, f64)], plane_len: usize, nz: usize) -> Voxels {
     let identity = rescales.iter().all(|&(s, i)| s == 1.0 && i == 0.0);
     let integral = rescales
         .iter()
@@ -338,10 +404,7 @@ fn finish(
                     v as i64 * s as i64 + b as i64
                 })
                 .collect();
-            if vals
-                .iter()
-                .all(|&v| v >= i32::MIN as i64 && v <= i32::MAX as i64)
-            {
+            if vals.iter().all(|&v| v >= i32::MIN as i64 && v <= i32::MAX as i64) {
                 return narrow(vals.into_iter().map(|v| v as i32).collect());
             }
             return Voxels::F64(vals.into_iter().map(|v| v as f64).collect());

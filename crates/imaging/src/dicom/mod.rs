@@ -12,9 +12,12 @@
 //!
 //! Refused with a clear error: files of different series, uneven slice spacing, gantry
 //! tilt (slice positions not along the normal), duplicate positions, differing slice
-//! sizes or orientations, and non-DICOM files.
+//! sizes or orientations, and non-DICOM files. Every file is first checked by
+//! [`prescan`] (declared element lengths against the bytes present), so that a corrupt
+//! length cannot make dicom-object reserve gigabytes for a small file.
 
 pub mod assemble;
+pub mod prescan;
 pub mod slice;
 
 use std::collections::BTreeMap;
@@ -74,8 +77,7 @@ pub fn scan(dir: &Path, recursive: bool, suffix: &str) -> Result<Scan> {
         .into_iter()
         .map(|(uid, files)| Series { uid, files })
         .collect();
-    scan.series
-        .sort_by(|a, b| a.files.first().cmp(&b.files.first()));
+    scan.series.sort_by(|a, b| a.files.first().cmp(&b.files.first()));
     Ok(scan)
 }
 
@@ -89,8 +91,7 @@ pub fn read_files(files: &[PathBuf], opts: &ReadOptions) -> Result<Volume> {
         let obj = slice::open_header(f)?;
         infos.push(slice::info(f, &obj)?);
     }
-    let uids: std::collections::BTreeSet<&str> =
-        infos.iter().map(|i| i.series_uid.as_str()).collect();
+    let uids: std::collections::BTreeSet<&str> = infos.iter().map(|i| i.series_uid.as_str()).collect();
     if uids.len() > 1 {
         return Err(ImagingError::Series {
             path: first.clone(),
@@ -125,6 +126,8 @@ pub fn read_dir(dir: &Path, opts: &ReadOptions) -> Result<Volume> {
 
 /// Reads a DICOM object (single file) from bytes, e.g. for fuzzing.
 pub fn read_bytes(path: &Path, bytes: &[u8], opts: &ReadOptions) -> Result<Volume> {
+    // dicom-object trusts declared lengths when reserving memory: check them first.
+    prescan::check_bytes(path, bytes, None)?;
     let obj = dicom_object::OpenFileOptions::new()
         .from_reader(bytes)
         .map_err(|e| ImagingError::format(path, "DICOM", e.to_string()))?;

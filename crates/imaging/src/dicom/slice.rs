@@ -46,6 +46,7 @@ fn item(obj: &InMemDicomObject, seq: dicom_object::Tag) -> Option<&InMemDicomObj
 
 /// Opens only the header (stops before the pixel data).
 pub fn open_header(path: &Path) -> Result<DefaultDicomObject> {
+    super::prescan::check_file(path, Some(tags::PIXEL_DATA))?;
     OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
@@ -95,10 +96,7 @@ pub fn info(path: &Path, obj: &InMemDicomObject) -> Result<SliceInfo> {
             )
         });
         pixel_spacing = pixel_spacing.or_else(|| {
-            fixed(
-                item(sh, tags::PIXEL_MEASURES_SEQUENCE)
-                    .and_then(|i| floats(i, tags::PIXEL_SPACING)),
-            )
+            fixed(item(sh, tags::PIXEL_MEASURES_SEQUENCE).and_then(|i| floats(i, tags::PIXEL_SPACING)))
         });
     }
     let mut positions = Vec::new();
@@ -110,8 +108,7 @@ pub fn info(path: &Path, obj: &InMemDicomObject) -> Result<SliceInfo> {
     {
         for fr in per_frame {
             if let Some(p) = fixed(
-                item(fr, tags::PLANE_POSITION_SEQUENCE)
-                    .and_then(|i| floats(i, tags::IMAGE_POSITION_PATIENT)),
+                item(fr, tags::PLANE_POSITION_SEQUENCE).and_then(|i| floats(i, tags::IMAGE_POSITION_PATIENT)),
             ) {
                 positions.push(p);
             }
@@ -123,8 +120,7 @@ pub fn info(path: &Path, obj: &InMemDicomObject) -> Result<SliceInfo> {
             }
             if pixel_spacing.is_none() {
                 pixel_spacing = fixed(
-                    item(fr, tags::PIXEL_MEASURES_SEQUENCE)
-                        .and_then(|i| floats(i, tags::PIXEL_SPACING)),
+                    item(fr, tags::PIXEL_MEASURES_SEQUENCE).and_then(|i| floats(i, tags::PIXEL_SPACING)),
                 );
             }
         }

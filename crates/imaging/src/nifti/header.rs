@@ -44,6 +44,13 @@ pub struct Header {
     pub single_file: bool,
 }
 
+impl Header {
+    /// Length of the header on disk (348 for NIfTI-1, 540 for NIfTI-2).
+    pub fn header_len(&self) -> usize {
+        if self.version == 1 { NIFTI1_LEN } else { NIFTI2_LEN }
+    }
+}
+
 /// How the first four bytes identify the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -219,9 +226,7 @@ pub fn datatype_of(ty: VoxelType) -> (i16, i16) {
 /// (352 bytes; voxel data follows at offset 352).
 pub fn write_nifti1(h: &Header) -> Vec<u8> {
     let mut b = vec![0u8; NIFTI1_LEN + 4];
-    let put = |b: &mut Vec<u8>, off: usize, bytes: &[u8]| {
-        b[off..off + bytes.len()].copy_from_slice(bytes)
-    };
+    let put = |b: &mut Vec<u8>, off: usize, bytes: &[u8]| b[off..off + bytes.len()].copy_from_slice(bytes);
     put(&mut b, 0, &348i32.to_le_bytes());
     put(&mut b, 38, b"r");
     for (i, d) in h.dim.iter().enumerate() {
@@ -246,11 +251,7 @@ pub fn write_nifti1(h: &Header) -> Vec<u8> {
     }
     for r in 0..3 {
         for c in 0..4 {
-            put(
-                &mut b,
-                280 + 16 * r + 4 * c,
-                &(h.srow[r][c] as f32).to_le_bytes(),
-            );
+            put(&mut b, 280 + 16 * r + 4 * c, &(h.srow[r][c] as f32).to_le_bytes());
         }
     }
     put(&mut b, 344, b"n+1\0");

@@ -13,9 +13,7 @@ use std::path::Path;
 
 use header::Header;
 
-use crate::{
-    Geometry, ImagingError, ReadOptions, Result, Volume, VoxelType, Voxels, gz, with_voxels,
-};
+use crate::{Geometry, ImagingError, ReadOptions, Result, Volume, VoxelType, Voxels, gz, with_voxels};
 
 const FORMAT: &str = "NIfTI";
 
@@ -27,30 +25,37 @@ fn fmt_err(path: &Path, reason: impl Into<String>) -> ImagingError {
 }
 
 /// Reads a `.nii` or `.nii.gz` file.
+///
+/// Gzip files written by [`crate::gz::compress`] (our writer: independent members that
+/// record their length) are read whole and their members inflated in parallel; any other
+/// gzip file is inflated as a stream from the file; both inflate straight into the final
+/// voxel buffer.
 pub fn read(path: &Path, opts: &ReadOptions) -> Result<Volume> {
-    let bytes = crate::io::read_file(path, opts)?;
-    read_bytes(path, &bytes, opts)
+    use std::io::{BufReader, Seek};
+    let mut file = std::fs::File::open(path).map_err(|e| ImagingError::io(path, e))?;
+    let mut head = [0u8; 20];
+    let n = file
+        .read(&mut head)
+        .and_then(|n| file.rewind().map(|_| n))
+        .map_err(|e| ImagingError::io(path, e))?;
+    if !gz::is_gzip(&head[..n]) || gz::looks_indexed(&head[..n]) {
+        drop(file);
+        let bytes = crate::io::read_file(path, opts)?;
+        return read_bytes(path, &bytes, opts);
+    }
+    let dec = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 18, file));
+    read_stream(path, dec, opts)
 }
 
 /// Reads NIfTI from the bytes of a (possibly gzipped) file; `path` names it in errors.
 pub fn read_bytes(path: &Path, bytes: &[u8], opts: &ReadOptions) -> Result<Volume> {
     if gz::is_gzip(bytes) {
-        let margin = MAX_EXTENSION_BYTES + header::NIFTI2_LEN as u64;
-        if let Some(res) = gz::decompress_indexed(bytes, opts.max_bytes.saturating_add(margin)) {
-            let plain = res.map_err(|e| match e {
-                gz::IndexedError::TooLarge(n) => ImagingError::TooLarge {
-                    path: path.to_path_buf(),
-                    needed: n,
-                    limit: opts.max_bytes,
-                },
-                gz::IndexedError::Corrupt(why) => fmt_err(path, format!("gzip: {why}")),
-            })?;
-            return read_stream(path, &mut &plain[..], opts);
+        if let Some(members) = gz::members(bytes) {
+            return read_indexed(path, bytes, &members, opts);
         }
-        let mut dec = flate2::read::MultiGzDecoder::new(bytes);
-        return read_stream(path, &mut dec, opts);
+        return read_stream(path, flate2::read::MultiGzDecoder::new(bytes), opts);
     }
-    read_stream(path, &mut &bytes[..], opts)
+    read_stream(path, bytes, opts)
 }
 
 fn read_exact_or(path: &Path, r: &mut dyn Read, buf: &mut [u8], what: &str) -> Result<()> {
@@ -67,8 +72,7 @@ fn read_exact_or(path: &Path, r: &mut dyn Read, buf: &mut [u8], what: &str) -> R
 pub fn read_header(path: &Path, r: &mut dyn Read) -> Result<Header> {
     let mut buf = vec![0u8; header::NIFTI2_LEN];
     read_exact_or(path, r, &mut buf[..4], "header")?;
-    let kind = header::kind(&buf[..4])
-        .ok_or_else(|| fmt_err(path, "sizeof_hdr is neither 348 nor 540"))?;
+    let kind = header::kind(&buf[..4]).ok_or_else(|| fmt_err(path, "sizeof_hdr is neither 348 nor 540"))?;
     read_exact_or(path, r, &mut buf[4..kind.header_len()], "header")?;
     header::parse(&buf, kind).map_err(|e| fmt_err(path, e))
 }
@@ -117,60 +121,156 @@ fn decode_stored(h: &Header, st: header::Storage, raw: &[u8]) -> Result<Voxels> 
     })
 }
 
-fn read_stream(path: &Path, r: &mut dyn Read, opts: &ReadOptions) -> Result<Volume> {
-    let h = read_header(path, r)?;
-    if !h.single_file {
-        return Err(ImagingError::unsupported(
-            path,
-            FORMAT,
-            "header/image pairs (.hdr/.img)",
-        ));
+/// What the header says about the voxel data.
+struct Plan {
+    h: Header,
+    dims: [usize; 3],
+    channels: usize,
+    st: header::Storage,
+    /// Stored elements (voxels x channels x components).
+    count: usize,
+    /// Stored bytes.
+    nbytes: usize,
+    /// Bytes between the end of the header and the voxel data.
+    skip: u64,
+}
+
+impl Plan {
+    fn new(path: &Path, h: Header, opts: &ReadOptions) -> Result<Plan> {
+        if !h.single_file {
+            return Err(ImagingError::unsupported(
+                path,
+                FORMAT,
+                "header/image pairs (.hdr/.img)",
+            ));
+        }
+        let (dims, channels) = shape(path, &h)?;
+        let st = header::storage(h.datatype)
+            .ok_or_else(|| ImagingError::unsupported(path, FORMAT, format!("datatype {}", h.datatype)))?;
+        // Saturating: NIfTI-2 dims are i64, so the product can exceed even u128.
+        let count = dims
+            .iter()
+            .map(|&d| d as u128)
+            .chain([channels as u128, st.components as u128])
+            .fold(1u128, u128::saturating_mul);
+        // Check both the stored and the decoded size before allocating either.
+        let nbytes = opts.check(path, count, st.stored_size)?;
+        opts.check(path, count, st.voxel_type.size())?;
+        if !(h.vox_offset.is_finite()) || h.vox_offset < 0.0 {
+            return Err(fmt_err(path, format!("vox_offset {} is invalid", h.vox_offset)));
+        }
+        let skip = (h.vox_offset - h.header_len() as f64).max(0.0) as u64;
+        if skip > MAX_EXTENSION_BYTES {
+            return Err(fmt_err(
+                path,
+                format!("vox_offset {} is implausibly large", h.vox_offset),
+            ));
+        }
+        Ok(Plan {
+            count: count as usize,
+            h,
+            dims,
+            channels,
+            st,
+            nbytes,
+            skip,
+        })
     }
-    let (dims, mut channels) = shape(path, &h)?;
-    let st = header::storage(h.datatype).ok_or_else(|| {
-        ImagingError::unsupported(path, FORMAT, format!("datatype {}", h.datatype))
-    })?;
-    let count = dims.iter().map(|&d| d as u128).product::<u128>()
-        * channels as u128
-        * st.components as u128;
-    // Check both the stored and the decoded size before allocating either.
-    let nbytes = opts.check(path, count, st.stored_size)?;
-    opts.check(path, count, st.voxel_type.size())?;
-    let header_len = if h.version == 1 {
-        header::NIFTI1_LEN
-    } else {
-        header::NIFTI2_LEN
-    } as f64;
-    if !(h.vox_offset.is_finite()) || h.vox_offset < 0.0 {
-        return Err(fmt_err(
-            path,
-            format!("vox_offset {} is invalid", h.vox_offset),
-        ));
+
+    /// Allocates the voxel buffer once, lets `fill` write the stored bytes into it, then
+    /// fixes the byte order (only when the file's is not the machine's) and decodes.
+    fn load(self, path: &Path, fill: impl FnOnce(&mut [u8]) -> Result<()>) -> Result<Volume> {
+        let Plan {
+            h,
+            dims,
+            mut channels,
+            st,
+            count,
+            nbytes,
+            ..
+        } = self;
+        let direct = st.components == 1 && st.stored_size == st.voxel_type.size();
+        let mut voxels = if direct {
+            let mut v = Voxels::zeros(st.voxel_type, count);
+            fill(v.as_bytes_mut())?;
+            if h.big_endian != cfg!(target_endian = "big") {
+                v.swap_bytes();
+            }
+            v
+        } else {
+            let mut raw = vec![0u8; nbytes];
+            fill(&mut raw)?;
+            decode_stored(&h, st, &raw)?
+        };
+        if st.components == 3 {
+            voxels = deinterleave_rgb(voxels, count / 3);
+            channels *= 3;
+        }
+        voxels = apply_scaling(voxels, h.scl_slope, h.scl_inter);
+        let geometry = orientation::geometry(&h).map_err(|e| ImagingError::unsupported(path, FORMAT, e))?;
+        Volume::new(dims, channels, geometry, voxels)
     }
-    let skip = (h.vox_offset - header_len).max(0.0) as u64;
-    if skip > MAX_EXTENSION_BYTES {
-        return Err(fmt_err(
-            path,
-            format!("vox_offset {} is implausibly large", h.vox_offset),
-        ));
+}
+
+/// Touches one byte per page so the kernel maps the pages now (run on another thread
+/// while the first half of a buffer is being inflated).
+fn prefault(buf: &mut [u8]) {
+    for page in buf.chunks_mut(4096) {
+        page[0] = std::hint::black_box(0);
     }
-    let skipped = std::io::copy(&mut r.take(skip), &mut std::io::sink())
+}
+
+fn read_stream<R: Read + Send>(path: &Path, mut r: R, opts: &ReadOptions) -> Result<Volume> {
+    let h = read_header(path, &mut r)?;
+    let plan = Plan::new(path, h, opts)?;
+    let skip = plan.skip;
+    let skipped = std::io::copy(&mut (&mut r).take(skip), &mut std::io::sink())
         .map_err(|e| fmt_err(path, format!("reading extensions: {e}")))?;
     if skipped != skip {
         return Err(fmt_err(path, "truncated: file ends before the voxel data"));
     }
-    let mut raw = vec![0u8; nbytes];
-    read_exact_or(path, r, &mut raw, "voxel data")?;
-    let mut voxels = decode_stored(&h, st, &raw)?;
-    drop(raw);
-    if st.components == 3 {
-        voxels = deinterleave_rgb(voxels, count as usize / 3);
-        channels *= 3;
+    plan.load(path, |dst| {
+        // Large buffers: map the second half's pages on another thread while the first
+        // half is read, so the reader does not stop for page faults there.
+        if dst.len() >= 1 << 24 {
+            let (a, b) = dst.split_at_mut(dst.len() / 2);
+            let (res, ()) = rayon::join(|| read_exact_or(path, &mut r, a, "voxel data"), || prefault(b));
+            res?;
+            read_exact_or(path, &mut r, b, "voxel data")
+        } else {
+            read_exact_or(path, &mut r, dst, "voxel data")
+        }
+    })
+}
+
+/// Reads a gzip file written by our writer: header from the first member, voxel data
+/// inflated member by member in parallel, straight into the voxel buffer.
+fn read_indexed(path: &Path, bytes: &[u8], members: &[gz::Member], opts: &ReadOptions) -> Result<Volume> {
+    let total: u64 = members.iter().map(|m| m.size as u64).sum();
+    let margin = MAX_EXTENSION_BYTES + header::NIFTI2_LEN as u64;
+    if total > opts.max_bytes.saturating_add(margin) {
+        return Err(ImagingError::TooLarge {
+            path: path.to_path_buf(),
+            needed: total,
+            limit: opts.max_bytes,
+        });
     }
-    voxels = apply_scaling(voxels, h.scl_slope, h.scl_inter);
-    let geometry =
-        orientation::geometry(&h).map_err(|e| ImagingError::unsupported(path, FORMAT, e))?;
-    Volume::new(dims, channels, geometry, voxels)
+    let h = read_header(path, &mut flate2::read::MultiGzDecoder::new(bytes))?;
+    let plan = Plan::new(path, h, opts)?;
+    let offset = plan.h.header_len() as u64 + plan.skip;
+    if offset + plan.nbytes as u64 > total {
+        return Err(fmt_err(path, "truncated: file ends inside the voxel data"));
+    }
+    plan.load(path, |dst| {
+        gz::inflate_indexed_range(bytes, members, offset as usize, dst).map_err(|e| match e {
+            gz::IndexedError::TooLarge(n) => ImagingError::TooLarge {
+                path: path.to_path_buf(),
+                needed: n,
+                limit: opts.max_bytes,
+            },
+            gz::IndexedError::Corrupt(why) => fmt_err(path, format!("gzip: {why}")),
+        })
+    })
 }
 
 fn deinterleave_rgb(v: Voxels, n: usize) -> Voxels {

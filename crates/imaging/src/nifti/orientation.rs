@@ -19,11 +19,7 @@ use crate::geometry::{Geometry, Mat3, det};
 const SCANNER_ANAT: i32 = 1;
 
 fn pix(p: f64) -> f64 {
-    if p.is_finite() && p != 0.0 {
-        p.abs()
-    } else {
-        1.0
-    }
+    if p.is_finite() && p != 0.0 { p.abs() } else { 1.0 }
 }
 
 /// The qform's 3x4 RAS matrix (nifti1_io's `nifti_quatern_to_mat44`).

@@ -10,12 +10,7 @@ use crate::{Volume, Voxels, with_voxels};
 
 type IndexMap = ([[f64; 3]; 3], [f64; 3]);
 
-pub(super) fn resample(
-    vol: &Volume,
-    dims: [usize; 3],
-    map: IndexMap,
-    interp: Interpolation,
-) -> Voxels {
+pub(super) fn resample(vol: &Volume, dims: [usize; 3], map: IndexMap, interp: Interpolation) -> Voxels {
     let n_in = vol.voxel_count();
     with_voxels!(&vol.voxels, v => {
         let mut out = Vec::with_capacity(dims[0] * dims[1] * dims[2] * vol.channels);
@@ -40,8 +35,8 @@ fn channel<T: Element + Default>(
     out.par_chunks_mut(plane).enumerate().for_each(|(k, slab)| {
         for (j, row) in slab.chunks_mut(dout[0]).enumerate() {
             for (i, o) in row.iter_mut().enumerate() {
-                let p = [0, 1, 2]
-                    .map(|r| m[r][0] * i as f64 + m[r][1] * j as f64 + m[r][2] * k as f64 + b[r]);
+                let p =
+                    [0, 1, 2].map(|r| m[r][0] * i as f64 + m[r][1] * j as f64 + m[r][2] * k as f64 + b[r]);
                 match interp {
                     Interpolation::Nearest => {
                         if let (Some(x), Some(y), Some(z)) = (
@@ -68,9 +63,8 @@ fn channel<T: Element + Default>(
                                 if w == 0.0 {
                                     continue;
                                 }
-                                acc += w
-                                    * (tx.w0 as f64 * at(tx.i0, yi, zi)
-                                        + tx.w1 as f64 * at(tx.i1, yi, zi));
+                                acc +=
+                                    w * (tx.w0 as f64 * at(tx.i0, yi, zi) + tx.w1 as f64 * at(tx.i1, yi, zi));
                             }
                         }
                         *o = T::from_f64(acc);

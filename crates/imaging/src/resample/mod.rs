@@ -47,13 +47,7 @@ pub fn grid_for_spacing(
         }
         size[a] = (n as usize).max(1);
     }
-    Ok((
-        size,
-        Geometry {
-            spacing,
-            ..*geometry
-        },
-    ))
+    Ok((size, Geometry { spacing, ..*geometry }))
 }
 
 /// Per-axis affine map from output index to input continuous index, when the grids share
@@ -65,10 +59,7 @@ pub(crate) fn axis_maps(input: &Geometry, output: &Geometry) -> Option<[(f64, f6
     let inv = inverse(&input.direction)?;
     let d = mat_vec(&inv, [0, 1, 2].map(|r| output.origin[r] - input.origin[r]));
     Some(std::array::from_fn(|a| {
-        (
-            output.spacing[a] / input.spacing[a],
-            d[a] / input.spacing[a],
-        )
+        (output.spacing[a] / input.spacing[a], d[a] / input.spacing[a])
     }))
 }
 
@@ -89,9 +80,7 @@ pub fn resample_onto(
     interp: Interpolation,
 ) -> Result<Volume> {
     if dims.contains(&0) {
-        return Err(ImagingError::InvalidArgument(format!(
-            "output size {dims:?}"
-        )));
+        return Err(ImagingError::InvalidArgument(format!("output size {dims:?}")));
     }
     let n = dims
         .iter()
@@ -127,11 +116,7 @@ pub fn resample_like(vol: &Volume, reference: &Volume, interp: Interpolation) ->
 }
 
 /// Resamples to a new spacing keeping the physical extent (see the module docs).
-pub fn resample_to_spacing(
-    vol: &Volume,
-    spacing: [f64; 3],
-    interp: Interpolation,
-) -> Result<Volume> {
+pub fn resample_to_spacing(vol: &Volume, spacing: [f64; 3], interp: Interpolation) -> Result<Volume> {
     let (dims, g) = grid_for_spacing(vol.dims, &vol.geometry, spacing)?;
     resample_onto(vol, dims, &g, interp)
 }

@@ -115,12 +115,7 @@ fn nearest<T: Element + Default>(
     out
 }
 
-fn linear<T: Element>(
-    src: &[T],
-    din: [usize; 3],
-    dout: [usize; 3],
-    taps: &[Vec<Taps>; 3],
-) -> Vec<f32> {
+fn linear<T: Element>(src: &[T], din: [usize; 3], dout: [usize; 3], taps: &[Vec<Taps>; 3]) -> Vec<f32> {
     // Pass 1: along x, (nx', ny, nz).
     let (nx, ny, nz) = (dout[0], din[1], din[2]);
     let mut a = vec![0f32; nx * ny * nz];
@@ -133,18 +128,16 @@ fn linear<T: Element>(
     // Pass 2: along y, (nx', ny', nz).
     let ny2 = dout[1];
     let mut b = vec![0f32; nx * ny2 * nz];
-    b.par_chunks_mut(nx * ny2)
-        .enumerate()
-        .for_each(|(k, slab)| {
-            let sslab = &a[k * nx * ny..][..nx * ny];
-            for (j, orow) in slab.chunks_mut(nx).enumerate() {
-                let t = taps[1][j];
-                let (r0, r1) = (&sslab[t.i0 * nx..][..nx], &sslab[t.i1 * nx..][..nx]);
-                for ((o, p), q) in orow.iter_mut().zip(r0).zip(r1) {
-                    *o = t.w0 * p + t.w1 * q;
-                }
+    b.par_chunks_mut(nx * ny2).enumerate().for_each(|(k, slab)| {
+        let sslab = &a[k * nx * ny..][..nx * ny];
+        for (j, orow) in slab.chunks_mut(nx).enumerate() {
+            let t = taps[1][j];
+            let (r0, r1) = (&sslab[t.i0 * nx..][..nx], &sslab[t.i1 * nx..][..nx]);
+            for ((o, p), q) in orow.iter_mut().zip(r0).zip(r1) {
+                *o = t.w0 * p + t.w1 * q;
             }
-        });
+        }
+    });
     drop(a);
     // Pass 3: along z, (nx', ny', nz').
     let plane = nx * ny2;

@@ -21,15 +21,18 @@ fn config(name: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn mni() -> Option<(PathBuf, PathBuf)> {
-    let d = root().join("testdata/mni152");
+fn mni() -> (PathBuf, PathBuf) {
+    let d = std::env::var_os("AIAA_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("testdata"))
+        .join("mni152");
     let (t1, mask) = (d.join("MNI152_T1.nii.gz"), d.join("MNI152_mask.nii.gz"));
-    if t1.exists() && mask.exists() {
-        Some((t1, mask))
-    } else {
-        eprintln!("MNI152 test data missing: run scripts/fetch-test-data.sh");
-        None
-    }
+    assert!(
+        t1.exists() && mask.exists(),
+        "MNI152 test data missing in {}: run scripts/fetch-test-data.sh",
+        d.display()
+    );
+    (t1, mask)
 }
 
 fn range(v: &[f64]) -> (f64, f64) {
@@ -89,7 +92,7 @@ fn every_example_config_builds() {
 
 #[test]
 fn train_config_on_mni152() {
-    let Some((t1, mask)) = mni() else { return };
+    let (t1, mask) = mni();
     let c = config("config_train_Task09_Spleen.json");
     let train = Pipeline::from_config(&c, &["train", "pre_transforms"], 2019).unwrap();
     let mut first = None;
@@ -125,7 +128,7 @@ fn train_config_on_mni152() {
 
 #[test]
 fn annotation_model_config_on_mni152() {
-    let Some((t1, mask)) = mni() else { return };
+    let (t1, mask) = mni();
     let c = config("config_aiaa_annotation_spleen.json");
     // The server hands the engine decoded volumes (no loader in a model config).
     let opts = ReadOptions::default();
@@ -168,7 +171,7 @@ fn annotation_model_config_on_mni152() {
 
 #[test]
 fn inference_and_evaluation_configs_on_mni152() {
-    let Some((t1, mask)) = mni() else { return };
+    let (t1, mask) = mni();
     for file in [
         "config_infer_aiaa_Task09_Spleen.json",
         "config_eval_aiaa_Task09_Spleen.json",

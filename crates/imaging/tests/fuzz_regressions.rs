@@ -56,10 +56,17 @@ fn fuzz_findings_are_errors() {
     let j2k = data("dicom-j2k-openjp2-panic.dcm");
     let _ = dicom::read_bytes(Path::new("j2k.dcm"), &j2k, &opts());
 
-    // JPEG baseline frame that decodes to more bytes than Rows x Columns: dicom-rs's JPEG
-    // adapter (jpeg.rs:81) slices its destination out of range. Contained by catch_unwind
-    // (a panic, reported as a crash by libFuzzer, whose panic hook aborts on every panic).
+    // JPEG baseline frame larger than Rows x Columns: dicom-rs's JPEG adapter (jpeg.rs:81)
+    // would slice its destination out of range. Rejected by our frame-header check before
+    // the decoder runs, so nothing panics.
+    let before = PANICS.load(Ordering::SeqCst);
     let jpeg = data("dicom-jpeg-frame-overflows-buffer.dcm");
-    assert!(dicom::read_bytes(Path::new("jpeg.dcm"), &jpeg, &opts()).is_err());
+    let err = dicom::read_bytes(Path::new("jpeg.dcm"), &jpeg, &opts()).unwrap_err();
+    assert!(err.to_string().contains("JPEG"), "{err}");
+    assert_eq!(
+        PANICS.load(Ordering::SeqCst),
+        before,
+        "JPEG input reached a panic"
+    );
     let _ = std::panic::take_hook();
 }

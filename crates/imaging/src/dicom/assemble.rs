@@ -209,6 +209,9 @@ pub fn assemble_objects(
         check_rle(obj).map_err(|why| {
             ImagingError::format(path, "DICOM", format!("pixel data: invalid RLE data: {why}"))
         })?;
+        check_jpeg(obj).map_err(|why| {
+            ImagingError::format(path, "DICOM", format!("pixel data: invalid JPEG data: {why}"))
+        })?;
         // dicom-rs codecs can panic on corrupt data (seen in the RLE and JPEG 2000
         // decoders): contain it. RLE data is validated above so its decoder never panics.
         let dec = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
@@ -382,6 +385,86 @@ fn check_rle(obj: &DefaultDicomObject) -> std::result::Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The JPEG transfer syntaxes (baseline, extended, lossless) whose frames dicom-rs decodes
+/// with its JPEG adapter.
+const JPEG_FAMILY: [&str; 4] = [
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",
+];
+
+/// Validates JPEG frames before dicom-rs's JPEG adapter sees them: it copies the decoded
+/// frame into a buffer sized from Rows x Columns x Samples and slices out of range (a panic)
+/// when the codestream says otherwise. Every fragment that starts a frame (SOI) must carry a
+/// frame header (SOF) before its scan, with the height, width and component count of the
+/// DICOM header.
+fn check_jpeg(obj: &DefaultDicomObject) -> std::result::Result<(), String> {
+    use dicom_dictionary_std::tags;
+    let ts = obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']);
+    if !JPEG_FAMILY.contains(&ts) {
+        return Ok(());
+    }
+    let int = |tag| {
+        obj.element_opt(tag)
+            .ok()
+            .flatten()
+            .and_then(|e| e.to_int::<i64>().ok())
+    };
+    let (Some(rows), Some(cols)) = (int(tags::ROWS), int(tags::COLUMNS)) else {
+        return Ok(()); // the decoder reports the missing attribute
+    };
+    let samples = int(tags::SAMPLES_PER_PIXEL).unwrap_or(1);
+    let Some(frags) = obj
+        .element_opt(tags::PIXEL_DATA)
+        .ok()
+        .flatten()
+        .and_then(|e| e.value().fragments())
+    else {
+        return Err("no encapsulated fragments".into());
+    };
+    for (i, f) in frags.iter().enumerate() {
+        if !f.starts_with(&[0xFF, 0xD8]) {
+            continue; // the continuation of a frame split over several fragments
+        }
+        let (h, w, n) =
+            jpeg_frame_header(f).ok_or_else(|| format!("fragment {i}: no frame header before the scan"))?;
+        if (h as i64, w as i64, n as i64) != (rows, cols, samples) {
+            return Err(format!(
+                "fragment {i}: the codestream is {w}x{h} with {n} components, the header says {cols}x{rows} with {samples}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Height, width and component count from the first SOF marker of a JPEG codestream,
+/// walking marker segments from SOI; `None` when a scan (SOS) or the end comes first.
+fn jpeg_frame_header(f: &[u8]) -> Option<(u16, u16, u8)> {
+    let mut pos = 2; // after SOI
+    loop {
+        // Markers may be preceded by fill bytes (0xFF).
+        while f.get(pos) == Some(&0xFF) && f.get(pos + 1) == Some(&0xFF) {
+            pos += 1;
+        }
+        if *f.get(pos)? != 0xFF {
+            return None;
+        }
+        let marker = *f.get(pos + 1)?;
+        let len = u16::from_be_bytes([*f.get(pos + 2)?, *f.get(pos + 3)?]) as usize;
+        match marker {
+            0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
+                let seg = f.get(pos + 4..pos + 2 + len)?;
+                let h = u16::from_be_bytes([*seg.get(1)?, *seg.get(2)?]);
+                let w = u16::from_be_bytes([*seg.get(3)?, *seg.get(4)?]);
+                return Some((h, w, *seg.get(5)?));
+            }
+            0xDA | 0xD9 => return None,
+            _ => pos += 2 + len,
+        }
+    }
 }
 
 /// Applies per-plane rescale and picks the output type.

@@ -71,3 +71,32 @@ fn main() -> anyhow::Result<()> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flattened block of every service fits in one command: no two flags share a
+    /// name or an id (clap only checks this when the command is built).
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn seed_style_flags_parse() {
+        use clap::Parser;
+        let cli = super::Cli::try_parse_from([
+            "aiaa",
+            "pull",
+            "--list-models",
+            "-k",
+            "key",
+            "-o",
+            "nvtltea",
+            "-t",
+            "med",
+        ]);
+        assert!(cli.is_ok(), "{cli:?}");
+    }
+}

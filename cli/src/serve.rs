@@ -1,8 +1,10 @@
 //! `aiaa up` (every service in one process, each on its own port, talking through the gRPC
 //! contracts, storing under one folder or bucket) and `aiaa serve <service>` (one service, as
-//! in a container). Both stop gracefully on SIGINT / SIGTERM.
+//! in a container). Both stop gracefully on SIGINT / SIGTERM. The REST gateway (the AIAA
+//! annotation API on port 5000) reaches the datastore over gRPC like any other client.
 
 use aiaa_datastore::DatastoreArgs;
+use aiaa_gateway::{GatewayArgs, GatewayError};
 use aiaa_registry::RegistryArgs;
 use aiaa_runtime::config::{AuthArgs, GrpcArgs, StoreArgs};
 use aiaa_runtime::server::RunningServer;
@@ -21,6 +23,8 @@ pub struct CommonServeArgs {
     registry: RegistryArgs,
     #[command(flatten)]
     datastore: DatastoreArgs,
+    #[command(flatten)]
+    gateway: GatewayArgs,
 }
 
 /// `aiaa up`.
@@ -37,6 +41,8 @@ pub enum Service {
     Registry,
     /// Images, labels, datalists, sessions, conversion jobs.
     Datastore,
+    /// The AIAA REST API that the viewers' clients speak.
+    Gateway,
 }
 
 impl Service {
@@ -45,6 +51,7 @@ impl Service {
         match self {
             Service::Registry => "registry",
             Service::Datastore => "datastore",
+            Service::Gateway => "gateway",
         }
     }
 }
@@ -64,28 +71,53 @@ fn sub_store(base: &str, service: Service) -> String {
     format!("{}/{}", base.trim_end_matches('/'), service.name())
 }
 
+/// A started service: the gRPC ones share the runtime's server; the gateway is plain HTTP.
+enum Running {
+    Grpc(RunningServer),
+    Http(tokio::task::JoinHandle<Result<(), GatewayError>>),
+}
+
+impl Running {
+    async fn wait(self) -> anyhow::Result<()> {
+        match self {
+            Running::Grpc(server) => Ok(server.wait().await?),
+            Running::Http(task) => Ok(task.await??),
+        }
+    }
+}
+
 async fn start(
     service: Service,
     args: &CommonServeArgs,
+    datastore: Option<std::net::SocketAddr>,
     shutdown: CancellationToken,
-) -> anyhow::Result<RunningServer> {
-    let url = sub_store(&args.store.store_url, service);
-    let store = aiaa_runtime::store::open(&url)?;
-    let server = match service {
-        Service::Registry => {
-            aiaa_registry::start(&args.registry, store, &url, &args.grpc, &args.auth, shutdown).await?
+) -> anyhow::Result<(Running, std::net::SocketAddr)> {
+    let (running, addr, what) = match service {
+        Service::Registry | Service::Datastore => {
+            let url = sub_store(&args.store.store_url, service);
+            let store = aiaa_runtime::store::open(&url)?;
+            let server = if let Service::Registry = service {
+                aiaa_registry::start(&args.registry, store, &url, &args.grpc, &args.auth, shutdown).await?
+            } else {
+                aiaa_datastore::start(&args.datastore, store, &args.grpc, &args.auth, shutdown).await?
+            };
+            let addr = server.addr;
+            (Running::Grpc(server), addr, "gRPC, health, reflection, /metrics")
         }
-        Service::Datastore => {
-            aiaa_datastore::start(&args.datastore, store, &args.grpc, &args.auth, shutdown).await?
+        Service::Gateway => {
+            let mut gateway = args.gateway.clone();
+            // In one process the gateway talks to the datastore actually bound (maybe port 0).
+            if let Some(ds) = datastore {
+                gateway.datastore_url = format!("http://{ds}");
+                gateway.session_max_expiry = args.datastore.session_max_expiry;
+            }
+            let (addr, task) = aiaa_gateway::start(&gateway, &args.auth, shutdown).await?;
+            (Running::Http(task), addr, "AIAA REST, /livez, /readyz, /metrics")
         }
     };
     // One parseable line per service: the harness and users read the bound address here.
-    println!(
-        "aiaa: {} listening on {} (gRPC, health, reflection, /metrics)",
-        service.name(),
-        server.addr
-    );
-    Ok(server)
+    println!("aiaa: {} listening on {addr} ({what})", service.name());
+    Ok((running, addr))
 }
 
 async fn run(services: &[Service], args: &CommonServeArgs) -> anyhow::Result<()> {
@@ -93,9 +125,15 @@ async fn run(services: &[Service], args: &CommonServeArgs) -> anyhow::Result<()>
     tracing::info!(config = ?args, "effective configuration");
     let shutdown = aiaa_runtime::shutdown::on_signal();
     let mut running = Vec::new();
+    let mut datastore = None;
     for &service in services {
-        match start(service, args, shutdown.clone()).await {
-            Ok(server) => running.push(server),
+        match start(service, args, datastore, shutdown.clone()).await {
+            Ok((server, addr)) => {
+                if let Service::Datastore = service {
+                    datastore = Some(addr);
+                }
+                running.push(server);
+            }
             Err(e) => {
                 shutdown.cancel();
                 for server in running {
@@ -116,7 +154,11 @@ async fn run(services: &[Service], args: &CommonServeArgs) -> anyhow::Result<()>
 
 /// `aiaa up`.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
-    run(&[Service::Registry, Service::Datastore], &args.common).await
+    run(
+        &[Service::Registry, Service::Datastore, Service::Gateway],
+        &args.common,
+    )
+    .await
 }
 
 /// `aiaa serve <service>`.

@@ -93,6 +93,7 @@ impl Platform {
         cmd.args(args)
             .env("AIAA_REGISTRY_LISTEN", "127.0.0.1:0")
             .env("AIAA_DATASTORE_LISTEN", "127.0.0.1:0")
+            .env("AIAA_GATEWAY_LISTEN", "127.0.0.1:0")
             .env("AIAA_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -135,7 +136,11 @@ impl Platform {
         }
         let platform = Platform { child, addrs, banner };
         for (name, addr) in &platform.addrs {
-            wait_serving(*addr, name).await;
+            if name == "gateway" {
+                wait_ready_http(*addr).await;
+            } else {
+                wait_serving(*addr, name).await;
+            }
         }
         platform
     }
@@ -201,6 +206,29 @@ pub async fn wait_serving(addr: SocketAddr, name: &str) {
             }
         }
         assert!(Instant::now() < deadline, "{name} at {addr} never became SERVING");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the gateway's `/readyz` answers 200 (30 s at most).
+pub async fn wait_ready_http(addr: SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
+            let _ = s
+                .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await;
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out).await;
+            if out.starts_with("HTTP/1.1 200") {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway at {addr} never became ready"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

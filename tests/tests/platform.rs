@@ -46,6 +46,15 @@ async fn up_serves_every_service_with_health_reflection_metrics_and_stops_gracef
         assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
         assert!(metrics.contains("aiaa_rpc_calls_total"), "{metrics}");
     }
+    // The AIAA REST gateway answers the viewers' first call, with an exact Content-Length.
+    let livez = http_get(platform.addrs["gateway"], "/livez").await;
+    assert!(livez.starts_with("HTTP/1.1 200"), "{livez}");
+    let session = http_get(platform.addrs["gateway"], "/session/unknown").await;
+    assert!(session.starts_with("HTTP/1.1 440"), "{session}");
+    assert!(
+        session.contains("content-length") || session.contains("Content-Length"),
+        "{session}"
+    );
     // Every data folder is under the one store root.
     assert!(dir.path().join("registry").is_dir() && dir.path().join("datastore").is_dir());
     let status = platform.stop().expect("aiaa stops on SIGTERM");

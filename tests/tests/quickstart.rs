@@ -29,7 +29,12 @@ async fn the_start_command_serves_every_service_and_a_real_model() {
         ("AIAA_STORE_URL", store.to_str().unwrap()),
     ];
     let platform = Platform::start_program(&repo_root().join("scripts/up.sh"), &[], &env).await;
-    assert_eq!(platform.addrs.len(), 2, "{:?}", platform.banner);
+    assert_eq!(
+        platform.addrs.len(),
+        3,
+        "registry, datastore, gateway: {:?}",
+        platform.banner
+    );
     // The script registers the real model once the services are up.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {

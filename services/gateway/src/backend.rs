@@ -1,0 +1,114 @@
+//! The gRPC backends the gateway translates to: the datastore (sessions) and, when
+//! configured, the inference service (models). Channels connect lazily and reconnect by
+//! themselves, so the gateway starts while a backend is still down and recovers when it
+//! comes back without a restart of its own. Every call carries the trace context and the
+//! API key (through the runtime's `ClientInterceptor`).
+
+use std::time::Duration;
+
+use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
+use aiaa_proto::inference::v1::inference_service_client::InferenceServiceClient;
+use aiaa_runtime::client::{AiaaChannel, ClientInterceptor};
+use aiaa_runtime::config::Secret;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Endpoint;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::error::{GatewayError, Result};
+
+/// The datastore's gRPC service name, as its health reports it.
+pub const DATASTORE_SERVICE: &str = "aiaa.datastore.v1.DatastoreService";
+
+/// A lazily connecting channel to `addr` (`http://host:port` or `host:port`).
+pub fn lazy_channel(addr: &str, key: Option<Secret>) -> Result<AiaaChannel> {
+    let uri = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    let endpoint = Endpoint::from_shared(uri.clone())
+        .map_err(|e| GatewayError::Internal(format!("backend address {uri:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true);
+    Ok(InterceptedService::new(
+        endpoint.connect_lazy(),
+        ClientInterceptor::new(key),
+    ))
+}
+
+/// The gateway's backends.
+#[derive(Clone)]
+pub struct Backends {
+    /// The datastore.
+    pub datastore: DatastoreServiceClient<AiaaChannel>,
+    /// Its health.
+    pub datastore_health: HealthClient<AiaaChannel>,
+    /// The inference service, when configured.
+    pub inference: Option<InferenceServiceClient<AiaaChannel>>,
+    /// How long one backend call may take.
+    pub timeout: Duration,
+}
+
+impl Backends {
+    /// Channels to the configured backends (nothing is connected yet).
+    pub fn new(
+        datastore_url: &str,
+        inference_url: Option<&str>,
+        key: Option<Secret>,
+        timeout: Duration,
+        max_message_bytes: usize,
+    ) -> Result<Self> {
+        let ds = lazy_channel(datastore_url, key.clone())?;
+        let inference = match inference_url {
+            Some(url) => Some(
+                InferenceServiceClient::new(lazy_channel(url, key)?)
+                    .max_decoding_message_size(max_message_bytes)
+                    .max_encoding_message_size(max_message_bytes),
+            ),
+            None => None,
+        };
+        Ok(Self {
+            datastore: DatastoreServiceClient::new(ds.clone())
+                .max_decoding_message_size(max_message_bytes)
+                .max_encoding_message_size(max_message_bytes),
+            datastore_health: HealthClient::new(ds),
+            inference,
+            timeout,
+        })
+    }
+
+    /// The inference client, or 503 naming the missing configuration.
+    pub fn inference(&self) -> Result<InferenceServiceClient<AiaaChannel>> {
+        self.inference.clone().ok_or_else(|| {
+            GatewayError::unavailable(
+                "inference service not configured: start the gateway with --inference-url (AIAA_INFERENCE_URL)",
+            )
+        })
+    }
+
+    /// Whether the datastore answers health SERVING (within one second).
+    pub async fn datastore_ready(&self) -> std::result::Result<(), String> {
+        let mut health = self.datastore_health.clone();
+        let check = health.check(HealthCheckRequest {
+            service: DATASTORE_SERVICE.to_string(),
+        });
+        match tokio::time::timeout(Duration::from_secs(1), check).await {
+            Err(_) => Err("the datastore did not answer its health check within 1 s".into()),
+            Ok(Err(status)) => Err(format!("the datastore is unreachable: {}", status.message())),
+            Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32 => Ok(()),
+            Ok(Ok(_)) => Err("the datastore reports NOT_SERVING".into()),
+        }
+    }
+}
+
+/// Runs a backend call under the configured timeout; a timeout answers 503.
+pub async fn timed<T>(service: &str, timeout: Duration, call: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(timeout, call).await.unwrap_or_else(|_| {
+        Err(GatewayError::unavailable(format!(
+            "the {service} service did not answer within {} (--gateway-backend-timeout)",
+            humantime::format_duration(timeout)
+        )))
+    })
+}

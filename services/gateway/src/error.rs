@@ -1,0 +1,187 @@
+//! The gateway's one error type, [`GatewayError`], mapped once to HTTP: a JSON body
+//! `{"error": {"message": ["..."], "type": "..."}, "success": false}` with an exact
+//! Content-Length and the status the AIAA clients expect (400, 403, 404, 413, 440, 503, 500).
+//! Backend failures arrive as `tonic::Status` and are mapped by [`GatewayError::from_status`],
+//! which knows what the call was about (a NOT_FOUND session is 440, a NOT_FOUND model 404).
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+
+use crate::response;
+
+/// 440: the session is unknown or expired (the AIAA clients' code for "upload again").
+pub const SESSION_EXPIRED: u16 = 440;
+
+/// What can go wrong in the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The request is malformed: multipart, params, image, query (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// An unknown route or model (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// An admin call without the right API key (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request body is larger than the limit (413).
+    #[error(
+        "the request body exceeds the limit of {limit} bytes (--gateway-max-body-bytes, AIAA_GATEWAY_MAX_BODY_BYTES)"
+    )]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A payload a backend refused as too large (413).
+    #[error("{0}")]
+    BackendTooLarge(String),
+    /// The session is unknown or has expired (440).
+    #[error("{0}")]
+    SessionExpired(String),
+    /// A backend is down, busy or not configured (503).
+    #[error("{message}")]
+    Unavailable {
+        /// What is unavailable and why.
+        message: String,
+        /// Seconds after which a retry may succeed (a full queue), sent as `Retry-After`.
+        retry_after: Option<u64>,
+    },
+    /// A bug or an unexpected failure (500).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What a backend call was about, so NOT_FOUND maps to the right answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subject {
+    /// A session in the datastore.
+    Session,
+    /// A model in the inference service.
+    Model,
+    /// Anything else.
+    Other,
+}
+
+impl GatewayError {
+    /// A 503 without a retry hint.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::Unavailable {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Maps a backend's gRPC status; `service` names the backend in the message.
+    pub fn from_status(service: &str, subject: Subject, status: &tonic::Status) -> Self {
+        use tonic::Code;
+        let msg = status.message().to_string();
+        match status.code() {
+            Code::NotFound if subject == Subject::Session => Self::SessionExpired(msg),
+            Code::NotFound => Self::NotFound(msg),
+            Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange | Code::AlreadyExists => {
+                Self::BadRequest(msg)
+            }
+            // The inference queue is full: come back soon. Elsewhere: a size limit.
+            Code::ResourceExhausted if service == "inference" => Self::Unavailable {
+                message: format!("the inference service is busy: {msg}"),
+                retry_after: Some(1),
+            },
+            Code::ResourceExhausted => Self::BackendTooLarge(msg),
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => {
+                Self::unavailable(format!("the {service} service is unavailable: {msg}"))
+            }
+            Code::Unauthenticated | Code::PermissionDenied => Self::Internal(format!(
+                "the {service} service refused the gateway's credentials (check --api-key): {msg}"
+            )),
+            _ => Self::Internal(format!("the {service} service failed: {}: {msg}", status.code())),
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::TooLarge { .. } | Self::BackendTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::SessionExpired(_) => StatusCode::from_u16(SESSION_EXPIRED).unwrap_or(StatusCode::NOT_FOUND),
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `type` field of the JSON error.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::NotFound(_) => "not_found",
+            Self::Forbidden(_) => "forbidden",
+            Self::TooLarge { .. } | Self::BackendTooLarge(_) => "too_large",
+            Self::SessionExpired(_) => "session_expired",
+            Self::Unavailable { .. } => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), error = %self, "request failed");
+        } else {
+            tracing::debug!(status = status.as_u16(), error = %self, "request refused");
+        }
+        let body = serde_json::json!({
+            "error": {"message": [self.to_string()], "type": self.kind()},
+            "success": false,
+        });
+        let mut response = response::json_with_status(status, &body);
+        if let Self::Unavailable {
+            retry_after: Some(secs),
+            ..
+        } = self
+        {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// Shorthand for results in this crate.
+pub type Result<T, E = GatewayError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses() {
+        let session =
+            GatewayError::from_status("datastore", Subject::Session, &tonic::Status::not_found("x"));
+        assert_eq!(session.status().as_u16(), 440);
+        let model = GatewayError::from_status("inference", Subject::Model, &tonic::Status::not_found("x"));
+        assert_eq!(model.status().as_u16(), 404);
+        let down = GatewayError::from_status("inference", Subject::Model, &tonic::Status::unavailable("x"));
+        assert_eq!(down.status().as_u16(), 503);
+        let busy = GatewayError::from_status(
+            "inference",
+            Subject::Model,
+            &tonic::Status::resource_exhausted("queue full"),
+        );
+        let response = busy.into_response();
+        assert_eq!(response.status().as_u16(), 503);
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "1");
+        let big = GatewayError::from_status(
+            "datastore",
+            Subject::Session,
+            &tonic::Status::resource_exhausted("x"),
+        );
+        assert_eq!(big.status().as_u16(), 413);
+        let bad =
+            GatewayError::from_status("datastore", Subject::Other, &tonic::Status::invalid_argument("x"));
+        assert_eq!(bad.status().as_u16(), 400);
+    }
+}

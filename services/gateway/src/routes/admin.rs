@@ -1,0 +1,117 @@
+//! The admin model API, `GET/PUT/DELETE /admin/model/{name}`, protected by the API key when
+//! one is configured (`Authorization: Bearer <key>`; a wrong or missing key answers 403).
+//! PUT takes multipart `config` (the model's engine config JSON, whose `model_path` the
+//! inference service can read) or `registry` (a registry reference `org/team/name:version`).
+
+use aiaa_proto::inference::v1::{LoadModelRequest, UnloadModelRequest, load_model_request};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use http::HeaderMap;
+
+use crate::app::App;
+use crate::backend::timed;
+use crate::error::{GatewayError, Result, Subject};
+use crate::response;
+use crate::routes::models::{fetch, model_json};
+
+fn authorize(app: &App, headers: &HeaderMap) -> Result<()> {
+    let Some(key) = &app.admin_key else {
+        return Ok(());
+    };
+    let given = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let ok = given.is_some_and(|g| {
+        let (a, b) = (g.as_bytes(), key.expose().as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    });
+    if ok {
+        Ok(())
+    } else if given.is_some() {
+        Err(GatewayError::Forbidden("the admin API key given is wrong".into()))
+    } else {
+        Err(GatewayError::Forbidden(
+            "the admin API needs an API key: send `Authorization: Bearer <key>`".into(),
+        ))
+    }
+}
+
+fn inf_err(status: tonic::Status) -> GatewayError {
+    GatewayError::from_status("inference", Subject::Model, &status)
+}
+
+/// `GET /admin/model/{name}`.
+pub async fn get(State(app): State<App>, Path(name): Path<String>, headers: HeaderMap) -> Result<Response> {
+    authorize(&app, &headers)?;
+    let models = fetch(&app, "", "").await?;
+    let model = models
+        .iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| GatewayError::NotFound(format!("model {name:?} is not loaded")))?;
+    Ok(response::json(&model_json(model)))
+}
+
+/// `PUT /admin/model/{name}`.
+pub async fn put(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    authorize(&app, &headers)?;
+    let form = app.form(&headers, body).await?;
+    if form.field("data").is_some() {
+        return Err(GatewayError::BadRequest(
+            "uploading a model file (\"data\") is not supported yet: publish it to the registry and send \"registry\": \"org/team/name:version\", or send a \"config\" whose model_path the inference service can read".into(),
+        ));
+    }
+    let source = if let Some(config) = form.text("config").map_err(GatewayError::BadRequest)? {
+        serde_json::from_str::<serde_json::Value>(config)
+            .map_err(|e| GatewayError::BadRequest(format!("config is not valid JSON: {e}")))?;
+        load_model_request::Source::ConfigJson(config.to_string())
+    } else if let Some(reference) = form.text("registry").map_err(GatewayError::BadRequest)? {
+        load_model_request::Source::RegistryRef(reference.trim().to_string())
+    } else {
+        return Err(GatewayError::BadRequest(
+            "send the model's engine config as field \"config\" or a registry reference as field \"registry\"".into(),
+        ));
+    };
+    let mut client = app.backends.inference()?;
+    let request = LoadModelRequest {
+        name,
+        source: Some(source),
+        engine: String::new(),
+        labels: Vec::new(),
+    };
+    let info = timed("inference", app.backends.timeout, async move {
+        client.load_model(request).await.map_err(inf_err)
+    })
+    .await?
+    .into_inner();
+    Ok(response::json(&model_json(&info)))
+}
+
+/// `DELETE /admin/model/{name}`.
+pub async fn delete(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    authorize(&app, &headers)?;
+    let mut client = app.backends.inference()?;
+    let request = UnloadModelRequest { name: name.clone() };
+    let unloaded = timed("inference", app.backends.timeout, async move {
+        client.unload_model(request).await.map_err(inf_err)
+    })
+    .await?
+    .into_inner()
+    .unloaded;
+    if !unloaded {
+        return Err(GatewayError::NotFound(format!("model {name:?} is not loaded")));
+    }
+    Ok(response::json(
+        &serde_json::json!({"name": name, "unloaded": true, "success": true}),
+    ))
+}

@@ -1,0 +1,37 @@
+//! `/livez` (the process answers), `/readyz` (the datastore answers health SERVING) and
+//! `/metrics` (Prometheus text).
+
+use axum::extract::State;
+use axum::response::Response;
+use bytes::Bytes;
+use http::StatusCode;
+
+use crate::app::App;
+use crate::error::{GatewayError, Result};
+use crate::response;
+
+/// Always 200 while the process serves.
+pub async fn livez() -> Response {
+    response::json(&serde_json::json!({"status": "ok"}))
+}
+
+/// 200 when the datastore is SERVING, else 503 naming why.
+pub async fn readyz(State(app): State<App>) -> Result<Response> {
+    app.backends
+        .datastore_ready()
+        .await
+        .map_err(GatewayError::unavailable)?;
+    Ok(response::json(&serde_json::json!({
+        "status": "ready",
+        "inference": if app.backends.inference.is_some() { "configured" } else { "not configured" },
+    })))
+}
+
+/// The process's metrics.
+pub async fn metrics() -> Response {
+    response::bytes(
+        StatusCode::OK,
+        "text/plain; version=0.0.4",
+        Bytes::from(aiaa_runtime::telemetry::render_metrics()),
+    )
+}

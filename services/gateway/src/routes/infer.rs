@@ -1,0 +1,365 @@
+//! The model endpoints: `/v1/segmentation`, `/v1/dextr3d`, `/v1/deepgrow` and
+//! `/v1/inference`. Each validates its input (multipart, params, an image or a session,
+//! points as numbers, at least 6 extreme points for dextr3d), then streams the request to
+//! the inference service's Infer and answers multipart params + mask (or `output=image|json`).
+//! Without an inference service the validated request answers 503 naming that.
+
+use std::collections::HashMap;
+
+use aiaa_proto::datastore::v1::SessionRef;
+use aiaa_proto::inference::v1::{InferHeader, InferRequest, infer_header, infer_request, infer_response};
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use http::HeaderMap;
+use serde_json::{Map, Value};
+
+use crate::app::App;
+use crate::backend::timed;
+use crate::error::{GatewayError, Result, Subject};
+use crate::multipart::Form;
+use crate::params;
+use crate::response::{Output, ResultAnswer, ResultFile};
+use crate::routes::models::fetch;
+
+/// Which endpoint was called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/v1/segmentation`.
+    Segmentation,
+    /// `/v1/dextr3d`.
+    Dextr3d,
+    /// `/v1/deepgrow`.
+    Deepgrow,
+    /// `/v1/inference`.
+    Inference,
+}
+
+impl Endpoint {
+    /// The model type it needs (`None`: any).
+    fn model_type(self) -> Option<&'static str> {
+        match self {
+            Endpoint::Segmentation => Some("segmentation"),
+            Endpoint::Dextr3d => Some("annotation"),
+            Endpoint::Deepgrow => Some("deepgrow"),
+            Endpoint::Inference => None,
+        }
+    }
+}
+
+fn bad(msg: impl Into<String>) -> GatewayError {
+    GatewayError::BadRequest(msg.into())
+}
+
+/// Checks the params an endpoint needs.
+pub fn validate(endpoint: Endpoint, p: &Map<String, Value>) -> Result<()> {
+    match endpoint {
+        Endpoint::Dextr3d => {
+            let points = p.get("points").ok_or_else(|| {
+                bad("params.points is missing: dextr3d needs at least 6 extreme points [[x,y,z], ...]")
+            })?;
+            let points = params::points("points", points, 3)?;
+            if points.len() < 6 {
+                return Err(bad(format!(
+                    "dextr3d needs at least 6 extreme points; params.points has {}",
+                    points.len()
+                )));
+            }
+        }
+        Endpoint::Deepgrow => {
+            let fg = p.get("foreground").ok_or_else(|| {
+                bad("params.foreground is missing: deepgrow needs foreground points [[x,y,z], ...]")
+            })?;
+            let fg = params::points("foreground", fg, 3)?;
+            if fg.is_empty() {
+                return Err(bad("deepgrow needs at least one foreground point"));
+            }
+            if let Some(bg) = p.get("background") {
+                let bg = params::lenient(bg);
+                if !matches!(&bg, Value::Array(a) if a.is_empty()) {
+                    params::points("background", &bg, 3)?;
+                }
+            }
+            if let Some(cp) = p.get("current_point") {
+                let cp = params::points("current_point", cp, 3)?;
+                if cp.len() != 1 {
+                    return Err(bad("current_point must be one point [x, y, z]"));
+                }
+            }
+            if let Some(size) = p.get("spatial_size") {
+                let Value::Array(dims) = params::lenient(size) else {
+                    return Err(bad("spatial_size must be a list of sizes, e.g. [128, 128, 128]"));
+                };
+                for (i, d) in dims.iter().enumerate() {
+                    let n = params::index(&format!("spatial_size[{i}]"), d)?;
+                    if n == 0 {
+                        return Err(bad(format!("spatial_size[{i}] must be more than 0")));
+                    }
+                }
+            }
+        }
+        Endpoint::Segmentation | Endpoint::Inference => {}
+    }
+    Ok(())
+}
+
+/// A validated model request.
+struct Request {
+    model: String,
+    session_id: Option<String>,
+    output: Output,
+    params: Map<String, Value>,
+    image: Option<(String, Bytes)>,
+}
+
+async fn read(
+    app: &App,
+    endpoint: Endpoint,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Request> {
+    let model = query
+        .get("model")
+        .map(|m| m.trim().to_string())
+        .unwrap_or_default();
+    if model.is_empty() {
+        return Err(bad(
+            "model= is missing from the query: name the model to run (see GET /v1/models)",
+        ));
+    }
+    let session_id = query
+        .get("session_id")
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let output = Output::parse(query.get("output").map(String::as_str)).map_err(bad)?;
+    let has_body = headers.contains_key(http::header::CONTENT_TYPE);
+    let form = if has_body || session_id.is_none() {
+        app.form(headers, body).await?
+    } else {
+        Form::default()
+    };
+    let params = params::parse(form.text("params").map_err(bad)?)?;
+    validate(endpoint, &params)?;
+    let image = match (form.image(), &session_id) {
+        (Some(part), _) => {
+            if part.data.is_empty() {
+                return Err(bad("the uploaded image is empty"));
+            }
+            let name = part.base_filename().unwrap_or("image.nii.gz").to_string();
+            Some((name, part.data.clone()))
+        }
+        (None, Some(_)) => None,
+        (None, None) => {
+            return Err(bad(
+                "the form has no image part (send the file as field \"image\" or \"datapoint\") and no session_id= was given",
+            ));
+        }
+    };
+    Ok(Request {
+        model,
+        session_id,
+        output,
+        params,
+        image,
+    })
+}
+
+async fn check_model(app: &App, endpoint: Endpoint, model: &str) -> Result<()> {
+    let models = fetch(app, "", "").await?;
+    let found = models.iter().find(|m| m.name == model).ok_or_else(|| {
+        GatewayError::NotFound(format!("model {model:?} is not loaded (see GET /v1/models)"))
+    })?;
+    if let Some(kind) = endpoint.model_type()
+        && found.model_type != kind
+    {
+        return Err(GatewayError::NotFound(format!(
+            "model {model:?} is a {} model; this endpoint needs a loaded {kind} model",
+            found.model_type
+        )));
+    }
+    Ok(())
+}
+
+async fn run(app: &App, endpoint: Endpoint, req: Request) -> Result<Response> {
+    let mut client = app.backends.inference()?;
+    check_model(app, endpoint, &req.model).await?;
+    if let Some(id) = &req.session_id {
+        let mut ds = app.backends.datastore.clone();
+        ds.get_session(SessionRef { id: id.clone() })
+            .await
+            .map_err(|s| GatewayError::from_status("datastore", Subject::Session, &s))?;
+    }
+    let result_extension = req
+        .params
+        .get("result_extension")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let image = match (&req.image, &req.session_id) {
+        (Some((name, _)), _) => infer_header::Image::Filename(name.clone()),
+        (None, Some(id)) => infer_header::Image::SessionId(id.clone()),
+        (None, None) => return Err(bad("no image and no session")),
+    };
+    let header = InferRequest {
+        kind: Some(infer_request::Kind::Header(InferHeader {
+            model: req.model.clone(),
+            image: Some(image),
+            params_json: Value::Object(req.params.clone()).to_string(),
+            output: if req.output == Output::Json {
+                "json"
+            } else {
+                "image"
+            }
+            .to_string(),
+            result_extension,
+        })),
+    };
+    let data = req.image.map(|(_, d)| d).unwrap_or_default();
+    let chunks = (0..data.len())
+        .step_by(aiaa_proto::CHUNK_SIZE)
+        .map(move |at| InferRequest {
+            kind: Some(infer_request::Kind::Chunk(
+                data.slice(at..(at + aiaa_proto::CHUNK_SIZE).min(data.len())),
+            )),
+        });
+    let stream = futures::stream::iter(std::iter::once(header).chain(chunks));
+    let err = |s: tonic::Status| GatewayError::from_status("inference", Subject::Model, &s);
+    let answer = timed("inference", app.backends.timeout, async move {
+        let mut answer = client.infer(stream).await.map_err(err)?.into_inner();
+        let mut result = None;
+        let mut file = BytesMut::new();
+        while let Some(message) = answer.next().await {
+            match message.map_err(err)?.kind {
+                Some(infer_response::Kind::Result(r)) if result.is_none() => result = Some(r),
+                Some(infer_response::Kind::Chunk(c)) if result.is_some() => file.extend_from_slice(&c),
+                _ => {
+                    return Err(GatewayError::Internal(
+                        "the inference service answered out of order (result first, then chunks)".into(),
+                    ));
+                }
+            }
+        }
+        let result = result.ok_or_else(|| {
+            GatewayError::Internal("the inference service answered without a result".into())
+        })?;
+        if result.size != file.len() as u64 {
+            return Err(GatewayError::Internal(format!(
+                "the inference service announced {} result bytes and sent {}",
+                result.size,
+                file.len()
+            )));
+        }
+        Ok((result, file.freeze()))
+    })
+    .await?;
+    let (result, bytes) = answer;
+    let params: Value =
+        serde_json::from_str(&result.params_json).unwrap_or_else(|_| Value::Object(Map::new()));
+    let file = (!result.filename.is_empty()).then(|| ResultFile {
+        filename: result
+            .filename
+            .rsplit('/')
+            .next()
+            .unwrap_or("result.nii.gz")
+            .to_string(),
+        data: bytes,
+    });
+    Ok(ResultAnswer { params, file }.into_response(req.output))
+}
+
+async fn handle(
+    app: App,
+    endpoint: Endpoint,
+    raw: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let query = params::query(raw.as_deref());
+    let req = read(&app, endpoint, &query, &headers, body).await?;
+    run(&app, endpoint, req).await
+}
+
+/// `POST /v1/segmentation`.
+pub async fn segmentation(
+    State(app): State<App>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    handle(app, Endpoint::Segmentation, raw, headers, body).await
+}
+
+/// `POST /v1/dextr3d`.
+pub async fn dextr3d(
+    State(app): State<App>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    handle(app, Endpoint::Dextr3d, raw, headers, body).await
+}
+
+/// `POST /v1/deepgrow`.
+pub async fn deepgrow(
+    State(app): State<App>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    handle(app, Endpoint::Deepgrow, raw, headers, body).await
+}
+
+/// `POST /v1/inference`.
+pub async fn inference(
+    State(app): State<App>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    handle(app, Endpoint::Inference, raw, headers, body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn dextr3d_needs_six_numeric_points() {
+        let six = json!({"points": "[[1,2,3],[4,5,6],[7,8,9],[1,2,3],[4,5,6],[7,8,9]]"});
+        assert!(validate(Endpoint::Dextr3d, &map(six)).is_ok());
+        let five = json!({"points": [[1,2,3],[4,5,6],[7,8,9],[1,2,3],[4,5,6]]});
+        let err = validate(Endpoint::Dextr3d, &map(five)).unwrap_err().to_string();
+        assert!(err.contains("at least 6") && err.contains("has 5"), "{err}");
+        let nan = json!({"points": [[1,2,"x"],[4,5,6],[7,8,9],[1,2,3],[4,5,6],[7,8,9]]});
+        assert!(
+            validate(Endpoint::Dextr3d, &map(nan))
+                .unwrap_err()
+                .to_string()
+                .contains("number")
+        );
+        assert!(
+            validate(Endpoint::Dextr3d, &map(json!({})))
+                .unwrap_err()
+                .to_string()
+                .contains("points")
+        );
+    }
+
+    #[test]
+    fn deepgrow_points() {
+        let ok = json!({"foreground": [[1,2,3]], "background": [], "current_point": [[1,2,3]], "spatial_size": [128,128,128]});
+        assert!(validate(Endpoint::Deepgrow, &map(ok)).is_ok());
+        let none = json!({"foreground": []});
+        assert!(validate(Endpoint::Deepgrow, &map(none)).is_err());
+        let bad_size = json!({"foreground": [[1,2,3]], "spatial_size": [0]});
+        assert!(validate(Endpoint::Deepgrow, &map(bad_size)).is_err());
+    }
+}

@@ -319,6 +319,12 @@ impl Catalogue {
 
     /// Deletes one version, or every version when `version` is empty; then removes the blobs
     /// no remaining version refers to. Returns the versions removed.
+    ///
+    /// Known race, left for a later change: a push or pull that commits a version sharing a
+    /// blob with the one being deleted, between this scan and the blob's removal, would lose
+    /// that blob (its manifest then names a missing file, which Download reports as
+    /// NOT_FOUND). Closing it needs a lease on blobs (or a mark-and-sweep collector that
+    /// skips blobs younger than the oldest push in flight).
     pub async fn delete(&self, model: Option<&ModelName>, version: &str) -> Result<Vec<String>> {
         let model = validate_model(model)?;
         let doomed: Vec<StoredManifest> = if version.is_empty() {

@@ -324,6 +324,22 @@ fn packbits_len(seg: &[u8]) -> Option<usize> {
     Some(out)
 }
 
+/// An integer attribute, when present and readable.
+fn int_attr(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<i64> {
+    obj.element_opt(tag)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_int::<i64>().ok())
+}
+
+/// The encapsulated pixel data's fragments, when the pixel data is encapsulated.
+fn fragments(obj: &DefaultDicomObject) -> Option<&[Vec<u8>]> {
+    obj.element_opt(dicom_dictionary_std::tags::PIXEL_DATA)
+        .ok()
+        .flatten()
+        .and_then(|e| e.value().fragments())
+}
+
 /// Validates RLE Lossless pixel data (DICOM PS3.5 annex G) before it reaches dicom-rs's
 /// decoder, which panics on some corrupt inputs (short segments, short headers): every
 /// fragment needs a 64-byte header with one segment per sample byte, increasing offsets
@@ -333,12 +349,7 @@ fn check_rle(obj: &DefaultDicomObject) -> std::result::Result<(), String> {
     if obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']) != RLE_LOSSLESS {
         return Ok(());
     }
-    let int = |tag| {
-        obj.element_opt(tag)
-            .ok()
-            .flatten()
-            .and_then(|e| e.to_int::<i64>().ok())
-    };
+    let int = |tag| int_attr(obj, tag);
     let (Some(rows), Some(cols), Some(bits)) =
         (int(tags::ROWS), int(tags::COLUMNS), int(tags::BITS_ALLOCATED))
     else {
@@ -350,14 +361,7 @@ fn check_rle(obj: &DefaultDicomObject) -> std::result::Result<(), String> {
     }
     let needed = (samples * bits / 8) as usize;
     let plane = (rows * cols) as usize;
-    let Some(frags) = obj
-        .element_opt(tags::PIXEL_DATA)
-        .ok()
-        .flatten()
-        .and_then(|e| e.value().fragments())
-    else {
-        return Err("no encapsulated fragments".into());
-    };
+    let frags = fragments(obj).ok_or("no encapsulated fragments")?;
     for (i, f) in frags.iter().enumerate() {
         if f.len() < 64 {
             return Err(format!(
@@ -407,24 +411,12 @@ fn check_jpeg(obj: &DefaultDicomObject) -> std::result::Result<(), String> {
     if !JPEG_FAMILY.contains(&ts) {
         return Ok(());
     }
-    let int = |tag| {
-        obj.element_opt(tag)
-            .ok()
-            .flatten()
-            .and_then(|e| e.to_int::<i64>().ok())
-    };
+    let int = |tag| int_attr(obj, tag);
     let (Some(rows), Some(cols)) = (int(tags::ROWS), int(tags::COLUMNS)) else {
         return Ok(()); // the decoder reports the missing attribute
     };
     let samples = int(tags::SAMPLES_PER_PIXEL).unwrap_or(1);
-    let Some(frags) = obj
-        .element_opt(tags::PIXEL_DATA)
-        .ok()
-        .flatten()
-        .and_then(|e| e.value().fragments())
-    else {
-        return Err("no encapsulated fragments".into());
-    };
+    let frags = fragments(obj).ok_or("no encapsulated fragments")?;
     for (i, f) in frags.iter().enumerate() {
         if !f.starts_with(&[0xFF, 0xD8]) {
             continue; // the continuation of a frame split over several fragments

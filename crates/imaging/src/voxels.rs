@@ -84,16 +84,17 @@ pub trait Element: Copy + Default + Send + Sync + 'static {
     fn put_le(self, out: &mut Vec<u8>);
 }
 
-macro_rules! int_element {
-    ($t:ty, $variant:ident) => {
+/// Implements [`Element`] for a primitive; `$round` turns an `f64` into the value stored
+/// before the `as` cast (integers round: `as` then saturates and maps NaN to 0).
+macro_rules! element {
+    ($t:ty, $variant:ident, $round:expr) => {
         impl Element for $t {
             const TYPE: VoxelType = VoxelType::$variant;
             fn to_f64(self) -> f64 {
                 self as f64
             }
             fn from_f64(v: f64) -> Self {
-                // `as` saturates and maps NaN to 0.
-                v.round() as $t
+                ($round)(v) as $t
             }
             fn wrap(v: Vec<Self>) -> Voxels {
                 Voxels::$variant(v)
@@ -113,41 +114,12 @@ macro_rules! int_element {
         }
     };
 }
-int_element!(u8, U8);
-int_element!(i16, I16);
-int_element!(u16, U16);
-int_element!(i32, I32);
-
-macro_rules! float_element {
-    ($t:ty, $variant:ident) => {
-        impl Element for $t {
-            const TYPE: VoxelType = VoxelType::$variant;
-            fn to_f64(self) -> f64 {
-                self as f64
-            }
-            fn from_f64(v: f64) -> Self {
-                v as $t
-            }
-            fn wrap(v: Vec<Self>) -> Voxels {
-                Voxels::$variant(v)
-            }
-            fn from_bytes(b: &[u8], big_endian: bool) -> Self {
-                let mut a = [0u8; std::mem::size_of::<$t>()];
-                a.copy_from_slice(b);
-                if big_endian {
-                    <$t>::from_be_bytes(a)
-                } else {
-                    <$t>::from_le_bytes(a)
-                }
-            }
-            fn put_le(self, out: &mut Vec<u8>) {
-                out.extend_from_slice(&self.to_le_bytes());
-            }
-        }
-    };
-}
-float_element!(f32, F32);
-float_element!(f64, F64);
+element!(u8, U8, f64::round);
+element!(i16, I16, f64::round);
+element!(u16, U16, f64::round);
+element!(i32, I32, f64::round);
+element!(f32, F32, |v| v);
+element!(f64, F64, |v| v);
 
 /// Element types whose every bit pattern is a valid value and which have no padding, so a
 fn decode<T: Element>(bytes: &[u8], big_endian: bool) -> Vec<T> {

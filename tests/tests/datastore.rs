@@ -106,7 +106,7 @@ async fn round_trip(store_url: &str, env: &[(&str, &str)]) {
     // A session expires on time.
     let mut msgs = vec![CreateSessionRequest {
         kind: Some(create_session_request::Kind::Header(SessionHeader {
-            expiry_seconds: 2,
+            expiry_seconds: 5,
             filename: "mni152.nii.gz".into(),
             ..Default::default()
         })),
@@ -127,7 +127,7 @@ async fn round_trip(store_url: &str, env: &[(&str, &str)]) {
             .await
             .is_ok()
     );
-    tokio::time::sleep(Duration::from_millis(2600)).await;
+    tokio::time::sleep(Duration::from_millis(5600)).await;
     let gone = client
         .get_session(SessionRef {
             id: session.id.clone(),

@@ -83,18 +83,8 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<RunningServer, DatastoreError> {
     args.validate()?;
-    let api = build(args, store.clone(), shutdown.clone());
-    let reaper = sessions::Sessions::new(
-        store,
-        sessions::Expiry {
-            default: args.session_expiry,
-            max: args.session_max_expiry,
-        },
-        blob::Limit {
-            bytes: args.max_item_bytes,
-            flag: "--max-item-bytes",
-        },
-    );
+    let api = build(args, store, shutdown.clone());
+    let reaper = api.sessions().clone();
     let server = DatastoreServiceServer::new(api)
         .max_decoding_message_size(grpc.max_message_bytes)
         .max_encoding_message_size(grpc.max_message_bytes);

@@ -48,6 +48,11 @@ impl DatastoreApi {
             converter,
         }
     }
+
+    /// The session store (the reaper runs on a clone of it).
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
 }
 
 /// The bytes of a client stream after its header; `take` picks a message's chunk.

@@ -12,7 +12,9 @@ const FILES: &[&str] = &[
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not with `env!`: the compiled build script is shared by every checkout
+    // that uses the same target directory, and must find the protos of the one being built.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     println!("cargo:rerun-if-changed={}", root.display());
     for file in FILES {
         println!("cargo:rerun-if-changed={}", root.join(file).display());

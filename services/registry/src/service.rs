@@ -139,53 +139,42 @@ impl RegistryService for Registry {
             })
         })?;
         let upstream = Catalogue::new(upstream_store, r.upstream_url.clone());
-        let (progress_tx, mut progress_rx) = tokio::sync::mpsc::channel::<PullProgress>(16);
-        let (out_tx, out_rx) = tokio::sync::mpsc::channel::<Result<PullProgress, Status>>(16);
+        // Progress flows while the pull runs; its outcome is the stream's last message. A
+        // client that goes away closes the receiver, which makes the pull abort.
+        let (progress_tx, progress_rx) = tokio::sync::mpsc::channel::<PullProgress>(16);
         let catalogue = self.catalogue.clone();
-        let span = tracing::Span::current();
-        tokio::spawn(tracing::Instrument::instrument(
+        let pull = tokio::spawn(tracing::Instrument::instrument(
             async move {
-                let forward = {
-                    let out_tx = out_tx.clone();
-                    async move {
-                        while let Some(p) = progress_rx.recv().await {
-                            if out_tx.send(Ok(p)).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                };
-                let work = async move {
-                    let result = catalogue
-                        .pull(&upstream, r.model.as_ref(), &r.version, &progress_tx)
-                        .await;
-                    drop(progress_tx);
-                    result
-                };
-                let (result, ()) = tokio::join!(work, forward);
-                let last = match result {
-                    Ok(stored) => {
-                        tracing::info!(version = %stored.version, "pulled");
-                        Ok(PullProgress {
-                            path: String::new(),
-                            bytes_done: stored.total_size(),
-                            bytes_total: stored.total_size(),
-                            files_done: stored.files.len() as u32,
-                            files_total: stored.files.len() as u32,
-                            done: true,
-                            manifest: Some(stored.to_proto()),
-                        })
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "pull failed");
-                        Err(Status::from(e))
-                    }
-                };
-                let _ = out_tx.send(last).await;
+                catalogue
+                    .pull(&upstream, r.model.as_ref(), &r.version, &progress_tx)
+                    .await
             },
-            span,
+            tracing::Span::current(),
         ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+        let last = futures::stream::once(async move {
+            match pull.await {
+                Ok(Ok(stored)) => {
+                    tracing::info!(version = %stored.version, "pulled");
+                    Ok(PullProgress {
+                        path: String::new(),
+                        bytes_done: stored.total_size(),
+                        bytes_total: stored.total_size(),
+                        files_done: stored.files.len() as u32,
+                        files_total: stored.files.len() as u32,
+                        done: true,
+                        manifest: Some(stored.to_proto()),
+                    })
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "pull failed");
+                    Err(Status::from(e))
+                }
+                Err(e) => Err(Status::internal(format!("the pull task failed: {e}"))),
+            }
+        });
+        Ok(Response::new(Box::pin(
+            ReceiverStream::new(progress_rx).map(Ok).chain(last),
+        )))
     }
 
     #[tracing::instrument(skip_all, fields(version = %req.get_ref().version))]

@@ -2,8 +2,9 @@
 //! [`Image`]-level forms that record a [`SpatialOp`]. Each keeps every voxel at its physical
 //! position: the geometry is updated with the voxels.
 
-use aiaa_imaging::geometry::{Geometry, inverse, mat_vec};
-use aiaa_imaging::resample::{Interpolation, resample_onto};
+use aiaa_imaging::geometry::Geometry;
+use aiaa_imaging::resample::separable::{Taps, linear_taps, nearest_index};
+use aiaa_imaging::resample::{Interpolation, axis_maps, resample_onto};
 use aiaa_imaging::voxels::Element;
 use aiaa_imaging::{Volume, VoxelType, Voxels, with_voxels};
 
@@ -124,53 +125,6 @@ pub fn resize_geometry(vol: &Volume, out_dims: [usize; 3]) -> Geometry {
 /// voxels as `aiaa_imaging::resample::resample_onto` onto that grid.
 pub fn resize(vol: &Volume, out_dims: [usize; 3], interp: Interpolation) -> Result<Volume> {
     resize_as(vol, out_dims, interp, false)
-}
-
-/// Two-tap linear weights for one output position (ITK's rules, as `aiaa_imaging`'s
-/// separable resampler: weights 0 outside `[-0.5, n - 0.5)`, neighbours clamped).
-#[derive(Debug, Clone, Copy)]
-struct Taps {
-    i0: usize,
-    i1: usize,
-    w0: f32,
-    w1: f32,
-}
-
-fn linear_taps(x: f64, n: usize) -> Taps {
-    if !(x >= -0.5 && x < n as f64 - 0.5) {
-        return Taps {
-            i0: 0,
-            i1: 0,
-            w0: 0.0,
-            w1: 0.0,
-        };
-    }
-    let base = (x.floor().max(0.0) as usize).min(n - 1);
-    let frac = (x - base as f64).clamp(0.0, 1.0);
-    Taps {
-        i0: base,
-        i1: (base + 1).min(n - 1),
-        w0: (1.0 - frac) as f32,
-        w1: frac as f32,
-    }
-}
-
-/// Nearest index (round half up), `None` outside `[-0.5, n - 0.5)`.
-fn nearest_index(x: f64, n: usize) -> Option<usize> {
-    if !(x >= -0.5 && x < n as f64 - 0.5) {
-        return None;
-    }
-    Some(((x + 0.5).floor().max(0.0) as usize).min(n - 1))
-}
-
-/// Per-axis map output index -> input continuous index, `x_in = scale * x_out + shift`,
-/// computed as `aiaa_imaging` does (so the taps, and the voxels, are the same).
-fn axis_maps(input: &Geometry, output: &Geometry) -> Option<[(f64, f64); 3]> {
-    let inv = inverse(&input.direction)?;
-    let d = mat_vec(&inv, [0, 1, 2].map(|r| output.origin[r] - input.origin[r]));
-    Some(std::array::from_fn(|a| {
-        (output.spacing[a] / input.spacing[a], d[a] / input.spacing[a])
-    }))
 }
 
 /// Separable linear resize of one channel, passes along x, y, z (the order, and the

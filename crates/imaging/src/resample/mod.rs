@@ -51,8 +51,8 @@ pub fn grid_for_spacing(
 }
 
 /// Per-axis affine map from output index to input continuous index, when the grids share
-/// direction: `x_in = scale * x_out + shift`.
-pub(crate) fn axis_maps(input: &Geometry, output: &Geometry) -> Option<[(f64, f64); 3]> {
+/// direction: `x_in = scale * x_out + shift`; `None` when the directions differ.
+pub fn axis_maps(input: &Geometry, output: &Geometry) -> Option<[(f64, f64); 3]> {
     if !input.same_direction(output, 1e-6) {
         return None;
     }

@@ -10,15 +10,19 @@ use crate::{Volume, Voxels, with_voxels};
 
 /// Two-tap linear weights for one output position (weights 0 when outside the input).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Taps {
+pub struct Taps {
+    /// Lower neighbour.
     pub i0: usize,
+    /// Upper neighbour (clamped to the axis).
     pub i1: usize,
+    /// Weight of `i0`.
     pub w0: f32,
+    /// Weight of `i1`.
     pub w1: f32,
 }
 
 /// ITK's rules for one continuous index `x` on an axis of length `n`.
-pub(crate) fn linear_taps(x: f64, n: usize) -> Taps {
+pub fn linear_taps(x: f64, n: usize) -> Taps {
     if !(x >= -0.5 && x < n as f64 - 0.5) {
         return Taps {
             i0: 0,
@@ -40,7 +44,7 @@ pub(crate) fn linear_taps(x: f64, n: usize) -> Taps {
 }
 
 /// Nearest index (round half up) or `None` when outside.
-pub(crate) fn nearest_index(x: f64, n: usize) -> Option<usize> {
+pub fn nearest_index(x: f64, n: usize) -> Option<usize> {
     if !(x >= -0.5 && x < n as f64 - 0.5) {
         return None;
     }

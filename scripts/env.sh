@@ -1,6 +1,20 @@
 # Sourced by the project's scripts: where the caches live (outside the checkout, keyed by
-# version, so every clone on this machine reuses them; a fresh machine builds them).
+# version, so every clone on this machine reuses them; a fresh machine builds them), and the
+# libtorch that tch links: PyPI torch==2.13.0 in a cached virtualenv (scripts/torch-env.sh),
+# found by torch-sys through LIBTORCH_USE_PYTORCH=1 and the venv's `python`.
+_aiaa_scripts=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 AIAA_CACHE_DIR=${AIAA_CACHE_DIR:-$HOME/.cache/aiaa}
-rust_version=$(sed -n 's/^channel = "\(.*\)"/\1/p' "$(dirname "${BASH_SOURCE[0]}")/../rust-toolchain.toml")
+rust_version=$(sed -n 's/^channel = "\(.*\)"/\1/p' "$_aiaa_scripts/../rust-toolchain.toml")
 export AIAA_CACHE_DIR
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$AIAA_CACHE_DIR/target-rust-$rust_version}
+# The interpreter that builds the other (test) virtualenvs: the system one, not the torch venv.
+export PYTHON=${PYTHON:-$(command -v python3)}
+AIAA_TORCH_VENV=$("$_aiaa_scripts/torch-env.sh")
+export AIAA_TORCH_VENV
+export LIBTORCH_USE_PYTORCH=1
+export VIRTUAL_ENV=$AIAA_TORCH_VENV
+export PATH="$AIAA_TORCH_VENV/bin:$PATH"
+# Binaries carry an rpath to torch's libraries (build.rs of each crate linking tch); this is
+# for anything built before that or elsewhere.
+_torch_lib=$(echo "$AIAA_TORCH_VENV"/lib/python3*/site-packages/torch/lib)
+export LD_LIBRARY_PATH="$_torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"

@@ -1,0 +1,2 @@
+//! Networks, losses, optimizers, learning-rate policies, checkpoints and TorchScript export on
+//! tch (libtorch).

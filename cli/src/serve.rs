@@ -5,6 +5,7 @@
 
 use aiaa_datastore::DatastoreArgs;
 use aiaa_gateway::{GatewayArgs, GatewayError};
+use aiaa_inference::InferenceArgs;
 use aiaa_registry::RegistryArgs;
 use aiaa_runtime::config::{AuthArgs, GrpcArgs, StoreArgs};
 use aiaa_runtime::server::RunningServer;
@@ -24,6 +25,8 @@ pub struct CommonServeArgs {
     #[command(flatten)]
     datastore: DatastoreArgs,
     #[command(flatten)]
+    inference: InferenceArgs,
+    #[command(flatten)]
     gateway: GatewayArgs,
 }
 
@@ -41,6 +44,8 @@ pub enum Service {
     Registry,
     /// Images, labels, datalists, sessions, conversion jobs.
     Datastore,
+    /// The engine pool: annotation and segmentation models.
+    Inference,
     /// The AIAA REST API that the viewers' clients speak.
     Gateway,
 }
@@ -51,6 +56,7 @@ impl Service {
         match self {
             Service::Registry => "registry",
             Service::Datastore => "datastore",
+            Service::Inference => "inference",
             Service::Gateway => "gateway",
         }
     }
@@ -86,10 +92,18 @@ impl Running {
     }
 }
 
+/// The addresses bound so far by the services of this process (maybe port 0).
+#[derive(Clone, Copy, Debug, Default)]
+struct Bound {
+    registry: Option<std::net::SocketAddr>,
+    datastore: Option<std::net::SocketAddr>,
+    inference: Option<std::net::SocketAddr>,
+}
+
 async fn start(
     service: Service,
     args: &CommonServeArgs,
-    datastore: Option<std::net::SocketAddr>,
+    bound: Bound,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(Running, std::net::SocketAddr)> {
     let (running, addr, what) = match service {
@@ -104,12 +118,28 @@ async fn start(
             let addr = server.addr;
             (Running::Grpc(server), addr, "gRPC, health, reflection, /metrics")
         }
+        Service::Inference => {
+            let mut inference = args.inference.clone();
+            // In one process inference talks to the services actually bound (maybe port 0).
+            if let Some(ds) = bound.datastore {
+                inference.datastore_url = format!("http://{ds}");
+            }
+            if let Some(reg) = bound.registry {
+                inference.registry_url = format!("http://{reg}");
+            }
+            let server = aiaa_inference::start(&inference, &args.grpc, &args.auth, shutdown).await?;
+            let addr = server.addr;
+            (Running::Grpc(server), addr, "gRPC, health, reflection, /metrics")
+        }
         Service::Gateway => {
             let mut gateway = args.gateway.clone();
-            // In one process the gateway talks to the datastore actually bound (maybe port 0).
-            if let Some(ds) = datastore {
+            // In one process the gateway talks to the services actually bound (maybe port 0).
+            if let Some(ds) = bound.datastore {
                 gateway.datastore_url = format!("http://{ds}");
                 gateway.session_max_expiry = args.datastore.session_max_expiry;
+            }
+            if let Some(inf) = bound.inference {
+                gateway.inference_url = Some(format!("http://{inf}"));
             }
             let (addr, task) = aiaa_gateway::start(&gateway, &args.auth, shutdown).await?;
             (Running::Http(task), addr, "AIAA REST, /livez, /readyz, /metrics")
@@ -125,12 +155,15 @@ async fn run(services: &[Service], args: &CommonServeArgs) -> anyhow::Result<()>
     tracing::info!(config = ?args, "effective configuration");
     let shutdown = aiaa_runtime::shutdown::on_signal();
     let mut running = Vec::new();
-    let mut datastore = None;
+    let mut bound = Bound::default();
     for &service in services {
-        match start(service, args, datastore, shutdown.clone()).await {
+        match start(service, args, bound, shutdown.clone()).await {
             Ok((server, addr)) => {
-                if let Service::Datastore = service {
-                    datastore = Some(addr);
+                match service {
+                    Service::Registry => bound.registry = Some(addr),
+                    Service::Datastore => bound.datastore = Some(addr),
+                    Service::Inference => bound.inference = Some(addr),
+                    Service::Gateway => {}
                 }
                 running.push(server);
             }
@@ -155,7 +188,12 @@ async fn run(services: &[Service], args: &CommonServeArgs) -> anyhow::Result<()>
 /// `aiaa up`.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     run(
-        &[Service::Registry, Service::Datastore, Service::Gateway],
+        &[
+            Service::Registry,
+            Service::Datastore,
+            Service::Inference,
+            Service::Gateway,
+        ],
         &args.common,
     )
     .await

@@ -133,3 +133,110 @@ pub fn write_volume(vol: &Volume, path: &Path) -> Result<()> {
         ))),
     }
 }
+
+/// Decodes an image held in memory (an upload): the format comes from `name`'s extension,
+/// else from the bytes. A single file only: an `.mhd` naming a separate data file and DICOM
+/// (a series is a folder) are refused with a message saying what to send instead.
+pub fn decode_bytes(name: &str, bytes: &[u8], opts: &ReadOptions) -> Result<Volume> {
+    let path = Path::new(name);
+    let format = format_from_name(path)
+        .or_else(|| format_from_bytes(&bytes[..bytes.len().min(4096)]))
+        .ok_or_else(|| {
+            ImagingError::InvalidArgument(format!(
+                "the image {name:?} is in an unknown format (send .nii, .nii.gz, .mha or .png)"
+            ))
+        })?;
+    match format {
+        Format::Nifti | Format::NiftiGz => crate::nifti::read_bytes(path, bytes, opts),
+        Format::Png => crate::png::read_bytes(path, bytes, opts),
+        Format::Mha | Format::Mhd => crate::mha::read_bytes(path, bytes, opts, |data| {
+            Err(ImagingError::InvalidArgument(format!(
+                "the header names a separate data file {data:?}; send a single .mha file instead"
+            )))
+        }),
+        Format::Dicom => Err(ImagingError::InvalidArgument(format!(
+            "{name:?}: a single DICOM file is not accepted here; send the series as .nii.gz or .mha"
+        ))),
+    }
+}
+
+/// Encodes a volume in memory in the format of `extension` (`.nii.gz`, `.nii`, `.mha`,
+/// `.png`); `compress` applies to `.mha` (`.nii.gz` always compresses).
+pub fn encode_bytes(vol: &Volume, extension: &str, compress: bool) -> Result<Vec<u8>> {
+    match extension {
+        ".nii.gz" => crate::nifti::to_bytes(vol, true),
+        ".nii" => crate::nifti::to_bytes(vol, false),
+        ".mha" => Ok(crate::mha::to_bytes(vol, compress)),
+        ".png" => crate::png::to_bytes(vol),
+        other => Err(ImagingError::InvalidArgument(format!(
+            "cannot write a {other:?} image (use .nii.gz, .nii, .mha or .png)"
+        ))),
+    }
+}
+
+/// How a result mask is written: the file extension, the voxel type and, for `.mha`,
+/// compression (the AIAA API's `result_extension`, `result_dtype`, `result_compress`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaskFormat {
+    /// `.nii.gz`, `.nii`, `.mha` or `.png`.
+    pub extension: String,
+    /// The voxel type.
+    pub dtype: crate::VoxelType,
+    /// Whether to compress (`.mha`; `.nii.gz` always compresses).
+    pub compress: bool,
+}
+
+impl MaskFormat {
+    /// Checks the requested extension (with or without its dot; `default_extension` when
+    /// absent or empty), dtype (`uint8` when absent) and compression (on when absent); the
+    /// error names the bad value and the accepted ones.
+    pub fn parse(
+        extension: Option<&str>,
+        dtype: Option<&str>,
+        compress: Option<bool>,
+        default_extension: &str,
+    ) -> std::result::Result<MaskFormat, String> {
+        use crate::VoxelType;
+        let extension = match extension.map(|e| e.trim().to_ascii_lowercase()) {
+            None => default_extension.to_string(),
+            Some(e) if e.is_empty() => default_extension.to_string(),
+            Some(e) => {
+                let e = if e.starts_with('.') { e } else { format!(".{e}") };
+                if !matches!(e.as_str(), ".nii.gz" | ".nii" | ".mha" | ".png") {
+                    return Err(format!(
+                        "result_extension {e:?} is not supported (use .nii.gz, .nii, .mha or .png)"
+                    ));
+                }
+                e
+            }
+        };
+        let dtype = match dtype {
+            None | Some("") | Some("uint8") => VoxelType::U8,
+            Some("uint16") => VoxelType::U16,
+            Some("int16") => VoxelType::I16,
+            Some("int32") => VoxelType::I32,
+            Some("float32") => VoxelType::F32,
+            Some("float64") => VoxelType::F64,
+            Some(other) => {
+                return Err(format!(
+                    "result_dtype {other:?} is not supported (uint8, uint16, int16, int32, float32, float64)"
+                ));
+            }
+        };
+        Ok(MaskFormat {
+            extension,
+            dtype,
+            compress: compress.unwrap_or(true),
+        })
+    }
+
+    /// The result file's name, `result<extension>`.
+    pub fn filename(&self) -> String {
+        format!("result{}", self.extension)
+    }
+
+    /// Casts the mask to the voxel type and encodes it.
+    pub fn encode(&self, mask: &Volume) -> Result<Vec<u8>> {
+        encode_bytes(&mask.cast(self.dtype), &self.extension, self.compress)
+    }
+}

@@ -40,23 +40,38 @@ impl Interceptor for ClientInterceptor {
 /// A channel whose calls go through [`ClientInterceptor`].
 pub type AiaaChannel = InterceptedService<Channel, ClientInterceptor>;
 
-/// Connects to `addr` (`http://host:port` or `host:port`).
-pub async fn connect(addr: &str, key: Option<Secret>) -> Result<AiaaChannel, RuntimeError> {
+fn endpoint(addr: &str, connect_timeout: Duration) -> Result<Endpoint, RuntimeError> {
     let uri = if addr.contains("://") {
         addr.to_string()
     } else {
         format!("http://{addr}")
     };
-    let endpoint = Endpoint::from_shared(uri.clone())
+    Ok(Endpoint::from_shared(uri.clone())
         .map_err(|e| RuntimeError::Connect {
-            addr: uri.clone(),
+            addr: uri,
             reason: e.to_string(),
         })?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true))
+}
+
+/// Connects to `addr` (`http://host:port` or `host:port`).
+pub async fn connect(addr: &str, key: Option<Secret>) -> Result<AiaaChannel, RuntimeError> {
+    let endpoint = endpoint(addr, Duration::from_secs(5))?;
     let channel = endpoint.connect().await.map_err(|e| RuntimeError::Connect {
-        addr: uri,
+        addr: addr.to_string(),
         reason: format!("{e}: {e:?}"),
     })?;
     Ok(InterceptedService::new(channel, ClientInterceptor::new(key)))
+}
+
+/// A channel to `addr` that connects on first use and reconnects by itself, so a service
+/// starts while its backend is still down and recovers when it comes back without a
+/// restart of its own. Connecting gives up after one second (the call fails UNAVAILABLE).
+pub fn lazy(addr: &str, key: Option<Secret>) -> Result<AiaaChannel, RuntimeError> {
+    let endpoint = endpoint(addr, Duration::from_secs(1))?;
+    Ok(InterceptedService::new(
+        endpoint.connect_lazy(),
+        ClientInterceptor::new(key),
+    ))
 }

@@ -8,10 +8,8 @@ use std::time::Duration;
 
 use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
 use aiaa_proto::inference::v1::inference_service_client::InferenceServiceClient;
-use aiaa_runtime::client::{AiaaChannel, ClientInterceptor};
+use aiaa_runtime::client::AiaaChannel;
 use aiaa_runtime::config::Secret;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Endpoint;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -23,19 +21,7 @@ pub const DATASTORE_SERVICE: &str = "aiaa.datastore.v1.DatastoreService";
 
 /// A lazily connecting channel to `addr` (`http://host:port` or `host:port`).
 pub fn lazy_channel(addr: &str, key: Option<Secret>) -> Result<AiaaChannel> {
-    let uri = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    let endpoint = Endpoint::from_shared(uri.clone())
-        .map_err(|e| GatewayError::Internal(format!("backend address {uri:?}: {e}")))?
-        .connect_timeout(Duration::from_secs(1))
-        .tcp_nodelay(true);
-    Ok(InterceptedService::new(
-        endpoint.connect_lazy(),
-        ClientInterceptor::new(key),
-    ))
+    aiaa_runtime::client::lazy(addr, key).map_err(|e| GatewayError::Internal(format!("backend address: {e}")))
 }
 
 /// The gateway's backends.

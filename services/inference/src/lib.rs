@@ -1,1 +1,96 @@
-//! The inference service.
+//! The inference service: the engine pool that runs annotation and segmentation models.
+//!
+//! - [`pool`]: the seed's `engine_pool.json` and model configs;
+//! - [`device`]: TorchScript modules on libtorch, one owner thread per device;
+//! - [`tensor`]: volumes to network tensors and back;
+//! - [`engines`]: `Dextr3dCroppedEngine`, `SegmentationEngine` (an open set);
+//! - [`models`]: the loaded models; loading from files or the registry;
+//! - [`images`]: inline, datastore and session images, with the session cache;
+//! - [`service`]: the tonic adapter with admission control; [`start`] serves it.
+//!
+//! Health is NOT_SERVING until every model of the engine pool is loaded and has run once
+//! (warm), then SERVING.
+
+pub mod config;
+pub mod device;
+pub mod engines;
+pub mod error;
+pub mod images;
+pub mod models;
+pub mod pool;
+pub mod service;
+pub mod tensor;
+
+use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
+use aiaa_proto::inference::v1::inference_service_server::InferenceServiceServer;
+use aiaa_proto::registry::v1::registry_service_client::RegistryServiceClient;
+use aiaa_runtime::config::{AuthArgs, GrpcArgs};
+use aiaa_runtime::server::{self, RunningServer, ServerSpec};
+use tokio_util::sync::CancellationToken;
+
+pub use config::InferenceArgs;
+pub use error::InferenceError;
+
+/// The gRPC service name, as health reports it.
+pub const SERVICE_NAME: &str = "aiaa.inference.v1.InferenceService";
+
+/// The RPCs that change state and so need the API key when one is configured.
+pub const MUTATING: &[&str] = &[
+    "/aiaa.inference.v1.InferenceService/LoadModel",
+    "/aiaa.inference.v1.InferenceService/UnloadModel",
+];
+
+/// Validates `args`, starts the device threads, serves on `args.listen` (NOT_SERVING), loads
+/// the engine pool, then reports SERVING. A model of the pool that fails to load stops the
+/// start with its error: a server that silently lacks a configured model is worse.
+pub async fn start(
+    args: &InferenceArgs,
+    grpc: &GrpcArgs,
+    auth: &AuthArgs,
+    shutdown: CancellationToken,
+) -> Result<RunningServer, InferenceError> {
+    args.validate()?;
+    let pool = match &args.engine_pool {
+        Some(p) => pool::read_pool(p)?,
+        None => Vec::new(),
+    };
+    let devices = device::Devices::start(&device::parse_devices(&args.device)?, args.threads)?;
+    let models = models::Models::new(devices.clone(), args.model_dir());
+    let datastore = DatastoreServiceClient::new(aiaa_runtime::client::lazy(
+        &args.datastore_url,
+        auth.api_key.clone(),
+    )?)
+    .max_decoding_message_size(grpc.max_message_bytes);
+    let registry = RegistryServiceClient::new(aiaa_runtime::client::lazy(
+        &args.registry_url,
+        auth.api_key.clone(),
+    )?)
+    .max_decoding_message_size(grpc.max_message_bytes);
+    let images = images::Images::new(datastore, args.cache_bytes, args.max_image_bytes);
+    let api = service::InferenceApi::new(models.clone(), images, registry, args.queue_depth);
+    let server = InferenceServiceServer::new(api)
+        .max_decoding_message_size(grpc.max_message_bytes)
+        .max_encoding_message_size(grpc.max_message_bytes);
+    let spec = ServerSpec {
+        component: "inference",
+        routes: tonic::service::Routes::new(server),
+        service_names: vec![SERVICE_NAME],
+        mutating: MUTATING,
+        serving_at_start: false,
+    };
+    let running = server::start(args.listen, spec, grpc, auth, shutdown).await?;
+    tracing::info!(addr = %running.addr, devices = ?devices.names(), "inference listening; loading the engine pool");
+    for entry in pool {
+        let m = models.clone();
+        let name = entry.name.clone();
+        tokio::task::spawn_blocking(move || m.load_entry(&entry))
+            .await
+            .map_err(|e| InferenceError::Internal(format!("loading {name:?}: {e}")))??;
+    }
+    running
+        .health
+        .set_serving::<InferenceServiceServer<service::InferenceApi>>()
+        .await;
+    tracing::info!(addr = %running.addr, models = models.list("", "").len(), "inference serving");
+    Ok(running)
+}

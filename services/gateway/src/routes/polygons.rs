@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use crate::app::App;
 use crate::error::{GatewayError, Result};
-use crate::image::{self, MaskFormat};
+use crate::image;
 use crate::multipart::Form;
 use crate::params;
 use crate::polygon::fix::{self, Edit3d};
@@ -173,7 +173,7 @@ pub async fn fixpolygon(
         }
     };
     let [w, h, nz] = image.dims;
-    let format = MaskFormat::from_params(&p, if is_png { ".png" } else { ".nii.gz" })?;
+    let format = image::mask_format(&p, if is_png { ".png" } else { ".nii.gz" })?;
     let (poly_json, mask) = match dimension {
         2 => {
             let mut polys = parse_polygons(key, &poly)?;
@@ -233,7 +233,7 @@ pub async fn fixpolygon(
         }
         d => return Err(bad(format!("dimension must be 2 or 3, not {d}"))),
     };
-    let data = blocking(move || format.encode(&mask).map(|d| (format.filename(), d))).await?;
+    let data = blocking(move || image::encode(&format, &mask).map(|d| (format.filename(), d))).await?;
     let answer = ResultAnswer {
         params: json!({"poly": poly_json}),
         file: Some(ResultFile {

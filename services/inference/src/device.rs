@@ -1,0 +1,293 @@
+//! The model backend: TorchScript modules on libtorch, each device served by one owner
+//! thread that loads, runs and drops the modules placed on it.
+//!
+//! Why one thread per device: libtorch's intra-op thread pool (CPU) or a CUDA stream already
+//! uses the whole device for one forward pass, so running passes one after another on one
+//! thread is as fast as running them together and keeps memory bounded (one activation set at
+//! a time). Pre- and post-processing run elsewhere, in parallel, so the device only waits for
+//! work when no request is ready. Jobs queue on the thread's channel; [`Devices::waiting`]
+//! reports how many wait.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use tch::{CModule, Device, IValue, Kind, Tensor};
+
+use crate::error::{InferenceError, Result};
+
+type Reply<T> = mpsc::SyncSender<Result<T>>;
+
+enum Job {
+    Load {
+        key: u64,
+        name: String,
+        path: PathBuf,
+        reply: Reply<()>,
+    },
+    Unload {
+        key: u64,
+    },
+    Forward {
+        key: u64,
+        input: Tensor,
+        reply: Reply<Tensor>,
+    },
+}
+
+/// One device and its owner thread.
+struct Worker {
+    device: Device,
+    jobs: mpsc::Sender<Job>,
+    waiting: Arc<AtomicUsize>,
+}
+
+/// The devices models run on: every CUDA device when asked for (or `auto` and present),
+/// else the CPU. Cheap to clone.
+#[derive(Clone)]
+pub struct Devices {
+    workers: Arc<Vec<Worker>>,
+    next_key: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Devices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.workers.iter().map(|w| w.device))
+            .finish()
+    }
+}
+
+/// Parses `auto`, `cpu`, `cuda` (every CUDA device) or `cuda:N`.
+pub fn parse_devices(spec: &str) -> Result<Vec<Device>> {
+    let cuda = tch::Cuda::device_count() as usize;
+    match spec.trim() {
+        "cpu" => Ok(vec![Device::Cpu]),
+        "auto" if cuda > 0 => Ok((0..cuda).map(Device::Cuda).collect()),
+        "auto" => Ok(vec![Device::Cpu]),
+        "cuda" if cuda > 0 => Ok((0..cuda).map(Device::Cuda).collect()),
+        s => {
+            let n = match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => n,
+                _ if s == "cuda" => usize::MAX,
+                _ => {
+                    return Err(InferenceError::Config(format!(
+                        "--inference-device {s:?}: use auto, cpu, cuda or cuda:N"
+                    )));
+                }
+            };
+            if n >= cuda {
+                return Err(InferenceError::Config(format!(
+                    "--inference-device {s:?}: this machine has {cuda} CUDA device(s)"
+                )));
+            }
+            Ok(vec![Device::Cuda(n)])
+        }
+    }
+}
+
+impl Devices {
+    /// Starts one owner thread per device; `threads` > 0 sets libtorch's intra-op threads.
+    pub fn start(devices: &[Device], threads: usize) -> Result<Devices> {
+        if threads > 0 {
+            tch::set_num_threads(threads as i32);
+        }
+        let mut workers = Vec::new();
+        for &device in devices {
+            let (tx, rx) = mpsc::channel();
+            let waiting = Arc::new(AtomicUsize::new(0));
+            let w = waiting.clone();
+            std::thread::Builder::new()
+                .name(format!("torch-{device:?}").to_lowercase())
+                .spawn(move || owner(device, rx, w))
+                .map_err(|e| InferenceError::Internal(format!("starting the device thread: {e}")))?;
+            workers.push(Worker {
+                device,
+                jobs: tx,
+                waiting,
+            });
+        }
+        Ok(Devices {
+            workers: Arc::new(workers),
+            next_key: Arc::new(AtomicU64::new(1)),
+        })
+    }
+
+    /// The devices, for logs.
+    pub fn names(&self) -> Vec<String> {
+        self.workers
+            .iter()
+            .map(|w| format!("{:?}", w.device).to_lowercase())
+            .collect()
+    }
+
+    /// Jobs waiting for a device, all devices together.
+    pub fn waiting(&self) -> usize {
+        self.workers
+            .iter()
+            .map(|w| w.waiting.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Loads a TorchScript file onto every device (blocking: call from a blocking thread).
+    pub fn load(&self, name: &str, path: &Path) -> Result<Net> {
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let net = Net {
+            key,
+            name: name.to_string(),
+            devices: self.clone(),
+        };
+        for w in self.workers.iter() {
+            let (reply, rx) = mpsc::sync_channel(1);
+            send(
+                w,
+                Job::Load {
+                    key,
+                    name: name.to_string(),
+                    path: path.to_path_buf(),
+                    reply,
+                },
+            )?;
+            receive(rx)?;
+        }
+        Ok(net)
+    }
+}
+
+fn send(w: &Worker, job: Job) -> Result<()> {
+    w.jobs
+        .send(job)
+        .map_err(|_| InferenceError::Unavailable(format!("the {:?} worker has stopped", w.device)))
+}
+
+fn receive<T>(rx: mpsc::Receiver<Result<T>>) -> Result<T> {
+    rx.recv()
+        .map_err(|_| InferenceError::Unavailable("the device worker stopped during the call".into()))?
+}
+
+/// A TorchScript module loaded on every device; dropping it unloads it.
+pub struct Net {
+    key: u64,
+    name: String,
+    devices: Devices,
+}
+
+impl std::fmt::Debug for Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Net").field("name", &self.name).finish()
+    }
+}
+
+impl Net {
+    /// Runs the module on the least busy device (blocking). `input` is `[N, C, ...]` `f32`
+    /// on the CPU; the answer is the module's output (its first tensor when it returns a
+    /// tuple or list) as `f32` on the CPU.
+    pub fn forward(&self, input: Tensor) -> Result<Tensor> {
+        let w = self
+            .devices
+            .workers
+            .iter()
+            .min_by_key(|w| w.waiting.load(Ordering::Relaxed))
+            .ok_or_else(|| InferenceError::Internal("no device".into()))?;
+        let (reply, rx) = mpsc::sync_channel(1);
+        w.waiting.fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!("aiaa_inference_device_waiting").increment(1.0);
+        let sent = send(
+            w,
+            Job::Forward {
+                key: self.key,
+                input,
+                reply,
+            },
+        );
+        if sent.is_err() {
+            w.waiting.fetch_sub(1, Ordering::Relaxed);
+            metrics::gauge!("aiaa_inference_device_waiting").decrement(1.0);
+        }
+        sent?;
+        receive(rx).map_err(|e| match e {
+            InferenceError::Model { reason, .. } => InferenceError::Model {
+                model: self.name.clone(),
+                reason,
+            },
+            e => e,
+        })
+    }
+
+    /// The model's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for w in self.devices.workers.iter() {
+            let _ = w.jobs.send(Job::Unload { key: self.key });
+        }
+    }
+}
+
+/// The owner thread: holds the modules of its device and runs their jobs in order.
+fn owner(device: Device, jobs: mpsc::Receiver<Job>, waiting: Arc<AtomicUsize>) {
+    let _guard = tch::no_grad_guard();
+    let mut modules: HashMap<u64, CModule> = HashMap::new();
+    while let Ok(job) = jobs.recv() {
+        match job {
+            Job::Load {
+                key,
+                name,
+                path,
+                reply,
+            } => {
+                let loaded = CModule::load_on_device(&path, device)
+                    .map(|mut m| {
+                        m.set_eval();
+                        m
+                    })
+                    .map_err(|e| InferenceError::Model {
+                        model: name,
+                        reason: format!("loading {}: {e}", path.display()),
+                    });
+                let _ = reply.send(loaded.map(|m| {
+                    modules.insert(key, m);
+                }));
+            }
+            Job::Unload { key } => {
+                modules.remove(&key);
+            }
+            Job::Forward { key, input, reply } => {
+                waiting.fetch_sub(1, Ordering::Relaxed);
+                metrics::gauge!("aiaa_inference_device_waiting").decrement(1.0);
+                let out = match modules.get(&key) {
+                    None => Err(InferenceError::NotFound("the model was unloaded".into())),
+                    Some(m) => run(m, input, device),
+                };
+                let _ = reply.send(out);
+            }
+        }
+    }
+}
+
+fn run(m: &CModule, input: Tensor, device: Device) -> Result<Tensor> {
+    let failed = |e: tch::TchError| InferenceError::Model {
+        model: String::new(),
+        reason: e.to_string(),
+    };
+    let x = input.to_device(device);
+    let out = m.forward_is(&[IValue::Tensor(x)]).map_err(failed)?;
+    let t =
+        first_tensor(out).ok_or_else(|| InferenceError::Internal("the model returned no tensor".into()))?;
+    Ok(t.to_kind(Kind::Float).to_device(Device::Cpu))
+}
+
+fn first_tensor(v: IValue) -> Option<Tensor> {
+    match v {
+        IValue::Tensor(t) => Some(t),
+        IValue::Tuple(items) | IValue::GenericList(items) => items.into_iter().find_map(first_tensor),
+        IValue::TensorList(ts) => ts.into_iter().next(),
+        _ => None,
+    }
+}

@@ -1,0 +1,172 @@
+//! `Dextr3dCroppedEngine`: annotation from extreme points (DEXTR 3D).
+//!
+//! Model config keys besides the seed's (all optional): `roi` (network input `[x, y, z]`,
+//! default 128³), `padding` (mm around the points, default 20), `sigma` (the Gaussian of
+//! the extreme-points channel, voxels; reported to clients; the transform's own `sigma`
+//! is what the network gets), `input_layout`, `output_activation`, `labels`, `description`.
+//!
+//! The flow: the points' bounding box grown by `padding` mm on each side (per axis, in that
+//! axis' spacing), clamped to the image, is cropped and resized (linear) to `roi`; the points
+//! move with it and are put under the label key of `transforms.AddExtremePointsChannel` (or
+//! `label`), then the config's `pre_transforms` run (e.g. `VolumeTo4dArray`, intensity
+//! normalisation, `AddExtremePointsChannel`); the network's foreground probability (channel
+//! 1 of a multi-channel output) goes back onto the crop's grid (linear), is thresholded at
+//! `thresh` and pasted into an empty mask on the request's grid.
+//!
+//! Pre-cropped requests (the clients crop around the points with the same `padding` mm and
+//! resize to `roi` themselves) need no special case: the box of their points plus `padding`
+//! mm is the whole crop they sent, already of size `roi`, so the server's crop and resize are
+//! the identity and the mask comes back on the grid they sent.
+
+use aiaa_imaging::Volume;
+use aiaa_proto::inference::v1::ModelInfo;
+use aiaa_transforms::{Item, Pipeline};
+use serde_json::{Map, Value, json};
+
+use super::grid::{Interp, paste, resize, resize_back};
+use super::{
+    Activation, Engine, EngineSpec, Outcome, Timings, labels_of, points, sample, take_image, transforms,
+};
+use crate::device::{Devices, Net};
+use crate::error::Result;
+use crate::tensor::{Layout, foreground_channel, labels, to_tensor, to_volume};
+
+/// The engine.
+pub struct Dextr3d {
+    info: ModelInfo,
+    net: Net,
+    roi: [usize; 3],
+    padding: f64,
+    layout: Layout,
+    activation: Activation,
+    thresh: f64,
+    points_key: String,
+    pre: Pipeline,
+}
+
+impl Dextr3d {
+    /// Loads the network and checks every key.
+    pub fn build(spec: &EngineSpec, devices: &Devices) -> Result<Box<dyn Engine>> {
+        let c = &spec.config;
+        let roi = c.get::<[usize; 3]>("roi")?.unwrap_or([128; 3]);
+        if roi.contains(&0) {
+            return Err(c.error("roi", "every size must be more than 0"));
+        }
+        let padding = c.get::<f64>("padding")?.unwrap_or(20.0);
+        if !(padding.is_finite() && padding >= 0.0) {
+            return Err(c.error("padding", "must be a number of mm >= 0"));
+        }
+        // Where AddExtremePointsChannel looks for the points, and its sigma.
+        let extreme = c
+            .json
+            .get("pre_transforms")
+            .and_then(Value::as_array)
+            .and_then(|l| {
+                l.iter().find(|t| {
+                    t.get("name").and_then(Value::as_str) == Some("transforms.AddExtremePointsChannel")
+                })
+            });
+        let points_key = extreme
+            .and_then(|t| t.get("label_field"))
+            .and_then(Value::as_str)
+            .unwrap_or("label")
+            .to_string();
+        let sigma = c
+            .get::<f64>("sigma")?
+            .or_else(|| extreme.and_then(|t| t.get("sigma")).and_then(Value::as_f64))
+            .unwrap_or(3.0);
+        let net = devices.load(&spec.name, &c.model_path)?;
+        let info = ModelInfo {
+            name: spec.name.clone(),
+            model_type: c.text("type").unwrap_or_else(|| "annotation".into()),
+            labels: labels_of(spec)?,
+            description: c.text("description").unwrap_or_default(),
+            version: spec.version.clone(),
+            roi: roi.map(|d| d as i32).to_vec(),
+            padding,
+            sigma,
+            engine: spec.class.clone(),
+        };
+        Ok(Box::new(Dextr3d {
+            info,
+            net,
+            roi,
+            padding,
+            layout: c.get("input_layout")?.unwrap_or_default(),
+            activation: c.get("output_activation")?.unwrap_or_default(),
+            thresh: c.thresh,
+            points_key,
+            pre: transforms(c, "pre_transforms")?,
+        }))
+    }
+
+    /// The crop around the points: `(start, size)` in voxels.
+    fn region(&self, image: &Volume, pts: &[[f64; 3]]) -> ([usize; 3], [usize; 3]) {
+        let mut start = [0usize; 3];
+        let mut size = [0usize; 3];
+        for a in 0..3 {
+            let lo = pts.iter().map(|p| p[a]).fold(f64::INFINITY, f64::min);
+            let hi = pts.iter().map(|p| p[a]).fold(f64::NEG_INFINITY, f64::max);
+            let pad = self.padding / image.geometry.spacing[a];
+            let s = (lo - pad).round().max(0.0) as usize;
+            let e = ((hi + pad).round() as usize + 1).min(image.dims[a]);
+            start[a] = s;
+            size[a] = e.saturating_sub(s).max(1);
+        }
+        (start, size)
+    }
+}
+
+impl Engine for Dextr3d {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn infer(&self, image: &Volume, params: &Map<String, Value>, t: &mut Timings) -> Result<Outcome> {
+        let pts = points(params, "points", image.dims)?;
+        if pts.len() < 6 {
+            return Err(crate::error::InferenceError::Invalid(format!(
+                "params.points: dextr3d needs at least 6 extreme points, got {}",
+                pts.len()
+            )));
+        }
+        let (start, size) = self.region(image, &pts);
+        let (crop, x) = t.time("pre", || -> Result<_> {
+            let crop = aiaa_imaging::crop::crop(image, start, size)?;
+            let roi = resize(&crop, self.roi, Interp::Linear)?;
+            // Points into the roi grid: voxel centres map as (p - start + 0.5) * roi / size - 0.5.
+            let moved: Vec<[f64; 3]> = pts
+                .iter()
+                .map(|p| {
+                    std::array::from_fn(|a| {
+                        ((p[a] - start[a] as f64 + 0.5) * self.roi[a] as f64 / size[a] as f64 - 0.5)
+                            .clamp(0.0, self.roi[a] as f64 - 1.0)
+                    })
+                })
+                .collect();
+            let mut d = sample(roi);
+            d.insert(self.points_key.clone(), Item::Points(moved));
+            self.pre.run(&mut d, 0)?;
+            let im = take_image(&mut d, "image")?;
+            Ok((crop, to_tensor(&im.vol, self.layout)))
+        })?;
+        let y = t.time("infer", || self.net.forward(x))?;
+        let mask = t.time("post", || -> Result<Volume> {
+            let grid = aiaa_transforms::spatial::resize_geometry(&crop, self.roi);
+            let out = to_volume(&self.activation.apply(y), self.layout, self.roi, grid)?;
+            let prob = resize_back(&foreground_channel(&out)?, &crop, Interp::Linear)?;
+            let mask = labels(&prob, self.thresh)?;
+            paste(&mask, image, start)
+        })?;
+        let mut params = Map::new();
+        params.insert(
+            "points".into(),
+            json!(pts.iter().map(|p| json!(p)).collect::<Vec<_>>()),
+        );
+        params.insert(
+            "crop".into(),
+            json!((0..3).map(|a| [start[a], start[a] + size[a]]).collect::<Vec<_>>()),
+        );
+        Ok(Outcome { mask, params })
+    }
+}

@@ -1,0 +1,66 @@
+//! Grid helpers shared by the engines: resizing a volume onto a grid covering the same
+//! physical region (parallel, through `aiaa_imaging`'s resampler), and boxes in index space.
+
+use aiaa_imaging::Volume;
+use aiaa_imaging::resample::{Interpolation, resample_onto};
+use aiaa_transforms::spatial::resize_geometry;
+use serde::Deserialize;
+
+use crate::error::Result;
+
+/// Interpolation as configs name it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interp {
+    /// Trilinear.
+    #[default]
+    Linear,
+    /// Nearest neighbour (torch's `nearest-exact` on the same grids).
+    Nearest,
+}
+
+impl From<Interp> for Interpolation {
+    fn from(i: Interp) -> Self {
+        match i {
+            Interp::Linear => Interpolation::Linear,
+            Interp::Nearest => Interpolation::Nearest,
+        }
+    }
+}
+
+/// `vol` resized to `dims` over the same physical region (voxel centres at
+/// `(out + 0.5) * in / out - 0.5`); the volume itself when the size already matches.
+pub fn resize(vol: &Volume, dims: [usize; 3], interp: Interp) -> Result<Volume> {
+    if vol.dims == dims {
+        return Ok(vol.clone());
+    }
+    let geometry = resize_geometry(vol, dims);
+    Ok(resample_onto(vol, dims, &geometry, interp.into())?)
+}
+
+/// `vol` (on a grid covering the same region as `like`) resampled back onto `like`'s grid.
+pub fn resize_back(vol: &Volume, like: &Volume, interp: Interp) -> Result<Volume> {
+    if vol.dims == like.dims {
+        let mut v = vol.clone();
+        v.geometry = like.geometry;
+        return Ok(v);
+    }
+    Ok(resample_onto(vol, like.dims, &like.geometry, interp.into())?)
+}
+
+/// An index box `[start, start + size)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Box3 {
+    /// First voxel.
+    pub start: [usize; 3],
+    /// Size in voxels (each > 0).
+    pub size: [usize; 3],
+}
+
+/// Writes `part` (a single-channel volume) into a zero volume on `whole`'s grid at `at`.
+pub fn paste(part: &Volume, whole: &Volume, at: [usize; 3]) -> Result<Volume> {
+    let start = at.map(|s| -(s as i64));
+    let mut out = aiaa_imaging::crop::region(part, start, whole.dims, 0.0)?;
+    out.geometry = whole.geometry;
+    Ok(out)
+}

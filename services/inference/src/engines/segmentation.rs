@@ -1,0 +1,418 @@
+//! `SegmentationEngine`: automatic segmentation of the whole volume.
+//!
+//! Model config keys besides the seed's (all optional):
+//!
+//! ```json
+//! {
+//!   "type": "segmentation", "labels": ["brain"], "description": "...",
+//!   "pre_transforms":   [ ... on the whole image, e.g. transforms.Orientation ... ],
+//!   "input_transforms": [ ... on each network input after resizing, e.g. normalization ... ],
+//!   "inference": {"mode": "sliding_window", "roi_size": [96, 96, 96], "overlap": 0.25,
+//!                 "blend": "gaussian", "sw_batch_size": 1}
+//!              | {"mode": "resize", "size": [256, 256, 256], "interpolation": "nearest"}
+//!              | {"mode": "whole"},
+//!   "locator": {"model_path": "bbox_model.pt", "size": [128, 128, 128],
+//!               "interpolation": "nearest", "input_transforms": [...], "channel": 1,
+//!               "thresh": 0.5, "slice_fraction": 0.02, "margin": 0.1},
+//!   "output_activation": "none" | "softmax" | "sigmoid",
+//!   "output_channel": 1,
+//!   "post_transforms": [ ... on the label map under "model", e.g. largest component ... ]
+//! }
+//! ```
+//!
+//! The flow: `pre_transforms` on the image (spatial ones are recorded and undone at the
+//! end); with a `locator`, the image resized to `locator.size` goes through the locator
+//! network, its foreground (`channel` > `thresh`, largest 26-connected component) gives a
+//! box: per axis the slices whose foreground fraction exceeds `slice_fraction`, scaled to
+//! the image, grown by `margin` (a fraction of its size) on each side, clamped; the image is
+//! cropped to it. The crop (or the whole image) reaches the network as `inference` says; the
+//! output (after `output_activation`) goes back onto the crop's grid with the same
+//! interpolation (`sliding_window` and `whole` are already on it), becomes labels (argmax
+//! over channels, or `output_channel` > `thresh` when that key is set), is pasted into the
+//! image's grid, runs through `post_transforms`, and the recorded spatial transforms are
+//! undone (nearest neighbour), so the mask lies on the request's grid.
+//!
+//! deepbet's brain extraction is this engine with a locator (`bbox_model.pt`, 128³),
+//! `resize` to 256³, both nearest, and percentile + z-score normalisation: see
+//! `models/segmentation_mri_brain/config.json`.
+
+use aiaa_imaging::Volume;
+use aiaa_imaging::resample::Interpolation;
+use aiaa_proto::inference::v1::ModelInfo;
+use aiaa_transforms::{Data, Image, Kind, Pipeline};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::grid::{Box3, Interp, paste, resize, resize_back};
+use super::{
+    Activation, Engine, EngineSpec, Outcome, Timings, extreme_points_json, labels_of, sample, take_image,
+    transforms, transforms_in,
+};
+use crate::device::{Devices, Net};
+use crate::error::{InferenceError, Result};
+use crate::tensor::{Layout, labels, to_tensor, to_volume};
+
+/// How the network sees the (cropped) image.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Mode {
+    /// Windows of `roi_size` with `overlap`, blended.
+    SlidingWindow {
+        /// Window size `[x, y, z]`.
+        roi_size: [usize; 3],
+        /// Fraction of a window shared with its neighbour, in `[0, 1)`.
+        #[serde(default = "quarter")]
+        overlap: f64,
+        /// `gaussian` or `constant` weights.
+        #[serde(default = "gaussian")]
+        blend: String,
+        /// Windows per forward pass.
+        #[serde(default = "one")]
+        sw_batch_size: usize,
+    },
+    /// The image resized to `size`.
+    Resize {
+        /// Network input size `[x, y, z]`.
+        size: [usize; 3],
+        /// Interpolation both ways.
+        #[serde(default)]
+        interpolation: Interp,
+    },
+    /// The image as it is.
+    Whole,
+}
+
+fn quarter() -> f64 {
+    0.25
+}
+fn gaussian() -> String {
+    "gaussian".into()
+}
+fn one() -> usize {
+    1
+}
+
+/// The optional first network that finds the region to segment.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocatorConfig {
+    model_path: String,
+    size: [usize; 3],
+    #[serde(default)]
+    interpolation: Interp,
+    #[serde(default)]
+    input_transforms: Option<Value>,
+    #[serde(default = "channel_one")]
+    channel: usize,
+    #[serde(default = "half")]
+    thresh: f64,
+    #[serde(default = "two_percent")]
+    slice_fraction: f64,
+    #[serde(default = "tenth")]
+    margin: f64,
+}
+
+fn channel_one() -> usize {
+    1
+}
+fn half() -> f64 {
+    0.5
+}
+fn two_percent() -> f64 {
+    0.02
+}
+fn tenth() -> f64 {
+    0.1
+}
+
+struct Locator {
+    net: Net,
+    config: LocatorConfig,
+    input: Pipeline,
+    largest: Pipeline,
+}
+
+/// The engine.
+pub struct Segmentation {
+    info: ModelInfo,
+    net: Net,
+    layout: Layout,
+    mode: Mode,
+    activation: Activation,
+    output_channel: Option<usize>,
+    thresh: f64,
+    pre: Pipeline,
+    input: Pipeline,
+    post: Pipeline,
+    locator: Option<Locator>,
+}
+
+impl Segmentation {
+    /// Loads the networks and checks every key.
+    pub fn build(spec: &EngineSpec, devices: &Devices) -> Result<Box<dyn Engine>> {
+        let c = &spec.config;
+        let mode = c.get::<Mode>("inference")?.unwrap_or(Mode::Whole);
+        if let Mode::SlidingWindow {
+            overlap,
+            blend,
+            sw_batch_size,
+            roi_size,
+        } = &mode
+            && (!(0.0..1.0).contains(overlap)
+                || !matches!(blend.as_str(), "gaussian" | "constant")
+                || *sw_batch_size == 0
+                || roi_size.contains(&0))
+        {
+            return Err(c.error(
+                "inference",
+                "sliding_window needs roi_size > 0, overlap in [0, 1), blend gaussian|constant, sw_batch_size >= 1",
+            ));
+        }
+        let locator = match c.get::<LocatorConfig>("locator")? {
+            None => None,
+            Some(lc) => {
+                if lc.size.contains(&0) || !(0.0..1.0).contains(&lc.slice_fraction) || lc.margin < 0.0 {
+                    return Err(c.error(
+                        "locator",
+                        "size > 0, slice_fraction in [0, 1) and margin >= 0 are needed",
+                    ));
+                }
+                let block = Map::from_iter([(
+                    "input_transforms".to_string(),
+                    lc.input_transforms.clone().unwrap_or(Value::Array(vec![])),
+                )]);
+                let input = transforms_in(c, &block, "input_transforms")?;
+                let path = c.resolve(&lc.model_path);
+                let net = devices.load(&format!("{} (locator)", spec.name), &path)?;
+                Some(Locator {
+                    net,
+                    input,
+                    largest: largest_component("mask"),
+                    config: lc,
+                })
+            }
+        };
+        let net = devices.load(&spec.name, &c.model_path)?;
+        let info = ModelInfo {
+            name: spec.name.clone(),
+            model_type: c.text("type").unwrap_or_else(|| "segmentation".into()),
+            labels: labels_of(spec)?,
+            description: c.text("description").unwrap_or_default(),
+            version: spec.version.clone(),
+            roi: match &mode {
+                Mode::SlidingWindow { roi_size, .. } => roi_size.map(|d| d as i32).to_vec(),
+                Mode::Resize { size, .. } => size.map(|d| d as i32).to_vec(),
+                Mode::Whole => Vec::new(),
+            },
+            padding: 0.0,
+            sigma: 0.0,
+            engine: spec.class.clone(),
+        };
+        let engine = Segmentation {
+            info,
+            net,
+            layout: c.get("input_layout")?.unwrap_or_default(),
+            mode,
+            activation: c.get("output_activation")?.unwrap_or_default(),
+            output_channel: c.get("output_channel")?,
+            thresh: c.thresh,
+            pre: transforms(c, "pre_transforms")?,
+            input: transforms(c, "input_transforms")?,
+            post: transforms(c, "post_transforms")?,
+            locator,
+        };
+        Ok(Box::new(engine))
+    }
+
+    /// Runs a network on an image prepared by `input` transforms; the output's probabilities
+    /// on the same grid.
+    fn run_net(
+        &self,
+        net: &Net,
+        input: &Pipeline,
+        image: Volume,
+        activation: Activation,
+        t: &mut Timings,
+    ) -> Result<Volume> {
+        let (dims, geometry) = (image.dims, image.geometry);
+        let x = t.time("pre", || -> Result<_> {
+            let mut d = sample(image);
+            input.run(&mut d, 0)?;
+            let im = take_image(&mut d, "image")?;
+            Ok(to_tensor(&im.vol, self.layout))
+        })?;
+        let y = t.time("infer", || net.forward(x))?;
+        t.time("post", || {
+            to_volume(&activation.apply(y), self.layout, dims, geometry)
+        })
+    }
+
+    /// The locator's box on `image`'s grid.
+    fn locate(&self, loc: &Locator, image: &Volume, t: &mut Timings) -> Result<Box3> {
+        let lc = &loc.config;
+        let small = t.time("pre", || resize(image, lc.size, lc.interpolation))?;
+        let out = self.run_net(&loc.net, &loc.input, small, Activation::None, t)?;
+        t.time("post", || {
+            let prob = out.channel(lc.channel.min(out.channels - 1))?;
+            let fg: Vec<u8> = prob.voxels.to_f32_vec().iter().map(|&p| u8::from(f64::from(p) > lc.thresh)).collect();
+            let mut d = Data::named("locator");
+            let mask = Volume::scalar(prob.dims, prob.geometry, aiaa_imaging::Voxels::U8(fg))?;
+            d.insert_image("mask", Image::new(mask, Kind::Label));
+            loc.largest.run(&mut d, 0)?;
+            let mask = take_image(&mut d, "mask")?.vol;
+            slice_box(&mask, lc.slice_fraction, lc.margin, image.dims).ok_or_else(|| {
+                InferenceError::Invalid(format!(
+                    "model {:?}: the locator found no foreground in the image (is it the kind of image this model segments?)",
+                    self.info.name
+                ))
+            })
+        })
+    }
+}
+
+impl Engine for Segmentation {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn infer(&self, image: &Volume, _params: &Map<String, Value>, t: &mut Timings) -> Result<Outcome> {
+        let im = t.time("pre", || -> Result<Image> {
+            let mut d = sample(image.clone());
+            self.pre.run(&mut d, 0)?;
+            take_image(&mut d, "image")
+        })?;
+        let whole = &im.vol;
+        let region = match &self.locator {
+            Some(loc) => self.locate(loc, whole, t)?,
+            None => Box3 {
+                start: [0; 3],
+                size: whole.dims,
+            },
+        };
+        let crop = t.time("pre", || {
+            aiaa_imaging::crop::crop(whole, region.start, region.size)
+        })?;
+        let probs = match &self.mode {
+            Mode::Whole => self.run_net(&self.net, &self.input, crop.clone(), self.activation, t)?,
+            Mode::Resize { size, interpolation } => {
+                let x = t.time("pre", || resize(&crop, *size, *interpolation))?;
+                let out = self.run_net(&self.net, &self.input, x, self.activation, t)?;
+                t.time("post", || resize_back(&out, &crop, *interpolation))?
+            }
+            Mode::SlidingWindow { .. } => {
+                return Err(InferenceError::Config(format!(
+                    "model {:?}: sliding_window inference is not available in this build",
+                    self.info.name
+                )));
+            }
+        };
+        let mask = t.time("post", || -> Result<Volume> {
+            let labels = match self.output_channel {
+                Some(c) => {
+                    let ch = probs.channel(c.min(probs.channels - 1))?;
+                    labels(&ch, self.thresh)?
+                }
+                None => labels(&probs, self.thresh)?,
+            };
+            let full = paste(&labels, whole, region.start)?;
+            let mut d = Data::named("result");
+            d.insert_image("model", Image::new(full, Kind::Label));
+            self.post.run(&mut d, 0)?;
+            let mask = take_image(&mut d, "model")?.vol;
+            let mut back = aiaa_transforms::invert(&mask, &im.ops, Interpolation::Nearest)?;
+            back.geometry = image.geometry;
+            Ok(back)
+        })?;
+        let mut params = Map::new();
+        params.insert("points".into(), extreme_points_json(&mask));
+        params.insert(
+            "crop".into(),
+            json!(
+                region
+                    .start
+                    .iter()
+                    .zip(region.size)
+                    .map(|(s, n)| [*s, s + n])
+                    .collect::<Vec<_>>()
+            ),
+        );
+        Ok(Outcome { mask, params })
+    }
+}
+
+/// A `KeepLargestConnectedComponent` (26-connected) on `key`.
+fn largest_component(key: &str) -> Pipeline {
+    let list = json!([{"name": "transforms.KeepLargestConnectedComponent", "fields": key}]);
+    Pipeline::from_json(&list, 0).expect("a fixed, valid transform list")
+}
+
+/// deepbet's box: per axis, the slices whose foreground fraction exceeds `fraction`; centre
+/// and size scaled from `mask`'s grid to `dims`, size grown by `margin` on each side, ends
+/// rounded as deepbet does (`int(c -/+ s / 2)` after rounding centre and size), clamped.
+fn slice_box(mask: &Volume, fraction: f64, margin: f64, dims: [usize; 3]) -> Option<Box3> {
+    let [nx, ny, nz] = mask.dims;
+    let v = mask.voxels.to_f32_vec();
+    let mut counts = [vec![0usize; nx], vec![0usize; ny], vec![0usize; nz]];
+    for k in 0..nz {
+        for j in 0..ny {
+            for i in 0..nx {
+                if v[i + nx * (j + ny * k)] > 0.0 {
+                    counts[0][i] += 1;
+                    counts[1][j] += 1;
+                    counts[2][k] += 1;
+                }
+            }
+        }
+    }
+    let per_slice = [ny * nz, nx * nz, nx * ny];
+    let mut start = [0usize; 3];
+    let mut size = [0usize; 3];
+    for a in 0..3 {
+        let hit: Vec<usize> = (0..mask.dims[a])
+            .filter(|&s| counts[a][s] as f64 / per_slice[a] as f64 > fraction)
+            .collect();
+        let (lo, hi) = (*hit.first()? as f64, *hit.last()? as f64 + 1.0);
+        let scale = dims[a] as f64 / mask.dims[a] as f64;
+        let centre = ((lo + hi) / 2.0 * scale).round();
+        let extent = ((hi - lo) * scale * (1.0 + 2.0 * margin)).round();
+        let (b0, b1) = ((centre - extent / 2.0).trunc(), (centre + extent / 2.0).trunc());
+        let b0 = b0.max(0.0) as usize;
+        let b1 = (b1.max(0.0) as usize).min(dims[a]);
+        if b1 <= b0 {
+            return None;
+        }
+        start[a] = b0;
+        size[a] = b1 - b0;
+    }
+    Some(Box3 { start, size })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiaa_imaging::{Geometry, Voxels};
+
+    #[test]
+    fn the_box_follows_deepbets_rule() {
+        // A 10^3 mask with foreground slabs i in 2..6, j in 3..5, k everywhere; image twice
+        // as large.
+        let mut v = vec![0u8; 1000];
+        for k in 0..10 {
+            for j in 3..5 {
+                for i in 2..6 {
+                    v[i + 10 * (j + 10 * k)] = 1;
+                }
+            }
+        }
+        let m = Volume::scalar([10; 3], Geometry::with_spacing([1.0; 3]), Voxels::U8(v)).unwrap();
+        let b = slice_box(&m, 0.02, 0.1, [20; 3]).unwrap();
+        // i: lo 2, hi 6 -> centre 8, size 8 * 1.2 = 9.6 -> 10 -> [3, 13).
+        assert_eq!((b.start[0], b.size[0]), (3, 10));
+        // j: lo 3, hi 5 -> centre 8, size 4.8 -> 5 -> [5.5, 10.5) -> [5, 10).
+        assert_eq!((b.start[1], b.size[1]), (5, 5));
+        // k: everything -> centre 10, size 24 -> [-2, 22) clamped to [0, 20).
+        assert_eq!((b.start[2], b.size[2]), (0, 20));
+        // Below the fraction: nothing.
+        assert!(slice_box(&m, 0.9, 0.1, [20; 3]).is_none());
+    }
+}

@@ -1,0 +1,322 @@
+//! The engine pool: the loaded models by name. Models come from the seed's
+//! `engine_pool.json` at start, and later from the admin API: a model config (JSON) whose
+//! `model_path` the service can read, or a registry reference `org/team/name:version` whose
+//! files are downloaded (checksums verified) into the model folder and loaded with the
+//! version's engine config. Loading (and the networks' first load onto the device) runs on
+//! a blocking thread; a model being replaced keeps serving until its successor is ready.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use aiaa_proto::inference::v1::ModelInfo;
+use aiaa_proto::registry::v1::registry_service_client::RegistryServiceClient;
+use aiaa_proto::registry::v1::{DownloadRequest, GetManifestRequest, ModelName};
+use aiaa_runtime::client::AiaaChannel;
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::device::Devices;
+use crate::engines::{self, Engine, EngineSpec};
+use crate::error::{InferenceError, Result};
+use crate::pool::{ModelConfig, PoolEntry};
+
+/// The loaded models.
+#[derive(Clone)]
+pub struct Models {
+    loaded: Arc<RwLock<BTreeMap<String, Arc<dyn Engine>>>>,
+    devices: Devices,
+    model_dir: PathBuf,
+}
+
+impl Models {
+    /// An empty pool on `devices`; registry models are stored under `model_dir`.
+    pub fn new(devices: Devices, model_dir: PathBuf) -> Models {
+        Models {
+            loaded: Arc::default(),
+            devices,
+            model_dir,
+        }
+    }
+
+    /// The devices.
+    pub fn devices(&self) -> &Devices {
+        &self.devices
+    }
+
+    /// The model called `name`.
+    pub fn get(&self, name: &str) -> Result<Arc<dyn Engine>> {
+        self.loaded
+            .read()
+            .map_err(|_| InferenceError::Internal("model table poisoned".into()))?
+            .get(name)
+            .cloned()
+            .ok_or_else(|| {
+                InferenceError::NotFound(format!("model {name:?} is not loaded (ListModels shows what is)"))
+            })
+    }
+
+    /// What is loaded, sorted by name, filtered by type and label when given.
+    pub fn list(&self, model_type: &str, label: &str) -> Vec<ModelInfo> {
+        let loaded = self
+            .loaded
+            .read()
+            .map(|m| m.values().cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
+        loaded
+            .iter()
+            .map(|e| e.info().clone())
+            .filter(|i| model_type.is_empty() || i.model_type == model_type)
+            .filter(|i| label.is_empty() || i.labels.iter().any(|l| l == label))
+            .collect()
+    }
+
+    /// Builds and installs an engine (blocking).
+    pub fn install(&self, spec: EngineSpec) -> Result<ModelInfo> {
+        let engine: Arc<dyn Engine> = Arc::from(engines::build(&spec, &self.devices)?);
+        let info = engine.info().clone();
+        self.loaded
+            .write()
+            .map_err(|_| InferenceError::Internal("model table poisoned".into()))?
+            .insert(spec.name.clone(), engine);
+        tracing::info!(model = %info.name, engine = %info.engine, "model loaded");
+        metrics::gauge!("aiaa_inference_models_loaded").set(self.list("", "").len() as f64);
+        Ok(info)
+    }
+
+    /// Removes a model; `false` when it was not loaded. Requests running on it finish.
+    pub fn unload(&self, name: &str) -> bool {
+        let removed = self
+            .loaded
+            .write()
+            .map(|mut m| m.remove(name).is_some())
+            .unwrap_or(false);
+        metrics::gauge!("aiaa_inference_models_loaded").set(self.list("", "").len() as f64);
+        removed
+    }
+
+    /// Loads one entry of `engine_pool.json` (blocking).
+    pub fn load_entry(&self, entry: &PoolEntry) -> Result<ModelInfo> {
+        let config = ModelConfig::read(&entry.config_file)?;
+        let version = config.text("version").unwrap_or_else(|| "1".into());
+        self.install(EngineSpec {
+            name: entry.name.clone(),
+            class: entry.class.clone(),
+            labels: entry.labels.clone(),
+            version,
+            config,
+        })
+    }
+
+    /// Loads a model from a config given as JSON text (blocking); relative paths in it are
+    /// relative to the service's working folder.
+    pub fn load_config(&self, name: &str, json: &str, class: &str, labels: Vec<String>) -> Result<ModelInfo> {
+        let config = ModelConfig::parse(json, &format!("of model {name:?}"), Path::new("."))?;
+        let class = class_or_type(class, &config);
+        let version = config.text("version").unwrap_or_else(|| "1".into());
+        self.install(EngineSpec {
+            name: name.to_string(),
+            class,
+            labels,
+            version,
+            config,
+        })
+    }
+
+    /// Downloads a registry version (verifying every file's sha256) into the model folder
+    /// and loads it with its engine config.
+    pub async fn load_registry(
+        &self,
+        registry: RegistryServiceClient<AiaaChannel>,
+        name: &str,
+        reference: &str,
+        class: &str,
+        labels: Vec<String>,
+    ) -> Result<ModelInfo> {
+        let (model, version) = parse_ref(reference)?;
+        let dir = fetch(registry.clone(), &self.model_dir, &model, &version).await?;
+        let mut registry = registry;
+        let manifest = registry
+            .get_manifest(GetManifestRequest {
+                model: Some(model.clone()),
+                version: version.clone(),
+            })
+            .await
+            .map_err(|s| status_error(reference, &s))?
+            .into_inner();
+        if manifest.engine_config_json.trim().is_empty() {
+            return Err(InferenceError::Config(format!(
+                "registry model {reference} has no engine config; push it with one (aiaa push --engine-config FILE)"
+            )));
+        }
+        let config = ModelConfig::parse(
+            &manifest.engine_config_json,
+            &format!("of registry model {reference}"),
+            &dir,
+        )?;
+        // The manifest's type decides when neither the request nor the config names an engine.
+        let class = if class.is_empty() && config.text("engine").is_none() && config.text("type").is_none() {
+            engines::class_for_type(&manifest.model_type).to_string()
+        } else {
+            class_or_type(class, &config)
+        };
+        let labels = if labels.is_empty() {
+            manifest.labels.clone()
+        } else {
+            labels
+        };
+        let this = self.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            this.install(EngineSpec {
+                name,
+                class,
+                labels,
+                version,
+                config,
+            })
+        })
+        .await
+        .map_err(|e| InferenceError::Internal(format!("loading task: {e}")))?
+    }
+}
+
+/// The engine class: the request's, else the config's `engine`, else by the config's `type`.
+fn class_or_type(class: &str, config: &ModelConfig) -> String {
+    if !class.is_empty() {
+        return class.to_string();
+    }
+    config
+        .text("engine")
+        .unwrap_or_else(|| engines::class_for_type(&config.text("type").unwrap_or_default()).to_string())
+}
+
+/// `org/team/name:version` (or `name:version`, org `aiaa`, team `default`).
+fn parse_ref(reference: &str) -> Result<(ModelName, String)> {
+    let bad = || {
+        InferenceError::Invalid(format!(
+            "registry reference {reference:?}: expected org/team/name:version (or name:version)"
+        ))
+    };
+    let (path, version) = reference.rsplit_once(':').ok_or_else(bad)?;
+    let parts: Vec<&str> = path.split('/').collect();
+    let (org, team, name) = match parts.as_slice() {
+        [name] => ("aiaa", "default", *name),
+        [org, name] => (*org, "default", *name),
+        [org, team, name] => (*org, *team, *name),
+        _ => return Err(bad()),
+    };
+    for p in [org, team, name, version] {
+        aiaa_runtime::names::segment("registry reference", p)
+            .map_err(|e| InferenceError::Invalid(e.to_string()))?;
+    }
+    Ok((
+        ModelName {
+            org: org.into(),
+            team: team.into(),
+            name: name.into(),
+        },
+        version.to_string(),
+    ))
+}
+
+fn status_error(what: &str, s: &tonic::Status) -> InferenceError {
+    match s.code() {
+        tonic::Code::NotFound => InferenceError::NotFound(format!("registry: {what}: {}", s.message())),
+        tonic::Code::InvalidArgument => InferenceError::Invalid(format!("registry: {what}: {}", s.message())),
+        _ => InferenceError::Unavailable(format!("registry: {what}: {}", s.message())),
+    }
+}
+
+/// Downloads every file of a version into `<root>/<org>/<team>/<name>/<version>/` (whole
+/// or not at all: a temporary folder renamed into place), reusing a complete earlier copy.
+async fn fetch(
+    mut registry: RegistryServiceClient<AiaaChannel>,
+    root: &Path,
+    model: &ModelName,
+    version: &str,
+) -> Result<PathBuf> {
+    let what = format!("{}/{}/{}:{version}", model.org, model.team, model.name);
+    let dir = root
+        .join(&model.org)
+        .join(&model.team)
+        .join(&model.name)
+        .join(version);
+    if dir.join(".complete").exists() {
+        return Ok(dir);
+    }
+    let manifest = registry
+        .get_manifest(GetManifestRequest {
+            model: Some(model.clone()),
+            version: version.to_string(),
+        })
+        .await
+        .map_err(|s| status_error(&what, &s))?
+        .into_inner();
+    let io = |e: std::io::Error| InferenceError::Internal(format!("model folder {}: {e}", dir.display()));
+    let parent = dir.parent().unwrap_or(root);
+    tokio::fs::create_dir_all(parent).await.map_err(io)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".download-")
+        .tempdir_in(parent)
+        .map_err(io)?;
+    for file in &manifest.files {
+        let rel = Path::new(&file.path);
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(InferenceError::Invalid(format!(
+                "{what}: unsafe file path {:?}",
+                file.path
+            )));
+        }
+        let target = tmp.path().join(rel);
+        if let Some(p) = target.parent() {
+            tokio::fs::create_dir_all(p).await.map_err(io)?;
+        }
+        let mut out = tokio::fs::File::create(&target).await.map_err(io)?;
+        let mut stream = registry
+            .download(DownloadRequest {
+                model: Some(model.clone()),
+                version: version.to_string(),
+                path: file.path.clone(),
+            })
+            .await
+            .map_err(|s| status_error(&what, &s))?
+            .into_inner();
+        let mut hash = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|s| status_error(&what, &s))?;
+            hash.update(&chunk.data);
+            size += chunk.data.len() as u64;
+            out.write_all(&chunk.data).await.map_err(io)?;
+        }
+        out.flush().await.map_err(io)?;
+        let sha = hex::encode(hash.finalize());
+        if size != file.size || sha != file.sha256 {
+            return Err(InferenceError::Unavailable(format!(
+                "{what}: {} arrived with {size} bytes, sha256 {sha}; the manifest says {} bytes, {}",
+                file.path, file.size, file.sha256
+            )));
+        }
+    }
+    tokio::fs::write(tmp.path().join(".complete"), b"")
+        .await
+        .map_err(io)?;
+    let staged = tmp.keep();
+    if tokio::fs::rename(&staged, &dir).await.is_err() {
+        // Another load got there first: theirs is complete, drop ours.
+        let _ = tokio::fs::remove_dir_all(&staged).await;
+        if !dir.join(".complete").exists() {
+            return Err(InferenceError::Internal(format!(
+                "could not place {}",
+                dir.display()
+            )));
+        }
+    }
+    Ok(dir)
+}

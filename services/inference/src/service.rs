@@ -1,0 +1,258 @@
+//! The thin tonic adapter: `InferenceService` over the engine pool ([`Models`]), the image
+//! sources ([`Images`]) and the admission queue.
+//!
+//! Admission: at most `queue_depth` Infer calls are admitted at once (decoding, waiting for
+//! the device, running, encoding); one more is refused at once with RESOURCE_EXHAUSTED,
+//! which the gateway answers as 503 with `Retry-After`, so an overloaded server sheds load
+//! instead of letting requests time out. The gauge `aiaa_inference_queue_depth` reports the
+//! admitted calls.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use aiaa_imaging::Volume;
+use aiaa_imaging::io::MaskFormat;
+use aiaa_proto::inference::v1::inference_service_server::InferenceService;
+use aiaa_proto::inference::v1::{
+    InferHeader, InferRequest, InferResponse, InferResult, ListModelsRequest, ListModelsResponse,
+    LoadModelRequest, ModelInfo, UnloadModelRequest, UnloadModelResponse, infer_header, infer_request,
+    infer_response, load_model_request,
+};
+use aiaa_proto::registry::v1::registry_service_client::RegistryServiceClient;
+use aiaa_runtime::client::AiaaChannel;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::engines::Timings;
+use crate::error::{InferenceError, Result};
+use crate::images::Images;
+use crate::models::Models;
+
+/// The gRPC service.
+#[derive(Clone)]
+pub struct InferenceApi {
+    models: Models,
+    images: Images,
+    registry: RegistryServiceClient<AiaaChannel>,
+    admission: Arc<Semaphore>,
+    depth: usize,
+}
+
+impl InferenceApi {
+    /// The service over its parts.
+    pub fn new(
+        models: Models,
+        images: Images,
+        registry: RegistryServiceClient<AiaaChannel>,
+        depth: usize,
+    ) -> Self {
+        InferenceApi {
+            models,
+            images,
+            registry,
+            admission: Arc::new(Semaphore::new(depth)),
+            depth,
+        }
+    }
+
+    /// The engine pool.
+    pub fn models(&self) -> &Models {
+        &self.models
+    }
+
+    async fn infer_inner(&self, mut input: Streaming<InferRequest>) -> Result<(InferResult, Bytes)> {
+        let header = match input.next().await {
+            Some(Ok(InferRequest {
+                kind: Some(infer_request::Kind::Header(h)),
+            })) => h,
+            Some(Err(s)) => {
+                return Err(InferenceError::Invalid(format!(
+                    "reading the request: {}",
+                    s.message()
+                )));
+            }
+            _ => {
+                return Err(InferenceError::Invalid(
+                    "the first message must be the InferHeader".into(),
+                ));
+            }
+        };
+        let engine = self.models.get(&header.model)?;
+        let Ok(_permit) = self.admission.clone().try_acquire_owned() else {
+            metrics::counter!("aiaa_inference_rejected_total").increment(1);
+            return Err(InferenceError::Busy { depth: self.depth });
+        };
+        let gauge = metrics::gauge!("aiaa_inference_queue_depth");
+        gauge.set((self.depth - self.admission.available_permits()) as f64);
+        let params: Map<String, Value> = match header.params_json.trim() {
+            "" => Map::new(),
+            text => serde_json::from_str(text)
+                .map_err(|e| InferenceError::Invalid(format!("params is not a JSON object: {e}")))?,
+        };
+        let format = mask_format(&header, &params)?;
+        let result_name = format.filename();
+        let mut timings = Timings::default();
+        let t0 = Instant::now();
+        let image: Arc<Volume> = match header.image.clone() {
+            Some(infer_header::Image::SessionId(id)) => self.images.session(&id).await?,
+            Some(infer_header::Image::ImageId(id)) => Arc::new(self.images.image(&id).await?),
+            Some(infer_header::Image::Filename(name)) => {
+                let bytes = self.read_inline(&mut input).await?;
+                Arc::new(Images::decode(name, bytes).await?)
+            }
+            None => return Err(InferenceError::Invalid("the header names no image".into())),
+        };
+        timings.add("decode", t0.elapsed());
+        let model = header.model.clone();
+        let json_only = header.output == "json";
+        let (mut result_params, file, timings) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let outcome = engine.infer(&image, &params, &mut timings)?;
+            let file = if json_only {
+                None
+            } else {
+                Some(timings.time("encode", || format.encode(&outcome.mask))?)
+            };
+            Ok((outcome.params, file, timings))
+        })
+        .await
+        .map_err(|e| InferenceError::Internal(format!("inference task: {e}")))??;
+        result_params.insert("latencies".into(), timings.report(&model));
+        gauge.set((self.depth - self.admission.available_permits()).saturating_sub(1) as f64);
+        let (filename, bytes) = match file {
+            Some(b) => (result_name, Bytes::from(b)),
+            None => (String::new(), Bytes::new()),
+        };
+        Ok((
+            InferResult {
+                params_json: Value::Object(result_params).to_string(),
+                filename,
+                size: bytes.len() as u64,
+            },
+            bytes,
+        ))
+    }
+
+    async fn read_inline(&self, input: &mut Streaming<InferRequest>) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        while let Some(msg) = input.next().await {
+            let msg =
+                msg.map_err(|s| InferenceError::Invalid(format!("reading the image: {}", s.message())))?;
+            match msg.kind {
+                Some(infer_request::Kind::Chunk(c)) => {
+                    if bytes.len() as u64 + c.len() as u64 > self.images.max_bytes() {
+                        return Err(InferenceError::TooLarge(format!(
+                            "the image exceeds --inference-max-image-bytes {}",
+                            self.images.max_bytes()
+                        )));
+                    }
+                    bytes.extend_from_slice(&c);
+                }
+                _ => return Err(InferenceError::Invalid("a second InferHeader in one call".into())),
+            }
+        }
+        if bytes.is_empty() {
+            return Err(InferenceError::Invalid("the inline image is empty".into()));
+        }
+        Ok(bytes)
+    }
+}
+
+/// The result format: the header's `result_extension`, else the params', else the inline
+/// image's own format when it is one we write, else `.nii.gz`.
+fn mask_format(header: &InferHeader, params: &Map<String, Value>) -> Result<MaskFormat> {
+    let text = |k: &str| params.get(k).and_then(Value::as_str);
+    let ext = Some(header.result_extension.as_str())
+        .filter(|e| !e.is_empty())
+        .or(text("result_extension"));
+    let compress = params
+        .get("result_compress")
+        .map(|v| v.as_bool().unwrap_or_else(|| v.as_str() == Some("true")));
+    MaskFormat::parse(ext, text("result_dtype"), compress, input_extension(header))
+        .map_err(InferenceError::Invalid)
+}
+
+fn input_extension(header: &InferHeader) -> &'static str {
+    let name = match &header.image {
+        Some(infer_header::Image::Filename(n)) => n.to_ascii_lowercase(),
+        _ => String::new(),
+    };
+    [".nii.gz", ".nii", ".mha"]
+        .into_iter()
+        .find(|e| name.ends_with(e))
+        .unwrap_or(".nii.gz")
+}
+
+type InferStream = Pin<Box<dyn Stream<Item = Result<InferResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl InferenceService for InferenceApi {
+    async fn list_models(
+        &self,
+        req: Request<ListModelsRequest>,
+    ) -> Result<Response<ListModelsResponse>, Status> {
+        let r = req.into_inner();
+        Ok(Response::new(ListModelsResponse {
+            models: self.models.list(&r.model_type, &r.label),
+        }))
+    }
+
+    type InferStream = InferStream;
+
+    async fn infer(&self, req: Request<Streaming<InferRequest>>) -> Result<Response<InferStream>, Status> {
+        let (result, bytes) = self.infer_inner(req.into_inner()).await.inspect_err(|e| {
+            metrics::counter!("aiaa_inference_errors_total").increment(1);
+            tracing::debug!(error = %e, "infer failed");
+        })?;
+        let first = InferResponse {
+            kind: Some(infer_response::Kind::Result(result)),
+        };
+        let chunks = (0..bytes.len())
+            .step_by(aiaa_proto::CHUNK_SIZE)
+            .map(move |at| InferResponse {
+                kind: Some(infer_response::Kind::Chunk(
+                    bytes.slice(at..(at + aiaa_proto::CHUNK_SIZE).min(bytes.len())),
+                )),
+            });
+        let stream = futures::stream::iter(std::iter::once(first).chain(chunks).map(Ok));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn load_model(&self, req: Request<LoadModelRequest>) -> Result<Response<ModelInfo>, Status> {
+        let r = req.into_inner();
+        aiaa_runtime::names::segment("model name", &r.name)
+            .map_err(|e| InferenceError::Invalid(e.to_string()))?;
+        let info = match r.source {
+            Some(load_model_request::Source::ConfigJson(json)) => {
+                let models = self.models.clone();
+                tokio::task::spawn_blocking(move || models.load_config(&r.name, &json, &r.engine, r.labels))
+                    .await
+                    .map_err(|e| InferenceError::Internal(format!("loading task: {e}")))??
+            }
+            Some(load_model_request::Source::RegistryRef(reference)) => {
+                self.models
+                    .load_registry(self.registry.clone(), &r.name, &reference, &r.engine, r.labels)
+                    .await?
+            }
+            None => {
+                return Err(
+                    InferenceError::Invalid("LoadModel needs config_json or registry_ref".into()).into(),
+                );
+            }
+        };
+        Ok(Response::new(info))
+    }
+
+    async fn unload_model(
+        &self,
+        req: Request<UnloadModelRequest>,
+    ) -> Result<Response<UnloadModelResponse>, Status> {
+        let name = req.into_inner().name;
+        Ok(Response::new(UnloadModelResponse {
+            unloaded: self.models.unload(&name),
+        }))
+    }
+}

@@ -92,6 +92,11 @@ pub fn half() -> f64 {
     0.5
 }
 
+/// `1.0`, for serde defaults.
+pub fn one() -> f64 {
+    1.0
+}
+
 /// `true`, for serde defaults.
 pub fn yes() -> bool {
     true

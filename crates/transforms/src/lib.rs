@@ -9,6 +9,11 @@
 //! * Randomness is seeded per (pipeline seed, transform position, sample index)
 //!   ([`rng`]); a random transform draws once per call and applies that draw to every key
 //!   it touches, so image and label stay aligned.
+//! * Besides the seed's catalogue, a few MONAI-style transforms of ours (not the seed's)
+//!   host models trained with MONAI-like pipelines: `transforms.Orientation`
+//!   ([`orientation`]), `transforms.ScaleIntensityRangePercentiles` and
+//!   `transforms.NormalizeIntensity` ([`normalize`]),
+//!   `transforms.KeepLargestConnectedComponent` and `transforms.FillHoles` ([`morphology`]).
 //! * Spatial transforms record what they did ([`record`]), so a prediction on the
 //!   transformed grid can be mapped back ([`record::invert`]).
 //!
@@ -27,6 +32,9 @@ pub mod fastaug;
 pub mod image2d;
 pub mod intensity;
 pub mod load;
+pub mod morphology;
+pub mod normalize;
+pub mod orientation;
 pub mod pipeline;
 pub mod record;
 pub mod registry;

@@ -1,8 +1,8 @@
 //! What the spatial transforms did, and how to undo it: every crop, pad, flip, rot90,
-//! resize, zoom and resample pushes a [`SpatialOp`] on the image, holding the grid before
-//! and after. [`invert`] walks the list backwards, so a prediction made on the transformed
-//! image lands on the original grid (voxel-exact for crop, pad, flip and rot90; through
-//! interpolation for resize, zoom and resample).
+//! axis permutation, resize, zoom and resample pushes a [`SpatialOp`] on the image, holding
+//! the grid before and after. [`invert`] walks the list backwards, so a prediction made on
+//! the transformed image lands on the original grid (voxel-exact for crop, pad, flip, rot90
+//! and permutation; through interpolation for resize, zoom and resample).
 //!
 //! The inversion works on indices: the prediction only needs the transformed image's
 //! dimensions, its geometry is replaced by the recorded one at every step.
@@ -43,6 +43,9 @@ pub enum OpKind {
     /// `k` quarter turns in the `i`-`j` plane (numpy `rot90(a, k, axes=(0, 1))` on an
     /// `[i, j, k]` array).
     Rot90 { k: u8 },
+    /// A transposition of the voxel axes: output axis `a` is input axis `order[a]` (numpy
+    /// `transpose(a, order)` on an `[i, j, k]` array); see [`spatial::permute`].
+    Permute { order: [usize; 3] },
     /// Resampling onto another grid covering the same physical region (resize, zoom,
     /// resample to a resolution).
     Resample,
@@ -86,6 +89,7 @@ pub fn invert(pred: &Volume, ops: &[SpatialOp], interp: Interpolation) -> Result
             }
             OpKind::Flip { axes } => spatial::flip(&v, axes),
             OpKind::Rot90 { k } => spatial::rot90(&v, (4 - k % 4) % 4),
+            OpKind::Permute { order } => spatial::permute(&v, spatial::inverse_permutation(order)?)?,
             OpKind::Resample => resample_onto(&v, op.before.dims, &op.before.geometry, interp)?,
             OpKind::Rotate2d { degrees } => crate::image2d::rotate2d(&v, -degrees, interp),
             OpKind::Warp => {

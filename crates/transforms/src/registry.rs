@@ -12,7 +12,10 @@ use serde_json::{Map, Value};
 
 use crate::args::{ArgError, ArgResult};
 use crate::{Result, Transform, TransformError};
-use crate::{channels, crop, extreme, fastaug, image2d, intensity, load, spatial_tf, writers};
+use crate::{
+    channels, crop, extreme, fastaug, image2d, intensity, load, morphology, normalize, orientation,
+    spatial_tf, writers,
+};
 
 /// A transform that can be built from its parsed arguments.
 pub trait FromArgs: Sized {
@@ -28,7 +31,7 @@ fn make<T: FromArgs + Transform + 'static>(obj: &Map<String, Value>) -> ArgResul
     Ok(Box::new(T::from_args(parse::<T::Args>(obj)?)?))
 }
 
-/// Every transform we build, by its seed name.
+/// Every transform we build, by its seed name; then ours (MONAI-style, not in the seed).
 const CATALOGUE: &[(&str, BuildFn)] = &[
     ("transforms.LoadNifty", make::<load::LoadNifty>),
     (
@@ -107,6 +110,21 @@ const CATALOGUE: &[(&str, BuildFn)] = &[
     ),
     ("writers.WriteNiftyResults", make::<writers::WriteNiftyResults>),
     ("transforms.WriteNiftyResults", make::<writers::WriteNiftyResults>),
+    // Ours (MONAI-style), not the seed's.
+    ("transforms.Orientation", make::<orientation::Orientation>),
+    (
+        "transforms.ScaleIntensityRangePercentiles",
+        make::<normalize::ScaleIntensityRangePercentiles>,
+    ),
+    (
+        "transforms.NormalizeIntensity",
+        make::<normalize::NormalizeIntensity>,
+    ),
+    (
+        "transforms.KeepLargestConnectedComponent",
+        make::<morphology::KeepLargestConnectedComponent>,
+    ),
+    ("transforms.FillHoles", make::<morphology::FillHoles>),
 ];
 
 /// Every name [`build`] accepts.

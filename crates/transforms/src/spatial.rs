@@ -1,4 +1,4 @@
-//! Geometry-keeping spatial primitives on volumes (flip, rot90, resize, region) and their
+//! Geometry-keeping spatial primitives on volumes (flip, rot90, permute, resize, region) and their
 //! [`Image`]-level forms that record a [`SpatialOp`]. Each keeps every voxel at its physical
 //! position: the geometry is updated with the voxels.
 
@@ -8,9 +8,9 @@ use aiaa_imaging::resample::{Interpolation, axis_maps, resample_onto};
 use aiaa_imaging::voxels::Element;
 use aiaa_imaging::{Volume, VoxelType, Voxels, with_voxels};
 
-use crate::Result;
 use crate::data::{Image, Kind};
 use crate::record::{Grid, OpKind, SpatialOp};
+use crate::{Result, TransformError};
 
 /// Builds `out_dims` voxels per channel where output `(i, j, k)` copies input `src(i, j, k)`.
 fn gather(vol: &Volume, out_dims: [usize; 3], src: impl Fn(usize, usize, usize) -> usize + Sync) -> Volume {
@@ -105,6 +105,53 @@ pub fn rot90(vol: &Volume, k: u8) -> Volume {
         v = out;
     }
     v
+}
+
+/// Checks that `order` is a permutation of `[0, 1, 2]`.
+fn check_permutation(order: [usize; 3]) -> Result<()> {
+    let mut seen = [false; 3];
+    for &a in &order {
+        if a > 2 || std::mem::replace(&mut seen[a], true) {
+            return Err(TransformError::invalid(format!(
+                "{order:?} is not a permutation of the axes [0, 1, 2]"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The permutation undoing `order`: `inverse[order[a]] = a`.
+pub fn inverse_permutation(order: [usize; 3]) -> Result<[usize; 3]> {
+    check_permutation(order)?;
+    let mut inv = [0; 3];
+    for (a, &o) in order.iter().enumerate() {
+        inv[o] = a;
+    }
+    Ok(inv)
+}
+
+/// Transposes the voxel axes: output axis `a` is input axis `order[a]` (numpy
+/// `transpose(a, order)` on an `[i, j, k]` array; channels stay slowest), so output voxel
+/// `x` is input voxel `y` with `y[order[a]] = x[a]`. The geometry follows (spacing and
+/// direction columns are permuted, the origin stays: voxel `(0, 0, 0)` is the same voxel),
+/// so voxels keep their physical positions. An error if `order` is not a permutation.
+pub fn permute(vol: &Volume, order: [usize; 3]) -> Result<Volume> {
+    check_permutation(order)?;
+    let d = vol.dims;
+    if order == [0, 1, 2] {
+        return Ok(vol.clone());
+    }
+    let stride = [1, d[0], d[0] * d[1]];
+    let (s0, s1, s2) = (stride[order[0]], stride[order[1]], stride[order[2]]);
+    let out_dims = order.map(|a| d[a]);
+    let mut out = gather(vol, out_dims, |i, j, k| i * s0 + j * s1 + k * s2);
+    let g0 = vol.geometry;
+    out.geometry = Geometry {
+        spacing: order.map(|a| g0.spacing[a]),
+        origin: g0.origin,
+        direction: g0.direction.map(|row| order.map(|a| row[a])),
+    };
+    Ok(out)
 }
 
 /// The grid of a resize of `vol` to `out_dims` covering the same physical extent, voxel
@@ -275,6 +322,16 @@ pub fn image_rot90(im: &mut Image, k: u8) {
         im.vol = rot90(&im.vol, k % 4);
         push(im, OpKind::Rot90 { k: k % 4 }, before);
     }
+}
+
+/// Permutes the axes of `im` (see [`permute`]; the identity: nothing recorded).
+pub fn image_permute(im: &mut Image, order: [usize; 3]) -> Result<()> {
+    if order != [0, 1, 2] {
+        let before = Grid::of(&im.vol);
+        im.vol = permute(&im.vol, order)?;
+        push(im, OpKind::Permute { order }, before);
+    }
+    Ok(())
 }
 
 /// Resamples `im` onto `dims`/`geometry` (linear for intensities, which become `f32`;

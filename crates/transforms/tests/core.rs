@@ -211,6 +211,34 @@ fn flip_and_rot90_keep_physical_positions() {
 }
 
 #[test]
+fn permute_is_numpy_transpose_and_keeps_physical_positions() {
+    let v = fvol([4, 3, 2], |i, j, k| (i + 10 * j + 100 * k) as f32);
+    for order in [[0, 1, 2], [1, 0, 2], [2, 0, 1], [1, 2, 0], [2, 1, 0], [0, 2, 1]] {
+        let out = spatial::permute(&v, order).unwrap();
+        assert_eq!(out.dims, order.map(|a| v.dims[a]));
+        for k in 0..out.dims[2] {
+            for j in 0..out.dims[1] {
+                for i in 0..out.dims[0] {
+                    // numpy transpose(a, order): out[x] = in[y] with y[order[a]] = x[a].
+                    let mut y = [0; 3];
+                    for (a, &o) in order.iter().enumerate() {
+                        y[o] = [i, j, k][a];
+                    }
+                    assert_eq!(out.get(i, j, k, 0), v.get(y[0], y[1], y[2], 0));
+                    let p = out.geometry.index_to_physical([i as f64, j as f64, k as f64]);
+                    let q = v.geometry.index_to_physical(y.map(|x| x as f64));
+                    assert!((0..3).all(|a| (p[a] - q[a]).abs() < 1e-9), "{order:?}");
+                }
+            }
+        }
+        let back = spatial::permute(&out, spatial::inverse_permutation(order).unwrap()).unwrap();
+        assert_eq!(back, v);
+    }
+    assert!(spatial::permute(&v, [0, 0, 1]).is_err());
+    assert!(spatial::permute(&v, [0, 1, 3]).is_err());
+}
+
+#[test]
 fn invert_maps_a_prediction_back_exactly_through_crop_flip_rot90() {
     let label = lvol([20, 16, 12], |i, j, k| {
         u8::from((5..12).contains(&i) && (4..9).contains(&j) && (3..10).contains(&k))

@@ -3,6 +3,7 @@
 //! a kill after a grace period) when the fixture is dropped. Also: the real test data, and a
 //! local S3-compatible server (moto) started by the test itself, and an OTLP receiver ([`otlp`]).
 
+pub mod aiaa_client;
 pub mod otlp;
 
 use std::collections::HashMap;
@@ -94,6 +95,7 @@ impl Platform {
             .env("AIAA_REGISTRY_LISTEN", "127.0.0.1:0")
             .env("AIAA_DATASTORE_LISTEN", "127.0.0.1:0")
             .env("AIAA_GATEWAY_LISTEN", "127.0.0.1:0")
+            .env("AIAA_INFERENCE_LISTEN", "127.0.0.1:0")
             .env("AIAA_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -192,20 +194,27 @@ pub async fn wait_serving(addr: SocketAddr, name: &str) {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last: String;
     loop {
-        if let Ok(channel) = aiaa_runtime::client::connect(&format!("http://{addr}"), None).await {
-            let answer = HealthClient::new(channel)
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await;
-            if let Ok(r) = answer
-                && r.get_ref().status == ServingStatus::Serving as i32
-            {
-                return;
+        match aiaa_runtime::client::connect(&format!("http://{addr}"), None).await {
+            Ok(channel) => {
+                let answer = HealthClient::new(channel)
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await;
+                match answer {
+                    Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => return,
+                    Ok(r) => last = format!("status {:?}", r.get_ref().status),
+                    Err(s) => last = format!("{s}"),
+                }
             }
+            Err(e) => last = e.to_string(),
         }
-        assert!(Instant::now() < deadline, "{name} at {addr} never became SERVING");
+        assert!(
+            Instant::now() < deadline,
+            "{name} at {addr} never became SERVING: {last}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

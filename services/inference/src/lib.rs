@@ -87,10 +87,13 @@ pub async fn start(
             .await
             .map_err(|e| InferenceError::Internal(format!("loading {name:?}: {e}")))??;
     }
-    running
-        .health
-        .set_serving::<InferenceServiceServer<service::InferenceApi>>()
-        .await;
+    // The service and the server as a whole ("", what load balancers probe).
+    for name in [SERVICE_NAME, ""] {
+        running
+            .health
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
     tracing::info!(addr = %running.addr, models = models.list("", "").len(), "inference serving");
     Ok(running)
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use tch::{CModule, Device, IValue, Kind, Tensor};
 
@@ -42,6 +43,8 @@ struct Worker {
     device: Device,
     jobs: mpsc::Sender<Job>,
     waiting: Arc<AtomicUsize>,
+    /// Nanoseconds spent in forward passes since the thread started.
+    busy_ns: Arc<AtomicU64>,
 }
 
 /// The devices models run on: every CUDA device when asked for (or `auto` and present),
@@ -98,15 +101,17 @@ impl Devices {
         for &device in devices {
             let (tx, rx) = mpsc::channel();
             let waiting = Arc::new(AtomicUsize::new(0));
-            let w = waiting.clone();
+            let busy_ns = Arc::new(AtomicU64::new(0));
+            let (w, b) = (waiting.clone(), busy_ns.clone());
             std::thread::Builder::new()
                 .name(format!("torch-{device:?}").to_lowercase())
-                .spawn(move || owner(device, rx, w))
+                .spawn(move || owner(device, rx, w, b))
                 .map_err(|e| InferenceError::Internal(format!("starting the device thread: {e}")))?;
             workers.push(Worker {
                 device,
                 jobs: tx,
                 waiting,
+                busy_ns,
             });
         }
         Ok(Devices {
@@ -129,6 +134,23 @@ impl Devices {
             .iter()
             .map(|w| w.waiting.load(Ordering::Relaxed))
             .sum()
+    }
+
+    /// Time the devices have spent running forward passes since they started, all devices
+    /// together (input upload and output download included): what `aiaa evaluate` compares
+    /// with the wall time to tell how long the model waited for data.
+    pub fn busy(&self) -> Duration {
+        Duration::from_nanos(
+            self.workers
+                .iter()
+                .map(|w| w.busy_ns.load(Ordering::Relaxed))
+                .sum(),
+        )
+    }
+
+    /// The number of devices.
+    pub fn count(&self) -> usize {
+        self.workers.len()
     }
 
     /// Loads a TorchScript file onto every device (blocking: call from a blocking thread).
@@ -231,7 +253,7 @@ impl Drop for Net {
 }
 
 /// The owner thread: holds the modules of its device and runs their jobs in order.
-fn owner(device: Device, jobs: mpsc::Receiver<Job>, waiting: Arc<AtomicUsize>) {
+fn owner(device: Device, jobs: mpsc::Receiver<Job>, waiting: Arc<AtomicUsize>, busy_ns: Arc<AtomicU64>) {
     let _guard = tch::no_grad_guard();
     let mut modules: HashMap<u64, CModule> = HashMap::new();
     while let Ok(job) = jobs.recv() {
@@ -261,10 +283,12 @@ fn owner(device: Device, jobs: mpsc::Receiver<Job>, waiting: Arc<AtomicUsize>) {
             Job::Forward { key, input, reply } => {
                 waiting.fetch_sub(1, Ordering::Relaxed);
                 metrics::gauge!("aiaa_inference_device_waiting").decrement(1.0);
+                let t0 = Instant::now();
                 let out = match modules.get(&key) {
                     None => Err(InferenceError::NotFound("the model was unloaded".into())),
                     Some(m) => run(m, input, device),
                 };
+                busy_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 let _ = reply.send(out);
             }
         }

@@ -5,7 +5,8 @@
 //! the device, running, encoding); one more is refused at once with RESOURCE_EXHAUSTED,
 //! which the gateway answers as 503 with `Retry-After`, so an overloaded server sheds load
 //! instead of letting requests time out. The gauge `aiaa_inference_queue_depth` reports the
-//! admitted calls.
+//! admitted calls. Of the admitted calls, two per core do CPU work at a time (pre- and
+//! post-processing, encoding); the device threads run the forward passes.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub struct InferenceApi {
     registry: RegistryServiceClient<AiaaChannel>,
     admission: Arc<Semaphore>,
     depth: usize,
+    workers: Arc<Semaphore>,
 }
 
 impl InferenceApi {
@@ -56,6 +58,9 @@ impl InferenceApi {
             registry,
             admission: Arc::new(Semaphore::new(depth)),
             depth,
+            workers: Arc::new(Semaphore::new(
+                2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
         }
     }
 
@@ -107,6 +112,16 @@ impl InferenceApi {
             None => return Err(InferenceError::Invalid("the header names no image".into())),
         };
         timings.add("decode", t0.elapsed());
+        // Admitted requests wait here for one of the workers (two per core: one may wait
+        // for the device while another computes) to prepare, post-process and encode, so CPU
+        // work and its memory scale with the cores, not with the queue. Inline images are
+        // decoded before (bounded by the queue); sessions come decoded from the cache.
+        let _worker = self
+            .workers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| InferenceError::Internal("worker pool closed".into()))?;
         let model = header.model.clone();
         let json_only = header.output == "json";
         let (mut result_params, file, timings) = tokio::task::spawn_blocking(move || -> Result<_> {

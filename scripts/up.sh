@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The project's start command: builds the platform (release), fetches the real models it
-# serves, starts every service in one process storing under ./aiaa-data (or $AIAA_STORE_URL),
-# and registers the real pretrained brain-extraction model (deepbet) in the registry.
+# serves, starts every service in one process storing under ./aiaa-data (or $AIAA_STORE_URL)
+# with the models of models/engine_pool.json loaded (deepbet's brain extraction as
+# segmentation_mri_brain, and our DEXTR3D brain annotation model when it has been built),
+# and publishes deepbet in the registry as aiaa/default/segmentation_mri_brain version 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -11,7 +13,7 @@ profile=${AIAA_BUILD_PROFILE:-release}
 cargo build --profile "$profile" --locked -p aiaa-cli --bin aiaa
 dir=$profile; [ "$profile" = dev ] && dir=debug
 aiaa="$CARGO_TARGET_DIR/$dir/aiaa"
-"$aiaa" up "$@" &
+"$aiaa" up --engine-pool models/engine_pool.json "$@" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid' INT TERM
 registry=${AIAA_REGISTRY_URL:-http://127.0.0.1:5101}
@@ -22,6 +24,7 @@ done
 if ! "$aiaa" pull --registry "$registry" -lv -m segmentation_mri_brain 2>/dev/null | grep -q '^1 '; then
   "$aiaa" push --registry "$registry" -m segmentation_mri_brain -v 1 --type segmentation --labels brain \
     --description "deepbet brain extraction (TorchScript, MIT), from the deepbet 1.0.2 package" \
+    --engine-config models/segmentation_mri_brain/config.json \
     "$data/deepbet/model.pt" "$data/deepbet/bbox_model.pt"
 fi
 wait $pid

@@ -1,7 +1,9 @@
 //! The README's start command, as a newcomer runs it: `scripts/up.sh` fetches the real
-//! models, starts the platform, brings every service to SERVING and registers deepbet's
-//! pretrained brain-extraction model; SIGTERM stops it all.
+//! models, starts the platform, brings every service to SERVING with the engine pool's models
+//! loaded, and registers deepbet's pretrained brain-extraction model, which the inference
+//! service then loads from the registry through the admin API; SIGTERM stops it all.
 
+use aiaa_e2e::aiaa_client::{cpp_request, send, simple};
 use aiaa_e2e::{Platform, repo_root, run_cli, testdata};
 
 fn free_port() -> u16 {
@@ -31,9 +33,15 @@ async fn the_start_command_serves_every_service_and_a_real_model() {
     let platform = Platform::start_program(&repo_root().join("scripts/up.sh"), &[], &env).await;
     assert_eq!(
         platform.addrs.len(),
-        3,
-        "registry, datastore, gateway: {:?}",
+        4,
+        "registry, datastore, inference, gateway: {:?}",
         platform.banner
+    );
+    let gw = platform.addrs["gateway"];
+    let models = send(gw, &simple("GET", "/v1/models")).await.json();
+    assert!(
+        models.as_array().unwrap().iter().any(|m| m["name"] == "segmentation_mri_brain"),
+        "{models}"
     );
     // The script registers the real model once the services are up.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -68,5 +76,17 @@ async fn the_start_command_serves_every_service_and_a_real_model() {
         aiaa_e2e::sha256_file(&out_dir.join("model.pt")),
         aiaa_e2e::sha256_file(&data.join("deepbet/model.pt"))
     );
+    // The registry's version, with its engine config, loads into the inference service.
+    let load = cpp_request(
+        "PUT",
+        "/admin/model/brain_from_registry",
+        &[("registry", "aiaa/default/segmentation_mri_brain:1")],
+        &[],
+    );
+    let loaded = send(gw, &load).await;
+    assert_eq!(loaded.status, 200, "{}", String::from_utf8_lossy(&loaded.body));
+    let one = send(gw, &simple("GET", "/v1/models?model=brain_from_registry")).await.json();
+    assert_eq!(one["type"], "segmentation", "{one}");
+    assert_eq!(one["labels"], serde_json::json!(["brain"]), "{one}");
     drop(platform);
 }

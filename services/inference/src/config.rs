@@ -49,7 +49,8 @@ pub struct InferenceArgs {
     /// Bytes of decoded session volumes kept in memory (least recently used go first).
     #[arg(id = "inference_cache_bytes", long = "inference-cache-bytes", env = "AIAA_INFERENCE_CACHE_BYTES", default_value_t = 2 << 30)]
     pub cache_bytes: u64,
-    /// Largest image accepted inline or from the datastore, in bytes.
+    /// Largest image accepted inline or from the datastore, and largest uploaded model file,
+    /// in bytes.
     #[arg(id = "inference_max_image_bytes", long = "inference-max-image-bytes", env = "AIAA_INFERENCE_MAX_IMAGE_BYTES", default_value_t = 2 << 30)]
     pub max_image_bytes: u64,
     /// Where models run: auto (every CUDA device, else the CPU), cpu, cuda, cuda:N.

@@ -38,6 +38,7 @@ pub const SERVICE_NAME: &str = "aiaa.inference.v1.InferenceService";
 pub const MUTATING: &[&str] = &[
     "/aiaa.inference.v1.InferenceService/LoadModel",
     "/aiaa.inference.v1.InferenceService/UnloadModel",
+    "/aiaa.inference.v1.InferenceService/UploadModel",
 ];
 
 /// Validates `args`, starts the device threads, serves on `args.listen` (NOT_SERVING), loads

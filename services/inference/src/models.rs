@@ -124,6 +124,28 @@ impl Models {
         })
     }
 
+    /// Loads a model whose TorchScript file was uploaded to `file` (blocking): the config's
+    /// `model_path` is replaced by it.
+    pub fn load_uploaded(
+        &self,
+        name: &str,
+        json: &str,
+        file: &Path,
+        class: &str,
+        labels: Vec<String>,
+    ) -> Result<ModelInfo> {
+        let mut config: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json)
+            .map_err(|e| InferenceError::Config(format!("model config of {name:?}: {e}")))?;
+        config.insert("model_path".into(), file.display().to_string().into());
+        let json = serde_json::Value::Object(config).to_string();
+        self.load_config(name, &json, class, labels)
+    }
+
+    /// The folder uploaded model files of `name` go to.
+    pub fn upload_dir(&self, name: &str) -> PathBuf {
+        self.model_dir.join("uploads").join(name)
+    }
+
     /// Downloads a registry version (verifying every file's sha256) into the model folder
     /// and loads it with its engine config.
     pub async fn load_registry(

@@ -17,8 +17,8 @@ use aiaa_imaging::io::MaskFormat;
 use aiaa_proto::inference::v1::inference_service_server::InferenceService;
 use aiaa_proto::inference::v1::{
     InferHeader, InferRequest, InferResponse, InferResult, ListModelsRequest, ListModelsResponse,
-    LoadModelRequest, ModelInfo, UnloadModelRequest, UnloadModelResponse, infer_header, infer_request,
-    infer_response, load_model_request,
+    LoadModelRequest, ModelInfo, UnloadModelRequest, UnloadModelResponse, UploadModelRequest, infer_header,
+    infer_request, infer_response, load_model_request, upload_model_request,
 };
 use aiaa_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use aiaa_runtime::client::AiaaChannel;
@@ -176,6 +176,82 @@ impl InferenceApi {
     }
 }
 
+impl InferenceApi {
+    /// Receives an uploaded model file into the model's upload folder (a temporary file,
+    /// renamed into place whole) and loads it.
+    async fn upload(&self, mut input: Streaming<UploadModelRequest>) -> Result<ModelInfo> {
+        let header = match input.next().await {
+            Some(Ok(UploadModelRequest {
+                kind: Some(upload_model_request::Kind::Header(h)),
+            })) => h,
+            _ => {
+                return Err(InferenceError::Invalid(
+                    "the first message must be the UploadModelHeader".into(),
+                ));
+            }
+        };
+        aiaa_runtime::names::segment("model name", &header.name)
+            .map_err(|e| InferenceError::Invalid(e.to_string()))?;
+        let limit = self.images.max_bytes();
+        if header.size > limit {
+            return Err(InferenceError::TooLarge(format!(
+                "the model file has {} bytes, more than --inference-max-image-bytes {limit}",
+                header.size
+            )));
+        }
+        let dir = self.models.upload_dir(&header.name);
+        let io =
+            |e: std::io::Error| InferenceError::Internal(format!("upload folder {}: {e}", dir.display()));
+        tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".upload-")
+            .tempfile_in(&dir)
+            .map_err(io)?;
+        let mut out = tokio::fs::File::from_std(tmp.reopen().map_err(io)?);
+        let mut size = 0u64;
+        while let Some(msg) = input.next().await {
+            let msg =
+                msg.map_err(|s| InferenceError::Invalid(format!("reading the upload: {}", s.message())))?;
+            let Some(upload_model_request::Kind::Chunk(c)) = msg.kind else {
+                return Err(InferenceError::Invalid(
+                    "a second UploadModelHeader in one call".into(),
+                ));
+            };
+            size += c.len() as u64;
+            if size > limit {
+                return Err(InferenceError::TooLarge(format!(
+                    "the model file exceeds --inference-max-image-bytes {limit}"
+                )));
+            }
+            tokio::io::AsyncWriteExt::write_all(&mut out, &c)
+                .await
+                .map_err(io)?;
+        }
+        tokio::io::AsyncWriteExt::flush(&mut out).await.map_err(io)?;
+        if size == 0 || (header.size > 0 && size != header.size) {
+            return Err(InferenceError::Invalid(format!(
+                "the model file arrived with {size} bytes; the header says {}",
+                header.size
+            )));
+        }
+        // A new name per upload: a model being replaced keeps its own file until it is gone.
+        let file = dir.join(format!("{}.pt", uuid::Uuid::new_v4()));
+        tmp.persist(&file).map_err(|e| io(e.error))?;
+        let models = self.models.clone();
+        tokio::task::spawn_blocking(move || {
+            models.load_uploaded(
+                &header.name,
+                &header.config_json,
+                &file,
+                &header.engine,
+                header.labels,
+            )
+        })
+        .await
+        .map_err(|e| InferenceError::Internal(format!("loading task: {e}")))?
+    }
+}
+
 /// The result format: the header's `result_extension`, else the params', else the inline
 /// image's own format when it is one we write, else `.nii.gz`.
 fn mask_format(header: &InferHeader, params: &Map<String, Value>) -> Result<MaskFormat> {
@@ -259,6 +335,13 @@ impl InferenceService for InferenceApi {
             }
         };
         Ok(Response::new(info))
+    }
+
+    async fn upload_model(
+        &self,
+        req: Request<Streaming<UploadModelRequest>>,
+    ) -> Result<Response<ModelInfo>, Status> {
+        Ok(Response::new(self.upload(req.into_inner()).await?))
     }
 
     async fn unload_model(

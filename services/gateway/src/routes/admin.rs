@@ -1,9 +1,14 @@
 //! The admin model API, `GET/PUT/DELETE /admin/model/{name}`, protected by the API key when
 //! one is configured (`Authorization: Bearer <key>`; a wrong or missing key answers 403).
-//! PUT takes multipart `config` (the model's engine config JSON, whose `model_path` the
-//! inference service can read) or `registry` (a registry reference `org/team/name:version`).
+//! PUT takes multipart `config` (the model's engine config JSON) with `data` (the TorchScript
+//! file, streamed to the inference service's UploadModel), or `config` alone whose
+//! `model_path` the inference service can read, or `registry` (a registry reference
+//! `org/team/name:version`).
 
-use aiaa_proto::inference::v1::{LoadModelRequest, UnloadModelRequest, load_model_request};
+use aiaa_proto::inference::v1::{
+    LoadModelRequest, UnloadModelRequest, UploadModelHeader, UploadModelRequest, load_model_request,
+    upload_model_request,
+};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -62,10 +67,48 @@ pub async fn put(
 ) -> Result<Response> {
     authorize(&app, &headers)?;
     let form = app.form(&headers, body).await?;
-    if form.field("data").is_some() {
-        return Err(GatewayError::BadRequest(
-            "uploading a model file (\"data\") is not supported yet: publish it to the registry and send \"registry\": \"org/team/name:version\", or send a \"config\" whose model_path the inference service can read".into(),
-        ));
+    if let Some(data) = form.field("data") {
+        let config = form
+            .text("config")
+            .map_err(GatewayError::BadRequest)?
+            .ok_or_else(|| {
+                GatewayError::BadRequest(
+                    "a model file (\"data\") needs its engine config as field \"config\"".into(),
+                )
+            })?;
+        serde_json::from_str::<serde_json::Value>(config)
+            .map_err(|e| GatewayError::BadRequest(format!("config is not valid JSON: {e}")))?;
+        if data.data.is_empty() {
+            return Err(GatewayError::BadRequest(
+                "the model file (\"data\") is empty".into(),
+            ));
+        }
+        let header = UploadModelRequest {
+            kind: Some(upload_model_request::Kind::Header(UploadModelHeader {
+                name,
+                config_json: config.to_string(),
+                filename: data.base_filename().unwrap_or("model.pt").to_string(),
+                engine: String::new(),
+                labels: Vec::new(),
+                size: data.data.len() as u64,
+            })),
+        };
+        let bytes = data.data.clone();
+        let chunks = (0..bytes.len())
+            .step_by(aiaa_proto::CHUNK_SIZE)
+            .map(move |at| UploadModelRequest {
+                kind: Some(upload_model_request::Kind::Chunk(
+                    bytes.slice(at..(at + aiaa_proto::CHUNK_SIZE).min(bytes.len())),
+                )),
+            });
+        let stream = futures::stream::iter(std::iter::once(header).chain(chunks));
+        let mut client = app.backends.inference()?;
+        let info = timed("inference", app.backends.timeout, async move {
+            client.upload_model(stream).await.map_err(inf_err)
+        })
+        .await?
+        .into_inner();
+        return Ok(response::json(&model_json(&info)));
     }
     let source = if let Some(config) = form.text("config").map_err(GatewayError::BadRequest)? {
         serde_json::from_str::<serde_json::Value>(config)
@@ -75,7 +118,7 @@ pub async fn put(
         load_model_request::Source::RegistryRef(reference.trim().to_string())
     } else {
         return Err(GatewayError::BadRequest(
-            "send the model's engine config as field \"config\" or a registry reference as field \"registry\"".into(),
+            "send the model's engine config as field \"config\" (with the model file as \"data\" or a model_path the inference service reads) or a registry reference as field \"registry\"".into(),
         ));
     };
     let mut client = app.backends.inference()?;

@@ -40,7 +40,11 @@ async fn the_start_command_serves_every_service_and_a_real_model() {
     let gw = platform.addrs["gateway"];
     let models = send(gw, &simple("GET", "/v1/models")).await.json();
     assert!(
-        models.as_array().unwrap().iter().any(|m| m["name"] == "segmentation_mri_brain"),
+        models
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "segmentation_mri_brain"),
         "{models}"
     );
     // The script registers the real model once the services are up.
@@ -85,7 +89,9 @@ async fn the_start_command_serves_every_service_and_a_real_model() {
     );
     let loaded = send(gw, &load).await;
     assert_eq!(loaded.status, 200, "{}", String::from_utf8_lossy(&loaded.body));
-    let one = send(gw, &simple("GET", "/v1/models?model=brain_from_registry")).await.json();
+    let one = send(gw, &simple("GET", "/v1/models?model=brain_from_registry"))
+        .await
+        .json();
     assert_eq!(one["type"], "segmentation", "{one}");
     assert_eq!(one["labels"], serde_json::json!(["brain"]), "{one}");
     drop(platform);

@@ -18,6 +18,8 @@ use crate::error::{GatewayError, Result};
 
 /// The datastore's gRPC service name, as its health reports it.
 pub const DATASTORE_SERVICE: &str = "aiaa.datastore.v1.DatastoreService";
+/// The inference service's gRPC service name, as its health reports it.
+pub const INFERENCE_SERVICE: &str = "aiaa.inference.v1.InferenceService";
 
 /// A lazily connecting channel to `addr` (`http://host:port` or `host:port`).
 pub fn lazy_channel(addr: &str, key: Option<Secret>) -> Result<AiaaChannel> {
@@ -33,6 +35,8 @@ pub struct Backends {
     pub datastore_health: HealthClient<AiaaChannel>,
     /// The inference service, when configured.
     pub inference: Option<InferenceServiceClient<AiaaChannel>>,
+    /// Its health, when configured.
+    pub inference_health: Option<HealthClient<AiaaChannel>>,
     /// How long one backend call may take.
     pub timeout: Duration,
 }
@@ -47,13 +51,19 @@ impl Backends {
         max_message_bytes: usize,
     ) -> Result<Self> {
         let ds = lazy_channel(datastore_url, key.clone())?;
-        let inference = match inference_url {
-            Some(url) => Some(
-                InferenceServiceClient::new(lazy_channel(url, key)?)
-                    .max_decoding_message_size(max_message_bytes)
-                    .max_encoding_message_size(max_message_bytes),
-            ),
-            None => None,
+        let (inference, inference_health) = match inference_url {
+            Some(url) => {
+                let channel = lazy_channel(url, key)?;
+                (
+                    Some(
+                        InferenceServiceClient::new(channel.clone())
+                            .max_decoding_message_size(max_message_bytes)
+                            .max_encoding_message_size(max_message_bytes),
+                    ),
+                    Some(HealthClient::new(channel)),
+                )
+            }
+            None => (None, None),
         };
         Ok(Self {
             datastore: DatastoreServiceClient::new(ds.clone())
@@ -61,6 +71,7 @@ impl Backends {
                 .max_encoding_message_size(max_message_bytes),
             datastore_health: HealthClient::new(ds),
             inference,
+            inference_health,
             timeout,
         })
     }
@@ -76,16 +87,36 @@ impl Backends {
 
     /// Whether the datastore answers health SERVING (within one second).
     pub async fn datastore_ready(&self) -> std::result::Result<(), String> {
-        let mut health = self.datastore_health.clone();
-        let check = health.check(HealthCheckRequest {
-            service: DATASTORE_SERVICE.to_string(),
-        });
-        match tokio::time::timeout(Duration::from_secs(1), check).await {
-            Err(_) => Err("the datastore did not answer its health check within 1 s".into()),
-            Ok(Err(status)) => Err(format!("the datastore is unreachable: {}", status.message())),
-            Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32 => Ok(()),
-            Ok(Ok(_)) => Err("the datastore reports NOT_SERVING".into()),
+        serving(self.datastore_health.clone(), DATASTORE_SERVICE, "datastore").await
+    }
+
+    /// Whether the inference service, when configured, answers health SERVING (its models
+    /// are loaded); `Ok(false)` when none is configured.
+    pub async fn inference_ready(&self) -> std::result::Result<bool, String> {
+        match &self.inference_health {
+            None => Ok(false),
+            Some(h) => serving(h.clone(), INFERENCE_SERVICE, "inference service")
+                .await
+                .map(|()| true),
         }
+    }
+}
+
+async fn serving(
+    mut health: HealthClient<AiaaChannel>,
+    service: &str,
+    what: &str,
+) -> std::result::Result<(), String> {
+    let check = health.check(HealthCheckRequest {
+        service: service.to_string(),
+    });
+    match tokio::time::timeout(Duration::from_secs(1), check).await {
+        Err(_) => Err(format!("the {what} did not answer its health check within 1 s")),
+        Ok(Err(status)) => Err(format!("the {what} is unreachable: {}", status.message())),
+        Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32 => Ok(()),
+        Ok(Ok(_)) => Err(format!(
+            "the {what} reports NOT_SERVING (still loading its models?)"
+        )),
     }
 }
 

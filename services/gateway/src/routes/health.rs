@@ -1,5 +1,5 @@
-//! `/livez` (the process answers), `/readyz` (the datastore answers health SERVING) and
-//! `/metrics` (Prometheus text).
+//! `/livez` (the process answers), `/readyz` (the datastore, and the inference service when
+//! one is configured, answer health SERVING) and `/metrics` (Prometheus text).
 
 use axum::extract::State;
 use axum::response::Response;
@@ -15,15 +15,21 @@ pub async fn livez() -> Response {
     response::json(&serde_json::json!({"status": "ok"}))
 }
 
-/// 200 when the datastore is SERVING, else 503 naming why.
+/// 200 when the datastore is SERVING and the inference service (when configured) too, else
+/// 503 naming why.
 pub async fn readyz(State(app): State<App>) -> Result<Response> {
     app.backends
         .datastore_ready()
         .await
         .map_err(GatewayError::unavailable)?;
+    let inference = app
+        .backends
+        .inference_ready()
+        .await
+        .map_err(GatewayError::unavailable)?;
     Ok(response::json(&serde_json::json!({
         "status": "ready",
-        "inference": if app.backends.inference.is_some() { "configured" } else { "not configured" },
+        "inference": if inference { "serving" } else { "not configured" },
     })))
 }
 

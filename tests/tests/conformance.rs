@@ -178,6 +178,16 @@ async fn every_endpoint_answers_the_clients_request_shapes() {
     let as_mha = decode("result.mha", m.file.as_ref().unwrap());
     assert_eq!(as_mha.voxel_type(), aiaa_imaging::VoxelType::U16);
     assert_eq!(as_mha.voxels.to_f32_vec(), mask.voxels.to_f32_vec());
+    let nrrd = python_body(
+        &[("params", r#"{"result_extension": ".nrrd"}"#)],
+        &[("image", "MNI152_T1.nii.gz", &image)],
+    );
+    let n =
+        parse_multipart_answer(&send(gw, &python_request("POST", "/v1/segmentation?model=seg", &nrrd)).await);
+    assert_eq!(n.filename.as_deref(), Some("result.nrrd"));
+    let as_nrrd = decode("result.nrrd", n.file.as_ref().unwrap());
+    assert!(as_nrrd.geometry.approx_eq(&mask.geometry, 1e-6));
+    assert_eq!(as_nrrd.voxels.to_f32_vec(), mask.voxels.to_f32_vec());
 
     // /v1/inference always answers multipart.
     let inf = send(

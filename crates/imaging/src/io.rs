@@ -15,6 +15,8 @@ pub enum Format {
     Mhd,
     Dicom,
     Png,
+    /// NRRD: `.nrrd` (attached data) or `.nhdr` (detached data file).
+    Nrrd,
 }
 
 /// Case-insensitive suffix test on the file name.
@@ -33,6 +35,8 @@ pub fn format_from_name(path: &Path) -> Option<Format> {
         (".mhd", Format::Mhd),
         (".dcm", Format::Dicom),
         (".png", Format::Png),
+        (".nrrd", Format::Nrrd),
+        (".nhdr", Format::Nrrd),
     ]
     .into_iter()
     .find(|(s, _)| has_suffix(path, s))
@@ -52,6 +56,9 @@ pub fn format_from_bytes(head: &[u8]) -> Option<Format> {
     }
     if head.starts_with(b"\x89PNG") {
         return Some(Format::Png);
+    }
+    if crate::nrrd::is_nrrd(head) {
+        return Some(Format::Nrrd);
     }
     let text = String::from_utf8_lossy(&head[..head.len().min(4096)]);
     if text.contains("ObjectType") || text.contains("ElementDataFile") {
@@ -117,33 +124,35 @@ pub fn read_volume(path: &Path, opts: &ReadOptions) -> Result<Volume> {
         Format::Mha | Format::Mhd => crate::mha::read(path, opts),
         Format::Dicom => crate::dicom::read_files(&[path.to_path_buf()], opts),
         Format::Png => crate::png::read(path, opts),
+        Format::Nrrd => crate::nrrd::read(path, opts),
     }
 }
 
 /// Writes a volume in the format named by the file extension (`.nii`, `.nii.gz`, `.mha`,
-/// `.mhd`, `.png`), atomically.
+/// `.mhd`, `.nrrd`, `.nhdr`, `.png`), atomically; MetaImage and NRRD are compressed.
 pub fn write_volume(vol: &Volume, path: &Path) -> Result<()> {
     match format_from_name(path) {
         Some(Format::Nifti | Format::NiftiGz) => crate::nifti::write(vol, path),
         Some(Format::Mha | Format::Mhd) => crate::mha::write(vol, path, true),
         Some(Format::Png) => crate::png::write(vol, path),
+        Some(Format::Nrrd) => crate::nrrd::write(vol, path, true),
         _ => Err(ImagingError::InvalidArgument(format!(
-            "{}: cannot write this format (use .nii, .nii.gz, .mha, .mhd or .png)",
+            "{}: cannot write this format (use .nii, .nii.gz, .mha, .mhd, .nrrd, .nhdr or .png)",
             path.display()
         ))),
     }
 }
 
 /// Decodes an image held in memory (an upload): the format comes from `name`'s extension,
-/// else from the bytes. A single file only: an `.mhd` naming a separate data file and DICOM
-/// (a series is a folder) are refused with a message saying what to send instead.
+/// else from the bytes. A single file only: an `.mhd` or `.nhdr` naming a separate data file
+/// and DICOM (a series is a folder) are refused with a message saying what to send instead.
 pub fn decode_bytes(name: &str, bytes: &[u8], opts: &ReadOptions) -> Result<Volume> {
     let path = Path::new(name);
     let format = format_from_name(path)
         .or_else(|| format_from_bytes(&bytes[..bytes.len().min(4096)]))
         .ok_or_else(|| {
             ImagingError::InvalidArgument(format!(
-                "the image {name:?} is in an unknown format (send .nii, .nii.gz, .mha or .png)"
+                "the image {name:?} is in an unknown format (send .nii, .nii.gz, .mha, .nrrd or .png)"
             ))
         })?;
     match format {
@@ -154,6 +163,11 @@ pub fn decode_bytes(name: &str, bytes: &[u8], opts: &ReadOptions) -> Result<Volu
                 "the header names a separate data file {data:?}; send a single .mha file instead"
             )))
         }),
+        Format::Nrrd => crate::nrrd::read_bytes(path, bytes, opts, |data| {
+            Err(ImagingError::InvalidArgument(format!(
+                "the header names a separate data file {data:?}; send a single .nrrd file instead"
+            )))
+        }),
         Format::Dicom => Err(ImagingError::InvalidArgument(format!(
             "{name:?}: a single DICOM file is not accepted here; send the series as .nii.gz or .mha"
         ))),
@@ -161,28 +175,30 @@ pub fn decode_bytes(name: &str, bytes: &[u8], opts: &ReadOptions) -> Result<Volu
 }
 
 /// Encodes a volume in memory in the format of `extension` (`.nii.gz`, `.nii`, `.mha`,
-/// `.png`); `compress` applies to `.mha` (`.nii.gz` always compresses).
+/// `.nrrd`, `.png`); `compress` applies to `.mha` and `.nrrd` (gzip; `.nii.gz` always
+/// compresses).
 pub fn encode_bytes(vol: &Volume, extension: &str, compress: bool) -> Result<Vec<u8>> {
     match extension {
         ".nii.gz" => crate::nifti::to_bytes(vol, true),
         ".nii" => crate::nifti::to_bytes(vol, false),
         ".mha" => Ok(crate::mha::to_bytes(vol, compress)),
+        ".nrrd" => Ok(crate::nrrd::to_bytes(vol, compress)),
         ".png" => crate::png::to_bytes(vol),
         other => Err(ImagingError::InvalidArgument(format!(
-            "cannot write a {other:?} image (use .nii.gz, .nii, .mha or .png)"
+            "cannot write a {other:?} image (use .nii.gz, .nii, .mha, .nrrd or .png)"
         ))),
     }
 }
 
-/// How a result mask is written: the file extension, the voxel type and, for `.mha`,
-/// compression (the AIAA API's `result_extension`, `result_dtype`, `result_compress`).
+/// How a result mask is written: the file extension, the voxel type and, for `.mha` and
+/// `.nrrd`, compression (the AIAA API's `result_extension`, `result_dtype`, `result_compress`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MaskFormat {
-    /// `.nii.gz`, `.nii`, `.mha` or `.png`.
+    /// `.nii.gz`, `.nii`, `.mha`, `.nrrd` or `.png`.
     pub extension: String,
     /// The voxel type.
     pub dtype: crate::VoxelType,
-    /// Whether to compress (`.mha`; `.nii.gz` always compresses).
+    /// Whether to compress (`.mha`, `.nrrd`; `.nii.gz` always compresses).
     pub compress: bool,
 }
 
@@ -202,9 +218,9 @@ impl MaskFormat {
             Some(e) if e.is_empty() => default_extension.to_string(),
             Some(e) => {
                 let e = if e.starts_with('.') { e } else { format!(".{e}") };
-                if !matches!(e.as_str(), ".nii.gz" | ".nii" | ".mha" | ".png") {
+                if !matches!(e.as_str(), ".nii.gz" | ".nii" | ".mha" | ".nrrd" | ".png") {
                     return Err(format!(
-                        "result_extension {e:?} is not supported (use .nii.gz, .nii, .mha or .png)"
+                        "result_extension {e:?} is not supported (use .nii.gz, .nii, .mha, .nrrd or .png)"
                     ));
                 }
                 e

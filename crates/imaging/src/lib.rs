@@ -8,7 +8,8 @@
 //!   physical directions of the `i`, `j`, `k` axes.
 //! * **Physical space is ITK's LPS** (like SimpleITK, ITK-SNAP, MHA, DICOM): `+x` = patient
 //!   Left, `+y` = Posterior, `+z` = Superior. NIfTI's RAS affines are converted on read and
-//!   write (the first two physical axes flip sign).
+//!   write, NRRD's `right-anterior-superior` space on read (the first two physical axes
+//!   flip sign).
 //!   `physical = origin + direction * diag(spacing) * [i, j, k]`.
 //! * **Memory layout: `i` (x) fastest**, like NIfTI and MHA files:
 //!   `offset = i + nx * (j + ny * (k + nz * c))`. Channels (`c`, e.g. RGB or NIfTI's 5th
@@ -17,9 +18,9 @@
 //! * Masks are integer labels on the image grid; geometry survives every load, crop,
 //!   resample and save.
 //!
-//! Formats: NIfTI-1/2 (`.nii`, `.nii.gz`), MetaImage (`.mha`, `.mhd` + raw), DICOM series,
-//! PNG (2D, 8/16 bit). The format comes from the file name, then from the bytes
-//! ([`io::read_volume`]).
+//! Formats: NIfTI-1/2 (`.nii`, `.nii.gz`), MetaImage (`.mha`, `.mhd` + raw), NRRD (`.nrrd`,
+//! `.nhdr` + data file), DICOM series, PNG (2D, 8/16 bit). The format comes from the file
+//! name, then from the bytes ([`io::read_volume`]).
 
 pub mod convert;
 pub mod crop;
@@ -31,6 +32,7 @@ pub mod io;
 pub mod limits;
 pub mod mha;
 pub mod nifti;
+pub mod nrrd;
 pub mod png;
 pub mod resample;
 pub mod volume;

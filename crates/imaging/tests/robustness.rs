@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use aiaa_imaging::{ReadOptions, dicom, mha, nifti, png};
+use aiaa_imaging::{ReadOptions, dicom, mha, nifti, nrrd, png};
 
 struct Lcg(u64);
 impl Lcg {
@@ -52,6 +52,12 @@ fn readers_survive_mutations() {
         let mh = mha::to_bytes(&v, compress);
         for m in mutants(&mh, 3, 400) {
             let _ = mha::read_bytes(p, &m, &opts, |_| {
+                Err(aiaa_imaging::ImagingError::InvalidArgument("x".into()))
+            });
+        }
+        let nr = nrrd::to_bytes(&v, compress);
+        for m in mutants(&nr, 6, 400) {
+            let _ = nrrd::read_bytes(p, &m, &opts, |_| {
                 Err(aiaa_imaging::ImagingError::InvalidArgument("x".into()))
             });
         }

@@ -1,7 +1,8 @@
 //! Format detection of stored images and labels: from the file name first (`.nii`,
-//! `.nii.gz`, `.mha`, `.mhd`, `.png`, `.dcm`, `.zip`), then from the first bytes (NIfTI-1/2
-//! header size in either byte order, gzip that inflates to a NIfTI header, MetaImage text
-//! keys, the PNG signature, `DICM` at offset 128, a zip local-file header), else `unknown`.
+//! `.nii.gz`, `.mha`, `.mhd`, `.nrrd`, `.png`, `.dcm`, `.zip`), then from the first bytes
+//! (NIfTI-1/2 header size in either byte order, gzip that inflates to a NIfTI header,
+//! MetaImage text keys, the `NRRD000` magic, the PNG signature, `DICM` at offset 128, a zip
+//! local-file header), else `unknown`.
 
 use std::io::Read;
 
@@ -14,6 +15,7 @@ pub const FORMATS: &[&str] = &[
     "nifti-gz",
     "mha",
     "mhd",
+    "nrrd",
     "png",
     "dicom",
     "dicom-zip",
@@ -23,11 +25,12 @@ pub const FORMATS: &[&str] = &[
 /// The format a file name implies, if any (case-insensitive suffix match).
 pub fn from_name(name: &str) -> Option<&'static str> {
     let lower = name.to_ascii_lowercase();
-    let table: [(&str, &'static str); 7] = [
+    let table: [(&str, &'static str); 8] = [
         (".nii.gz", "nifti-gz"),
         (".nii", "nifti"),
         (".mha", "mha"),
         (".mhd", "mhd"),
+        (".nrrd", "nrrd"),
         (".png", "png"),
         (".dcm", "dicom"),
         (".zip", "dicom-zip"),
@@ -64,6 +67,9 @@ pub fn from_bytes(bytes: &[u8]) -> &'static str {
     }
     if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
         return "png";
+    }
+    if bytes.starts_with(b"NRRD000") {
+        return "nrrd";
     }
     if bytes.get(128..132) == Some(b"DICM") {
         return "dicom";
@@ -112,6 +118,7 @@ mod tests {
         assert_eq!(from_name("b.nii"), Some("nifti"));
         assert_eq!(from_name("x.mha"), Some("mha"));
         assert_eq!(from_name("x.mhd"), Some("mhd"));
+        assert_eq!(from_name("x.NRRD"), Some("nrrd"));
         assert_eq!(from_name("x.png"), Some("png"));
         assert_eq!(from_name("s/1.dcm"), Some("dicom"));
         assert_eq!(from_name("series.zip"), Some("dicom-zip"));
@@ -137,6 +144,7 @@ mod tests {
         assert_eq!(from_bytes(&gz.finish().unwrap()), "unknown");
 
         assert_eq!(from_bytes(b"\x89PNG\r\n\x1a\n...."), "png");
+        assert_eq!(from_bytes(b"NRRD0004\ntype: short\n"), "nrrd");
         let mut dcm = vec![0u8; 200];
         dcm[128..132].copy_from_slice(b"DICM");
         assert_eq!(from_bytes(&dcm), "dicom");

@@ -15,7 +15,11 @@ use aiaa_inference::pool::ModelConfig;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    anyhow::ensure!(args.len() == 7, "usage: {} MODEL IMAGE ROUNDS ROI OVERLAP THREADS", args[0]);
+    anyhow::ensure!(
+        args.len() == 7,
+        "usage: {} MODEL IMAGE ROUNDS ROI OVERLAP THREADS",
+        args[0]
+    );
     let (model, image) = (PathBuf::from(&args[1]), PathBuf::from(&args[2]));
     let rounds: usize = args[3].parse()?;
     let roi: usize = args[4].parse()?;

@@ -65,6 +65,7 @@ fn name_for(format: &str) -> &'static str {
         "nifti" => "image.nii",
         "mha" => "image.mha",
         "png" => "image.png",
+        "nrrd" => "image.nrrd",
         _ => "image.nii.gz",
     }
 }

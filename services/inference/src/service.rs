@@ -271,7 +271,7 @@ fn input_extension(header: &InferHeader) -> &'static str {
         Some(infer_header::Image::Filename(n)) => n.to_ascii_lowercase(),
         _ => String::new(),
     };
-    [".nii.gz", ".nii", ".mha"]
+    [".nii.gz", ".nii", ".mha", ".nrrd"]
         .into_iter()
         .find(|e| name.ends_with(e))
         .unwrap_or(".nii.gz")

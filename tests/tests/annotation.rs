@@ -128,6 +128,138 @@ async fn deepbet_segments_the_held_out_robex_head_through_the_gateway() {
     );
 }
 
+/// Dice of a dextr3d answer's mask against `truth`, after pasting it back onto the full grid
+/// when it came back on a client's crop (`crop`: start and size of the crop in the full grid).
+fn dice_on_full_grid(mask: &Volume, truth: &Volume, crop: Option<([usize; 3], [usize; 3])>) -> f64 {
+    let full = match crop {
+        None => mask.clone(),
+        Some((start, size)) => {
+            // As the clients do: the mask back onto the crop's grid (nearest), then pasted.
+            let region = aiaa_imaging::crop::crop(truth, start, size).unwrap();
+            let back = aiaa_imaging::resample::resample_like(
+                mask,
+                &region,
+                aiaa_imaging::resample::Interpolation::Nearest,
+            )
+            .unwrap();
+            let mut pasted =
+                aiaa_imaging::crop::region(&back, start.map(|s| -(s as i64)), truth.dims, 0.0).unwrap();
+            pasted.geometry = truth.geometry;
+            pasted
+        }
+    };
+    dice(&foreground(&full), &foreground(truth))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trained_dextr3d_brain_model_annotates_the_held_out_robex_head() {
+    let (platform, _dir) = up(&[]).await;
+    let gw = platform.addrs["gateway"];
+    let info = send(gw, &simple("GET", "/v1/models?model=annotation_mri_brain"))
+        .await
+        .json();
+    assert_eq!(info["type"], "annotation", "{info}");
+    let roi: Vec<usize> = info["roi"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    let padding = info["padding"].as_f64().unwrap();
+    let image_path = testdata().join("robex/atlas.nii.gz");
+    let bytes = std::fs::read(&image_path).unwrap();
+    let image = read(&image_path);
+    let truth = read(&testdata().join("robex/atlas_mask.nii.gz"));
+    let points = aiaa_transforms::extreme::extreme_points(&truth).unwrap();
+    let params = serde_json::json!({ "points": points }).to_string();
+
+    // Server-cropped: the whole volume inline, then the same on a session.
+    let whole = python_body(&[("params", &params)], &[("image", "atlas.nii.gz", &bytes)]);
+    let answer = parse_multipart_answer(
+        &send(
+            gw,
+            &python_request("POST", "/v1/dextr3d?model=annotation_mri_brain", &whole),
+        )
+        .await,
+    );
+    let mask = decode("result.nii.gz", answer.file.as_ref().unwrap());
+    assert_eq!(mask.dims, image.dims);
+    assert!(mask.geometry.approx_eq(&image.geometry, 1e-6));
+    let server = dice_on_full_grid(&mask, &truth, None);
+    let put = send(
+        gw,
+        &cpp_request("PUT", "/session/", &[], &[("image", "atlas.nii.gz", &bytes)]),
+    )
+    .await;
+    let id = put.json()["session_id"].as_str().unwrap().to_string();
+    let on_session = send(
+        gw,
+        &cpp_request(
+            "POST",
+            &format!("/v1/dextr3d?model=annotation_mri_brain&session_id={id}"),
+            &[("params", &params)],
+            &[],
+        ),
+    )
+    .await;
+    let session_mask = decode(
+        "result.nii.gz",
+        parse_multipart_answer(&on_session).file.as_ref().unwrap(),
+    );
+    assert_eq!(foreground(&session_mask), foreground(&mask));
+
+    // Client-cropped, as the viewers' plugins do: the points' box plus `padding` mm, resized
+    // (linear) to the model's roi, the points moved into it.
+    let spacing = image.geometry.spacing;
+    let start: [usize; 3] = std::array::from_fn(|a| {
+        let lo = points.iter().map(|p| p[a]).min().unwrap() as f64 - padding / spacing[a];
+        lo.round().max(0.0) as usize
+    });
+    let end: [usize; 3] = std::array::from_fn(|a| {
+        let hi = points.iter().map(|p| p[a]).max().unwrap() as f64 + padding / spacing[a];
+        (hi.round() as usize + 1).min(image.dims[a])
+    });
+    let size: [usize; 3] = std::array::from_fn(|a| end[a] - start[a]);
+    let roi = [roi[0], roi[1], roi[2]];
+    let crop = aiaa_imaging::crop::crop(&image, start, size).unwrap();
+    let grid = aiaa_transforms::spatial::resize_geometry(&crop, roi);
+    let small = aiaa_imaging::resample::resample_onto(
+        &crop,
+        roi,
+        &grid,
+        aiaa_imaging::resample::Interpolation::Linear,
+    )
+    .unwrap();
+    let moved: Vec<[f64; 3]> = points
+        .iter()
+        .map(|p| {
+            std::array::from_fn(|a| ((p[a] - start[a]) as f64 + 0.5) * roi[a] as f64 / size[a] as f64 - 0.5)
+        })
+        .collect();
+    let small_bytes = aiaa_imaging::nifti::to_bytes(&small, true).unwrap();
+    let params = serde_json::json!({ "points": moved }).to_string();
+    let body = python_body(&[("params", &params)], &[("image", "crop.nii.gz", &small_bytes)]);
+    let answer = parse_multipart_answer(
+        &send(
+            gw,
+            &python_request("POST", "/v1/dextr3d?model=annotation_mri_brain", &body),
+        )
+        .await,
+    );
+    let small_mask = decode("result.nii.gz", answer.file.as_ref().unwrap());
+    assert_eq!(
+        small_mask.dims, roi,
+        "the mask comes back on the grid the client sent"
+    );
+    let client = dice_on_full_grid(&small_mask, &truth, Some((start, size)));
+    eprintln!(
+        "annotation_mri_brain on ROBEX: Dice {server:.4} server-cropped, {client:.4} client-cropped; latencies {}",
+        answer.params["latencies"]
+    );
+    assert!(server >= 0.85, "server-cropped Dice {server}");
+    assert!(client >= 0.85, "client-cropped Dice {client}");
+}
+
 /// Writes the fixture network and its engine config; returns the config's JSON text.
 fn dextr3d_fixture(dir: &Path) -> String {
     let venv = std::env::var("AIAA_TORCH_VENV").expect("AIAA_TORCH_VENV (source scripts/env.sh)");

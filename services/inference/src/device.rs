@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use tch::{CModule, Device, IValue, Kind, Tensor};
 
+use crate::engines::Activation;
 use crate::error::{InferenceError, Result};
+use crate::tensor::Layout;
 
 type Reply<T> = mpsc::SyncSender<Result<T>>;
 
@@ -34,8 +36,22 @@ enum Job {
     Forward {
         key: u64,
         input: Tensor,
+        finish: Option<Finish>,
         reply: Reply<Tensor>,
     },
+}
+
+/// What the device thread does to a network's output before handing it back: the
+/// activation, then the axes reordered to the volumes' memory order (`[N, K, k, j, i]`,
+/// contiguous). Torch's parallel operations then all run on the device thread: run on a
+/// request's thread, each such thread would start its own OpenMP team that competes for the
+/// cores with the device's.
+#[derive(Clone, Copy, Debug)]
+pub struct Finish {
+    /// The network's axis order.
+    pub layout: Layout,
+    /// The activation to apply.
+    pub activation: Activation,
 }
 
 /// One device and its owner thread.
@@ -204,9 +220,16 @@ impl std::fmt::Debug for Net {
 
 impl Net {
     /// Runs the module on the least busy device (blocking). `input` is `[N, C, ...]` `f32`
-    /// on the CPU; the answer is the module's output (its first tensor when it returns a
-    /// tuple or list) as `f32` on the CPU.
+    /// on the CPU (a view is fine: the device thread makes it contiguous); the answer is the
+    /// module's output (its first tensor when it returns a tuple or list) as `f32` on the
+    /// CPU.
     pub fn forward(&self, input: Tensor) -> Result<Tensor> {
+        self.forward_finished(input, None)
+    }
+
+    /// [`Net::forward`], then `finish` applied on the device thread: the answer is
+    /// `[N, K, k, j, i]`, contiguous, read as a volume with [`Layout::Kji`].
+    pub fn forward_finished(&self, input: Tensor, finish: Option<Finish>) -> Result<Tensor> {
         let w = self
             .devices
             .workers
@@ -221,6 +244,7 @@ impl Net {
             Job::Forward {
                 key: self.key,
                 input,
+                finish,
                 reply,
             },
         );
@@ -280,13 +304,18 @@ fn owner(device: Device, jobs: mpsc::Receiver<Job>, waiting: Arc<AtomicUsize>, b
             Job::Unload { key } => {
                 modules.remove(&key);
             }
-            Job::Forward { key, input, reply } => {
+            Job::Forward {
+                key,
+                input,
+                finish,
+                reply,
+            } => {
                 waiting.fetch_sub(1, Ordering::Relaxed);
                 metrics::gauge!("aiaa_inference_device_waiting").decrement(1.0);
                 let t0 = Instant::now();
                 let out = match modules.get(&key) {
                     None => Err(InferenceError::NotFound("the model was unloaded".into())),
-                    Some(m) => run(m, input, device),
+                    Some(m) => run(m, input, finish, device),
                 };
                 busy_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 let _ = reply.send(out);
@@ -295,16 +324,27 @@ fn owner(device: Device, jobs: mpsc::Receiver<Job>, waiting: Arc<AtomicUsize>, b
     }
 }
 
-fn run(m: &CModule, input: Tensor, device: Device) -> Result<Tensor> {
+fn run(m: &CModule, input: Tensor, finish: Option<Finish>, device: Device) -> Result<Tensor> {
     let failed = |e: tch::TchError| InferenceError::Model {
         model: String::new(),
         reason: e.to_string(),
     };
-    let x = input.to_device(device);
+    let x = input.to_device(device).contiguous();
     let out = m.forward_is(&[IValue::Tensor(x)]).map_err(failed)?;
     let t =
         first_tensor(out).ok_or_else(|| InferenceError::Internal("the model returned no tensor".into()))?;
-    Ok(t.to_kind(Kind::Float).to_device(Device::Cpu))
+    let t = t.to_kind(Kind::Float);
+    let t = match finish {
+        None => t,
+        Some(f) => {
+            let t = f.activation.apply(t);
+            match f.layout {
+                Layout::Ijk => t.permute([0, 1, 4, 3, 2]).contiguous(),
+                Layout::Kji => t.contiguous(),
+            }
+        }
+    };
+    Ok(t.to_device(Device::Cpu))
 }
 
 fn first_tensor(v: IValue) -> Option<Tensor> {

@@ -53,7 +53,9 @@ impl Models {
             .get(name)
             .cloned()
             .ok_or_else(|| {
-                InferenceError::NotFound(format!("model {name:?} is not loaded (ListModels shows what is)"))
+                InferenceError::NotFound(format!(
+                    "model {name:?} is not loaded (GET /v1/models lists the loaded ones)"
+                ))
             })
     }
 

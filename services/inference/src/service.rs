@@ -87,6 +87,13 @@ impl InferenceApi {
             }
         };
         let engine = self.models.get(&header.model)?;
+        let kind = &engine.info().model_type;
+        if !header.model_type.is_empty() && *kind != header.model_type {
+            return Err(InferenceError::NotFound(format!(
+                "model {:?} is a {kind} model; this endpoint needs a loaded {} model (see GET /v1/models)",
+                header.model, header.model_type
+            )));
+        }
         let Ok(_permit) = self.admission.clone().try_acquire_owned() else {
             metrics::counter!("aiaa_inference_rejected_total").increment(1);
             return Err(InferenceError::Busy { depth: self.depth });

@@ -5,7 +5,7 @@
 //! (`"input_layout"`): `"ijk"` (the default, `[N, C, i, j, k]` like MONAI and nibabel-based
 //! code such as deepbet) or `"kji"` (`[N, C, k, j, i]`, SimpleITK-style arrays).
 
-use aiaa_imaging::{Geometry, Volume, VoxelType, Voxels};
+use aiaa_imaging::{Geometry, Volume, Voxels};
 use serde::Deserialize;
 use tch::Tensor;
 
@@ -35,9 +35,10 @@ pub fn to_tensor(vol: &Volume, layout: Layout) -> Tensor {
         }
     };
     let t = Tensor::from_slice(data).view([c, nz as i64, ny as i64, nx as i64]);
+    // A view: the device thread makes it contiguous (see `device::Finish` for why).
     let t = match layout {
         Layout::Kji => t,
-        Layout::Ijk => t.permute([0, 3, 2, 1]).contiguous(),
+        Layout::Ijk => t.permute([0, 3, 2, 1]),
     };
     t.unsqueeze(0)
 }
@@ -73,25 +74,38 @@ pub fn foreground_channel(out: &Volume) -> Result<Volume> {
 }
 
 /// Labels `1..K-1` by argmax over channels (0 = background); a one-channel output is
-/// thresholded at `thresh`. The labels are `u8` (`u16` beyond 255 classes).
+/// thresholded at `thresh`. The labels are `u8` (`u16` beyond 256 classes).
 pub fn labels(out: &Volume, thresh: f64) -> Result<Volume> {
     let n = out.voxel_count();
-    let probs = out.voxels.to_f32_vec();
     let k = out.channels;
-    let labels: Vec<u16> = (0..n)
-        .map(|o| {
-            if k == 1 {
-                return u16::from(f64::from(probs[o]) > thresh);
+    let owned;
+    let probs: &[f32] = match &out.voxels {
+        Voxels::F32(v) => v,
+        other => {
+            owned = other.to_f32_vec();
+            &owned
+        }
+    };
+    let argmax = |o: usize| {
+        let mut best = 0;
+        for c in 1..k {
+            if probs[o + c * n] > probs[o + best * n] {
+                best = c;
             }
-            let mut best = 0;
-            for c in 1..k {
-                if probs[o + c * n] > probs[o + best * n] {
-                    best = c;
-                }
-            }
-            best as u16
-        })
-        .collect();
-    let vol = Volume::scalar(out.dims, out.geometry, Voxels::U16(labels))?;
-    Ok(if k <= 256 { vol.cast(VoxelType::U8) } else { vol })
+        }
+        best
+    };
+    let voxels = if k == 1 {
+        Voxels::U8(
+            probs[..n]
+                .iter()
+                .map(|&p| u8::from(f64::from(p) > thresh))
+                .collect(),
+        )
+    } else if k <= 256 {
+        Voxels::U8((0..n).map(|o| argmax(o) as u8).collect())
+    } else {
+        Voxels::U16((0..n).map(|o| argmax(o) as u16).collect())
+    };
+    Ok(Volume::scalar(out.dims, out.geometry, voxels)?)
 }

@@ -22,7 +22,6 @@ use crate::error::{GatewayError, Result, Subject};
 use crate::multipart::Form;
 use crate::params;
 use crate::response::{Output, ResultAnswer, ResultFile};
-use crate::routes::models::fetch;
 
 /// Which endpoint was called.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,25 +166,8 @@ async fn read(
     })
 }
 
-async fn check_model(app: &App, endpoint: Endpoint, model: &str) -> Result<()> {
-    let models = fetch(app, "", "").await?;
-    let found = models.iter().find(|m| m.name == model).ok_or_else(|| {
-        GatewayError::NotFound(format!("model {model:?} is not loaded (see GET /v1/models)"))
-    })?;
-    if let Some(kind) = endpoint.model_type()
-        && found.model_type != kind
-    {
-        return Err(GatewayError::NotFound(format!(
-            "model {model:?} is a {} model; this endpoint needs a loaded {kind} model",
-            found.model_type
-        )));
-    }
-    Ok(())
-}
-
 async fn run(app: &App, endpoint: Endpoint, req: Request) -> Result<Response> {
     let mut client = app.backends.inference()?;
-    check_model(app, endpoint, &req.model).await?;
     if let Some(id) = &req.session_id {
         let mut ds = app.backends.datastore.clone();
         ds.get_session(SessionRef { id: id.clone() })
@@ -215,6 +197,8 @@ async fn run(app: &App, endpoint: Endpoint, req: Request) -> Result<Response> {
             }
             .to_string(),
             result_extension,
+            // Inference checks the model exists and is of this kind (one call, not two).
+            model_type: endpoint.model_type().unwrap_or_default().to_string(),
         })),
     };
     let data = req.image.map(|(_, d)| d).unwrap_or_default();

@@ -27,7 +27,7 @@ use super::grid::{Interp, paste, resize, resize_back};
 use super::{
     Activation, Engine, EngineSpec, Outcome, Timings, labels_of, points, sample, take_image, transforms,
 };
-use crate::device::{Devices, Net};
+use crate::device::{Devices, Finish, Net};
 use crate::error::Result;
 use crate::tensor::{Layout, foreground_channel, labels, to_tensor, to_volume};
 
@@ -150,10 +150,14 @@ impl Engine for Dextr3d {
             let im = take_image(&mut d, "image")?;
             Ok((crop, to_tensor(&im.vol, self.layout)))
         })?;
-        let y = t.time("infer", || self.net.forward(x))?;
+        let finish = Finish {
+            layout: self.layout,
+            activation: self.activation,
+        };
+        let y = t.time("infer", || self.net.forward_finished(x, Some(finish)))?;
         let mask = t.time("post", || -> Result<Volume> {
             let grid = aiaa_transforms::spatial::resize_geometry(&crop, self.roi);
-            let out = to_volume(&self.activation.apply(y), self.layout, self.roi, grid)?;
+            let out = to_volume(&y, Layout::Kji, self.roi, grid)?;
             let prob = resize_back(&foreground_channel(&out)?, &crop, Interp::Linear)?;
             let mask = labels(&prob, self.thresh)?;
             paste(&mask, image, start)

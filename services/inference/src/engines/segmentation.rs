@@ -50,7 +50,7 @@ use super::{
 };
 use aiaa_nets::sliding_window::{BlendMode, SlidingWindow};
 
-use crate::device::{Devices, Net};
+use crate::device::{Devices, Finish, Net};
 use crate::error::{InferenceError, Result};
 use crate::tensor::{Layout, labels, to_tensor, to_volume};
 
@@ -243,10 +243,12 @@ impl Segmentation {
             let im = take_image(&mut d, "image")?;
             Ok(to_tensor(&im.vol, self.layout))
         })?;
-        let y = t.time("infer", || net.forward(x))?;
-        t.time("post", || {
-            to_volume(&activation.apply(y), self.layout, dims, geometry)
-        })
+        let finish = Finish {
+            layout: self.layout,
+            activation,
+        };
+        let y = t.time("infer", || net.forward_finished(x, Some(finish)))?;
+        t.time("post", || to_volume(&y, Layout::Kji, dims, geometry))
     }
 
     /// Sliding-window inference over `image` (after the input transforms): windows go to the

@@ -1,11 +1,18 @@
 //! `aiaa`: the platform's one command. `up` runs every service in one process; `serve` runs
 //! one; `pull`/`push` move models (the seed's `tlt-pull`); `status` shows what is stored;
-//! `convert` converts volumes (the seed's `tlt-dataconvert`).
+//! `convert` converts volumes (the seed's `tlt-dataconvert`); `infer` and `evaluate` run a
+//! model over a datalist (the seed's `tlt-infer` and `tlt-evaluate`); `train` and `export`
+//! train a model and export it for the inference service (the seed's `tlt-train` and
+//! `tlt-export`); `datalist from-msd` writes a datalist from Decathlon task folders.
 
 mod convert;
+mod datalist;
+mod evaluate;
+mod export;
 mod models;
 mod serve;
 mod status;
+mod train;
 
 use aiaa_runtime::config::TelemetryArgs;
 use clap::{Parser, Subcommand};
@@ -34,6 +41,17 @@ enum Command {
     Status(status::StatusArgs),
     /// Converts DICOM series and volumes to NIfTI or MHA, as tlt-dataconvert.
     Convert(convert::ConvertArgs),
+    /// Runs a model over a datalist and writes its predictions, as tlt-infer.
+    Infer(evaluate::InferArgs),
+    /// Runs a model over a datalist and writes Dice, NSD and HD95 reports, as tlt-evaluate.
+    Evaluate(evaluate::EvaluateArgs),
+    /// Trains a model from a train config and a datalist, as tlt-train.
+    Train(train::TrainArgs),
+    /// Exports a checkpoint to TorchScript plus its model config (optionally pushed), as
+    /// tlt-export.
+    Export(export::ExportArgs),
+    /// Writes datalists, e.g. from a Medical Segmentation Decathlon task folder.
+    Datalist(datalist::DatalistArgs),
 }
 
 /// The seed writes `-lm` and `-lv` as single flags; clap would read them as `-l -m`.
@@ -54,9 +72,28 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(s) => format!("aiaa-{}", s.service.name()),
         _ => "aiaa-cli".to_string(),
     };
-    if let Command::Convert(args) = cli.command {
-        let _telemetry = aiaa_runtime::telemetry::init(&cli.telemetry, &service_name)?;
-        return convert::run(args);
+    match cli.command {
+        Command::Convert(args) => {
+            let _telemetry = aiaa_runtime::telemetry::init(&cli.telemetry, &service_name)?;
+            return convert::run(args);
+        }
+        Command::Infer(args) => {
+            let _telemetry = aiaa_runtime::telemetry::init(&cli.telemetry, &service_name)?;
+            return evaluate::infer(args);
+        }
+        Command::Evaluate(args) => {
+            let _telemetry = aiaa_runtime::telemetry::init(&cli.telemetry, &service_name)?;
+            return evaluate::evaluate(args);
+        }
+        Command::Train(args) => {
+            let _telemetry = aiaa_runtime::telemetry::init(&cli.telemetry, &service_name)?;
+            return train::run(args);
+        }
+        Command::Datalist(args) => {
+            let _telemetry = aiaa_runtime::telemetry::init(&cli.telemetry, &service_name)?;
+            return datalist::run(args);
+        }
+        _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
@@ -67,7 +104,14 @@ fn main() -> anyhow::Result<()> {
             Command::Pull(args) => models::pull(args).await,
             Command::Push(args) => models::push(args).await,
             Command::Status(args) => status::run(args).await,
-            Command::Convert(_) => unreachable!("handled above"),
+            Command::Export(args) => export::run(args).await,
+            Command::Convert(_)
+            | Command::Infer(_)
+            | Command::Evaluate(_)
+            | Command::Train(_)
+            | Command::Datalist(_) => {
+                unreachable!("handled above")
+            }
         }
     })
 }

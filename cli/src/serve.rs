@@ -1,7 +1,9 @@
 //! `aiaa up` (every service in one process, each on its own port, talking through the gRPC
 //! contracts, storing under one folder or bucket) and `aiaa serve <service>` (one service, as
 //! in a container). Both stop gracefully on SIGINT / SIGTERM. The REST gateway (the AIAA
-//! annotation API on port 5000) reaches the datastore over gRPC like any other client.
+//! annotation API on port 5000) reaches the datastore over gRPC like any other client. The
+//! trainer runs its jobs as child processes of this binary (`aiaa train …`, `aiaa export …`,
+//! `aiaa evaluate …`) and reaches the datastore and registry of the same process.
 
 use aiaa_datastore::DatastoreArgs;
 use aiaa_gateway::{GatewayArgs, GatewayError};
@@ -9,6 +11,7 @@ use aiaa_inference::InferenceArgs;
 use aiaa_registry::RegistryArgs;
 use aiaa_runtime::config::{AuthArgs, GrpcArgs, StoreArgs};
 use aiaa_runtime::server::RunningServer;
+use aiaa_trainer::{RunningTrainer, TrainerArgs};
 use tokio_util::sync::CancellationToken;
 
 /// Settings shared by `up` and `serve`.
@@ -26,6 +29,8 @@ pub struct CommonServeArgs {
     datastore: DatastoreArgs,
     #[command(flatten)]
     inference: InferenceArgs,
+    #[command(flatten)]
+    trainer: TrainerArgs,
     #[command(flatten)]
     gateway: GatewayArgs,
 }
@@ -46,6 +51,8 @@ pub enum Service {
     Datastore,
     /// The engine pool: annotation and segmentation models.
     Inference,
+    /// Training, export and evaluation jobs, each in a child process.
+    Trainer,
     /// The AIAA REST API that the viewers' clients speak.
     Gateway,
 }
@@ -57,6 +64,7 @@ impl Service {
             Service::Registry => "registry",
             Service::Datastore => "datastore",
             Service::Inference => "inference",
+            Service::Trainer => "trainer",
             Service::Gateway => "gateway",
         }
     }
@@ -77,9 +85,11 @@ fn sub_store(base: &str, service: Service) -> String {
     format!("{}/{}", base.trim_end_matches('/'), service.name())
 }
 
-/// A started service: the gRPC ones share the runtime's server; the gateway is plain HTTP.
+/// A started service: the gRPC ones share the runtime's server (the trainer also waits for
+/// its jobs to stop); the gateway is plain HTTP.
 enum Running {
     Grpc(RunningServer),
+    Trainer(RunningTrainer),
     Http(tokio::task::JoinHandle<Result<(), GatewayError>>),
 }
 
@@ -87,6 +97,7 @@ impl Running {
     async fn wait(self) -> anyhow::Result<()> {
         match self {
             Running::Grpc(server) => Ok(server.wait().await?),
+            Running::Trainer(trainer) => Ok(trainer.wait().await?),
             Running::Http(task) => Ok(task.await??),
         }
     }
@@ -131,6 +142,25 @@ async fn start(
             let addr = server.addr;
             (Running::Grpc(server), addr, "gRPC, health, reflection, /metrics")
         }
+        Service::Trainer => {
+            let url = sub_store(&args.store.store_url, service);
+            let store = aiaa_runtime::store::open(&url)?;
+            let mut trainer = args.trainer.clone();
+            // In one process the trainer talks to the services actually bound (maybe port 0).
+            if let Some(ds) = bound.datastore {
+                trainer.datastore_url = format!("http://{ds}");
+            }
+            if let Some(reg) = bound.registry {
+                trainer.registry_url = format!("http://{reg}");
+            }
+            let running = aiaa_trainer::start(&trainer, store, &args.grpc, &args.auth, shutdown).await?;
+            let addr = running.addr;
+            (
+                Running::Trainer(running),
+                addr,
+                "gRPC, health, reflection, /metrics",
+            )
+        }
         Service::Gateway => {
             let mut gateway = args.gateway.clone();
             // In one process the gateway talks to the services actually bound (maybe port 0).
@@ -163,7 +193,7 @@ async fn run(services: &[Service], args: &CommonServeArgs) -> anyhow::Result<()>
                     Service::Registry => bound.registry = Some(addr),
                     Service::Datastore => bound.datastore = Some(addr),
                     Service::Inference => bound.inference = Some(addr),
-                    Service::Gateway => {}
+                    Service::Trainer | Service::Gateway => {}
                 }
                 running.push(server);
             }
@@ -192,6 +222,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             Service::Registry,
             Service::Datastore,
             Service::Inference,
+            Service::Trainer,
             Service::Gateway,
         ],
         &args.common,

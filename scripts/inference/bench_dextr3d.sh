@@ -13,7 +13,7 @@ cargo build --release --locked -q -p aiaa-cli --bin aiaa
 store=$(mktemp -d)
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$store"' EXIT
 AIAA_STORE_URL=$store AIAA_REGISTRY_LISTEN=127.0.0.1:0 AIAA_DATASTORE_LISTEN=127.0.0.1:0 \
-  AIAA_INFERENCE_LISTEN=127.0.0.1:0 AIAA_GATEWAY_LISTEN=127.0.0.1:0 AIAA_LOG=error \
+  AIAA_INFERENCE_LISTEN=127.0.0.1:0 AIAA_TRAINER_LISTEN=127.0.0.1:0 AIAA_GATEWAY_LISTEN=127.0.0.1:0 AIAA_LOG=error \
   "$CARGO_TARGET_DIR/release/aiaa" up --engine-pool "$root/models/engine_pool.json" > "$store/out" &
 pid=$!
 for _ in $(seq 1 300); do grep -q "^aiaa: ready" "$store/out" 2>/dev/null && break; sleep 0.2; done

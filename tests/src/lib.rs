@@ -5,6 +5,7 @@
 
 pub mod aiaa_client;
 pub mod otlp;
+pub mod volumes;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -97,6 +98,7 @@ impl Platform {
             .env("AIAA_DATASTORE_LISTEN", "127.0.0.1:0")
             .env("AIAA_GATEWAY_LISTEN", "127.0.0.1:0")
             .env("AIAA_INFERENCE_LISTEN", "127.0.0.1:0")
+            .env("AIAA_TRAINER_LISTEN", "127.0.0.1:0")
             .env("AIAA_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

@@ -10,34 +10,12 @@
 //!   whole-volume and client-cropped requests;
 //! - bad input answers 4xx JSON naming the problem and the service stays healthy.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use aiaa_e2e::aiaa_client::*;
+use aiaa_e2e::volumes::{decode, dice, fixture_network, foreground, read};
 use aiaa_e2e::{Platform, repo_root, testdata};
-use aiaa_imaging::{ReadOptions, Volume};
-
-fn read(path: &Path) -> Volume {
-    aiaa_imaging::io::read_volume(path, &ReadOptions::default()).unwrap()
-}
-
-fn decode(name: &str, bytes: &[u8]) -> Volume {
-    aiaa_imaging::io::decode_bytes(name, bytes, &ReadOptions::default()).unwrap()
-}
-
-fn foreground(v: &Volume) -> Vec<bool> {
-    v.voxels.to_f32_vec()[..v.voxel_count()]
-        .iter()
-        .map(|&x| x > 0.0)
-        .collect()
-}
-
-fn dice(a: &[bool], b: &[bool]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let both = a.iter().zip(b).filter(|(x, y)| **x && **y).count();
-    let sum = a.iter().filter(|x| **x).count() + b.iter().filter(|x| **x).count();
-    2.0 * both as f64 / sum as f64
-}
+use aiaa_imaging::Volume;
 
 async fn up(extra: &[&str]) -> (Platform, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -262,14 +240,8 @@ async fn the_trained_dextr3d_brain_model_annotates_the_held_out_robex_head() {
 
 /// Writes the fixture network and its engine config; returns the config's JSON text.
 fn dextr3d_fixture(dir: &Path) -> String {
-    let venv = std::env::var("AIAA_TORCH_VENV").expect("AIAA_TORCH_VENV (source scripts/env.sh)");
     let model = dir.join("fixture.pt");
-    let status = Command::new(PathBuf::from(venv).join("bin/python"))
-        .arg(repo_root().join("scripts/models/dextr3d_fixture.py"))
-        .arg(&model)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    fixture_network("dextr3d_fixture.py", &model);
     serde_json::json!({
         "model_format": "torchscript",
         "model_path": model,

@@ -10,35 +10,18 @@
 //! admin API, so that each endpoint can be exercised many times in seconds. The pretrained
 //! models' accuracy is checked in `annotation.rs`.
 
-use std::path::Path;
-use std::process::Command;
-
 use aiaa_e2e::aiaa_client::*;
-use aiaa_e2e::{Platform, repo_root, testdata};
-use aiaa_imaging::ReadOptions;
+use aiaa_e2e::volumes::{decode, fixture_network};
+use aiaa_e2e::{Platform, testdata};
 use serde_json::{Value, json};
 
 const KEY: &str = "conformance-key";
-
-fn fixture(script: &str, out: &Path) {
-    let venv = std::env::var("AIAA_TORCH_VENV").expect("AIAA_TORCH_VENV (source scripts/env.sh)");
-    let status = Command::new(Path::new(&venv).join("bin/python"))
-        .arg(repo_root().join("scripts/models").join(script))
-        .arg(out)
-        .status()
-        .unwrap();
-    assert!(status.success(), "{script}");
-}
 
 fn with_key(mut request: Vec<u8>) -> Vec<u8> {
     let at = request.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
     let header = format!("Authorization: Bearer {KEY}\r\n");
     request.splice(at..at, header.into_bytes());
     request
-}
-
-fn decode(name: &str, bytes: &[u8]) -> aiaa_imaging::Volume {
-    aiaa_imaging::io::decode_bytes(name, bytes, &ReadOptions::default()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,8 +45,8 @@ async fn every_endpoint_answers_the_clients_request_shapes() {
 
     // Admin API: the key is required; PUT loads from an engine config.
     let (seg_pt, dextr_pt) = (dir.path().join("threshold.pt"), dir.path().join("dextr3d.pt"));
-    fixture("threshold_fixture.py", &seg_pt);
-    fixture("dextr3d_fixture.py", &dextr_pt);
+    fixture_network("threshold_fixture.py", &seg_pt);
+    fixture_network("dextr3d_fixture.py", &dextr_pt);
     let seg_config = json!({
         "model_format": "torchscript", "model_path": seg_pt, "type": "segmentation",
         "labels": ["brain"], "description": "intensity threshold (fixture)", "version": "2",

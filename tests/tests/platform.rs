@@ -31,6 +31,7 @@ async fn up_serves_every_service_with_health_reflection_metrics_and_stops_gracef
     for (service, name) in [
         ("registry", "aiaa.registry.v1.RegistryService"),
         ("datastore", "aiaa.datastore.v1.DatastoreService"),
+        ("trainer", "aiaa.trainer.v1.TrainerService"),
     ] {
         use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
         let channel = connect(&platform.url(service), None).await.unwrap();

@@ -33,8 +33,8 @@ async fn the_start_command_serves_every_service_and_a_real_model() {
     let platform = Platform::start_program(&repo_root().join("scripts/up.sh"), &[], &env).await;
     assert_eq!(
         platform.addrs.len(),
-        4,
-        "registry, datastore, inference, gateway: {:?}",
+        5,
+        "registry, datastore, inference, trainer, gateway: {:?}",
         platform.banner
     );
     let gw = platform.addrs["gateway"];

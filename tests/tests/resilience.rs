@@ -15,23 +15,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aiaa_e2e::aiaa_client::*;
+use aiaa_e2e::volumes::fixture_network;
 use aiaa_e2e::{Platform, repo_root, testdata};
 use serde_json::json;
-
-fn fixture(script: &str, out: &Path) {
-    let venv = std::env::var("AIAA_TORCH_VENV").expect("AIAA_TORCH_VENV (source scripts/env.sh)");
-    let status = Command::new(Path::new(&venv).join("bin/python"))
-        .arg(repo_root().join("scripts/models").join(script))
-        .arg(out)
-        .status()
-        .unwrap();
-    assert!(status.success(), "{script}");
-}
 
 /// An engine pool with the dextr3d fixture network as `dextr`.
 fn dextr_pool(dir: &Path) -> std::path::PathBuf {
     let model = dir.join("dextr3d.pt");
-    fixture("dextr3d_fixture.py", &model);
+    fixture_network("dextr3d_fixture.py", &model);
     let config = json!({
         "model_format": "torchscript", "model_path": model, "type": "annotation", "roi": [64, 64, 64],
         "padding": 20.0,

@@ -65,6 +65,26 @@ impl JobTable {
         }
     }
 
+    /// Registers a job as it was persisted (a service restoring its jobs after a restart):
+    /// its id, state and times are kept. A job with the same id is replaced.
+    pub fn restore(&self, job: Job) -> JobHandle {
+        let (tx, _) = watch::channel(job.clone());
+        let cancel = CancellationToken::new();
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(
+            job.id.clone(),
+            Entry {
+                tx: tx.clone(),
+                cancel: cancel.clone(),
+            },
+        );
+        JobHandle {
+            id: job.id,
+            tx,
+            cancel,
+        }
+    }
+
     /// The job's current state.
     pub fn get(&self, id: &str) -> Option<Job> {
         let map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -209,5 +229,22 @@ mod tests {
         assert!(table.cancel(h.id()).is_some());
         assert_eq!(table.list(&ListJobsRequest::default()).len(), 1);
         assert!(table.get("nope").is_none());
+    }
+
+    #[test]
+    fn restored_jobs_keep_their_id_and_state() {
+        let table = JobTable::new();
+        let job = Job {
+            id: "fixed-id".into(),
+            kind: "training".into(),
+            state: JobState::Queued as i32,
+            created_at: "2020-01-01T00:00:00Z".into(),
+            ..Default::default()
+        };
+        let h = table.restore(job);
+        assert_eq!(h.id(), "fixed-id");
+        assert_eq!(table.get("fixed-id").unwrap().created_at, "2020-01-01T00:00:00Z");
+        h.running();
+        assert_eq!(table.get("fixed-id").unwrap().state, JobState::Running as i32);
     }
 }

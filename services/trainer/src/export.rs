@@ -1,0 +1,497 @@
+//! Export (the seed's `tlt-export`, chapter 7): a checkpoint becomes a TorchScript model and
+//! the model config the inference service loads (seed 4.1.1 format plus our keys, see
+//! `aiaa_inference::pool`).
+//!
+//! The TorchScript module (`<model_name>.pt`) is the network traced in evaluation mode with
+//! its final activation: it takes float32 `[N, num_channels, X, Y, Z]` (`N, C, i, j, k`) and
+//! returns probabilities `[N, num_classes, X, Y, Z]`. fp16 needs a CUDA device (a clear error
+//! elsewhere); the module still takes and returns float32.
+//!
+//! The model config (`config.json`) depends on the engine:
+//! - `Dextr3dCroppedEngine` (annotation models: the pipelines add an extreme-points
+//!   channel): `roi` = `network_input_size`, `padding` (mm around the points), `sigma` (of
+//!   `AddExtremePointsChannel`), `thresh`, and as `pre_transforms` the validation
+//!   `pre_transforms` minus what the engine itself does (loading, cropping, resizing): what
+//!   is left runs on the engine's roi-sized crop, with the points under the label key, so
+//!   the label key is taken out of the other transforms' key lists and the extreme-points
+//!   perturbation is set to 0;
+//! - `SegmentationEngine` (other models): the validation `pre_transforms` minus loading and
+//!   cropping, and `inference` = sliding window over `network_input_size`.
+//!
+//! Both record the seed's `input_nodes` / `output_nodes` (from `--input_node_names` /
+//! `--output_node_names`; a TorchScript module has one input and one output), `model_format`
+//! `"torchscript"`, `output_activation` `"none"` (the module ends in its activation), and a
+//! `training` block (checkpoint, epoch, step, best metric, network). Before anything is
+//! written the export checks itself: the config's `pre_transforms` run on a synthetic
+//! roi-sized sample must give `num_channels` channels, and the traced module must answer
+//! `[1, num_classes, roi]` probabilities for it.
+
+use std::path::{Path, PathBuf};
+
+use aiaa_imaging::{Geometry, Volume, Voxels};
+use aiaa_nets::checkpoint;
+use aiaa_nets::export::{ExportOptions, Precision, export_torchscript};
+use aiaa_nets::{NetsError, Network};
+use aiaa_transforms::{Data, Image, Item, Kind, Pipeline};
+use serde_json::{Map, Value, json};
+use tch::nn::VarStore;
+use tch::{CModule, Device};
+
+use crate::config::TrainConfig;
+use crate::data::volume_tensor;
+use crate::error::{Result, TrainerError};
+use crate::trainer::{DeviceChoice, write_atomically};
+
+/// The engine the exported model is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    /// `Dextr3dCroppedEngine`: annotation from extreme points.
+    Dextr3dCropped,
+    /// `SegmentationEngine`: automatic segmentation.
+    Segmentation,
+}
+
+impl EngineKind {
+    /// The engine pool's `class`.
+    pub fn class(self) -> &'static str {
+        match self {
+            EngineKind::Dextr3dCropped => "Dextr3dCroppedEngine",
+            EngineKind::Segmentation => "SegmentationEngine",
+        }
+    }
+
+    /// The model type the registry and clients see.
+    pub fn model_type(self) -> &'static str {
+        match self {
+            EngineKind::Dextr3dCropped => "annotation",
+            EngineKind::Segmentation => "segmentation",
+        }
+    }
+
+    /// Parses an engine class name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "Dextr3dCroppedEngine" | "dextr3d" | "annotation" => Some(EngineKind::Dextr3dCropped),
+            "SegmentationEngine" | "segmentation" => Some(EngineKind::Segmentation),
+            _ => None,
+        }
+    }
+}
+
+/// What to export and how.
+#[derive(Debug, Clone)]
+pub struct ExportJob {
+    /// The checkpoint file.
+    pub checkpoint: PathBuf,
+    /// Where `<model_name>.pt` and `config.json` go (created if missing).
+    pub output_dir: PathBuf,
+    /// The model file's base name (`model` gives `model.pt`).
+    pub model_name: String,
+    /// fp32 or fp16 (CUDA only).
+    pub precision: Precision,
+    /// The device to trace on.
+    pub device: DeviceChoice,
+    /// The engine; `None` picks it from the pipelines (extreme points: annotation).
+    pub engine: Option<EngineKind>,
+    /// `padding` (mm) of an annotation model; `None`: the `pad` of the training
+    /// `CropForegroundObject` (voxels of the seed's 1 mm data), else 20.
+    pub padding: Option<f64>,
+    /// Label names.
+    pub labels: Vec<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Version recorded in the config.
+    pub version: Option<String>,
+    /// Foreground threshold.
+    pub thresh: f64,
+    /// The seed's input node name(s), recorded.
+    pub input_node_names: Option<String>,
+    /// The seed's output node name(s), recorded.
+    pub output_node_names: Option<String>,
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone)]
+pub struct Exported {
+    /// The TorchScript file.
+    pub model_path: PathBuf,
+    /// The model config file.
+    pub config_path: PathBuf,
+    /// The model config.
+    pub config: Value,
+    /// The TorchScript file's size.
+    pub model_bytes: u64,
+    /// The engine.
+    pub engine: EngineKind,
+}
+
+/// Transforms the annotation engine's own crop and resize replace (and loading).
+fn engine_does(name: &str, engine: EngineKind) -> bool {
+    let loading = name.starts_with("transforms.Load") || name.starts_with("writers.");
+    let cropping = matches!(
+        name,
+        "transforms.CropForegroundObject"
+            | "transforms.CropSubVolumeRandomWithinBounds"
+            | "transforms.CropSubVolumeCenter"
+            | "transforms_ctrl.CropSubVolumePosNegRatioCtrlEpoch"
+            | "transforms_fastaug.TransformVolumeCropROIFastPosNegRatio"
+            | "transforms.CropRandomSubImageInRange"
+    );
+    let resizing = matches!(name, "transforms.NPResizeImage" | "transforms.ResampleVolume");
+    loading || cropping || (engine == EngineKind::Dextr3dCropped && resizing)
+}
+
+fn name_of(t: &Value) -> &str {
+    t.get("name").and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The engine's `pre_transforms` from the validation list; see the module docs.
+pub fn engine_pre_transforms(validate: &Value, engine: EngineKind) -> Vec<Value> {
+    let list = validate.as_array().cloned().unwrap_or_default();
+    // Keys that hold labels (or points) at inference time.
+    let mut label_keys = vec!["label".to_string()];
+    for t in &list {
+        if name_of(t) == "transforms.AddExtremePointsChannel"
+            && let Some(k) = t.get("label_field").and_then(Value::as_str)
+        {
+            label_keys.push(k.to_string());
+        }
+    }
+    let mut out = Vec::new();
+    for t in list {
+        let name = name_of(&t).to_string();
+        if engine_does(&name, engine) {
+            continue;
+        }
+        let mut t = t;
+        if name == "transforms.AddExtremePointsChannel" {
+            t["pert"] = json!(0);
+            out.push(t);
+            continue;
+        }
+        let mut keep = true;
+        if let Some(obj) = t.as_object_mut() {
+            for arg in ["fields", "applied_keys", "field"] {
+                match obj.get(arg).cloned() {
+                    Some(Value::String(s)) if label_keys.contains(&s) => keep = false,
+                    Some(Value::Array(a)) => {
+                        let rest: Vec<Value> = a
+                            .into_iter()
+                            .filter(|v| v.as_str().is_none_or(|s| !label_keys.iter().any(|l| l == s)))
+                            .collect();
+                        if rest.is_empty() {
+                            keep = false;
+                        }
+                        obj.insert(arg.into(), Value::Array(rest));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if keep {
+            out.push(t);
+        }
+    }
+    out
+}
+
+fn first_arg(list: &Value, name: &str, arg: &str) -> Option<f64> {
+    list.as_array()?
+        .iter()
+        .find(|t| name_of(t) == name)
+        .and_then(|t| t.get(arg))
+        .and_then(Value::as_f64)
+}
+
+fn nets(context: &str, e: NetsError) -> TrainerError {
+    match e {
+        NetsError::Unsupported(m) => TrainerError::Unsupported(m),
+        other => TrainerError::nets(context, other),
+    }
+}
+
+/// Exports `job.checkpoint`; see the module docs.
+pub fn export(job: &ExportJob) -> Result<Exported> {
+    let ckpt = &job.checkpoint;
+    let bad = |message: String| TrainerError::Checkpoint {
+        path: ckpt.clone(),
+        message,
+    };
+    let meta = checkpoint::read_meta(ckpt).map_err(|e| bad(e.to_string()))?;
+    let cfg = TrainConfig::from_json(meta.train_config.clone(), ckpt)?;
+    let device = match job.device {
+        DeviceChoice::Cpu => Device::Cpu,
+        DeviceChoice::Auto if job.precision == Precision::Fp16 && tch::Cuda::is_available() => {
+            Device::Cuda(0)
+        }
+        DeviceChoice::Auto => Device::Cpu,
+        DeviceChoice::Cuda(n) => Device::Cuda(n),
+    };
+    if job.precision == Precision::Fp16 && !device.is_cuda() {
+        return Err(TrainerError::Unsupported(format!(
+            "fp16 export needs a CUDA device and this machine has {}; export FP32 (--trt_precision_mode FP32)",
+            if tch::Cuda::is_available() {
+                "one, but --device cpu was given".to_string()
+            } else {
+                "none".to_string()
+            }
+        )));
+    }
+    let engine = job.engine.unwrap_or_else(|| {
+        let has_points = [&cfg.validate_transforms, &cfg.train_transforms]
+            .iter()
+            .any(|l| first_arg(l, "transforms.AddExtremePointsChannel", "sigma").is_some());
+        if has_points {
+            EngineKind::Dextr3dCropped
+        } else {
+            EngineKind::Segmentation
+        }
+    });
+    let validate = if cfg.has_validation() {
+        &cfg.validate_transforms
+    } else {
+        &cfg.train_transforms
+    };
+    let pre = engine_pre_transforms(validate, engine);
+    let roi = cfg.network_input_size;
+
+    // The engine's input for a synthetic roi-sized sample: the pre_transforms must give the
+    // network's channels.
+    let probe = probe_input(&pre, roi, engine)?;
+    if probe.channels as i64 != cfg.num_channels {
+        return Err(TrainerError::Config {
+            file: ckpt.clone(),
+            key: "validate.pre_transforms".into(),
+            message: format!(
+                "without loading and cropping, these transforms give {} channel(s) on the engine's input; \
+                 the network takes num_channels {}",
+                probe.channels, cfg.num_channels
+            ),
+        });
+    }
+
+    let mut vs = VarStore::new(Device::Cpu);
+    let _net = Network::new(&vs.root(), &cfg.net, cfg.num_channels, cfg.num_classes)
+        .map_err(|e| nets("net_config", e))?;
+    checkpoint::load_weights(ckpt, &mut vs, true).map_err(|e| bad(e.to_string()))?;
+    std::fs::create_dir_all(&job.output_dir).map_err(|e| TrainerError::io(&job.output_dir, e))?;
+    let model_file = format!("{}.pt", job.model_name);
+    let model_path = job.output_dir.join(&model_file);
+    let options = ExportOptions {
+        precision: job.precision,
+        device,
+        example_size: Some(roi),
+        include_activation: true,
+    };
+    // Trace into a temporary name: nothing is left in place unless the checks pass.
+    let staging = job
+        .output_dir
+        .join(format!(".{model_file}.export-{}", std::process::id()));
+    let traced = export_torchscript(
+        &cfg.net,
+        cfg.num_channels,
+        cfg.num_classes,
+        &vs,
+        &options,
+        &staging,
+    )
+    .map_err(|e| nets("export", e));
+    let checked = traced.and_then(|_| check_module(&staging, &probe, cfg.num_classes, roi, device));
+    if let Err(e) = checked {
+        let _ = std::fs::remove_file(&staging);
+        return Err(e);
+    }
+    std::fs::rename(&staging, &model_path).map_err(|e| TrainerError::io(&model_path, e))?;
+    let model_bytes = std::fs::metadata(&model_path)
+        .map_err(|e| TrainerError::io(&model_path, e))?
+        .len();
+
+    let mut c = Map::new();
+    c.insert("model_format".into(), json!("torchscript"));
+    c.insert("model_path".into(), json!(model_file));
+    c.insert("type".into(), json!(engine.model_type()));
+    if let Some(v) = &job.version {
+        c.insert("version".into(), json!(v));
+    }
+    c.insert(
+        "description".into(),
+        json!(job.description.clone().unwrap_or_else(|| format!(
+            "{} {} trained with aiaa train ({} epochs, {} steps)",
+            cfg.net.name.as_str(),
+            engine.model_type(),
+            meta.epoch,
+            meta.step
+        ))),
+    );
+    if !job.labels.is_empty() {
+        c.insert("labels".into(), json!(job.labels));
+    }
+    c.insert("thresh".into(), json!(job.thresh));
+    c.insert(
+        "input_nodes".into(),
+        json!({"image": job.input_node_names.clone().unwrap_or_else(|| "NV_INPUT_IMAGE".into())}),
+    );
+    c.insert(
+        "output_nodes".into(),
+        json!({"model": job.output_node_names.clone().unwrap_or_else(|| "NV_OUTPUT_LABEL".into())}),
+    );
+    c.insert("batch_size".into(), json!(1));
+    c.insert("input_layout".into(), json!("ijk"));
+    c.insert("output_activation".into(), json!("none"));
+    match engine {
+        EngineKind::Dextr3dCropped => {
+            let padding = job
+                .padding
+                .or_else(|| first_arg(&cfg.train_transforms, "transforms.CropForegroundObject", "pad"))
+                .unwrap_or(20.0);
+            c.insert("roi".into(), json!(roi));
+            c.insert("padding".into(), json!(padding));
+            if let Some(s) = first_arg(validate, "transforms.AddExtremePointsChannel", "sigma") {
+                c.insert("sigma".into(), json!(s));
+            }
+        }
+        EngineKind::Segmentation => {
+            let sw = &cfg.sliding_window;
+            c.insert(
+                "inference".into(),
+                json!({"mode": "sliding_window", "roi_size": roi, "overlap": sw.overlap[0],
+                       "blend": if sw.mode == aiaa_nets::sliding_window::BlendMode::Gaussian { "gaussian" } else { "constant" },
+                       "sw_batch_size": sw.sw_batch_size}),
+            );
+        }
+    }
+    c.insert("pre_transforms".into(), Value::Array(pre));
+    c.insert(
+        "training".into(),
+        json!({
+            "checkpoint": ckpt.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "epoch": meta.epoch,
+            "step": meta.step,
+            "best_metric": meta.best_metric,
+            "net_config": cfg.net.to_json(),
+            "num_channels": cfg.num_channels,
+            "num_classes": cfg.num_classes,
+            "precision": if job.precision == Precision::Fp16 { "fp16" } else { "fp32" },
+        }),
+    );
+    let config = Value::Object(c);
+    let config_path = job.output_dir.join("config.json");
+    let text = serde_json::to_string_pretty(&config).unwrap_or_default() + "\n";
+    write_atomically(&config_path, text.as_bytes())?;
+    Ok(Exported {
+        model_path,
+        config_path,
+        config,
+        model_bytes,
+        engine,
+    })
+}
+
+/// Runs `pre` on a synthetic roi-sized sample the way the engine does (an intensity image;
+/// for annotation, six points under the label key) and returns the network input volume.
+fn probe_input(pre: &[Value], roi: [i64; 3], engine: EngineKind) -> Result<Volume> {
+    let dims = roi.map(|d| d as usize);
+    let n = dims.iter().product::<usize>();
+    // A smooth blob, so normalisations have something to normalise.
+    let c: [f64; 3] = dims.map(|d| (d as f64 - 1.0) / 2.0);
+    let mut v = Vec::with_capacity(n);
+    for k in 0..dims[2] {
+        for j in 0..dims[1] {
+            for i in 0..dims[0] {
+                let r2 = [(i, 0), (j, 1), (k, 2)]
+                    .iter()
+                    .map(|&(x, a)| ((x as f64 - c[a]) / (dims[a] as f64 / 3.0)).powi(2))
+                    .sum::<f64>();
+                v.push((100.0 * (-r2).exp()) as f32);
+            }
+        }
+    }
+    let vol = Volume::scalar(dims, Geometry::default(), Voxels::F32(v))
+        .map_err(|e| TrainerError::Unsupported(format!("probe volume: {e}")))?;
+    let list = Value::Array(pre.to_vec());
+    let pipeline = Pipeline::from_json(&list, 0).map_err(|e| TrainerError::transform("pre_transforms", e))?;
+    let mut d = Data::named("export-probe");
+    d.insert_image("image", Image::new(vol, Kind::Intensity));
+    if engine == EngineKind::Dextr3dCropped {
+        let key = pre
+            .iter()
+            .find(|t| name_of(t) == "transforms.AddExtremePointsChannel")
+            .and_then(|t| t.get("label_field"))
+            .and_then(Value::as_str)
+            .unwrap_or("label");
+        let q = |a: usize, f: f64| (dims[a] as f64 - 1.0) * f;
+        let pts: Vec<[f64; 3]> = vec![
+            [q(0, 0.15), q(1, 0.5), q(2, 0.5)],
+            [q(0, 0.85), q(1, 0.5), q(2, 0.5)],
+            [q(0, 0.5), q(1, 0.15), q(2, 0.5)],
+            [q(0, 0.5), q(1, 0.85), q(2, 0.5)],
+            [q(0, 0.5), q(1, 0.5), q(2, 0.15)],
+            [q(0, 0.5), q(1, 0.5), q(2, 0.85)],
+        ];
+        d.insert(key.to_string(), Item::Points(pts));
+    }
+    pipeline
+        .run(&mut d, 0)
+        .map_err(|e| TrainerError::transform("the exported pre_transforms on the engine's input", e))?;
+    match d.remove("image") {
+        Some(Item::Image(im)) => Ok(im.vol),
+        _ => Err(TrainerError::Unsupported(
+            "the exported pre_transforms leave no image under \"image\"".into(),
+        )),
+    }
+}
+
+/// Loads the traced module and runs it on the probe input.
+fn check_module(path: &Path, probe: &Volume, num_classes: i64, roi: [i64; 3], device: Device) -> Result<()> {
+    let module = CModule::load_on_device(path, device)?;
+    let x = volume_tensor(probe).f_unsqueeze(0)?.f_to_device(device)?;
+    let y = tch::no_grad(|| module.forward_ts(&[&x]))?;
+    let want = vec![1, num_classes, roi[0], roi[1], roi[2]];
+    if y.size() != want {
+        return Err(TrainerError::Unsupported(format!(
+            "the exported module answers {:?} for a {:?} input; expected {want:?}",
+            y.size(),
+            x.size()
+        )));
+    }
+    let (lo, hi) = (y.f_min()?.double_value(&[]), y.f_max()?.double_value(&[]));
+    if !(lo >= -1e-6 && hi <= 1.0 + 1e-6) {
+        return Err(TrainerError::Unsupported(format!(
+            "the exported module's output lies in [{lo}, {hi}], not probabilities"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_engine_keeps_what_it_does_not_do_itself() {
+        let validate = json!([
+            {"name": "transforms.LoadNifty", "fields": ["image", "label"]},
+            {"name": "transforms.VolumeTo4dArray", "fields": ["image", "label"]},
+            {"name": "transforms.CropForegroundObject", "size": [64, 64, 64], "image_field": "image",
+             "label_field": "label", "pad": 20},
+            {"name": "transforms.NormalizeIntensity", "fields": "image"},
+            {"name": "transforms.ScaleIntensityRange", "field": "label", "magnitude": 0.1},
+            {"name": "transforms.AddExtremePointsChannel", "image_field": "image", "label_field": "label",
+             "sigma": 3, "pert": 2}
+        ]);
+        let pre = engine_pre_transforms(&validate, EngineKind::Dextr3dCropped);
+        assert_eq!(
+            pre,
+            vec![
+                json!({"name": "transforms.VolumeTo4dArray", "fields": ["image"]}),
+                json!({"name": "transforms.NormalizeIntensity", "fields": "image"}),
+                json!({"name": "transforms.AddExtremePointsChannel", "image_field": "image",
+                       "label_field": "label", "sigma": 3, "pert": 0}),
+            ]
+        );
+        let probe = probe_input(&pre, [16, 16, 8], EngineKind::Dextr3dCropped).unwrap();
+        assert_eq!((probe.channels, probe.dims), (2, [16, 16, 8]));
+        let seg = engine_pre_transforms(&validate, EngineKind::Segmentation);
+        assert_eq!(seg.len(), 3);
+    }
+}

@@ -448,6 +448,57 @@ async fn dextr3d_maps_its_crop_back_onto_the_request_grid_and_bad_input_is_refus
         small_fg.iter().filter(|x| **x).count()
     );
 
+    // 1,000 bad requests on a session (each kind once to warm up, then measured): every one
+    // a 4xx JSON error, memory flat, the service healthy after.
+    let put = send(
+        gw,
+        &cpp_request("PUT", "/session/", &[], &[("image", "MNI152_T1.nii.gz", &bytes)]),
+    )
+    .await;
+    let id = put.json()["session_id"].as_str().unwrap().to_string();
+    let on = |params: &str, model: &str, session: &str| {
+        python_request(
+            "POST",
+            &format!("/v1/dextr3d?model={model}&session_id={session}"),
+            &python_body(&[("params", params)], &[]),
+        )
+    };
+    let outside = r#"{"points": [[1,2,3],[1,2,3],[1,2,3],[1,2,3],[1,2,3],[1,2,9999]]}"#;
+    let bad: Vec<(Vec<u8>, u16)> = vec![
+        (on(r#"{"points": [[1,2,3]]}"#, "fixture_dextr3d", &id), 400),
+        (on(r#"{"points": "not json"}"#, "fixture_dextr3d", &id), 400),
+        (on(outside, "fixture_dextr3d", &id), 400),
+        (on(&params, "nope", &id), 404),
+        (on(&params, "fixture_dextr3d", "expired-or-unknown"), 440),
+        (
+            python_request("POST", "/v1/dextr3d?model=fixture_dextr3d", b"--broken multipart"),
+            400,
+        ),
+    ];
+    for (request, status) in &bad {
+        send(gw, request).await.error(*status);
+    }
+    let rss = |pid: u32| -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let before = rss(platform.pid());
+    for n in 0..1000 {
+        let (request, status) = &bad[n % bad.len()];
+        send(gw, request).await.error(*status);
+    }
+    let after = rss(platform.pid());
+    eprintln!(
+        "1,000 bad requests: RSS {} -> {} MiB",
+        before / 1024,
+        after / 1024
+    );
+    assert!(
+        after < before + 64 * 1024,
+        "memory grew from {before} KiB to {after} KiB"
+    );
+
     // After all that, still healthy.
     assert_eq!(send(gw, &simple("GET", "/readyz")).await.status, 200);
 }

@@ -171,3 +171,74 @@ async fn evaluate_reports_the_dice_of_the_gateways_masks() {
     assert!(!status.success());
     assert!(stderr.contains("nope.json"), "{stderr}");
 }
+
+/// `aiaa evaluate` with the trained DEXTR3D brain model (clicks simulated from the label,
+/// no perturbation) reports the Dice of the mask the gateway returns for the same clicks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluate_with_the_dextr3d_model_agrees_with_the_gateway() {
+    let data = testdata();
+    let dir = tempfile::tempdir().unwrap();
+    let (image, label) = ("robex/atlas.nii.gz", "robex/atlas_mask.nii.gz");
+    let truth = read(&data.join(label));
+    let points = aiaa_transforms::extreme::extreme_points(&truth).unwrap();
+
+    let pool = repo_root().join("models/engine_pool.json");
+    let store = dir.path().join("store");
+    let mut platform = Platform::start(
+        &["up", "--engine-pool", pool.to_str().unwrap()],
+        &[("AIAA_STORE_URL", store.to_str().unwrap())],
+    )
+    .await;
+    let bytes = std::fs::read(data.join(image)).unwrap();
+    let params = json!({ "points": points }).to_string();
+    let body = python_body(&[("params", &params)], &[("image", "atlas.nii.gz", &bytes)]);
+    let answer = send(
+        platform.addrs["gateway"],
+        &python_request("POST", "/v1/dextr3d?model=annotation_mri_brain", &body),
+    )
+    .await;
+    let mask = decode(
+        "result.nii.gz",
+        parse_multipart_answer(&answer).file.as_ref().unwrap(),
+    );
+    platform.stop();
+    let expected = dice(&foreground(&mask), &foreground(&truth));
+
+    let list = dir.path().join("datalist.json");
+    std::fs::write(
+        &list,
+        json!({"validation": [{"image": image, "label": label}]}).to_string(),
+    )
+    .unwrap();
+    let out = dir.path().join("eval");
+    let model_dir = repo_root().join("models/annotation_mri_brain");
+    let config = model_dir.join("config.json");
+    let (status, _, stderr) = run_cli(
+        &[
+            "evaluate",
+            "--model_save_path",
+            model_dir.join("model.pt").to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--file_root",
+            data.to_str().unwrap(),
+            "--output_path",
+            out.to_str().unwrap(),
+            "--data_file",
+            list.to_str().unwrap(),
+            "--device",
+            "cpu",
+        ],
+        &[],
+    );
+    assert!(status.success(), "{stderr}");
+    let raw = std::fs::read_to_string(out.join("mean_dice_raw_results.txt")).unwrap();
+    let row = raw
+        .lines()
+        .find(|l| l.starts_with(&format!("{image}\t1\t")))
+        .unwrap_or_else(|| panic!("no row for {image}: {raw}"));
+    let reported: f64 = row.split('\t').nth(3).unwrap().parse().unwrap();
+    eprintln!("annotation_mri_brain on ROBEX: gateway Dice {expected:.6}, aiaa evaluate {reported:.6}");
+    assert!((reported - expected).abs() < 1e-6, "{reported} vs {expected}");
+    assert!(reported >= 0.85, "Dice {reported}");
+}

@@ -7,7 +7,9 @@
 //! - load: 16 concurrent viewers clicking dextr3d on a session for `AIAA_LOAD_SECONDS`
 //!   (default 10; the 60 s run: `AIAA_LOAD_SECONDS=60 cargo test -p aiaa-e2e --test
 //!   resilience load -- --nocapture`): no error, nothing lost, the inference process's memory
-//!   bounded; p50 / p99 printed.
+//!   bounded; p50 / p99 printed. The model is the dextr3d fixture network (fast, to load the
+//!   server's own machinery); `AIAA_LOAD_MODEL=annotation_mri_brain` uses the trained brain
+//!   model of `models/engine_pool.json` instead.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -57,10 +59,14 @@ const POINTS: [[usize; 3]; 6] = [
 ];
 
 fn dextr_request(session: &str) -> Vec<u8> {
+    dextr_request_to("dextr", session)
+}
+
+fn dextr_request_to(model: &str, session: &str) -> Vec<u8> {
     let params = json!({ "points": POINTS }).to_string();
     python_request(
         "POST",
-        &format!("/v1/dextr3d?model=dextr&session_id={session}"),
+        &format!("/v1/dextr3d?model={model}&session_id={session}"),
         &python_body(&[("params", &params)], &[]),
     )
 }
@@ -225,8 +231,13 @@ async fn load_sixteen_clients_clicking_on_sessions() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
+    let model = std::env::var("AIAA_LOAD_MODEL").unwrap_or_else(|_| "dextr".into());
     let dir = tempfile::tempdir().unwrap();
-    let pool = dextr_pool(dir.path());
+    let pool = if model == "dextr" {
+        dextr_pool(dir.path())
+    } else {
+        repo_root().join("models/engine_pool.json")
+    };
     let store = dir.path().join("data");
     let platform = Platform::start(
         &[
@@ -242,12 +253,12 @@ async fn load_sixteen_clients_clicking_on_sessions() {
     let gw = platform.addrs["gateway"];
     let id = session(gw).await;
     // Warm up (decode + cache the session), then measure memory.
-    assert_eq!(send(gw, &dextr_request(&id)).await.status, 200);
+    assert_eq!(send(gw, &dextr_request_to(&model, &id)).await.status, 200);
     let rss_before = rss_kib(platform.pid());
     let end = Instant::now() + Duration::from_secs(seconds);
     let clients: Vec<_> = (0..16)
         .map(|_| {
-            let request = dextr_request(&id);
+            let request = dextr_request_to(&model, &id);
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 while Instant::now() < end {
@@ -270,7 +281,7 @@ async fn load_sixteen_clients_clicking_on_sessions() {
     let pct = |p: f64| all[((all.len() - 1) as f64 * p).round() as usize];
     let rss_after = rss_kib(platform.pid());
     eprintln!(
-        "load: 16 clients x {seconds} s: {} requests, {:.1}/s, p50 {:?}, p99 {:?}; RSS {} -> {} MiB",
+        "load ({model}): 16 clients x {seconds} s: {} requests, {:.1}/s, p50 {:?}, p99 {:?}; RSS {} -> {} MiB",
         all.len(),
         all.len() as f64 / seconds as f64,
         pct(0.5),

@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use aiaa_proto::inference::v1::ModelInfo;
 use aiaa_proto::registry::v1::registry_service_client::RegistryServiceClient;
-use aiaa_proto::registry::v1::{DownloadRequest, GetManifestRequest, ModelName};
+use aiaa_proto::registry::v1::{DownloadRequest, GetManifestRequest, Manifest, ModelName};
 use aiaa_runtime::client::AiaaChannel;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -159,16 +159,7 @@ impl Models {
         labels: Vec<String>,
     ) -> Result<ModelInfo> {
         let (model, version) = parse_ref(reference)?;
-        let dir = fetch(registry.clone(), &self.model_dir, &model, &version).await?;
-        let mut registry = registry;
-        let manifest = registry
-            .get_manifest(GetManifestRequest {
-                model: Some(model.clone()),
-                version: version.clone(),
-            })
-            .await
-            .map_err(|s| status_error(reference, &s))?
-            .into_inner();
+        let (dir, manifest) = fetch(registry, &self.model_dir, &model, &version).await?;
         if manifest.engine_config_json.trim().is_empty() {
             return Err(InferenceError::Config(format!(
                 "registry model {reference} has no engine config; push it with one (aiaa push --engine-config FILE)"
@@ -255,21 +246,20 @@ fn status_error(what: &str, s: &tonic::Status) -> InferenceError {
 
 /// Downloads every file of a version into `<root>/<org>/<team>/<name>/<version>/` (whole
 /// or not at all: a temporary folder renamed into place), reusing a complete earlier copy.
+/// Returns the folder and the version's manifest (read once: it also holds the engine
+/// config).
 async fn fetch(
     mut registry: RegistryServiceClient<AiaaChannel>,
     root: &Path,
     model: &ModelName,
     version: &str,
-) -> Result<PathBuf> {
+) -> Result<(PathBuf, Manifest)> {
     let what = format!("{}/{}/{}:{version}", model.org, model.team, model.name);
     let dir = root
         .join(&model.org)
         .join(&model.team)
         .join(&model.name)
         .join(version);
-    if dir.join(".complete").exists() {
-        return Ok(dir);
-    }
     let manifest = registry
         .get_manifest(GetManifestRequest {
             model: Some(model.clone()),
@@ -278,6 +268,9 @@ async fn fetch(
         .await
         .map_err(|s| status_error(&what, &s))?
         .into_inner();
+    if dir.join(".complete").exists() {
+        return Ok((dir, manifest));
+    }
     let io = |e: std::io::Error| InferenceError::Internal(format!("model folder {}: {e}", dir.display()));
     let parent = dir.parent().unwrap_or(root);
     tokio::fs::create_dir_all(parent).await.map_err(io)?;
@@ -342,5 +335,5 @@ async fn fetch(
             )));
         }
     }
-    Ok(dir)
+    Ok((dir, manifest))
 }

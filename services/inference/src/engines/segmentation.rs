@@ -333,7 +333,7 @@ impl Engine for Segmentation {
             aiaa_imaging::crop::crop(whole, region.start, region.size)
         })?;
         let probs = match &self.mode {
-            Mode::Whole => self.run_net(&self.net, &self.input, crop.clone(), self.activation, t)?,
+            Mode::Whole => self.run_net(&self.net, &self.input, crop, self.activation, t)?,
             Mode::Resize { size, interpolation } => {
                 let x = t.time("pre", || resize(&crop, *size, *interpolation))?;
                 let out = self.run_net(&self.net, &self.input, x, self.activation, t)?;
@@ -349,7 +349,7 @@ impl Engine for Segmentation {
                     .with_overlap(*overlap)
                     .with_mode(BlendMode::parse(blend).unwrap_or(BlendMode::Gaussian))
                     .with_batch_size(*sw_batch_size);
-                self.sliding(&window, crop.clone(), t)?
+                self.sliding(&window, crop, t)?
             }
         };
         let mask = t.time("post", || -> Result<Volume> {

@@ -120,6 +120,19 @@ fn watch_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
 /// `aiaa train`.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let TrainKind::Segmentation(a) = args.kind;
+    let cpu_replicas = match std::env::var(aiaa_trainer::trainer::CPU_REPLICAS_ENV) {
+        Ok(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=16).contains(n))
+            .with_context(|| {
+                format!(
+                    "{}={v:?}: expected a replica count from 1 to 16",
+                    aiaa_trainer::trainer::CPU_REPLICAS_ENV
+                )
+            })?,
+        Err(_) => 0,
+    };
     let job = TrainJob {
         config: a.config,
         datalist: a.data_list,
@@ -132,6 +145,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         device: a.device,
         log_every: a.log_every,
         torch_threads: a.torch_threads,
+        cpu_replicas,
     };
     let format = a.progress;
     // A closed stdout (a parent that stopped reading) must not end the run: lines are

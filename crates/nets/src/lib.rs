@@ -8,6 +8,7 @@
 //! - `train.optimizer` → [`optim::OptimizerConfig`] → [`optim::Optimizer`];
 //! - `train.lr_policy` → [`lr_policy::LrPolicy`];
 //! - `validate.metrics` (`MetricAverageFromArrayDice`) → [`metric::MetricAverageFromArrayDice`].
+//! - `multi_gpu` → [`parallel::DataParallel`].
 //!
 //! Tensor layout everywhere: `[N, C, X, Y, Z]` = `N, C, i, j, k` (MONAI's), labels as class
 //! indices `[N, 1, X, Y, Z]` or `[N, X, Y, Z]`.
@@ -24,6 +25,7 @@ pub mod lr_policy;
 pub mod metric;
 pub mod networks;
 pub mod optim;
+pub mod parallel;
 pub mod sliding_window;
 
 pub use config::{FinalActivation, NetConfig, NetName};

@@ -92,7 +92,8 @@ pub struct Summary {
 pub enum Event {
     /// Training starts (after every check passed).
     Start {
-        /// The device trained on.
+        /// The devices trained on, comma-separated, the master's first (several with
+        /// `multi_gpu`).
         device: String,
         /// Trainable parameters.
         parameters: i64,

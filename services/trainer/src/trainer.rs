@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use aiaa_nets::Network;
 use aiaa_nets::checkpoint::{self, CheckpointMeta};
 use aiaa_nets::optim::Optimizer;
+use aiaa_nets::parallel::DataParallel;
 use aiaa_transforms::Pipeline;
 use serde_json::json;
 use tch::nn::VarStore;
@@ -107,6 +108,11 @@ pub struct TrainJob {
     pub log_every: u64,
     /// libtorch's intra-op threads (default: libtorch's choice).
     pub torch_threads: Option<usize>,
+    /// With `multi_gpu` on a machine without CUDA (or `--device cpu`), split each step over
+    /// this many CPU replicas (0 or 1: none). It exercises the data-parallel path (schedule,
+    /// gradient sum, checkpoints) where there is no GPU, and makes training slower, never
+    /// faster. `aiaa train` reads it from `AIAA_TRAIN_CPU_REPLICAS`.
+    pub cpu_replicas: usize,
 }
 
 /// Where the run is in its schedule, and what it has seen.
@@ -132,6 +138,8 @@ pub struct Trainer {
     device: Device,
     vs: VarStore,
     net: Network,
+    /// Replicas on further devices for `multi_gpu`.
+    parallel: Option<DataParallel>,
     optimizer: Optimizer,
     schedule: Schedule,
     state: RunState,
@@ -147,7 +155,19 @@ impl std::fmt::Debug for Trainer {
     }
 }
 
-fn pick_device(choice: DeviceChoice, multi_gpu: bool, report: &mut dyn FnMut(&Event)) -> Result<Device> {
+/// The environment variable `aiaa train` reads [`TrainJob::cpu_replicas`] from.
+pub const CPU_REPLICAS_ENV: &str = "AIAA_TRAIN_CPU_REPLICAS";
+
+/// The training devices: the master (optimizer, checkpoints, validation) and, for
+/// `multi_gpu`, the further devices the batch is split over (see [`aiaa_nets::parallel`]).
+/// `multi_gpu` takes every visible CUDA device (`CUDA_VISIBLE_DEVICES` chooses which) unless
+/// `--device` named one.
+fn pick_devices(
+    choice: DeviceChoice,
+    multi_gpu: bool,
+    cpu_replicas: usize,
+    report: &mut dyn FnMut(&Event),
+) -> Result<(Device, Vec<Device>)> {
     let cuda = tch::Cuda::device_count().max(0) as usize;
     let device = match choice {
         DeviceChoice::Cpu => Device::Cpu,
@@ -160,22 +180,41 @@ fn pick_device(choice: DeviceChoice, multi_gpu: bool, report: &mut dyn FnMut(&Ev
             )));
         }
     };
-    if multi_gpu {
-        let text = if cuda < 2 {
-            format!(
-                "multi_gpu is true but this machine has {cuda} CUDA device(s): training on one device ({})",
-                device_name(device)
-            )
-        } else {
-            format!(
-                "multi_gpu is true and there are {cuda} CUDA devices, but data-parallel training is not \
-                 implemented yet: training on one device ({})",
-                device_name(device)
-            )
-        };
-        report(&Event::Message { text });
+    if !multi_gpu {
+        return Ok((device, Vec::new()));
     }
-    Ok(device)
+    let extra: Vec<Device> = match (choice, device) {
+        (DeviceChoice::Auto, Device::Cuda(_)) if cuda >= 2 => (1..cuda).map(Device::Cuda).collect(),
+        (DeviceChoice::Auto | DeviceChoice::Cpu, Device::Cpu) if cpu_replicas > 1 => {
+            vec![Device::Cpu; cpu_replicas - 1]
+        }
+        _ => Vec::new(),
+    };
+    let text = if !extra.is_empty() {
+        let names: Vec<String> = std::iter::once(device)
+            .chain(extra.iter().copied())
+            .map(device_name)
+            .collect();
+        format!(
+            "multi_gpu: data-parallel training on {} devices ({}); batch_size is per device, a step takes {} \
+             x batch_size samples",
+            names.len(),
+            names.join(", "),
+            names.len()
+        )
+    } else if !matches!(choice, DeviceChoice::Auto) && cuda >= 2 {
+        format!(
+            "multi_gpu is true but --device chose one device: training on {}",
+            device_name(device)
+        )
+    } else {
+        format!(
+            "multi_gpu is true but this machine has {cuda} CUDA device(s): training on one device ({})",
+            device_name(device)
+        )
+    };
+    report(&Event::Message { text });
+    Ok((device, extra))
 }
 
 fn device_name(d: Device) -> String {
@@ -288,7 +327,7 @@ impl Trainer {
         if let Some(n) = job.torch_threads {
             tch::set_num_threads(n.max(1) as i32);
         }
-        let device = pick_device(job.device, config.multi_gpu, report)?;
+        let (device, extra_devices) = pick_devices(job.device, config.multi_gpu, job.cpu_replicas, report)?;
         tch::manual_seed(config.seed as i64);
         let mut vs = VarStore::new(device);
         let net = Network::new(&vs.root(), &config.net, config.num_channels, config.num_classes)
@@ -301,9 +340,29 @@ impl Trainer {
             .build(&vs)
             .map_err(|e| TrainerError::nets("train.optimizer", e))?;
 
+        let parallel = if extra_devices.is_empty() {
+            None
+        } else {
+            let dp = DataParallel::new(
+                &vs,
+                &config.net,
+                config.num_channels,
+                config.num_classes,
+                &extra_devices,
+            )
+            .map_err(|e| TrainerError::nets("multi_gpu", e))?;
+            for rvs in dp.replica_var_stores() {
+                if rvs.device() == Device::Cpu {
+                    channels_last(rvs)?;
+                }
+            }
+            Some(dp)
+        };
+        // As with the seed's Horovod runs, `batch_size` is per device: a step takes one batch
+        // per device, and an epoch has that many times fewer steps.
         let schedule = Schedule {
             items: datalist.training.len(),
-            batch_size: config.batch_size,
+            batch_size: config.batch_size * (1 + extra_devices.len()),
             seed: config.seed,
         };
         let mut state = RunState::default();
@@ -372,13 +431,14 @@ impl Trainer {
             device,
             vs,
             net,
+            parallel,
             optimizer,
             schedule,
             state,
             validation_cache: None,
         };
         report(&Event::Start {
-            device: device_name(device),
+            device: trainer.devices().join(","),
             parameters: trainer
                 .vs
                 .trainable_variables()
@@ -407,6 +467,14 @@ impl Trainer {
     /// The network's variables as they stand (after `-c` or `--resume`, before [`Trainer::run`]).
     pub fn var_store(&self) -> &VarStore {
         &self.vs
+    }
+
+    /// The devices training runs on, the master's first.
+    pub fn devices(&self) -> Vec<String> {
+        match &self.parallel {
+            Some(dp) => dp.devices().into_iter().map(device_name).collect(),
+            None => vec![device_name(self.device)],
+        }
     }
 
     fn validating(&self) -> bool {
@@ -472,7 +540,7 @@ impl Trainer {
             with_label: true,
         };
         let workers = self.config.num_workers;
-        Loader::start(job, start, end, workers, 2 * self.config.batch_size + workers)
+        Loader::start(job, start, end, workers, 2 * self.schedule.batch_size + workers)
     }
 
     /// Runs validation over the first `limit` validation items (all when `None`); returns the
@@ -538,13 +606,48 @@ impl Trainer {
             .collect())
     }
 
+    /// One optimizer step on the batch `(image, label)`; returns its loss.
+    fn train_step(
+        &mut self,
+        image: &Tensor,
+        label: &Tensor,
+        act: aiaa_nets::FinalActivation,
+    ) -> Result<f64, aiaa_nets::NetsError> {
+        let loss_fn = &self.config.loss;
+        match self.parallel.as_mut() {
+            Some(dp) => {
+                let input = |x: &Tensor, d: Device| {
+                    if d == Device::Cpu {
+                        channels_last_tensor(x)
+                    } else {
+                        x.f_to_device(d)
+                    }
+                };
+                self.optimizer.zero_grad();
+                let loss = dp.backward(&self.net, image, label, &input, &|logits, y| {
+                    loss_fn.compute(logits, y, act)
+                })?;
+                self.optimizer.step()?;
+                Ok(loss)
+            }
+            None => {
+                let x = self.input(image)?;
+                let y = label.f_to_device(self.device)?;
+                let logits = self.net.forward_t(&x, true)?;
+                let loss = loss_fn.compute(&logits, &y, act)?;
+                self.optimizer.backward_step(&loss)?;
+                Ok(loss.f_to_kind(Kind::Double)?.double_value(&[]))
+            }
+        }
+    }
+
     /// A batch `[N, C, X, Y, Z]` on the training device, channels-last-3d on a CPU (see
     /// [`channels_last`]).
-    fn input(&self, x: &Tensor) -> Result<Tensor> {
+    fn input(&self, x: &Tensor) -> std::result::Result<Tensor, tch::TchError> {
         if self.device == Device::Cpu {
             channels_last_tensor(x)
         } else {
-            Ok(x.f_to_device(self.device)?)
+            x.f_to_device(self.device)
         }
     }
 
@@ -577,7 +680,7 @@ impl Trainer {
     /// an error; see the module docs.
     pub fn run(mut self, stop: &AtomicBool, report: &mut dyn FnMut(&Event)) -> Result<Summary> {
         let spe = self.schedule.steps_per_epoch();
-        let bs = self.config.batch_size as u64;
+        let bs = self.schedule.batch_size as u64;
         let total_steps = self.config.epochs * spe;
         let start_step = self.state.epoch * spe + self.state.epoch_step;
         let end_step = if self.job.dry_run {
@@ -627,25 +730,19 @@ impl Trainer {
             }
             let t0 = Instant::now();
             let batch = loader
-                .next_batch(self.config.batch_size)?
+                .next_batch(self.schedule.batch_size)?
                 .ok_or_else(|| TrainerError::Data {
                     sample: "(loader)".into(),
                     message: "the data loader ended before the schedule".into(),
                 })?;
             let lr = self.config.lr_policy.lr_at(base_lr, self.state.step);
             self.optimizer.set_lr(lr);
-            let x = self.input(&batch.image)?;
-            let y = batch.label.f_to_device(self.device)?;
-            let loss = (|| -> Result<f64, aiaa_nets::NetsError> {
-                let logits = self.net.forward_t(&x, true)?;
-                let loss = self.config.loss.compute(&logits, &y, act)?;
-                self.optimizer.backward_step(&loss)?;
-                Ok(loss.f_to_kind(Kind::Double)?.double_value(&[]))
-            })()
-            .map_err(|e| TrainerError::Data {
-                sample: batch.names.join(", "),
-                message: format!("training step {}: {e}", self.state.step + 1),
-            })?;
+            let loss = self
+                .train_step(&batch.image, &batch.label, act)
+                .map_err(|e| TrainerError::Data {
+                    sample: batch.names.join(", "),
+                    message: format!("training step {}: {e}", self.state.step + 1),
+                })?;
             if !loss.is_finite() {
                 return Err(TrainerError::Data {
                     sample: batch.names.join(", "),
@@ -836,10 +933,10 @@ impl Trainer {
 
 /// The same values in the channels-last-3d layout (`[N, C, X, Y, Z]` with `C` fastest in
 /// memory): what oneDNN's 3D convolutions are fast with on a CPU.
-fn channels_last_tensor(t: &Tensor) -> Result<Tensor> {
-    Ok(t.f_permute([0, 2, 3, 4, 1])?
+fn channels_last_tensor(t: &Tensor) -> std::result::Result<Tensor, tch::TchError> {
+    t.f_permute([0, 2, 3, 4, 1])?
         .f_contiguous()?
-        .f_permute([0, 4, 1, 2, 3])?)
+        .f_permute([0, 4, 1, 2, 3])
 }
 
 /// Moves every 5-D variable (convolution kernels) of `vs` to the channels-last-3d layout, in

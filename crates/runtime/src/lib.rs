@@ -7,6 +7,7 @@
 //! - [`client`]: channels whose calls carry the trace context and the API key;
 //! - [`store`]: one object-store factory from a URL;
 //! - [`names`]: validation of user-given names and ids that become object paths;
+//! - [`registry`]: registry references and the checked download of a model file;
 //! - [`jobs`]: a table of long-running jobs with progress and watchers;
 //! - [`chunks`]: splitting payloads into stream chunks;
 //! - [`upload`]: streaming a payload into the store whole or not at all, hashed on the way.
@@ -18,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod jobs;
 pub mod names;
+pub mod registry;
 pub mod server;
 pub mod shutdown;
 pub mod store;

@@ -11,11 +11,9 @@ use std::sync::{Arc, RwLock};
 
 use aiaa_proto::inference::v1::ModelInfo;
 use aiaa_proto::registry::v1::registry_service_client::RegistryServiceClient;
-use aiaa_proto::registry::v1::{DownloadRequest, GetManifestRequest, Manifest, ModelName};
+use aiaa_proto::registry::v1::{GetManifestRequest, Manifest, ModelName};
 use aiaa_runtime::client::AiaaChannel;
-use futures::StreamExt;
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
+use aiaa_runtime::registry::{DownloadError, RegistryRef, download_file};
 
 use crate::device::Devices;
 use crate::engines::{self, Engine, EngineSpec};
@@ -207,33 +205,15 @@ fn class_or_type(class: &str, config: &ModelConfig) -> String {
         .unwrap_or_else(|| engines::class_for_type(&config.text("type").unwrap_or_default()).to_string())
 }
 
-/// `org/team/name:version` (or `name:version`, org `aiaa`, team `default`).
+/// `org/team/name:version` (or `name:version`, org `aiaa`, team `default`): a whole version.
 fn parse_ref(reference: &str) -> Result<(ModelName, String)> {
-    let bad = || {
-        InferenceError::Invalid(format!(
-            "registry reference {reference:?}: expected org/team/name:version (or name:version)"
-        ))
-    };
-    let (path, version) = reference.rsplit_once(':').ok_or_else(bad)?;
-    let parts: Vec<&str> = path.split('/').collect();
-    let (org, team, name) = match parts.as_slice() {
-        [name] => ("aiaa", "default", *name),
-        [org, name] => (*org, "default", *name),
-        [org, team, name] => (*org, *team, *name),
-        _ => return Err(bad()),
-    };
-    for p in [org, team, name, version] {
-        aiaa_runtime::names::segment("registry reference", p)
-            .map_err(|e| InferenceError::Invalid(e.to_string()))?;
+    let r = RegistryRef::parse(reference).map_err(|e| InferenceError::Invalid(e.to_string()))?;
+    if let Some(path) = r.path {
+        return Err(InferenceError::Invalid(format!(
+            "registry reference {reference:?}: a model is a whole version; drop the file path {path:?}"
+        )));
     }
-    Ok((
-        ModelName {
-            org: org.into(),
-            team: team.into(),
-            name: name.into(),
-        },
-        version.to_string(),
-    ))
+    Ok((r.model, r.version))
 }
 
 fn status_error(what: &str, s: &tonic::Status) -> InferenceError {
@@ -291,35 +271,16 @@ async fn fetch(
             )));
         }
         let target = tmp.path().join(rel);
-        if let Some(p) = target.parent() {
-            tokio::fs::create_dir_all(p).await.map_err(io)?;
-        }
-        let mut out = tokio::fs::File::create(&target).await.map_err(io)?;
-        let mut stream = registry
-            .download(DownloadRequest {
-                model: Some(model.clone()),
-                version: version.to_string(),
-                path: file.path.clone(),
-            })
+        download_file(&mut registry, model, version, file, &target, u64::MAX)
             .await
-            .map_err(|s| status_error(&what, &s))?
-            .into_inner();
-        let mut hash = Sha256::new();
-        let mut size = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|s| status_error(&what, &s))?;
-            hash.update(&chunk.data);
-            size += chunk.data.len() as u64;
-            out.write_all(&chunk.data).await.map_err(io)?;
-        }
-        out.flush().await.map_err(io)?;
-        let sha = hex::encode(hash.finalize());
-        if size != file.size || sha != file.sha256 {
-            return Err(InferenceError::Unavailable(format!(
-                "{what}: {} arrived with {size} bytes, sha256 {sha}; the manifest says {} bytes, {}",
-                file.path, file.size, file.sha256
-            )));
-        }
+            .map_err(|e| match e {
+                DownloadError::Remote(s) => status_error(&what, &s),
+                DownloadError::Mismatch { .. } => InferenceError::Unavailable(format!("{what}: {e}")),
+                DownloadError::TooLarge { .. } => InferenceError::Invalid(format!("{what}: {e}")),
+                DownloadError::Io { .. } => {
+                    InferenceError::Internal(format!("model folder {}: {e}", dir.display()))
+                }
+            })?;
     }
     tokio::fs::write(tmp.path().join(".complete"), b"")
         .await

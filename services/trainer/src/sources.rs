@@ -31,10 +31,11 @@ use std::path::{Component, Path, PathBuf};
 use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
 use aiaa_proto::datastore::v1::{DatalistRef, GetRequest, ItemKind, get_response};
 use aiaa_proto::registry::v1::registry_service_client::RegistryServiceClient;
-use aiaa_proto::registry::v1::{DownloadRequest, GetManifestRequest, Manifest, ModelFile, ModelName};
+use aiaa_proto::registry::v1::{GetManifestRequest, Manifest, ModelFile};
 use aiaa_proto::trainer::v1::{Source, source};
 use aiaa_runtime::client::AiaaChannel;
 use aiaa_runtime::names;
+use aiaa_runtime::registry::{DownloadError, download_file, local_sha256};
 use aiaa_runtime::store::Store;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -173,62 +174,7 @@ impl SourceSpec {
     }
 }
 
-/// A parsed registry reference.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RegistryRef {
-    /// The model.
-    pub model: ModelName,
-    /// The version.
-    pub version: String,
-    /// One file of the version, when named.
-    pub path: Option<String>,
-}
-
-impl RegistryRef {
-    /// `org/team/name:version[:path]` (or `name:version`, `org/name:version`).
-    pub fn parse(reference: &str) -> Result<RegistryRef> {
-        let bad = || {
-            invalid(format!(
-                "registry reference {reference:?}: expected org/team/name:version (or name:version), \
-                 optionally followed by :path"
-            ))
-        };
-        let mut parts = reference.splitn(3, ':');
-        let model = parts.next().ok_or_else(bad)?;
-        let version = parts.next().ok_or_else(bad)?;
-        let path = parts.next().map(str::to_string);
-        let segments: Vec<&str> = model.split('/').collect();
-        let (org, team, name) = match segments.as_slice() {
-            [name] => ("aiaa", "default", *name),
-            [org, name] => (*org, "default", *name),
-            [org, team, name] => (*org, *team, *name),
-            _ => return Err(bad()),
-        };
-        for p in [org, team, name, version] {
-            names::segment("registry reference", p)?;
-        }
-        if let Some(p) = &path {
-            names::relative_id("registry file path", p)?;
-        }
-        Ok(RegistryRef {
-            model: ModelName {
-                org: org.into(),
-                team: team.into(),
-                name: name.into(),
-            },
-            version: version.to_string(),
-            path,
-        })
-    }
-
-    /// `org/team/name:version`.
-    pub fn version_ref(&self) -> String {
-        format!(
-            "{}/{}/{}:{}",
-            self.model.org, self.model.team, self.model.name, self.version
-        )
-    }
-}
+pub use aiaa_runtime::registry::RegistryRef;
 
 /// Maps a remote service's answer to our error, naming what was asked.
 fn remote(service: &str, what: &str, s: &tonic::Status) -> TrainerError {
@@ -243,20 +189,6 @@ fn remote(service: &str, what: &str, s: &tonic::Status) -> TrainerError {
 
 fn io(path: &Path, e: std::io::Error) -> TrainerError {
     TrainerError::io(path, e)
-}
-
-/// Lower-case hex SHA-256 and size of a local file (blocking thread).
-async fn hash_file(path: &Path) -> Option<(u64, String)> {
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let mut f = std::fs::File::open(&path).ok()?;
-        let mut h = Sha256::new();
-        let n = std::io::copy(&mut f, &mut h).ok()?;
-        Some((n, hex::encode(h.finalize())))
-    })
-    .await
-    .ok()
-    .flatten()
 }
 
 /// Writes a stream of bytes to `target` whole or not at all (a temporary file next to it,
@@ -668,7 +600,7 @@ impl Fetcher {
             name.push(suffix_for_format(&item.format));
             target = PathBuf::from(name);
         }
-        let have = hash_file(&target).await;
+        let have = local_sha256(&target).await;
         if have
             .as_ref()
             .is_some_and(|(n, sha)| *n == item.size && sha.eq_ignore_ascii_case(&item.sha256))
@@ -798,39 +730,26 @@ impl Fetcher {
     /// Downloads one file of a registry version to `target`, checked against the manifest.
     async fn registry_file(&self, r: &RegistryRef, file: &ModelFile, target: &Path) -> Result<()> {
         let what = format!("registry {}:{}", r.version_ref(), file.path);
-        if file.size > self.max_bytes {
-            return Err(TrainerError::FailedPrecondition(format!(
-                "{what} has {} bytes, more than --trainer-max-source-bytes {}",
-                file.size, self.max_bytes
-            )));
-        }
-        if hash_file(target)
-            .await
-            .is_some_and(|(n, sha)| n == file.size && sha.eq_ignore_ascii_case(&file.sha256))
-        {
-            return Ok(());
-        }
-        let stream = self
-            .registry
-            .clone()
-            .download(DownloadRequest {
-                model: Some(r.model.clone()),
-                version: r.version.clone(),
-                path: file.path.clone(),
-            })
-            .await
-            .map_err(|s| remote("registry", &what, &s))?
-            .into_inner();
-        let body = stream.map(|c| c.map(|c| c.data).map_err(|s| remote("registry", &what, &s)));
-        write_stream(
-            body,
+        download_file(
+            &mut self.registry.clone(),
+            &r.model,
+            &r.version,
+            file,
             target,
-            &what,
             self.max_bytes,
-            Some((file.size, file.sha256.as_str())),
         )
-        .await?;
-        Ok(())
+        .await
+        .map_err(|e| match e {
+            DownloadError::Remote(s) => remote("registry", &what, &s),
+            DownloadError::TooLarge { size, .. } => TrainerError::FailedPrecondition(format!(
+                "{what} has {size} bytes, more than --trainer-max-source-bytes {}",
+                self.max_bytes
+            )),
+            DownloadError::Mismatch { .. } => {
+                TrainerError::Unavailable(format!("registry {}: {e}", r.version_ref()))
+            }
+            DownloadError::Io { .. } => TrainerError::Internal(format!("{what}: {e}")),
+        })
     }
 
     /// Downloads every file of a registry version into `dir`.

@@ -287,6 +287,7 @@ async fn download_file(
 fn tempfile_in(dir: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
     tempfile::Builder::new()
         .prefix(".aiaa-download-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(dir)
         .with_context(|| format!("create a temporary file in {}", dir.display()))
 }

@@ -23,7 +23,9 @@ async fn the_start_command_serves_every_service_and_a_real_model() {
     let ds_listen = format!("127.0.0.1:{ds_port}");
     let reg_url = format!("http://{reg_listen}");
     let store = dir.path().join("aiaa-data");
+    let model_dir = dir.path().join("inference-models");
     let env = [
+        ("AIAA_INFERENCE_MODEL_DIR", model_dir.to_str().unwrap()),
         ("AIAA_BUILD_PROFILE", "dev"),
         ("AIAA_REGISTRY_LISTEN", reg_listen.as_str()),
         ("AIAA_DATASTORE_LISTEN", ds_listen.as_str()),
@@ -94,5 +96,20 @@ async fn the_start_command_serves_every_service_and_a_real_model() {
         .json();
     assert_eq!(one["type"], "segmentation", "{one}");
     assert_eq!(one["labels"], serde_json::json!(["brain"]), "{one}");
+
+    // A cached copy that is not the registry's (another store with the same name and version,
+    // or damage) is downloaded again, not served.
+    let cached = model_dir.join("aiaa/default/segmentation_mri_brain/1/model.pt");
+    let good = aiaa_e2e::sha256_file(&cached);
+    std::fs::write(&cached, b"not the registry's weights").unwrap();
+    let again = cpp_request(
+        "PUT",
+        "/admin/model/brain_from_registry_again",
+        &[("registry", "aiaa/default/segmentation_mri_brain:1")],
+        &[],
+    );
+    let loaded = send(gw, &again).await;
+    assert_eq!(loaded.status, 200, "{}", String::from_utf8_lossy(&loaded.body));
+    assert_eq!(aiaa_e2e::sha256_file(&cached), good);
     drop(platform);
 }

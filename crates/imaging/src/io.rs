@@ -94,6 +94,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     };
     let mut tmp = tempfile::Builder::new()
         .prefix(".aiaa-tmp-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(&dir)
         .map_err(|e| ImagingError::io(&dir, e))?;
     tmp.write_all(bytes).map_err(|e| ImagingError::io(path, e))?;
@@ -254,5 +255,24 @@ impl MaskFormat {
     /// Casts the mask to the voxel type and encodes it.
     pub fn encode(&self, mask: &Volume) -> Result<Vec<u8>> {
         encode_bytes(&mask.cast(self.dtype), &self.extension, self.compress)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Written files get the mode any new file gets (0666 less the umask), not the
+    /// owner-only mode of a temporary file: outputs are shared with viewers and other users.
+    #[test]
+    fn atomic_writes_have_the_usual_file_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = dir.path().join("ours.bin");
+        let plain = dir.path().join("plain.bin");
+        super::write_atomic(&ours, b"x").unwrap();
+        std::fs::write(&plain, b"x").unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&ours), mode(&plain));
+        assert_eq!(std::fs::read(&ours).unwrap(), b"x");
     }
 }

@@ -46,7 +46,9 @@ pub fn init(args: &TelemetryArgs, service: &str) -> Result<TelemetryGuard, Runti
     let filter = EnvFilter::try_new(&args.log_filter)
         .map_err(|e| RuntimeError::Telemetry(format!("log filter: {e}")))?;
     let fmt_layer = match args.log_format {
+        // Colours only on a terminal: logs sent to a file or a pipe stay plain text.
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()

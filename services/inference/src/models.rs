@@ -13,7 +13,7 @@ use aiaa_proto::inference::v1::ModelInfo;
 use aiaa_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use aiaa_proto::registry::v1::{GetManifestRequest, Manifest, ModelName};
 use aiaa_runtime::client::AiaaChannel;
-use aiaa_runtime::registry::{DownloadError, RegistryRef, download_file};
+use aiaa_runtime::registry::{DownloadError, RegistryRef, download_file, local_sha256};
 
 use crate::device::Devices;
 use crate::engines::{self, Engine, EngineSpec};
@@ -224,6 +224,25 @@ fn status_error(what: &str, s: &tonic::Status) -> InferenceError {
     }
 }
 
+/// Whether `dir` holds every file of `manifest` with its size and sha256.
+async fn holds_manifest(dir: &Path, manifest: &Manifest) -> bool {
+    for file in &manifest.files {
+        let rel = Path::new(&file.path);
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return false;
+        }
+        match local_sha256(&dir.join(rel)).await {
+            Some((size, sha)) if size == file.size && sha.eq_ignore_ascii_case(&file.sha256) => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// Downloads every file of a version into `<root>/<org>/<team>/<name>/<version>/` (whole
 /// or not at all: a temporary folder renamed into place), reusing a complete earlier copy.
 /// Returns the folder and the version's manifest (read once: it also holds the engine
@@ -248,7 +267,9 @@ async fn fetch(
         .await
         .map_err(|s| status_error(&what, &s))?
         .into_inner();
-    if dir.join(".complete").exists() {
+    // A complete earlier copy is reused only when it is this manifest's files: another
+    // registry (or a re-pushed store) can have the same name and version with other weights.
+    if dir.join(".complete").exists() && holds_manifest(&dir, &manifest).await {
         return Ok((dir, manifest));
     }
     let io = |e: std::io::Error| InferenceError::Internal(format!("model folder {}: {e}", dir.display()));
@@ -286,6 +307,13 @@ async fn fetch(
         .await
         .map_err(io)?;
     let staged = tmp.keep();
+    if dir.exists() {
+        // A stale copy: set aside, then removed once the new one is in place.
+        let stale = parent.join(format!(".stale-{}", uuid::Uuid::new_v4().simple()));
+        if tokio::fs::rename(&dir, &stale).await.is_ok() {
+            let _ = tokio::fs::remove_dir_all(&stale).await;
+        }
+    }
     if tokio::fs::rename(&staged, &dir).await.is_err() {
         // Another load got there first: theirs is complete, drop ours.
         let _ = tokio::fs::remove_dir_all(&staged).await;

@@ -209,6 +209,7 @@ where
     tokio::fs::create_dir_all(dir).await.map_err(|e| io(dir, e))?;
     let tmp = tempfile::Builder::new()
         .prefix(".download-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(dir)
         .map_err(|e| io(dir, e))?;
     let mut out = tokio::fs::File::from_std(tmp.reopen().map_err(|e| io(tmp.path(), e))?);

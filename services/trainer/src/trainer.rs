@@ -703,6 +703,7 @@ impl Trainer {
         };
         let run_start = Instant::now();
         let mut last_save = Instant::now();
+        let mut last_saved_step: Option<u64> = None;
         let mut train_time = Duration::ZERO;
         let mut wait_time = Duration::ZERO;
         let mut validation_time = Duration::ZERO;
@@ -852,6 +853,7 @@ impl Trainer {
                     }
                     last_path = Some(self.save(false, run_start.elapsed().as_secs_f64(), report)?);
                     last_save = Instant::now();
+                    last_saved_step = Some(self.state.step);
                     saved_last = true;
                 }
                 if !saved_last && last_save.elapsed().as_secs_f64() >= self.config.checkpoint_interval_s {
@@ -860,6 +862,7 @@ impl Trainer {
                     }
                     last_path = Some(self.save(false, run_start.elapsed().as_secs_f64(), report)?);
                     last_save = Instant::now();
+                    last_saved_step = Some(self.state.step);
                 }
             }
         }
@@ -885,7 +888,11 @@ impl Trainer {
             if !self.validating() && (!stopped || steps_this_run > 0) {
                 best_path = Some(self.save(true, seconds_this_run, report)?);
             }
-            last_path = Some(self.save(false, seconds_this_run, report)?);
+            // The last checkpoint of the final step is usually written already (by the last
+            // validation): write it again only when the state moved on since.
+            if last_saved_step != Some(self.state.step) {
+                last_path = Some(self.save(false, seconds_this_run, report)?);
+            }
         }
         let summary = Summary {
             outcome: if self.job.dry_run {

@@ -27,7 +27,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use tch::Tensor;
 
-use crate::data::{FileCache, SampleTensors, sample_tensors};
+use crate::data::{Array, FileCache, SampleTensors, sample_tensors};
 use crate::datalist::DataItem;
 use crate::error::{Result, TrainerError};
 
@@ -222,8 +222,8 @@ impl Loader {
             });
         }
         Ok(Some(Batch {
-            image: Tensor::f_stack(&images, 0)?,
-            label: Tensor::f_stack(&labels, 0)?,
+            image: Array::stack(&images)?,
+            label: Array::stack(&labels)?,
             names,
             wait,
         }))

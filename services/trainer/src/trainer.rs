@@ -572,9 +572,9 @@ impl Trainer {
         };
         let mut metrics: Vec<_> = self.config.metrics.iter().map(|m| m.build()).collect();
         for s in samples.iter().take(n) {
-            let x = self.input(&s.image.f_unsqueeze(0)?)?;
+            let x = self.input(&s.image.to_tensor().f_unsqueeze(0)?)?;
             let y = match &s.label {
-                Some(l) => l.f_unsqueeze(0)?.f_to_device(self.device)?,
+                Some(l) => l.to_tensor().f_unsqueeze(0)?.f_to_device(self.device)?,
                 None => {
                     return Err(TrainerError::Data {
                         sample: s.name.clone(),
@@ -939,11 +939,19 @@ impl Trainer {
 }
 
 /// The same values in the channels-last-3d layout (`[N, C, X, Y, Z]` with `C` fastest in
-/// memory): what oneDNN's 3D convolutions are fast with on a CPU.
+/// memory): what oneDNN's 3D convolutions are fast with on a CPU. The strides are set
+/// explicitly: for a 1x1x1 kernel `[O, I, 1, 1, 1]` a permute + contiguous changes nothing
+/// (size-1 axes), torch then still sees the default layout, and oneDNN reorders that kernel
+/// at every use.
 fn channels_last_tensor(t: &Tensor) -> std::result::Result<Tensor, tch::TchError> {
-    t.f_permute([0, 2, 3, 4, 1])?
-        .f_contiguous()?
-        .f_permute([0, 4, 1, 2, 3])
+    let size = t.size();
+    let [_, c, x, y, z] = size[..] else {
+        return t.f_contiguous();
+    };
+    let strides = [x * y * z * c, 1, y * z * c, z * c, c];
+    let mut out = Tensor::f_empty_strided(&size, strides, (t.kind(), t.device()))?;
+    out.f_copy_(t)?;
+    Ok(out)
 }
 
 /// Moves every 5-D variable (convolution kernels) of `vs` to the channels-last-3d layout, in
@@ -1011,4 +1019,21 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         return Err(TrainerError::io(path, e));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every 5-D tensor, 1x1x1 kernels included, gets channels-last strides, same values.
+    #[test]
+    fn channels_last_strides_even_for_unit_kernels() {
+        for size in [[2i64, 8, 1, 1, 1], [2, 3, 4, 5, 6], [1, 1, 3, 3, 3]] {
+            let t = Tensor::randn(size, (Kind::Float, Device::Cpu));
+            let cl = channels_last_tensor(&t).unwrap();
+            let [_, c, x, y, z] = size;
+            assert_eq!(cl.stride(), vec![x * y * z * c, 1, y * z * c, z * c, c], "{size:?}");
+            assert!(cl.equal(&t), "{size:?}");
+        }
+    }
 }

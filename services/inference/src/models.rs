@@ -224,15 +224,19 @@ fn status_error(what: &str, s: &tonic::Status) -> InferenceError {
     }
 }
 
+/// Whether a manifest's relative file path would leave the version's folder.
+fn escapes(rel: &Path) -> bool {
+    rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+}
+
 /// Whether `dir` holds every file of `manifest` with its size and sha256.
 async fn holds_manifest(dir: &Path, manifest: &Manifest) -> bool {
     for file in &manifest.files {
         let rel = Path::new(&file.path);
-        if rel.is_absolute()
-            || rel
-                .components()
-                .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
+        if escapes(rel) {
             return false;
         }
         match local_sha256(&dir.join(rel)).await {
@@ -281,11 +285,7 @@ async fn fetch(
         .map_err(io)?;
     for file in &manifest.files {
         let rel = Path::new(&file.path);
-        if rel.is_absolute()
-            || rel
-                .components()
-                .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
+        if escapes(rel) {
             return Err(InferenceError::Invalid(format!(
                 "{what}: unsafe file path {:?}",
                 file.path

@@ -1032,7 +1032,11 @@ mod tests {
             let t = Tensor::randn(size, (Kind::Float, Device::Cpu));
             let cl = channels_last_tensor(&t).unwrap();
             let [_, c, x, y, z] = size;
-            assert_eq!(cl.stride(), vec![x * y * z * c, 1, y * z * c, z * c, c], "{size:?}");
+            assert_eq!(
+                cl.stride(),
+                vec![x * y * z * c, 1, y * z * c, z * c, c],
+                "{size:?}"
+            );
             assert!(cl.equal(&t), "{size:?}");
         }
     }

@@ -328,7 +328,14 @@ async fn sigterm_drains_a_download_in_flight() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut received = first.data.len();
     while let Some(chunk) = stream.next().await {
-        received += chunk.expect("the in-flight call completes").data.len();
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => panic!(
+                "the in-flight call completes: {e:?}; the process: {:?}",
+                stopper.join()
+            ),
+        };
+        received += chunk.data.len();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(received as u64, std::fs::metadata(&model_pt).unwrap().len());

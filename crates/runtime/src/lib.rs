@@ -18,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod jobs;
+pub mod linger;
 pub mod names;
 pub mod registry;
 pub mod server;

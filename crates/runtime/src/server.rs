@@ -116,6 +116,8 @@ pub async fn start(
     let drain = grpc.drain_timeout;
     let names = spec.service_names.clone();
     let health_for_shutdown = health.clone();
+    let (alive, mut lingering) = tokio::sync::mpsc::channel::<()>(1);
+    let listener = crate::linger::LingeringListener::new(listener, alive);
     let task = tokio::spawn(async move {
         let stop = shutdown.clone();
         let serve = axum::serve(listener, router.into_make_service()).with_graceful_shutdown(async move {
@@ -130,15 +132,19 @@ pub async fn start(
                 .await;
             tracing::info!(component, "draining in-flight calls");
         });
-        let serve = serve.into_future();
-        tokio::pin!(serve);
-        tokio::select! {
+        let mut serve = Box::pin(serve.into_future());
+        let served = tokio::select! {
             r = &mut serve => r.map_err(RuntimeError::Io),
             _ = async { shutdown.cancelled().await; tokio::time::sleep(drain).await } => {
                 tracing::warn!(component, ?drain, "drain timeout reached; closing remaining calls");
                 Ok(())
             }
-        }
+        };
+        // The closed connections' last bytes reach their clients (see `linger`); dropping the
+        // server drops the listener and, after a drain timeout, the connections left.
+        drop(serve);
+        let _ = tokio::time::timeout(crate::linger::LINGER, lingering.recv()).await;
+        served
     });
     tracing::info!(component, %addr, "gRPC server listening");
     Ok(RunningServer { addr, health, task })

@@ -48,26 +48,17 @@ impl JobTable {
             updated_at: now,
             ..Default::default()
         };
-        let (tx, _) = watch::channel(job.clone());
-        let cancel = CancellationToken::new();
-        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        map.insert(
-            job.id.clone(),
-            Entry {
-                tx: tx.clone(),
-                cancel: cancel.clone(),
-            },
-        );
-        JobHandle {
-            id: job.id,
-            tx,
-            cancel,
-        }
+        self.register(job)
     }
 
     /// Registers a job as it was persisted (a service restoring its jobs after a restart):
     /// its id, state and times are kept. A job with the same id is replaced.
     pub fn restore(&self, job: Job) -> JobHandle {
+        self.register(job)
+    }
+
+    /// Enters `job` in the table (replacing one with its id) and returns its handle.
+    fn register(&self, job: Job) -> JobHandle {
         let (tx, _) = watch::channel(job.clone());
         let cancel = CancellationToken::new();
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());

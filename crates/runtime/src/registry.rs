@@ -143,7 +143,74 @@ pub async fn download_file(
     {
         return Ok(());
     }
-    let io = |path: &Path, source| DownloadError::Io {
+    let stream = registry
+        .download(DownloadRequest {
+            model: Some(model.clone()),
+            version: version.to_string(),
+            path: file.path.clone(),
+        })
+        .await
+        .map_err(DownloadError::Remote)?
+        .into_inner()
+        .map(|chunk| chunk.map(|c| c.data));
+    write_whole(stream, target, limit, Some((file.size, &file.sha256)))
+        .await
+        .map_err(|e| match e {
+            WriteError::Source(s) => DownloadError::Remote(s),
+            WriteError::TooLarge { size } => too_large(size),
+            WriteError::Mismatch { size, sha256 } => DownloadError::Mismatch {
+                path: file.path.clone(),
+                size,
+                sha256,
+                want_size: file.size,
+                want_sha256: file.sha256.clone(),
+            },
+            WriteError::Io { path, source } => DownloadError::Io { path, source },
+        })?;
+    Ok(())
+}
+
+/// Why [`write_whole`] wrote nothing.
+#[derive(Debug)]
+pub enum WriteError<E> {
+    /// The stream itself failed.
+    Source(E),
+    /// More bytes than the limit arrived (`size` so far).
+    TooLarge {
+        /// Bytes received when the limit was passed.
+        size: u64,
+    },
+    /// What arrived differs from the expected size and sha256.
+    Mismatch {
+        /// Bytes received.
+        size: u64,
+        /// Their sha256.
+        sha256: String,
+    },
+    /// The local file could not be written.
+    Io {
+        /// The local path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Writes a stream of bytes to `target` whole or not at all: a temporary file next to it
+/// (the usual file mode, not a temporary file's owner-only one), synced and renamed into
+/// place, refusing more than `limit` bytes and, when `expect` gives a size and sha256,
+/// anything else. Returns the size and lower-case hex sha256 written.
+pub async fn write_whole<S, B, E>(
+    mut stream: S,
+    target: &Path,
+    limit: u64,
+    expect: Option<(u64, &str)>,
+) -> Result<(u64, String), WriteError<E>>
+where
+    S: futures::Stream<Item = Result<B, E>> + Unpin,
+    B: AsRef<[u8]>,
+{
+    let io = |path: &Path, source| WriteError::Io {
         path: path.display().to_string(),
         source,
     };
@@ -155,41 +222,29 @@ pub async fn download_file(
         .tempfile_in(dir)
         .map_err(|e| io(dir, e))?;
     let mut out = tokio::fs::File::from_std(tmp.reopen().map_err(|e| io(tmp.path(), e))?);
-    let mut stream = registry
-        .download(DownloadRequest {
-            model: Some(model.clone()),
-            version: version.to_string(),
-            path: file.path.clone(),
-        })
-        .await
-        .map_err(DownloadError::Remote)?
-        .into_inner();
     let mut hash = Sha256::new();
     let mut size = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(DownloadError::Remote)?;
-        size += chunk.data.len() as u64;
+    while let Some(piece) = stream.next().await {
+        let piece = piece.map_err(WriteError::Source)?;
+        let piece = piece.as_ref();
+        size += piece.len() as u64;
         if size > limit {
-            return Err(too_large(size));
+            return Err(WriteError::TooLarge { size });
         }
-        hash.update(&chunk.data);
-        out.write_all(&chunk.data).await.map_err(|e| io(tmp.path(), e))?;
+        hash.update(piece);
+        out.write_all(piece).await.map_err(|e| io(tmp.path(), e))?;
     }
     out.flush().await.map_err(|e| io(tmp.path(), e))?;
     out.sync_all().await.map_err(|e| io(tmp.path(), e))?;
     drop(out);
     let sha256 = hex::encode(hash.finalize());
-    if size != file.size || !sha256.eq_ignore_ascii_case(&file.sha256) {
-        return Err(DownloadError::Mismatch {
-            path: file.path.clone(),
-            size,
-            sha256,
-            want_size: file.size,
-            want_sha256: file.sha256.clone(),
-        });
+    if let Some((want_size, want_sha)) = expect
+        && (size != want_size || !sha256.eq_ignore_ascii_case(want_sha))
+    {
+        return Err(WriteError::Mismatch { size, sha256 });
     }
     tmp.persist(target).map_err(|e| io(target, e.error))?;
-    Ok(())
+    Ok((size, sha256))
 }
 
 /// Size and lower-case hex sha256 of a local file, when it can be read (on a blocking thread).

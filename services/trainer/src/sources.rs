@@ -35,15 +35,13 @@ use aiaa_proto::registry::v1::{GetManifestRequest, Manifest, ModelFile};
 use aiaa_proto::trainer::v1::{Source, source};
 use aiaa_runtime::client::AiaaChannel;
 use aiaa_runtime::names;
-use aiaa_runtime::registry::{DownloadError, download_file, local_sha256};
+use aiaa_runtime::registry::{DownloadError, WriteError, download_file, local_sha256, write_whole};
 use aiaa_runtime::store::Store;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
 use crate::error::{Result, TrainerError};
 
@@ -194,7 +192,7 @@ fn io(path: &Path, e: std::io::Error) -> TrainerError {
 /// Writes a stream of bytes to `target` whole or not at all (a temporary file next to it,
 /// renamed into place), checking the size limit and, when given, the size and sha256.
 async fn write_stream<S>(
-    mut stream: S,
+    stream: S,
     target: &Path,
     what: &str,
     limit: u64,
@@ -203,42 +201,21 @@ async fn write_stream<S>(
 where
     S: Stream<Item = Result<Bytes>> + Unpin,
 {
-    let dir = target
-        .parent()
-        .ok_or_else(|| TrainerError::Internal(format!("{} has no folder", target.display())))?;
-    tokio::fs::create_dir_all(dir).await.map_err(|e| io(dir, e))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".download-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(dir)
-        .map_err(|e| io(dir, e))?;
-    let mut out = tokio::fs::File::from_std(tmp.reopen().map_err(|e| io(tmp.path(), e))?);
-    let mut hash = Sha256::new();
-    let mut size = 0u64;
-    while let Some(piece) = stream.next().await {
-        let piece = piece?;
-        size += piece.len() as u64;
-        if size > limit {
-            return Err(TrainerError::FailedPrecondition(format!(
+    write_whole(stream, target, limit, expect)
+        .await
+        .map_err(|e| match e {
+            WriteError::Source(e) => e,
+            WriteError::TooLarge { .. } => TrainerError::FailedPrecondition(format!(
                 "{what} is larger than {limit} bytes (--trainer-max-source-bytes)"
-            )));
-        }
-        hash.update(&piece);
-        out.write_all(&piece).await.map_err(|e| io(tmp.path(), e))?;
-    }
-    out.flush().await.map_err(|e| io(tmp.path(), e))?;
-    out.sync_all().await.map_err(|e| io(tmp.path(), e))?;
-    drop(out);
-    let sha = hex::encode(hash.finalize());
-    if let Some((want_size, want_sha)) = expect
-        && (size != want_size || !sha.eq_ignore_ascii_case(want_sha))
-    {
-        return Err(TrainerError::Unavailable(format!(
-            "{what} arrived with {size} bytes, sha256 {sha}; its source says {want_size} bytes, {want_sha}"
-        )));
-    }
-    tmp.persist(target).map_err(|e| io(target, e.error))?;
-    Ok((size, sha))
+            )),
+            WriteError::Mismatch { size, sha256 } => {
+                let (want_size, want_sha) = expect.unwrap_or_default();
+                TrainerError::Unavailable(format!(
+                    "{what} arrived with {size} bytes, sha256 {sha256}; its source says {want_size} bytes, {want_sha}"
+                ))
+            }
+            WriteError::Io { path, source } => TrainerError::io(Path::new(&path), source),
+        })
 }
 
 /// A relative path that stays inside its folder.
@@ -857,6 +834,7 @@ fn list_files(manifest: &Manifest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     #[test]
     fn registry_refs() {

@@ -48,7 +48,16 @@ PY
 fi
 ln -sfn "$cache" "$here/testdata"
 # The served model folders are self-contained (config + weights side by side, as the registry
-# stores a version): link deepbet's weights into its folder (git-ignored).
-ln -sfn "$cache/deepbet/model.pt" "$here/models/segmentation_mri_brain/model.pt"
-ln -sfn "$cache/deepbet/bbox_model.pt" "$here/models/segmentation_mri_brain/bbox_model.pt"
+# stores a version): deepbet's weights go into its folder (git-ignored) as real files, a hard
+# link or else a copy, never a symlink into the cache, so that the folder can be mounted into
+# a container (docker-compose.yml) as it is.
+place_weights() {
+  local src=$1 dst=$2
+  if [ ! -L "$dst" ] && [ "$src" -ef "$dst" ]; then return 0; fi
+  rm -f "$dst.tmp"
+  ln "$src" "$dst.tmp" 2>/dev/null || cp "$src" "$dst.tmp"
+  mv -f "$dst.tmp" "$dst"
+}
+place_weights "$cache/deepbet/model.pt" "$here/models/segmentation_mri_brain/model.pt"
+place_weights "$cache/deepbet/bbox_model.pt" "$here/models/segmentation_mri_brain/bbox_model.pt"
 echo "$cache"

@@ -66,7 +66,8 @@ pub struct Member {
 }
 
 /// The members of a file written by [`compress`] (every member carries the `AI` length
-/// subfield and the members tile `bytes` exactly), or `None` for any other file.
+/// subfield, the members tile `bytes` exactly, and each member's deflate data is long enough
+/// for its recorded size), or `None` for any other file.
 pub fn members(bytes: &[u8]) -> Option<Vec<Member>> {
     let mut members = Vec::new();
     let mut pos = 0;
@@ -81,10 +82,17 @@ pub fn members(bytes: &[u8]) -> Option<Vec<Member>> {
             return None;
         }
         let trailer = &bytes[end - 8..end];
+        let deflate = pos + HEADER_LEN..end - 8;
+        let size = u32::from_le_bytes(trailer[4..].try_into().ok()?) as usize;
+        // A recorded size its deflate data cannot inflate to is a lie (a truncated or forged
+        // file): not ours, so the sequential decoder reads it and finds where it ends.
+        if size as u64 > crate::limits::inflated_bound(deflate.len() as u64) {
+            return None;
+        }
         members.push(Member {
-            deflate: pos + HEADER_LEN..end - 8,
+            deflate,
             crc: u32::from_le_bytes(trailer[..4].try_into().ok()?),
-            size: u32::from_le_bytes(trailer[4..].try_into().ok()?) as usize,
+            size,
         });
         pos = end;
     }

@@ -149,14 +149,7 @@ pub fn write_volume(vol: &Volume, path: &Path) -> Result<()> {
 /// and DICOM (a series is a folder) are refused with a message saying what to send instead.
 pub fn decode_bytes(name: &str, bytes: &[u8], opts: &ReadOptions) -> Result<Volume> {
     let path = Path::new(name);
-    let format = format_from_name(path)
-        .or_else(|| format_from_bytes(&bytes[..bytes.len().min(4096)]))
-        .ok_or_else(|| {
-            ImagingError::InvalidArgument(format!(
-                "the image {name:?} is in an unknown format (send .nii, .nii.gz, .mha, .nrrd or .png)"
-            ))
-        })?;
-    match format {
+    match single_file_format(name, bytes)? {
         Format::Nifti | Format::NiftiGz => crate::nifti::read_bytes(path, bytes, opts),
         Format::Png => crate::png::read_bytes(path, bytes, opts),
         Format::Mha | Format::Mhd => crate::mha::read_bytes(path, bytes, opts, |data| {
@@ -169,9 +162,65 @@ pub fn decode_bytes(name: &str, bytes: &[u8], opts: &ReadOptions) -> Result<Volu
                 "the header names a separate data file {data:?}; send a single .nrrd file instead"
             )))
         }),
-        Format::Dicom => Err(ImagingError::InvalidArgument(format!(
-            "{name:?}: a single DICOM file is not accepted here; send the series as .nii.gz or .mha"
-        ))),
+        Format::Dicom => Err(dicom_refused(name)),
+    }
+}
+
+/// The format of an upload held in memory: from the name first, then from the bytes.
+fn single_file_format(name: &str, bytes: &[u8]) -> Result<Format> {
+    let format = format_from_name(Path::new(name))
+        .or_else(|| format_from_bytes(&bytes[..bytes.len().min(4096)]))
+        .ok_or_else(|| {
+            ImagingError::InvalidArgument(format!(
+                "the image {name:?} is in an unknown format (send .nii, .nii.gz, .mha, .nrrd or .png)"
+            ))
+        })?;
+    Ok(format)
+}
+
+fn dicom_refused(name: &str) -> ImagingError {
+    ImagingError::InvalidArgument(format!(
+        "{name:?}: a single DICOM file is not accepted here; send the series as .nii.gz or .mha"
+    ))
+}
+
+/// What an image header says: the grid, the channels and the voxel type the image decodes
+/// to (scaling and widening included), read without decoding the voxels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// Grid size `[nx, ny, nz]`.
+    pub dims: [usize; 3],
+    /// Channels.
+    pub channels: usize,
+    /// The decoded voxel type.
+    pub voxel_type: crate::VoxelType,
+}
+
+impl ImageInfo {
+    /// Voxels of one channel.
+    pub fn voxel_count(&self) -> u64 {
+        self.dims.iter().map(|&d| d as u64).fold(1, u64::saturating_mul)
+    }
+
+    /// Bytes of the decoded volume (every channel).
+    pub fn bytes(&self) -> u64 {
+        self.voxel_count()
+            .saturating_mul(self.channels as u64)
+            .saturating_mul(self.voxel_type.size() as u64)
+    }
+}
+
+/// What the header of an image held in memory says (see [`ImageInfo`]), in microseconds
+/// and without allocating the voxels: lets a service price a decode before it runs. Formats
+/// and refusals as [`decode_bytes`].
+pub fn probe_bytes(name: &str, bytes: &[u8]) -> Result<ImageInfo> {
+    let path = Path::new(name);
+    match single_file_format(name, bytes)? {
+        Format::Nifti | Format::NiftiGz => crate::nifti::probe_bytes(path, bytes),
+        Format::Png => crate::png::probe_bytes(path, bytes),
+        Format::Mha | Format::Mhd => crate::mha::probe_bytes(path, bytes),
+        Format::Nrrd => crate::nrrd::probe_bytes(path, bytes),
+        Format::Dicom => Err(dicom_refused(name)),
     }
 }
 

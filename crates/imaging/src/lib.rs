@@ -20,10 +20,17 @@
 //!
 //! Formats: NIfTI-1/2 (`.nii`, `.nii.gz`), MetaImage (`.mha`, `.mhd` + raw), NRRD (`.nrrd`,
 //! `.nhdr` + data file), DICOM series, PNG (2D, 8/16 bit). The format comes from the file
-//! name, then from the bytes ([`io::read_volume`]).
+//! name, then from the bytes ([`io::read_volume`]); [`io::probe_bytes`] reads only what a
+//! header says (grid, channels, voxel type) so a caller can budget a decode before it runs.
+//!
+//! Memory: every reader checks the result's size (in its final voxel type) against
+//! [`ReadOptions::max_bytes`] and that the input can hold the data its header announces
+//! before it allocates ([`limits`]), and converts stored data chunk by chunk into the result
+//! ([`decode`]): a read never holds two copies of the volume.
 
 pub mod convert;
 pub mod crop;
+pub mod decode;
 pub mod dicom;
 pub mod error;
 pub mod geometry;

@@ -6,9 +6,11 @@
 //! per voxel on disk and converted to the crate's channel-slowest layout.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::decode::{Decode, Stored};
+use crate::io::ImageInfo;
+use crate::limits::{check_available, inflated_bound};
 use crate::{Geometry, ImagingError, ReadOptions, Result, Volume, VoxelType, Voxels, gz, with_voxels};
 
 const FORMAT: &str = "MetaImage";
@@ -68,17 +70,16 @@ fn numbers(path: &Path, f: &HashMap<String, String>, key: &str) -> Result<Option
         .map(Some)
 }
 
-fn element_type(path: &Path, name: &str) -> Result<(VoxelType, usize, bool)> {
-    // (our type, stored size, stored is signed 8-bit / unsigned 32-bit needing widening)
+fn element_type(path: &Path, name: &str) -> Result<Stored> {
     Ok(match name {
-        "MET_UCHAR" => (VoxelType::U8, 1, false),
-        "MET_CHAR" => (VoxelType::I16, 1, true),
-        "MET_SHORT" => (VoxelType::I16, 2, false),
-        "MET_USHORT" => (VoxelType::U16, 2, false),
-        "MET_INT" | "MET_LONG" => (VoxelType::I32, 4, false),
-        "MET_UINT" | "MET_ULONG" => (VoxelType::F64, 4, true),
-        "MET_FLOAT" => (VoxelType::F32, 4, false),
-        "MET_DOUBLE" => (VoxelType::F64, 8, false),
+        "MET_UCHAR" => Stored::U8,
+        "MET_CHAR" => Stored::I8,
+        "MET_SHORT" => Stored::I16,
+        "MET_USHORT" => Stored::U16,
+        "MET_INT" | "MET_LONG" => Stored::I32,
+        "MET_UINT" | "MET_ULONG" => Stored::U32,
+        "MET_FLOAT" => Stored::F32,
+        "MET_DOUBLE" => Stored::F64,
         other => {
             return Err(ImagingError::unsupported(
                 path,
@@ -110,13 +111,19 @@ pub fn read(path: &Path, opts: &ReadOptions) -> Result<Volume> {
     })
 }
 
-/// Reads MetaImage from header bytes; `load` fetches a separate data file by name.
-pub fn read_bytes(
-    path: &Path,
-    bytes: &[u8],
-    opts: &ReadOptions,
-    load: impl FnOnce(&str) -> Result<(PathBuf, Vec<u8>)>,
-) -> Result<Volume> {
+/// The image a header describes.
+struct Layout {
+    h: HeaderText,
+    dims: [usize; 3],
+    channels: usize,
+    geometry: Geometry,
+    decode: Decode,
+    compressed: bool,
+    /// Stored elements (voxels x channels).
+    count: u128,
+}
+
+fn layout(path: &Path, bytes: &[u8]) -> Result<Layout> {
     let h = parse_header(path, bytes)?;
     let f = &h.fields;
     let ndims = numbers(path, f, "NDims")?
@@ -143,7 +150,7 @@ pub fn read_bytes(
         Some(v) => return Err(fmt_err(path, format!("bad ElementNumberOfChannels {v:?}"))),
         None => 1,
     };
-    let (ty, stored, widen) = element_type(path, f.get("ElementType").map_or("", |s| s.as_str()))?;
+    let stored = element_type(path, f.get("ElementType").map_or("", |s| s.as_str()))?;
     let mut g = Geometry::default();
     if let Some(s) = numbers(path, f, "ElementSpacing")?.or(numbers(path, f, "ElementSize")?) {
         if s.len() != nd || s.iter().any(|&x| !(x > 0.0 && x.is_finite())) {
@@ -180,14 +187,46 @@ pub fn read_bytes(
         .get("CompressedData")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let count = dims.iter().map(|&d| d as u128).product::<u128>() * channels as u128;
-    let nbytes = opts.check(path, count, stored)?;
-    opts.check(path, count, ty.size())?;
+    Ok(Layout {
+        h,
+        dims,
+        channels,
+        geometry: g,
+        decode: Decode::new(stored, big_endian).interleaved(channels),
+        compressed,
+        count,
+    })
+}
+
+/// What a single-file MetaImage header in memory says, without decoding the voxels.
+pub fn probe_bytes(path: &Path, bytes: &[u8]) -> Result<ImageInfo> {
+    let l = layout(path, bytes)?;
+    Ok(ImageInfo {
+        dims: l.dims,
+        channels: l.channels,
+        voxel_type: l.decode.output(),
+    })
+}
+
+/// Reads MetaImage from header bytes; `load` fetches a separate data file by name.
+pub fn read_bytes(
+    path: &Path,
+    bytes: &[u8],
+    opts: &ReadOptions,
+    load: impl FnOnce(&str) -> Result<(PathBuf, Vec<u8>)>,
+) -> Result<Volume> {
+    let l = layout(path, bytes)?;
+    let f = &l.h.fields;
+    opts.check(path, l.count, l.decode.output().size())?;
+    let count = l.count as usize;
+    let nbytes = l.decode.stored_bytes(count);
+    let compressed = l.compressed;
 
     let data_file = f.get("ElementDataFile").map(String::as_str).unwrap_or("");
     let (data_path, external);
     let data: &[u8] = if data_file.eq_ignore_ascii_case("LOCAL") {
         data_path = path.to_path_buf();
-        &bytes[h.data_start..]
+        &bytes[l.h.data_start..]
     } else if data_file.is_empty() || data_file.starts_with("LIST") || data_file.contains('%') {
         return Err(ImagingError::unsupported(
             path,
@@ -210,44 +249,25 @@ pub fn read_bytes(
             .get(skip..)
             .ok_or_else(|| fmt_err(&data_path, "HeaderSize beyond end of file"))?
     };
-    let raw: std::borrow::Cow<[u8]> = if compressed {
-        let mut out = vec![0u8; nbytes];
+    let voxels = if compressed {
+        check_available(
+            &data_path,
+            FORMAT,
+            nbytes as u64,
+            inflated_bound(data.len() as u64),
+        )?;
         let mut dec = flate2::read::ZlibDecoder::new(data);
-        dec.read_exact(&mut out)
-            .map_err(|e| fmt_err(&data_path, format!("compressed data: {e} (truncated or corrupt)")))?;
-        out.into()
+        l.decode.read(&data_path, FORMAT, &mut dec, count)?
     } else {
-        data.get(..nbytes)
-            .ok_or_else(|| {
-                fmt_err(
-                    &data_path,
-                    format!("truncated: {} bytes of voxel data, expected {nbytes}", data.len()),
-                )
-            })?
-            .into()
+        if data.len() < nbytes {
+            return Err(fmt_err(
+                &data_path,
+                format!("truncated: {} bytes of voxel data, expected {nbytes}", data.len()),
+            ));
+        }
+        l.decode.read(&data_path, FORMAT, &mut &data[..nbytes], count)?
     };
-    let voxels = match (widen, stored) {
-        (true, 1) => Voxels::I16(raw.iter().map(|&b| b as i8 as i16).collect()),
-        (true, _) => Voxels::F64(
-            raw.chunks_exact(4)
-                .map(|c| {
-                    let a = [c[0], c[1], c[2], c[3]];
-                    (if big_endian {
-                        u32::from_be_bytes(a)
-                    } else {
-                        u32::from_le_bytes(a)
-                    }) as f64
-                })
-                .collect(),
-        ),
-        _ => Voxels::from_bytes(ty, &raw, big_endian)?,
-    };
-    let voxels = if channels > 1 {
-        deinterleave(&voxels, channels)
-    } else {
-        voxels
-    };
-    Volume::new(dims, channels, g, voxels)
+    Volume::new(l.dims, l.channels, l.geometry, voxels)
 }
 
 /// Per-voxel interleaved -> channel-slowest.

@@ -20,7 +20,10 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::{Geometry, ImagingError, ReadOptions, Result, Volume, VoxelType, Voxels, gz};
+use crate::decode::{Decode, Stored};
+use crate::io::ImageInfo;
+use crate::limits::{check_available, inflated_bound};
+use crate::{Geometry, ImagingError, ReadOptions, Result, Volume, VoxelType, gz};
 
 const FORMAT: &str = "NRRD";
 
@@ -177,42 +180,6 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
         fields,
         data_start: None,
     })
-}
-
-/// Element type as stored in the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stored {
-    I8,
-    U8,
-    I16,
-    U16,
-    I32,
-    U32,
-    F32,
-    F64,
-}
-
-impl Stored {
-    fn size(self) -> usize {
-        match self {
-            Stored::I8 | Stored::U8 => 1,
-            Stored::I16 | Stored::U16 => 2,
-            Stored::I32 | Stored::U32 | Stored::F32 => 4,
-            Stored::F64 => 8,
-        }
-    }
-
-    /// The crate's type: `int8` widens to `i16`, `uint32` to `f64`.
-    fn voxel_type(self) -> VoxelType {
-        match self {
-            Stored::U8 => VoxelType::U8,
-            Stored::I8 | Stored::I16 => VoxelType::I16,
-            Stored::U16 => VoxelType::U16,
-            Stored::I32 => VoxelType::I32,
-            Stored::U32 | Stored::F64 => VoxelType::F64,
-            Stored::F32 => VoxelType::F32,
-        }
-    }
 }
 
 fn parse_type(path: &Path, name: &str, value: &str) -> Result<Stored> {
@@ -601,8 +568,10 @@ pub fn read_bytes(
 ) -> Result<Volume> {
     let h = parse_header(path, bytes)?;
     let l = layout(path, &h)?;
-    let nbytes = opts.check(path, l.count, l.stored.size())?;
-    opts.check(path, l.count, l.stored.voxel_type().size())?;
+    let decode = Decode::new(l.stored, l.big_endian).interleaved(l.channels);
+    opts.check(path, l.count, decode.output().size())?;
+    let count = l.count as usize;
+    let nbytes = decode.stored_bytes(count);
 
     let line_skip = match h.get("lineskip") {
         Some((n, v)) => v
@@ -658,86 +627,71 @@ pub fn read_bytes(
             format!("truncated: {have} bytes of voxel data, expected {nbytes}"),
         )
     };
-    let fill = |dst: &mut [u8]| -> Result<()> {
-        match (l.encoding, byte_skip) {
-            (Encoding::Raw, None) => {
-                let from = data
-                    .len()
-                    .checked_sub(nbytes)
-                    .ok_or_else(|| truncated(data.len()))?;
-                dst.copy_from_slice(&data[from..]);
-            }
-            (Encoding::Raw, Some(skip)) => {
-                let rest = data.get(skip as usize..).unwrap_or_default();
-                let src = rest.get(..nbytes).ok_or_else(|| truncated(rest.len()))?;
-                dst.copy_from_slice(src);
-            }
-            (Encoding::Gzip, None) => {
-                return Err(unsupported(
-                    path,
-                    "byte skip: -1 with gzip encoding (it applies to raw data only)",
-                ));
-            }
-            (Encoding::Gzip, Some(skip)) => inflate(&data_path, data, skip, dst, opts)?,
+    let voxels = match (l.encoding, byte_skip) {
+        (Encoding::Raw, None) => {
+            let from = data
+                .len()
+                .checked_sub(nbytes)
+                .ok_or_else(|| truncated(data.len()))?;
+            decode.read(&data_path, FORMAT, &mut &data[from..], count)?
         }
-        Ok(())
+        (Encoding::Raw, Some(skip)) => {
+            let rest = data.get(skip as usize..).unwrap_or_default();
+            let src = rest.get(..nbytes).ok_or_else(|| truncated(rest.len()))?;
+            decode.read(&data_path, FORMAT, &mut &src[..], count)?
+        }
+        (Encoding::Gzip, None) => {
+            return Err(unsupported(
+                path,
+                "byte skip: -1 with gzip encoding (it applies to raw data only)",
+            ));
+        }
+        (Encoding::Gzip, Some(skip)) => inflate(&data_path, data, skip, decode, count, opts)?,
     };
-    let ty = l.stored.voxel_type();
-    let count = l.count as usize;
-    let mut voxels = if l.stored.size() == ty.size() {
-        let mut v = Voxels::zeros(ty, count);
-        fill(v.as_bytes_mut())?;
-        if l.big_endian != cfg!(target_endian = "big") {
-            v.swap_bytes();
-        }
-        v
-    } else {
-        let mut raw = vec![0u8; nbytes];
-        fill(&mut raw)?;
-        match l.stored {
-            Stored::I8 => Voxels::I16(raw.iter().map(|&b| b as i8 as i16).collect()),
-            _ => Voxels::F64(
-                raw.chunks_exact(4)
-                    .map(|c| {
-                        let a = [c[0], c[1], c[2], c[3]];
-                        (if l.big_endian {
-                            u32::from_be_bytes(a)
-                        } else {
-                            u32::from_le_bytes(a)
-                        }) as f64
-                    })
-                    .collect(),
-            ),
-        }
-    };
-    if l.channels > 1 {
-        voxels = crate::mha::deinterleave(&voxels, l.channels);
-    }
     Volume::new(l.dims, l.channels, l.geometry, voxels)
 }
 
-/// Inflates gzip data, skipping `skip` inflated bytes, into `dst`. Our own writer's files
-/// (members recording their length) are inflated in parallel.
-fn inflate(path: &Path, data: &[u8], skip: u64, dst: &mut [u8], opts: &ReadOptions) -> Result<()> {
+/// What a NRRD header with attached data, in memory, says, without decoding the voxels.
+pub fn probe_bytes(path: &Path, bytes: &[u8]) -> Result<ImageInfo> {
+    let h = parse_header(path, bytes)?;
+    let l = layout(path, &h)?;
+    Ok(ImageInfo {
+        dims: l.dims,
+        channels: l.channels,
+        voxel_type: Decode::new(l.stored, l.big_endian).output(),
+    })
+}
+
+/// Inflates gzip data, skipping `skip` inflated bytes, into `count` voxels. Our own
+/// writer's files (members recording their length) are inflated in parallel.
+fn inflate(
+    path: &Path,
+    data: &[u8],
+    skip: u64,
+    decode: Decode,
+    count: usize,
+    opts: &ReadOptions,
+) -> Result<crate::Voxels> {
     if !gz::is_gzip(data) {
         return Err(fmt_err(path, "encoding: gzip, but the data is not gzip"));
     }
-    if let Some(members) = gz::members(data) {
-        let total: u64 = members.iter().map(|m| m.size as u64).sum();
-        if total > opts.max_bytes.saturating_add(MAX_BYTE_SKIP) {
-            return Err(ImagingError::TooLarge {
-                path: path.to_path_buf(),
-                needed: total,
-                limit: opts.max_bytes,
-            });
-        }
-        return gz::inflate_indexed_range(data, &members, skip as usize, dst).map_err(|e| match e {
-            gz::IndexedError::TooLarge(n) => ImagingError::TooLarge {
-                path: path.to_path_buf(),
-                needed: n,
-                limit: opts.max_bytes,
-            },
-            gz::IndexedError::Corrupt(why) => fmt_err(path, format!("gzip: {why}")),
+    let needed = skip + decode.stored_bytes(count) as u64;
+    let members = gz::members(data);
+    let available = match &members {
+        Some(m) => m.iter().map(|m| m.size as u64).sum(),
+        None => inflated_bound(data.len() as u64),
+    };
+    check_available(path, FORMAT, needed, available)?;
+    if let Some(members) = members.filter(|_| decode.is_direct()) {
+        return decode.fill(count, |dst| {
+            gz::inflate_indexed_range(data, &members, skip as usize, dst).map_err(|e| match e {
+                gz::IndexedError::TooLarge(n) => ImagingError::TooLarge {
+                    path: path.to_path_buf(),
+                    needed: n,
+                    limit: opts.max_bytes,
+                },
+                gz::IndexedError::Corrupt(why) => fmt_err(path, format!("gzip: {why}")),
+            })
         });
     }
     let mut dec = flate2::read::MultiGzDecoder::new(data);
@@ -746,13 +700,7 @@ fn inflate(path: &Path, data: &[u8], skip: u64, dst: &mut [u8], opts: &ReadOptio
     if skipped != skip {
         return Err(fmt_err(path, "byte skip: the data ends before the voxels"));
     }
-    dec.read_exact(dst).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            fmt_err(path, "truncated: the gzip data ends inside the voxels")
-        } else {
-            fmt_err(path, format!("gzip: {e} (corrupt)"))
-        }
-    })
+    decode.read(path, FORMAT, &mut dec, count)
 }
 
 /// A number as NRRD text: shortest form that reads back to the same `f64`.
@@ -839,6 +787,7 @@ pub fn write(vol: &Volume, path: &Path, compress: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Voxels;
 
     fn sample(channels: usize) -> Volume {
         let dims = [5, 4, 3];

@@ -5,6 +5,8 @@
 use std::io::Cursor;
 use std::path::Path;
 
+use crate::io::ImageInfo;
+use crate::limits::{check_available, inflated_bound};
 use crate::{Geometry, ImagingError, ReadOptions, Result, Volume, VoxelType, Voxels, mha};
 
 const FORMAT: &str = "PNG";
@@ -29,7 +31,13 @@ pub fn read_bytes(path: &Path, bytes: &[u8], opts: &ReadOptions) -> Result<Volum
     let (color, depth) = reader.output_color_type();
     let comps = color.samples();
     let bytes_per = if depth == png::BitDepth::Sixteen { 2 } else { 1 };
-    let size = opts.check(path, (w * h * comps) as u128, bytes_per)?;
+    let count = w as u128 * h as u128 * comps as u128;
+    // Held at once: the decoded rows, the 16-bit values, the channel-slowest copy.
+    let held = bytes_per + usize::from(bytes_per == 2) * 2 + usize::from(comps > 1) * bytes_per;
+    opts.check(path, count, held)?;
+    let size = opts.check(path, count, bytes_per)?;
+    // The image data is zlib: it cannot inflate to more than its ratio allows.
+    check_available(path, FORMAT, size as u64, inflated_bound(bytes.len() as u64))?;
     let mut buf = vec![0u8; size];
     reader.next_frame(&mut buf).map_err(err)?;
     let inter = if bytes_per == 2 {
@@ -43,6 +51,25 @@ pub fn read_bytes(path: &Path, bytes: &[u8], opts: &ReadOptions) -> Result<Volum
         inter
     };
     Volume::new([w, h, 1], comps, Geometry::default(), voxels)
+}
+
+/// What a PNG in memory is (size, channels, 8 or 16 bit), without decoding its pixels.
+pub fn probe_bytes(path: &Path, bytes: &[u8]) -> Result<ImageInfo> {
+    let err = |e: png::DecodingError| ImagingError::format(path, FORMAT, e.to_string());
+    let mut dec = png::Decoder::new(Cursor::new(bytes));
+    dec.set_transformations(png::Transformations::EXPAND);
+    let reader = dec.read_info().map_err(err)?;
+    let (w, h) = (reader.info().width as usize, reader.info().height as usize);
+    let (color, depth) = reader.output_color_type();
+    Ok(ImageInfo {
+        dims: [w, h, 1],
+        channels: color.samples(),
+        voxel_type: if depth == png::BitDepth::Sixteen {
+            VoxelType::U16
+        } else {
+            VoxelType::U8
+        },
+    })
 }
 
 /// Encodes a 2D volume (`dims[2] == 1`, u8 or u16, 1-4 channels) as PNG bytes.

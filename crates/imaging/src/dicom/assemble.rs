@@ -168,8 +168,16 @@ fn check_size(infos: &[SliceInfo], opts: &ReadOptions) -> Result<()> {
         .iter()
         .map(|i| i.rows as u128 * i.columns as u128 * i.frames as u128 * i.samples as u128)
         .sum();
-    // Decoded buffers (bytes) plus our i32/f64 working copy.
-    opts.check(&first.path, count, 8 + first.bits_allocated.div_ceil(8) as usize)?;
+    // Held at the peak, per sample: the file's pixel data and its decoded copy (BitsAllocated
+    // each), our i32 or f64 copy and the result (at most 8 bytes each). Checked before any
+    // pixel data is read: a compressed frame (JPEG, RLE, JPEG 2000) decodes to the size the
+    // header declares (checked against the codestream before decoding), so this is the
+    // decode limit of a compressed series too.
+    opts.check(
+        &first.path,
+        count,
+        16 + 2 * first.bits_allocated.div_ceil(8) as usize,
+    )?;
     Ok(())
 }
 
@@ -204,12 +212,13 @@ pub fn assemble_objects(
     for (z, p) in planes.iter().enumerate() {
         slot_of[p.file].push((p.frame, z));
     }
-    for (fi, obj) in objs.iter().enumerate() {
+    // Each file is dropped once decoded: its pixel data is not held until the end.
+    for (fi, obj) in objs.into_iter().enumerate() {
         let path = &infos[fi].path;
-        check_rle(obj).map_err(|why| {
+        check_rle(&obj).map_err(|why| {
             ImagingError::format(path, "DICOM", format!("pixel data: invalid RLE data: {why}"))
         })?;
-        check_jpeg(obj).map_err(|why| {
+        check_jpeg(&obj).map_err(|why| {
             ImagingError::format(path, "DICOM", format!("pixel data: invalid JPEG data: {why}"))
         })?;
         // dicom-rs codecs can panic on corrupt data (seen in the RLE and JPEG 2000

@@ -2,8 +2,15 @@
 //!
 //! Geometry follows ITK (see [`orientation`]); `scl_slope`/`scl_inter` are applied when
 //! they are not the identity (result `f32`, or `f64` for 32-bit integer and `f64` data).
-//! Dimensions 4 and 5 (time, vector) become channels. The size limit is checked against the
-//! header before any voxel buffer is allocated.
+//! Dimensions 4 and 5 (time, vector) become channels. Before any voxel buffer is allocated
+//! the result's size (in its final type, scaling included) is checked against the limit and
+//! the file is checked to be long enough for the data its header announces; conversions run
+//! chunk by chunk into the result ([`crate::decode`]).
+//!
+//! A spatial axis of more than one voxel whose `pixdim` is 0, NaN or infinite is refused:
+//! nifti1_io and ITK silently read it as 1 mm, which puts every measurement made on the
+//! image (volumes, distances, resampling) off by an unknown factor. A single-voxel axis
+//! keeps the 1 mm fallback: its spacing changes nothing but the slab's thickness.
 
 pub mod header;
 pub mod orientation;
@@ -13,7 +20,10 @@ use std::path::Path;
 
 use header::Header;
 
-use crate::{Geometry, ImagingError, ReadOptions, Result, Volume, VoxelType, Voxels, gz, with_voxels};
+use crate::decode::{Decode, Stored};
+use crate::io::ImageInfo;
+use crate::limits::{check_available, inflated_bound};
+use crate::{Geometry, ImagingError, ReadOptions, Result, Volume, gz};
 
 const FORMAT: &str = "NIfTI";
 
@@ -33,6 +43,7 @@ fn fmt_err(path: &Path, reason: impl Into<String>) -> ImagingError {
 pub fn read(path: &Path, opts: &ReadOptions) -> Result<Volume> {
     use std::io::{BufReader, Seek};
     let mut file = std::fs::File::open(path).map_err(|e| ImagingError::io(path, e))?;
+    let len = file.metadata().map_err(|e| ImagingError::io(path, e))?.len();
     let mut head = [0u8; 20];
     let n = file
         .read(&mut head)
@@ -44,7 +55,7 @@ pub fn read(path: &Path, opts: &ReadOptions) -> Result<Volume> {
         return read_bytes(path, &bytes, opts);
     }
     let dec = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 18, file));
-    read_stream(path, dec, opts)
+    read_stream(path, dec, inflated_bound(len), opts)
 }
 
 /// Reads NIfTI from the bytes of a (possibly gzipped) file; `path` names it in errors.
@@ -53,9 +64,26 @@ pub fn read_bytes(path: &Path, bytes: &[u8], opts: &ReadOptions) -> Result<Volum
         if let Some(members) = gz::members(bytes) {
             return read_indexed(path, bytes, &members, opts);
         }
-        return read_stream(path, flate2::read::MultiGzDecoder::new(bytes), opts);
+        let available = inflated_bound(bytes.len() as u64);
+        return read_stream(path, flate2::read::MultiGzDecoder::new(bytes), available, opts);
     }
-    read_stream(path, bytes, opts)
+    read_stream(path, bytes, bytes.len() as u64, opts)
+}
+
+/// What the header of a (possibly gzipped) NIfTI file in memory says, without decoding
+/// the voxels.
+pub fn probe_bytes(path: &Path, bytes: &[u8]) -> Result<ImageInfo> {
+    let h = if gz::is_gzip(bytes) {
+        read_header(path, &mut flate2::read::MultiGzDecoder::new(bytes))?
+    } else {
+        read_header(path, &mut &bytes[..])?
+    };
+    let plan = Plan::new(path, h, &ReadOptions { max_bytes: u64::MAX })?;
+    Ok(ImageInfo {
+        dims: plan.dims,
+        channels: plan.channels,
+        voxel_type: plan.decode.output(),
+    })
 }
 
 fn read_exact_or(path: &Path, r: &mut dyn Read, buf: &mut [u8], what: &str) -> Result<()> {
@@ -101,36 +129,55 @@ fn shape(path: &Path, h: &Header) -> Result<([usize; 3], usize)> {
     Ok(([d[0], d[1], d[2]], d[3].saturating_mul(d[4])))
 }
 
-fn decode_stored(h: &Header, st: header::Storage, raw: &[u8]) -> Result<Voxels> {
-    let be = h.big_endian;
-    Ok(match h.datatype {
-        header::dt::INT8 => Voxels::I16(raw.iter().map(|&b| b as i8 as i16).collect()),
-        header::dt::UINT32 => Voxels::F64(
-            raw.chunks_exact(4)
-                .map(|c| {
-                    let a = [c[0], c[1], c[2], c[3]];
-                    (if be {
-                        u32::from_be_bytes(a)
-                    } else {
-                        u32::from_le_bytes(a)
-                    }) as f64
-                })
-                .collect(),
-        ),
-        _ => Voxels::from_bytes(st.voxel_type, raw, be)?,
+/// How a datatype is stored: the element type and the values per voxel (3 for RGB24).
+fn stored(datatype: i16) -> Option<(Stored, usize)> {
+    use header::dt;
+    Some(match datatype {
+        dt::UINT8 => (Stored::U8, 1),
+        dt::INT8 => (Stored::I8, 1),
+        dt::INT16 => (Stored::I16, 1),
+        dt::UINT16 => (Stored::U16, 1),
+        dt::INT32 => (Stored::I32, 1),
+        dt::UINT32 => (Stored::U32, 1),
+        dt::FLOAT32 => (Stored::F32, 1),
+        dt::FLOAT64 => (Stored::F64, 1),
+        dt::RGB24 => (Stored::U8, 3),
+        _ => return None,
     })
 }
 
-/// What the header says about the voxel data.
+/// Refuses a spatial axis of more than one voxel without a usable `pixdim` (see the module
+/// docs for why this is not read as 1 mm).
+fn check_pixdim(path: &Path, h: &Header, dims: [usize; 3]) -> Result<()> {
+    for (a, &n) in dims.iter().enumerate() {
+        let p = h.pixdim[a + 1];
+        if n > 1 && !(p.is_finite() && p != 0.0) {
+            return Err(fmt_err(
+                path,
+                format!(
+                    "pixdim[{}] = {p} is not a voxel size: axis {} has {} voxels and needs its spacing in mm",
+                    a + 1,
+                    a + 1,
+                    n
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What the header says about the voxel data, checked.
 struct Plan {
     h: Header,
     dims: [usize; 3],
+    /// Channels of the result (RGB's three components included).
     channels: usize,
-    st: header::Storage,
+    geometry: Geometry,
+    decode: Decode,
     /// Stored elements (voxels x channels x components).
     count: usize,
     /// Stored bytes.
-    nbytes: usize,
+    nbytes: u64,
     /// Bytes between the end of the header and the voxel data.
     skip: u64,
 }
@@ -145,17 +192,20 @@ impl Plan {
             ));
         }
         let (dims, channels) = shape(path, &h)?;
-        let st = header::storage(h.datatype)
+        let (st, components) = stored(h.datatype)
             .ok_or_else(|| ImagingError::unsupported(path, FORMAT, format!("datatype {}", h.datatype)))?;
+        let decode = Decode::new(st, h.big_endian)
+            .interleaved(components)
+            .scaled(h.scl_slope, h.scl_inter);
         // Saturating: NIfTI-2 dims are i64, so the product can exceed even u128.
         let count = dims
             .iter()
             .map(|&d| d as u128)
-            .chain([channels as u128, st.components as u128])
+            .chain([channels as u128, components as u128])
             .fold(1u128, u128::saturating_mul);
-        // Check both the stored and the decoded size before allocating either.
-        let nbytes = opts.check(path, count, st.stored_size)?;
-        opts.check(path, count, st.voxel_type.size())?;
+        // The result, in the type it ends up in, is the only voxel buffer a read holds.
+        opts.check(path, count, decode.output().size())?;
+        let count = count as usize;
         if !(h.vox_offset.is_finite()) || h.vox_offset < 0.0 {
             return Err(fmt_err(path, format!("vox_offset {} is invalid", h.vox_offset)));
         }
@@ -166,102 +216,63 @@ impl Plan {
                 format!("vox_offset {} is implausibly large", h.vox_offset),
             ));
         }
+        check_pixdim(path, &h, dims)?;
+        let geometry = orientation::geometry(&h).map_err(|e| ImagingError::unsupported(path, FORMAT, e))?;
         Ok(Plan {
-            count: count as usize,
+            nbytes: decode.stored_bytes(count) as u64,
+            count,
             h,
             dims,
-            channels,
-            st,
-            nbytes,
+            channels: channels * components,
+            geometry,
+            decode,
             skip,
         })
     }
 
-    /// Allocates the voxel buffer once, lets `fill` write the stored bytes into it, then
-    /// fixes the byte order (only when the file's is not the machine's) and decodes.
-    fn load(self, path: &Path, fill: impl FnOnce(&mut [u8]) -> Result<()>) -> Result<Volume> {
-        let Plan {
-            h,
-            dims,
-            mut channels,
-            st,
-            count,
-            nbytes,
-            ..
-        } = self;
-        let direct = st.components == 1 && st.stored_size == st.voxel_type.size();
-        let mut voxels = if direct {
-            let mut v = Voxels::zeros(st.voxel_type, count);
-            fill(v.as_bytes_mut())?;
-            if h.big_endian != cfg!(target_endian = "big") {
-                v.swap_bytes();
-            }
-            v
-        } else {
-            let mut raw = vec![0u8; nbytes];
-            fill(&mut raw)?;
-            decode_stored(&h, st, &raw)?
-        };
-        if st.components == 3 {
-            voxels = deinterleave_rgb(voxels, count / 3);
-            channels *= 3;
-        }
-        voxels = apply_scaling(voxels, h.scl_slope, h.scl_inter);
-        let geometry = orientation::geometry(&h).map_err(|e| ImagingError::unsupported(path, FORMAT, e))?;
-        Volume::new(dims, channels, geometry, voxels)
+    /// Refuses the read when the input (`available` plain bytes at most, header included)
+    /// cannot hold the extensions and the voxel data.
+    fn check_available(&self, path: &Path, available: u64) -> Result<()> {
+        let before = self.h.header_len() as u64 + self.skip;
+        check_available(path, FORMAT, before + self.nbytes, available)
+    }
+
+    fn volume(self, voxels: crate::Voxels) -> Result<Volume> {
+        Volume::new(self.dims, self.channels, self.geometry, voxels)
     }
 }
 
-/// Touches one byte per page so the kernel maps the pages now (run on another thread
-/// while the first half of a buffer is being inflated).
-fn prefault(buf: &mut [u8]) {
-    for page in buf.chunks_mut(4096) {
-        page[0] = std::hint::black_box(0);
-    }
-}
-
-fn read_stream<R: Read + Send>(path: &Path, mut r: R, opts: &ReadOptions) -> Result<Volume> {
+fn read_stream<R: Read + Send>(path: &Path, mut r: R, available: u64, opts: &ReadOptions) -> Result<Volume> {
     let h = read_header(path, &mut r)?;
     let plan = Plan::new(path, h, opts)?;
+    plan.check_available(path, available)?;
     let skip = plan.skip;
     let skipped = std::io::copy(&mut (&mut r).take(skip), &mut std::io::sink())
         .map_err(|e| fmt_err(path, format!("reading extensions: {e}")))?;
     if skipped != skip {
         return Err(fmt_err(path, "truncated: file ends before the voxel data"));
     }
-    plan.load(path, |dst| {
-        // Large buffers: map the second half's pages on another thread while the first
-        // half is read, so the reader does not stop for page faults there.
-        if dst.len() >= 1 << 24 {
-            let (a, b) = dst.split_at_mut(dst.len() / 2);
-            let (res, ()) = rayon::join(|| read_exact_or(path, &mut r, a, "voxel data"), || prefault(b));
-            res?;
-            read_exact_or(path, &mut r, b, "voxel data")
-        } else {
-            read_exact_or(path, &mut r, dst, "voxel data")
-        }
-    })
+    let voxels = plan.decode.read(path, FORMAT, &mut r, plan.count)?;
+    plan.volume(voxels)
 }
 
 /// Reads a gzip file written by our writer: header from the first member, voxel data
-/// inflated member by member in parallel, straight into the voxel buffer.
+/// inflated member by member in parallel, straight into the voxel buffer (scaled or
+/// widened data: inflated in order, converted chunk by chunk).
 fn read_indexed(path: &Path, bytes: &[u8], members: &[gz::Member], opts: &ReadOptions) -> Result<Volume> {
     let total: u64 = members.iter().map(|m| m.size as u64).sum();
-    let margin = MAX_EXTENSION_BYTES + header::NIFTI2_LEN as u64;
-    if total > opts.max_bytes.saturating_add(margin) {
-        return Err(ImagingError::TooLarge {
-            path: path.to_path_buf(),
-            needed: total,
-            limit: opts.max_bytes,
-        });
-    }
     let h = read_header(path, &mut flate2::read::MultiGzDecoder::new(bytes))?;
     let plan = Plan::new(path, h, opts)?;
+    plan.check_available(path, total)?;
     let offset = plan.h.header_len() as u64 + plan.skip;
-    if offset + plan.nbytes as u64 > total {
-        return Err(fmt_err(path, "truncated: file ends inside the voxel data"));
+    if !plan.decode.is_direct() {
+        let mut r = flate2::read::MultiGzDecoder::new(bytes);
+        std::io::copy(&mut (&mut r).take(offset), &mut std::io::sink())
+            .map_err(|e| fmt_err(path, format!("gzip: {e}")))?;
+        let voxels = plan.decode.read(path, FORMAT, &mut r, plan.count)?;
+        return plan.volume(voxels);
     }
-    plan.load(path, |dst| {
+    let voxels = plan.decode.fill(plan.count, |dst| {
         gz::inflate_indexed_range(bytes, members, offset as usize, dst).map_err(|e| match e {
             gz::IndexedError::TooLarge(n) => ImagingError::TooLarge {
                 path: path.to_path_buf(),
@@ -270,36 +281,8 @@ fn read_indexed(path: &Path, bytes: &[u8], members: &[gz::Member], opts: &ReadOp
             },
             gz::IndexedError::Corrupt(why) => fmt_err(path, format!("gzip: {why}")),
         })
-    })
-}
-
-fn deinterleave_rgb(v: Voxels, n: usize) -> Voxels {
-    match v {
-        Voxels::U8(b) => Voxels::U8(
-            (0..3)
-                .flat_map(|c| b.iter().skip(c).step_by(3).copied())
-                .take(3 * n)
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
-/// Applies `value * slope + inter` when the pair is not the identity (slope 0 = no scaling).
-pub fn apply_scaling(v: Voxels, slope: f64, inter: f64) -> Voxels {
-    if !slope.is_finite() || !inter.is_finite() || slope == 0.0 || (slope == 1.0 && inter == 0.0) {
-        return v;
-    }
-    use crate::voxels::Element;
-    match v.voxel_type() {
-        VoxelType::I32 | VoxelType::F64 => {
-            with_voxels!(&v, x => Voxels::F64(x.iter().map(|&e| e.to_f64() * slope + inter).collect()))
-        }
-        // Computed in f64 and rounded once, like ITK.
-        _ => {
-            with_voxels!(&v, x => Voxels::F32(x.iter().map(|&e| (e.to_f64() * slope + inter) as f32).collect()))
-        }
-    }
+    })?;
+    plan.volume(voxels)
 }
 
 /// The NIfTI-1 header describing `vol` (sform and qform both `SCANNER_ANAT`, like ITK).

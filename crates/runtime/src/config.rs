@@ -115,6 +115,14 @@ pub struct GrpcArgs {
     /// How long shutdown waits for in-flight calls before it closes them, e.g. `30s`.
     #[arg(long, env = "AIAA_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// Most connections each gRPC server keeps open; more are closed at once. Lowered at
+    /// start to an eighth of the process's file-descriptor limit when that is smaller.
+    #[arg(
+        long = "grpc-max-connections",
+        env = "AIAA_GRPC_MAX_CONNECTIONS",
+        default_value_t = 1024
+    )]
+    pub max_connections: usize,
 }
 
 impl Default for GrpcArgs {
@@ -122,6 +130,7 @@ impl Default for GrpcArgs {
         Self {
             max_message_bytes: 4 * 1024 * 1024,
             drain_timeout: Duration::from_secs(30),
+            max_connections: 1024,
         }
     }
 }
@@ -137,6 +146,12 @@ impl GrpcArgs {
                     "{} is below {min}, one chunk and its envelope",
                     self.max_message_bytes
                 ),
+            });
+        }
+        if self.max_connections == 0 {
+            return Err(RuntimeError::Config {
+                flag: "--grpc-max-connections (AIAA_GRPC_MAX_CONNECTIONS)".into(),
+                reason: "must be at least 1".into(),
             });
         }
         Ok(())

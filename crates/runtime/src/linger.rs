@@ -11,28 +11,45 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// How long a closed connection waits for its client to close.
 pub const LINGER: Duration = Duration::from_secs(5);
 
-/// A listener whose connections close lingering; see the module docs.
+/// A listener whose connections close lingering; see the module docs. It also caps the
+/// connections open at once (lingering ones included, as they hold a file descriptor): a
+/// connection over the cap is closed as soon as it is accepted, so a flood of connections
+/// cannot exhaust the process's descriptors and stop every server in it.
 pub struct LingeringListener {
     inner: TcpListener,
     /// Held by every open or lingering connection: the server waits until all are dropped.
     alive: mpsc::Sender<()>,
+    /// One permit per connection allowed.
+    permits: Arc<Semaphore>,
+    component: &'static str,
 }
 
 impl LingeringListener {
     /// Wraps `inner`; `alive`'s receiver sees `None` once the listener and every connection
-    /// (lingering included) are gone.
-    pub fn new(inner: TcpListener, alive: mpsc::Sender<()>) -> Self {
-        LingeringListener { inner, alive }
+    /// (lingering included) are gone. At most `max_connections` are open at once.
+    pub fn new(
+        inner: TcpListener,
+        alive: mpsc::Sender<()>,
+        max_connections: usize,
+        component: &'static str,
+    ) -> Self {
+        LingeringListener {
+            inner,
+            alive,
+            permits: Arc::new(Semaphore::new(max_connections)),
+            component,
+        }
     }
 }
 
@@ -41,13 +58,23 @@ impl axum::serve::Listener for LingeringListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        let _ = stream.set_nodelay(true);
-        let io = LingeringStream {
-            inner: Some(stream),
-            alive: Some(self.alive.clone()),
-        };
-        (io, addr)
+        loop {
+            let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                // Closed at once, not lingering: it has sent nothing worth waiting for.
+                metrics::counter!("aiaa_grpc_connections_refused_total", "component" => self.component)
+                    .increment(1);
+                tracing::debug!(component = self.component, %addr, "connection over the cap closed");
+                drop(stream);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let io = LingeringStream {
+                inner: Some(stream),
+                alive: Some((self.alive.clone(), permit)),
+            };
+            return (io, addr);
+        }
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
@@ -58,7 +85,8 @@ impl axum::serve::Listener for LingeringListener {
 /// A connection that closes lingering when dropped.
 pub struct LingeringStream {
     inner: Option<TcpStream>,
-    alive: Option<mpsc::Sender<()>>,
+    /// Released when the socket is finally closed.
+    alive: Option<(mpsc::Sender<()>, OwnedSemaphorePermit)>,
 }
 
 impl LingeringStream {

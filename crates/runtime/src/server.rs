@@ -3,8 +3,10 @@
 //! gRPC reflection over every `aiaa.*.v1` contract, Prometheus `/metrics` on the same port
 //! (plain HTTP/1.1), a span per call whose parent is the caller's W3C trace context, call
 //! counts and latencies, a panic in a handler turned into INTERNAL, API-key checks on
-//! mutating calls, and a graceful shutdown that stops accepting, drains in-flight calls
-//! (bounded by the drain timeout) and returns.
+//! mutating calls, a cap on open connections (`--grpc-max-connections`, kept under the
+//! file-descriptor limit, which is raised to its hard limit first: at that limit every server
+//! of the process would stop answering), and a graceful shutdown that stops accepting, drains
+//! in-flight calls (bounded by the drain timeout) and returns.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -117,7 +119,8 @@ pub async fn start(
     let names = spec.service_names.clone();
     let health_for_shutdown = health.clone();
     let (alive, mut lingering) = tokio::sync::mpsc::channel::<()>(1);
-    let listener = crate::linger::LingeringListener::new(listener, alive);
+    let max_connections = connection_cap(component, grpc.max_connections, "--grpc-max-connections");
+    let listener = crate::linger::LingeringListener::new(listener, alive, max_connections, component);
     let task = tokio::spawn(async move {
         let stop = shutdown.clone();
         let serve = axum::serve(listener, router.into_make_service()).with_graceful_shutdown(async move {
@@ -148,6 +151,41 @@ pub async fn start(
     });
     tracing::info!(component, %addr, "gRPC server listening");
     Ok(RunningServer { addr, health, task })
+}
+
+/// Raises the process's soft file-descriptor limit to its hard limit (once; as Go's runtime
+/// does) and returns the soft limit then in force, if it can be read.
+pub fn raise_fd_limit() -> Option<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+        if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+            return Some(hard);
+        }
+        Some(soft)
+    })
+}
+
+/// The connection cap a server of `component` uses: `configured` (named by `flag` in the
+/// log), lowered to an eighth of the file-descriptor limit (at least 16) when that is
+/// smaller, so that the servers of one process together stay well inside it.
+pub fn connection_cap(component: &str, configured: usize, flag: &str) -> usize {
+    let Some(limit) = raise_fd_limit() else {
+        return configured;
+    };
+    let share = usize::try_from(limit / 8).unwrap_or(usize::MAX).max(16);
+    if configured > share {
+        tracing::warn!(
+            component,
+            configured,
+            used = share,
+            fd_limit = limit,
+            "{flag} lowered to an eighth of the file-descriptor limit (raise `ulimit -n` to allow more)"
+        );
+        return share;
+    }
+    configured
 }
 
 /// Per-call span (child of the caller's trace), log line, count and latency.
@@ -247,6 +285,61 @@ mod tests {
         .await;
         assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
         shutdown.cancel();
+        server.wait().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_cap_are_closed_and_the_others_keep_working() {
+        let shutdown = CancellationToken::new();
+        let spec = ServerSpec {
+            component: "test",
+            routes: Routes::new(Panicker),
+            service_names: vec!["test.Panicker"],
+            mutating: &[],
+            serving_at_start: true,
+        };
+        let grpc = GrpcArgs {
+            max_connections: 2,
+            ..Default::default()
+        };
+        let server = start(
+            "127.0.0.1:0".parse().unwrap(),
+            spec,
+            &grpc,
+            &AuthArgs::default(),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        // Two idle connections take the two places.
+        let first = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let _second = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // A third is closed at once, without an answer.
+        let mut third = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), third.read(&mut buf))
+            .await
+            .expect("the connection over the cap must be closed at once");
+        assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+        // One of the first closes: its place is free again.
+        drop(first);
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+            let _ = s
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await;
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out).await;
+            if out.starts_with("HTTP/1.1 200") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no place freed: {out:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        shutdown.cancel();
+        drop(_second);
         server.wait().await.unwrap();
     }
 }

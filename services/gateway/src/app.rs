@@ -1,8 +1,9 @@
-//! The axum application: shared state, the route table, request bodies read whole under the
-//! size limit, and the layers every request goes through (trailing-slash normalisation, a
+//! The axum application: shared state, the route table, multipart bodies read under the
+//! limits ([`crate::form`]), and the layers every request goes through (trailing-slash normalisation, a
 //! span whose parent is the caller's W3C trace context, request counts and latencies,
 //! panics turned into a 500 JSON answer). Unknown routes answer 404 JSON.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,15 +15,13 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
 use http::HeaderMap;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
 use crate::backend::Backends;
 use crate::error::{GatewayError, Result};
-use crate::multipart::{self, Form};
+use crate::form::{self, Form, FormLimits};
 use crate::routes;
 
 /// What every handler shares.
@@ -32,46 +31,63 @@ pub struct App {
     pub backends: Backends,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// Largest `params` of the polygon endpoints, in bytes.
+    pub max_params_bytes: usize,
+    /// Most polygon vertices in one request or answer.
+    pub max_polygon_vertices: usize,
+    /// Where uploads are spooled.
+    pub spool_dir: Arc<PathBuf>,
     /// Longest session lifetime asked of the datastore.
     pub session_max_expiry: Duration,
     /// The admin API key, when one is configured.
     pub admin_key: Option<Arc<Secret>>,
 }
 
-impl App {
-    /// Reads a request body whole, refusing more than the limit with 413.
-    pub async fn body(&self, headers: &HeaderMap, body: Body) -> Result<Bytes> {
-        let limit = self.max_body_bytes;
-        let declared = headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(GatewayError::TooLarge { limit });
-        }
-        let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit as u64) as usize);
-        let mut stream = body.into_data_stream();
-        while let Some(piece) = stream.next().await {
-            let piece = piece
-                .map_err(|e| GatewayError::BadRequest(format!("the request body could not be read: {e}")))?;
-            if buf.len() + piece.len() > limit {
-                return Err(GatewayError::TooLarge { limit });
-            }
-            buf.extend_from_slice(&piece);
-        }
-        Ok(buf.freeze())
-    }
+/// Most bytes of `params` on the model endpoints: they travel to the inference service
+/// inside one gRPC message.
+pub const MODEL_PARAMS_LIMIT: usize = 1 << 20;
 
-    /// Reads and parses a multipart/form-data body.
-    pub async fn form(&self, headers: &HeaderMap, body: Body) -> Result<Form> {
+/// Which `params` limit a form gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamsKind {
+    /// The model endpoints, the sessions and the admin API: [`MODEL_PARAMS_LIMIT`].
+    Small,
+    /// The polygon endpoints: `--gateway-max-params-bytes`.
+    Polygons,
+}
+
+impl App {
+    /// Reads and parses a multipart/form-data body under the limits (see [`crate::form`]).
+    pub async fn form(&self, headers: &HeaderMap, body: Body, kind: ParamsKind) -> Result<Form> {
         let content_type = headers
             .get(http::header::CONTENT_TYPE)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
             .unwrap_or_default();
-        // Refuse a wrong Content-Type before reading a large body.
-        multipart::boundary(&content_type).map_err(GatewayError::BadRequest)?;
-        let body = self.body(headers, body).await?;
-        multipart::parse(&content_type, &body).map_err(GatewayError::BadRequest)
+        let declared = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let (params, params_source) = match kind {
+            ParamsKind::Polygons => (
+                self.max_params_bytes,
+                "--gateway-max-params-bytes, AIAA_GATEWAY_MAX_PARAMS_BYTES",
+            ),
+            ParamsKind::Small if self.max_params_bytes < MODEL_PARAMS_LIMIT => (
+                self.max_params_bytes,
+                "--gateway-max-params-bytes, AIAA_GATEWAY_MAX_PARAMS_BYTES",
+            ),
+            ParamsKind::Small => (
+                MODEL_PARAMS_LIMIT,
+                "the limit of this endpoint, whose params travel in one gRPC message",
+            ),
+        };
+        let limits = FormLimits {
+            body: self.max_body_bytes,
+            params,
+            params_source,
+            spool_dir: self.spool_dir.as_ref().clone(),
+        };
+        form::read(&content_type, declared, body, &limits).await
     }
 }
 

@@ -43,6 +43,45 @@ pub struct GatewayArgs {
     /// How long a backend call may take before the gateway answers 503, e.g. `120s`.
     #[arg(long = "gateway-backend-timeout", env = "AIAA_GATEWAY_BACKEND_TIMEOUT", default_value = "300s", value_parser = parse_duration)]
     pub backend_timeout: Duration,
+    /// Longest time a client may take to send a request's headers, from its first byte (or
+    /// from connecting, for a connection's first request); slower connections are closed.
+    #[arg(long = "gateway-header-timeout", env = "AIAA_GATEWAY_HEADER_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// How long a kept-alive connection may stay silent between requests before it is closed
+    /// (also: a client that stops reading an answer for this long).
+    #[arg(long = "gateway-idle-timeout", env = "AIAA_GATEWAY_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Slowest request body accepted, in bytes per second: every `--gateway-body-rate-window`
+    /// must bring at least this rate times the window, else 408 and the connection closes.
+    #[arg(long = "gateway-body-min-rate", env = "AIAA_GATEWAY_BODY_MIN_RATE", default_value_t = 8 * 1024)]
+    pub body_min_rate: u64,
+    /// The window over which `--gateway-body-min-rate` is measured, e.g. `10s`.
+    #[arg(long = "gateway-body-rate-window", env = "AIAA_GATEWAY_BODY_RATE_WINDOW", default_value = "10s", value_parser = parse_duration)]
+    pub body_rate_window: Duration,
+    /// Most client connections open at once; more are answered 503 and closed. Lowered at
+    /// start to an eighth of the process's file-descriptor limit when that is smaller.
+    #[arg(
+        long = "gateway-max-connections",
+        env = "AIAA_GATEWAY_MAX_CONNECTIONS",
+        default_value_t = 1024
+    )]
+    pub max_connections: usize,
+    /// Largest `params` form field of `/v1/mask2polygon` and `/v1/fixpolygon` (which carry
+    /// polygons), in bytes; the model endpoints take at most 1 MiB (or this, if smaller).
+    #[arg(long = "gateway-max-params-bytes", env = "AIAA_GATEWAY_MAX_PARAMS_BYTES", default_value_t = 32 << 20)]
+    pub max_params_bytes: usize,
+    /// Most polygon vertices one request may send (`/v1/fixpolygon`) or get back
+    /// (`/v1/mask2polygon`).
+    #[arg(
+        long = "gateway-max-polygon-vertices",
+        env = "AIAA_GATEWAY_MAX_POLYGON_VERTICES",
+        default_value_t = 3_000_000
+    )]
+    pub max_polygon_vertices: usize,
+    /// Folder where uploaded files are spooled while a request is handled (deleted when it
+    /// ends); put it on disk, not on a RAM-backed tmpfs. Default: the system's temp folder.
+    #[arg(long = "gateway-spool-dir", env = "AIAA_GATEWAY_SPOOL_DIR")]
+    pub spool_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for GatewayArgs {
@@ -54,6 +93,14 @@ impl Default for GatewayArgs {
             max_body_bytes: 1 << 30,
             session_max_expiry: Duration::from_secs(24 * 3600),
             backend_timeout: Duration::from_secs(300),
+            header_timeout: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+            body_min_rate: 8 * 1024,
+            body_rate_window: Duration::from_secs(10),
+            max_connections: 1024,
+            max_params_bytes: 32 << 20,
+            max_polygon_vertices: 3_000_000,
+            spool_dir: None,
         }
     }
 }
@@ -80,10 +127,52 @@ impl GatewayArgs {
                 "must be more than 0",
             ));
         }
-        if self.backend_timeout.is_zero() {
-            return Err(config(
+        for (flag, value) in [
+            (
                 "--gateway-backend-timeout (AIAA_GATEWAY_BACKEND_TIMEOUT)",
-                "must be more than 0",
+                self.backend_timeout,
+            ),
+            (
+                "--gateway-header-timeout (AIAA_GATEWAY_HEADER_TIMEOUT)",
+                self.header_timeout,
+            ),
+            (
+                "--gateway-idle-timeout (AIAA_GATEWAY_IDLE_TIMEOUT)",
+                self.idle_timeout,
+            ),
+            (
+                "--gateway-body-rate-window (AIAA_GATEWAY_BODY_RATE_WINDOW)",
+                self.body_rate_window,
+            ),
+        ] {
+            if value.is_zero() {
+                return Err(config(flag, "must be more than 0"));
+            }
+        }
+        if self.max_connections == 0 {
+            return Err(config(
+                "--gateway-max-connections (AIAA_GATEWAY_MAX_CONNECTIONS)",
+                "must be at least 1",
+            ));
+        }
+        if self.max_params_bytes < 1024 {
+            return Err(config(
+                "--gateway-max-params-bytes (AIAA_GATEWAY_MAX_PARAMS_BYTES)",
+                format!("{} is below 1024 bytes", self.max_params_bytes),
+            ));
+        }
+        if self.max_polygon_vertices < 1000 {
+            return Err(config(
+                "--gateway-max-polygon-vertices (AIAA_GATEWAY_MAX_POLYGON_VERTICES)",
+                format!("{} is below 1000", self.max_polygon_vertices),
+            ));
+        }
+        if let Some(dir) = &self.spool_dir
+            && !dir.is_dir()
+        {
+            return Err(config(
+                "--gateway-spool-dir (AIAA_GATEWAY_SPOOL_DIR)",
+                format!("{} is not a folder", dir.display()),
             ));
         }
         for (flag, url) in [

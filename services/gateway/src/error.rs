@@ -1,6 +1,7 @@
 //! The gateway's one error type, [`GatewayError`], mapped once to HTTP: a JSON body
 //! `{"error": {"message": ["..."], "type": "..."}, "success": false}` with an exact
-//! Content-Length and the status the AIAA clients expect (400, 403, 404, 413, 440, 503, 500).
+//! Content-Length and the status the AIAA clients expect (400, 403, 404, 408, 413, 440, 503,
+//! 507, 500).
 //! Backend failures arrive as `tonic::Status` and are mapped by [`GatewayError::from_status`],
 //! which knows what the call was about (a NOT_FOUND session is 440, a NOT_FOUND model 404).
 
@@ -35,6 +36,15 @@ pub enum GatewayError {
     /// A payload a backend refused as too large (413).
     #[error("{0}")]
     BackendTooLarge(String),
+    /// A form field, a list or a count in the request is larger than its limit (413).
+    #[error("{0}")]
+    FieldTooLarge(String),
+    /// The request body arrived too slowly (408).
+    #[error("{0}")]
+    Timeout(String),
+    /// The gateway could not store an upload while handling it (507).
+    #[error("{0}")]
+    Storage(String),
     /// The session is unknown or has expired (440).
     #[error("{0}")]
     SessionExpired(String),
@@ -60,6 +70,18 @@ pub enum Subject {
     Model,
     /// Anything else.
     Other,
+}
+
+/// Whether a status stands for a failed connection rather than an answer of the backend.
+fn is_transport(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.is::<tonic::transport::Error>() || e.is::<std::io::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 impl GatewayError {
@@ -90,6 +112,12 @@ impl GatewayError {
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => {
                 Self::unavailable(format!("the {service} service is unavailable: {msg}"))
             }
+            // The call never got an answer because the connection broke under it (the
+            // backend's process was just killed): tonic says Unknown "transport error". To
+            // the client that is the same as a refused connection: 503.
+            Code::Unknown if is_transport(status) => {
+                Self::unavailable(format!("the {service} service is unavailable: {msg}"))
+            }
             Code::Unauthenticated | Code::PermissionDenied => Self::Internal(format!(
                 "the {service} service refused the gateway's credentials (check --api-key): {msg}"
             )),
@@ -103,7 +131,11 @@ impl GatewayError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::TooLarge { .. } | Self::BackendTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooLarge { .. } | Self::BackendTooLarge(_) | Self::FieldTooLarge(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Storage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::SessionExpired(_) => StatusCode::from_u16(SESSION_EXPIRED).unwrap_or(StatusCode::NOT_FOUND),
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -116,7 +148,9 @@ impl GatewayError {
             Self::BadRequest(_) => "bad_request",
             Self::NotFound(_) => "not_found",
             Self::Forbidden(_) => "forbidden",
-            Self::TooLarge { .. } | Self::BackendTooLarge(_) => "too_large",
+            Self::TooLarge { .. } | Self::BackendTooLarge(_) | Self::FieldTooLarge(_) => "too_large",
+            Self::Timeout(_) => "timeout",
+            Self::Storage(_) => "storage",
             Self::SessionExpired(_) => "session_expired",
             Self::Unavailable { .. } => "unavailable",
             Self::Internal(_) => "internal",

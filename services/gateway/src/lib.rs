@@ -3,7 +3,11 @@
 //!
 //! - [`config`]: the [`GatewayArgs`] clap block;
 //! - [`error`]: [`GatewayError`], mapped once to a JSON error answer;
-//! - [`multipart`]: a lenient multipart/form-data parser for the clients' requests;
+//! - [`conn`]: the accept loop: connection cap, header/idle timeouts, body rate;
+//! - [`multipart`]: a lenient, streaming multipart/form-data parser for the clients'
+//!   requests; [`form`]: a request body read into a form under the limits (files spooled);
+//! - [`geometry`]: client coordinates, points and polygons parsed and bounded;
+//! - [`work`]: the bounded pool the CPU-heavy steps run on, off the async threads;
 //! - [`response`]: answers built whole with an exact Content-Length (JSON, files, multipart);
 //! - [`params`]: lenient params and query reading;
 //! - [`image`]: decoding uploads and encoding masks;
@@ -18,19 +22,22 @@
 pub mod app;
 pub mod backend;
 pub mod config;
+pub mod conn;
 pub mod error;
+pub mod form;
+pub mod geometry;
 pub mod image;
 pub mod multipart;
 pub mod params;
 pub mod polygon;
 pub mod response;
 pub mod routes;
+pub mod work;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use aiaa_runtime::config::{AuthArgs, GrpcArgs};
-use axum::extract::Request;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -57,11 +64,24 @@ pub async fn start(
         args.backend_timeout,
         GrpcArgs::default().max_message_bytes,
     )?;
+    let spool_dir = args.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
     let app = app::App {
         backends,
         max_body_bytes: args.max_body_bytes,
+        max_params_bytes: args.max_params_bytes,
+        max_polygon_vertices: args.max_polygon_vertices,
+        spool_dir: Arc::new(spool_dir),
         session_max_expiry: args.session_max_expiry,
         admin_key: auth.api_key.clone().map(Arc::new),
+    };
+    let max_connections =
+        aiaa_runtime::server::connection_cap("gateway", args.max_connections, "--gateway-max-connections");
+    let limits = conn::ConnLimits {
+        header_timeout: args.header_timeout,
+        idle_timeout: args.idle_timeout,
+        body_min_rate: args.body_min_rate,
+        body_rate_window: args.body_rate_window,
+        max_connections,
     };
     let listener = TcpListener::bind(args.listen)
         .await
@@ -73,12 +93,15 @@ pub async fn start(
     // Trailing slashes are trimmed before routing: clients don't follow redirects.
     let service = NormalizePathLayer::trim_trailing_slash().layer(app::router(app));
     let task = tokio::spawn(async move {
-        let make = axum::ServiceExt::<Request>::into_make_service(service);
-        axum::serve(listener, make)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .map_err(|e| GatewayError::Internal(format!("serve: {e}")))
+        conn::serve(listener, service, limits, shutdown).await;
+        Ok(())
     });
-    tracing::info!(%addr, inference = ?args.inference_url, datastore = %args.datastore_url, "gateway listening");
+    tracing::info!(
+        %addr,
+        inference = ?args.inference_url,
+        datastore = %args.datastore_url,
+        max_connections,
+        "gateway listening"
+    );
     Ok((addr, task))
 }

@@ -3,11 +3,13 @@
 //! holding JSON (`"points": "[[1,2,3]]"`); keys may come in camelCase; unknown keys are
 //! ignored. Query values are `+`-encoded.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
 use crate::error::{GatewayError, Result};
+use crate::geometry::{MAX_POINTS, check_coordinate};
 
 fn bad(msg: impl Into<String>) -> GatewayError {
     GatewayError::BadRequest(msg.into())
@@ -29,23 +31,38 @@ pub fn parse(text: Option<&str>) -> Result<Map<String, Value>> {
     }
     let value: Value =
         serde_json::from_str(text).map_err(|e| bad(format!("params is not valid JSON: {e}")))?;
-    match lenient(&value) {
+    match lenient(&value).into_owned() {
         Value::Object(map) => Ok(map),
         other => Err(bad(format!("params must be a JSON object, not {}", kind(&other)))),
     }
 }
 
-/// A value, or the JSON a string value holds (the clients double-encode arrays).
-pub fn lenient(value: &Value) -> Value {
+/// A value, or the JSON a string value holds (the clients double-encode arrays); borrowed
+/// unless a string had to be parsed.
+pub fn lenient(value: &Value) -> Cow<'_, Value> {
     if let Value::String(s) = value {
         let t = s.trim();
         if (t.starts_with('[') || t.starts_with('{'))
             && let Ok(inner) = serde_json::from_str::<Value>(t)
         {
-            return inner;
+            return Cow::Owned(inner);
         }
     }
-    value.clone()
+    Cow::Borrowed(value)
+}
+
+/// Like [`lenient`], but a string that starts like JSON and is not valid JSON is an error
+/// saying why (`key` names the field).
+fn lenient_checked<'a>(key: &str, value: &'a Value) -> Result<Cow<'a, Value>> {
+    if let Value::String(s) = value {
+        let t = s.trim();
+        if t.starts_with('[') || t.starts_with('{') {
+            return serde_json::from_str::<Value>(t)
+                .map(Cow::Owned)
+                .map_err(|e| bad(format!("{key} holds a string that is not valid JSON: {e}")));
+        }
+    }
+    Ok(Cow::Borrowed(value))
 }
 
 /// A short name of a JSON value's kind, for messages.
@@ -87,26 +104,33 @@ pub fn index(key: &str, value: &Value) -> Result<usize> {
 }
 
 /// A list of points with `dims` coordinates each: an array or a string holding one. A single
-/// point (`[x,y,z]`) is accepted where a list is expected.
+/// point (`[x,y,z]`) is accepted where a list is expected. At most [`MAX_POINTS`] points
+/// (413), each coordinate finite and within [`crate::geometry::MAX_COORDINATE`] (400).
 pub fn points(key: &str, value: &Value, dims: usize) -> Result<Vec<Vec<f64>>> {
-    let value = lenient(value);
-    let Value::Array(items) = &value else {
+    let value = lenient_checked(key, value)?;
+    let Value::Array(items) = value.as_ref() else {
         return Err(bad(format!(
             "{key} must be a list of [x, y, z] points, not {}",
             kind(&value)
         )));
     };
     let single = !items.is_empty() && items.iter().all(|v| !v.is_array());
-    let list: Vec<Value> = if single {
-        vec![value.clone()]
+    let list: &[Value] = if single {
+        std::slice::from_ref(value.as_ref())
     } else {
-        items.clone()
+        items
     };
+    if list.len() > MAX_POINTS {
+        return Err(GatewayError::FieldTooLarge(format!(
+            "{key} has {} points; at most {MAX_POINTS} are accepted",
+            list.len()
+        )));
+    }
     list.iter()
         .enumerate()
         .map(|(i, p)| {
-            let p = lenient(p);
-            let Value::Array(coords) = &p else {
+            let p = lenient_checked(&format!("{key}[{i}]"), p)?;
+            let Value::Array(coords) = p.as_ref() else {
                 return Err(bad(format!(
                     "{key}[{i}] must be a point [x, y, z], not {}",
                     kind(&p)
@@ -121,7 +145,12 @@ pub fn points(key: &str, value: &Value, dims: usize) -> Result<Vec<Vec<f64>>> {
             coords
                 .iter()
                 .enumerate()
-                .map(|(c, v)| number(&format!("{key}[{i}][{c}]"), v))
+                .map(|(c, v)| {
+                    let what = format!("{key}[{i}][{c}]");
+                    let n = number(&what, v)?;
+                    check_coordinate(&what, n)?;
+                    Ok(n)
+                })
                 .collect()
         })
         .collect()
@@ -166,6 +195,22 @@ mod tests {
                 .to_string()
                 .contains("2 coordinates")
         );
+        for absurd in [
+            json!(1e300),
+            json!(-1e300),
+            json!("NaN"),
+            json!("-inf"),
+            json!(2e6),
+        ] {
+            let err = points("points", &json!([[1, absurd, 3]]), 3)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("points[0][1]"), "{absurd}: {err}");
+        }
+        let many: Vec<Value> = (0..=MAX_POINTS).map(|_| json!([1, 2, 3])).collect();
+        let err = points("foreground", &Value::Array(many), 3).unwrap_err();
+        assert_eq!(err.status().as_u16(), 413);
+        assert!(err.to_string().contains("10000"), "{err}");
         assert!(parse(Some("")).unwrap().is_empty());
         assert!(
             parse(Some("[1]"))

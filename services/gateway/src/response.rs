@@ -74,8 +74,8 @@ impl Output {
 /// The answer of a POST endpoint: params and, when the endpoint makes one, a file.
 #[derive(Clone, Debug)]
 pub struct ResultAnswer {
-    /// The result params.
-    pub params: serde_json::Value,
+    /// The result params: a JSON object's text (written once, never re-serialised).
+    pub params: Bytes,
     /// The result file.
     pub file: Option<ResultFile>,
 }
@@ -85,7 +85,9 @@ impl ResultAnswer {
     /// params as JSON (there is nothing else to send).
     pub fn into_response(self, output: Output) -> Response {
         match (output, self.file) {
-            (Output::Json, _) | (Output::Image, None) => json(&self.params),
+            (Output::Json, _) | (Output::Image, None) => {
+                bytes(StatusCode::OK, "application/json", self.params)
+            }
             (Output::Image, Some(file)) => bytes(StatusCode::OK, "application/octet-stream", file.data),
             (Output::Multipart, file) => {
                 let (content_type, body) = multipart(&self.params, file.as_ref());
@@ -106,17 +108,16 @@ fn boundary_for(parts: &[&[u8]]) -> String {
     }
 }
 
-/// Encodes `params` (always) and `file` (when given) as multipart/form-data; returns the
-/// Content-Type (with the boundary) and the body.
-pub fn multipart(params: &serde_json::Value, file: Option<&ResultFile>) -> (String, Bytes) {
-    let params_text = serde_json::to_vec(params).unwrap_or_else(|_| b"{}".to_vec());
+/// Encodes `params` (a JSON text, always) and `file` (when given) as multipart/form-data;
+/// returns the Content-Type (with the boundary) and the body.
+pub fn multipart(params_text: &[u8], file: Option<&ResultFile>) -> (String, Bytes) {
     let data: &[u8] = file.map(|f| f.data.as_ref()).unwrap_or_default();
-    let token = boundary_for(&[&params_text, data]);
+    let token = boundary_for(&[params_text, data]);
     let mut body = BytesMut::with_capacity(params_text.len() + data.len() + 512);
     body.put_slice(format!("--{token}\r\n").as_bytes());
     body.put_slice(b"Content-Disposition: form-data; name=\"params\"\r\n");
     body.put_slice(b"Content-Type: application/json\r\n\r\n");
-    body.put_slice(&params_text);
+    body.put_slice(params_text);
     body.put_slice(b"\r\n");
     if let Some(file) = file {
         let name = if file.filename.is_empty() {
@@ -146,7 +147,7 @@ mod tests {
             filename: "result.nii.gz".into(),
             data: Bytes::from_static(b"\x1f\x8bDATA--x\r\n"),
         };
-        let (ct, body) = multipart(&serde_json::json!({"points": [[1, 2, 3]]}), Some(&file));
+        let (ct, body) = multipart(br#"{"points":[[1,2,3]]}"#, Some(&file));
         let token = ct.strip_prefix("multipart/form-data; boundary=").unwrap();
         let text = String::from_utf8_lossy(&body);
         assert!(text.starts_with(&format!(
@@ -169,7 +170,7 @@ mod tests {
         assert_eq!(Output::parse(Some("json")).unwrap(), Output::Json);
         assert!(Output::parse(Some("xml")).is_err());
         let answer = ResultAnswer {
-            params: serde_json::json!({"a": 1}),
+            params: Bytes::from_static(br#"{"a":1}"#),
             file: None,
         };
         let r = answer.into_response(Output::Multipart);

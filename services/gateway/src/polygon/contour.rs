@@ -93,21 +93,28 @@ pub fn thin(boundary: &[(isize, isize)], step: usize) -> Polygon {
 }
 
 /// The outer contours of every component of `slice`, thinned to one vertex every `step`
-/// boundary pixels, in raster order of their top-left-most pixel.
-pub fn contours(slice: &Slice, step: usize) -> Vec<Polygon> {
+/// boundary pixels, in raster order of their top-left-most pixel; `None` as soon as they
+/// hold more than `max_vertices` vertices (a polygon counts at least one).
+pub fn contours(slice: &Slice, step: usize, max_vertices: usize) -> Option<Vec<Polygon>> {
     let mut seen = vec![false; slice.pixels.len()];
     let mut out = Vec::new();
+    let mut count = 0usize;
     for y in 0..slice.height {
         for x in 0..slice.width {
             let o = y * slice.width + x;
             if slice.pixels[o] && !seen[o] {
                 flood(slice, &mut seen, x, y);
                 let boundary = trace(slice, (x as isize, y as isize));
-                out.push(thin(&boundary, step));
+                let poly = thin(&boundary, step);
+                count += poly.len().max(1);
+                if count > max_vertices {
+                    return None;
+                }
+                out.push(poly);
             }
         }
     }
-    out
+    Some(out)
 }
 
 #[cfg(test)]
@@ -142,8 +149,9 @@ mod tests {
         for x in 5..10 {
             s.set(x, 1);
         }
-        let c = contours(&s, 1);
+        let c = contours(&s, 1, usize::MAX).unwrap();
         assert_eq!(c.len(), 3);
+        assert!(contours(&s, 1, 10).is_none(), "over the vertex budget");
         assert_eq!(c[2], vec![[8.0, 8.0]]);
         // A one-pixel-wide line is walked there and back.
         assert_eq!(c[1].len(), 8);
@@ -152,7 +160,7 @@ mod tests {
     #[test]
     fn thinning() {
         let s = rect(40, 40, 5, 5, 24, 24);
-        let c = contours(&s, 4);
+        let c = contours(&s, 4, usize::MAX).unwrap();
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].len(), 76 / 4);
     }

@@ -12,12 +12,14 @@ use aiaa_proto::inference::v1::{
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::Response;
+use futures::StreamExt;
 use http::HeaderMap;
 
-use crate::app::App;
+use crate::app::{App, ParamsKind};
 use crate::backend::timed;
 use crate::error::{GatewayError, Result, Subject};
 use crate::response;
+use crate::routes::infer::upload_chunks;
 use crate::routes::models::{fetch, model_json};
 
 fn authorize(app: &App, headers: &HeaderMap) -> Result<()> {
@@ -66,7 +68,7 @@ pub async fn put(
     body: Body,
 ) -> Result<Response> {
     authorize(&app, &headers)?;
-    let form = app.form(&headers, body).await?;
+    let form = app.form(&headers, body, ParamsKind::Small).await?;
     if let Some(data) = form.field("data") {
         let config = form
             .text("config")
@@ -78,7 +80,7 @@ pub async fn put(
             })?;
         serde_json::from_str::<serde_json::Value>(config)
             .map_err(|e| GatewayError::BadRequest(format!("config is not valid JSON: {e}")))?;
-        if data.data.is_empty() {
+        if data.is_empty() {
             return Err(GatewayError::BadRequest(
                 "the model file (\"data\") is empty".into(),
             ));
@@ -90,18 +92,13 @@ pub async fn put(
                 filename: data.base_filename().unwrap_or("model.pt").to_string(),
                 engine: String::new(),
                 labels: Vec::new(),
-                size: data.data.len() as u64,
+                size: data.len(),
             })),
         };
-        let bytes = data.data.clone();
-        let chunks = (0..bytes.len())
-            .step_by(aiaa_proto::CHUNK_SIZE)
-            .map(move |at| UploadModelRequest {
-                kind: Some(upload_model_request::Kind::Chunk(
-                    bytes.slice(at..(at + aiaa_proto::CHUNK_SIZE).min(bytes.len())),
-                )),
-            });
-        let stream = futures::stream::iter(std::iter::once(header).chain(chunks));
+        let chunks = upload_chunks(data).map(|bytes| UploadModelRequest {
+            kind: Some(upload_model_request::Kind::Chunk(bytes)),
+        });
+        let stream = futures::stream::once(async { header }).chain(chunks);
         let mut client = app.backends.inference()?;
         let info = timed("inference", app.backends.timeout, async move {
             client.upload_model(stream).await.map_err(inf_err)

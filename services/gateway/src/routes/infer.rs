@@ -16,10 +16,11 @@ use futures::StreamExt;
 use http::HeaderMap;
 use serde_json::{Map, Value};
 
-use crate::app::App;
+use crate::app::{App, ParamsKind};
 use crate::backend::timed;
 use crate::error::{GatewayError, Result, Subject};
-use crate::multipart::Form;
+use crate::form::{Form, Part};
+use crate::geometry::{self, MAX_SPATIAL_SIZE};
 use crate::params;
 use crate::response::{Output, ResultAnswer, ResultFile};
 
@@ -77,7 +78,7 @@ pub fn validate(endpoint: Endpoint, p: &Map<String, Value>) -> Result<()> {
             }
             if let Some(bg) = p.get("background") {
                 let bg = params::lenient(bg);
-                if !matches!(&bg, Value::Array(a) if a.is_empty()) {
+                if !matches!(bg.as_ref(), Value::Array(a) if a.is_empty()) {
                     params::points("background", &bg, 3)?;
                 }
             }
@@ -88,13 +89,22 @@ pub fn validate(endpoint: Endpoint, p: &Map<String, Value>) -> Result<()> {
                 }
             }
             if let Some(size) = p.get("spatial_size") {
-                let Value::Array(dims) = params::lenient(size) else {
+                let size = params::lenient(size);
+                let Value::Array(dims) = size.as_ref() else {
                     return Err(bad("spatial_size must be a list of sizes, e.g. [128, 128, 128]"));
                 };
+                if dims.is_empty() || dims.len() > 3 {
+                    return Err(bad(format!(
+                        "spatial_size must have 2 or 3 sizes (e.g. [128, 128, 128]), not {}",
+                        dims.len()
+                    )));
+                }
                 for (i, d) in dims.iter().enumerate() {
                     let n = params::index(&format!("spatial_size[{i}]"), d)?;
-                    if n == 0 {
-                        return Err(bad(format!("spatial_size[{i}] must be more than 0")));
+                    if n == 0 || n > MAX_SPATIAL_SIZE {
+                        return Err(bad(format!(
+                            "spatial_size[{i}] = {n} must be 1 to {MAX_SPATIAL_SIZE}"
+                        )));
                     }
                 }
             }
@@ -110,7 +120,10 @@ struct Request {
     session_id: Option<String>,
     output: Output,
     params: Map<String, Value>,
-    image: Option<(String, Bytes)>,
+    /// The params' JSON object text, forwarded as sent (never re-serialised).
+    params_json: String,
+    /// The image's file name and its part.
+    image: Option<(String, Part)>,
 }
 
 async fn read(
@@ -136,19 +149,21 @@ async fn read(
     let output = Output::parse(query.get("output").map(String::as_str)).map_err(bad)?;
     let has_body = headers.contains_key(http::header::CONTENT_TYPE);
     let form = if has_body || session_id.is_none() {
-        app.form(headers, body).await?
+        app.form(headers, body, ParamsKind::Small).await?
     } else {
         Form::default()
     };
-    let params = params::parse(form.text("params").map_err(bad)?)?;
+    let text = form.text("params").map_err(bad)?;
+    let params = params::parse(text)?;
     validate(endpoint, &params)?;
+    let params_json = geometry::object_text(text)?.into_owned();
     let image = match (form.image(), &session_id) {
         (Some(part), _) => {
-            if part.data.is_empty() {
+            if part.is_empty() {
                 return Err(bad("the uploaded image is empty"));
             }
             let name = part.base_filename().unwrap_or("image.nii.gz").to_string();
-            Some((name, part.data.clone()))
+            Some((name, part.clone()))
         }
         (None, Some(_)) => None,
         (None, None) => {
@@ -162,6 +177,7 @@ async fn read(
         session_id,
         output,
         params,
+        params_json,
         image,
     })
 }
@@ -189,7 +205,7 @@ async fn run(app: &App, endpoint: Endpoint, req: Request) -> Result<Response> {
         kind: Some(infer_request::Kind::Header(InferHeader {
             model: req.model.clone(),
             image: Some(image),
-            params_json: Value::Object(req.params.clone()).to_string(),
+            params_json: req.params_json.clone(),
             output: if req.output == Output::Json {
                 "json"
             } else {
@@ -201,15 +217,14 @@ async fn run(app: &App, endpoint: Endpoint, req: Request) -> Result<Response> {
             model_type: endpoint.model_type().unwrap_or_default().to_string(),
         })),
     };
-    let data = req.image.map(|(_, d)| d).unwrap_or_default();
-    let chunks = (0..data.len())
-        .step_by(aiaa_proto::CHUNK_SIZE)
-        .map(move |at| InferRequest {
-            kind: Some(infer_request::Kind::Chunk(
-                data.slice(at..(at + aiaa_proto::CHUNK_SIZE).min(data.len())),
-            )),
-        });
-    let stream = futures::stream::iter(std::iter::once(header).chain(chunks));
+    let chunks = match &req.image {
+        Some((_, part)) => upload_chunks(part).left_stream(),
+        None => futures::stream::empty().right_stream(),
+    }
+    .map(|data| InferRequest {
+        kind: Some(infer_request::Kind::Chunk(data)),
+    });
+    let stream = futures::stream::once(async { header }).chain(chunks);
     let err = |s: tonic::Status| GatewayError::from_status("inference", Subject::Model, &s);
     let answer = timed("inference", app.backends.timeout, async move {
         let mut answer = client.infer(stream).await.map_err(err)?.into_inner();
@@ -240,8 +255,12 @@ async fn run(app: &App, endpoint: Endpoint, req: Request) -> Result<Response> {
     })
     .await?;
     let (result, bytes) = answer;
-    let params: Value =
-        serde_json::from_str(&result.params_json).unwrap_or_else(|_| Value::Object(Map::new()));
+    // The inference service's params JSON goes out as it came (checked to be JSON).
+    let params = if serde_json::from_str::<serde::de::IgnoredAny>(&result.params_json).is_ok() {
+        Bytes::from(result.params_json)
+    } else {
+        Bytes::from_static(b"{}")
+    };
     let file = (!result.filename.is_empty()).then(|| ResultFile {
         filename: result
             .filename
@@ -252,6 +271,19 @@ async fn run(app: &App, endpoint: Endpoint, req: Request) -> Result<Response> {
         data: bytes,
     });
     Ok(ResultAnswer { params, file }.into_response(req.output))
+}
+
+/// A part's bytes in gRPC chunks; a spool file that cannot be read ends the stream early
+/// (the backend then refuses the short upload) and is logged.
+pub fn upload_chunks(part: &Part) -> impl futures::Stream<Item = Bytes> + Send + 'static {
+    part.chunks(aiaa_proto::CHUNK_SIZE)
+        .take_while(|piece| {
+            if let Err(e) = piece {
+                tracing::error!(error = %e, "reading a spooled upload failed");
+            }
+            std::future::ready(piece.is_ok())
+        })
+        .filter_map(|piece| std::future::ready(piece.ok()))
 }
 
 async fn handle(
@@ -345,5 +377,11 @@ mod tests {
         assert!(validate(Endpoint::Deepgrow, &map(none)).is_err());
         let bad_size = json!({"foreground": [[1,2,3]], "spatial_size": [0]});
         assert!(validate(Endpoint::Deepgrow, &map(bad_size)).is_err());
+        let huge = json!({"foreground": [[1,2,3]], "spatial_size": [100000, 128, 128]});
+        let err = validate(Endpoint::Deepgrow, &map(huge)).unwrap_err().to_string();
+        assert!(err.contains("spatial_size[0]") && err.contains("2048"), "{err}");
+        let far = json!({"foreground": [[1,2,1e300]]});
+        let err = validate(Endpoint::Deepgrow, &map(far)).unwrap_err().to_string();
+        assert!(err.contains("foreground[0][2]"), "{err}");
     }
 }

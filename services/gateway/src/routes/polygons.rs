@@ -1,135 +1,167 @@
 //! `/v1/mask2polygon` (a 3D mask to per-slice outer contours, plain JSON) and
 //! `/v1/fixpolygon` (move one vertex of 2D or 3D polygons; answer the polygons and the mask
-//! rasterised from them, multipart). Both run their pixel work off the async threads.
+//! rasterised from them, multipart). Both run everything after reading the form (params
+//! parsing, decoding, tracing, rasterising, encoding) on the bounded worker pool, with the
+//! polygons' size and raster work bounded before any is done (see [`crate::geometry`]).
+
+use std::io::Write;
 
 use aiaa_imaging::{Volume, Voxels};
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
-use http::HeaderMap;
-use serde_json::{Map, Value, json};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use serde_json::Map;
 
-use crate::app::App;
+use crate::app::{App, ParamsKind};
 use crate::error::{GatewayError, Result};
+use crate::form::{Form, Part};
+use crate::geometry::{self, Depth, Num, RawParams};
 use crate::image;
-use crate::multipart::Form;
-use crate::params;
 use crate::polygon::fix::{self, Edit3d};
-use crate::polygon::{Point, Polygon, contour, raster, slice_of};
+use crate::polygon::{Polygon, contour, raster, slice_of};
 use crate::response::{self, Output, ResultAnswer, ResultFile};
+use crate::work;
 
 fn bad(msg: impl Into<String>) -> GatewayError {
     GatewayError::BadRequest(msg.into())
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| GatewayError::Internal(format!("worker task: {e}")))?
-}
+/// Raster work allowed per pixel of the result mask (see [`raster::cost`]): a contour
+/// through every boundary pixel of a real mask costs a few per pixel at most.
+const RASTER_STEPS_PER_PIXEL: u64 = 8;
+/// Raster work always allowed, for tiny images.
+const RASTER_STEPS_MIN: u64 = 1 << 20;
 
-/// The form's image part, decoded; also whether it was a PNG.
-async fn form_image(form: &Form) -> Result<(Volume, bool)> {
+/// The form's params text and image part, checked present (the work happens later, off the
+/// async threads).
+fn inputs(form: &Form) -> Result<(Option<Bytes>, Part)> {
+    let params = match form.field("params") {
+        None => None,
+        Some(p) => {
+            form.text("params").map_err(bad)?;
+            Some(
+                p.read_blocking()
+                    .map_err(|e| GatewayError::Internal(e.to_string()))?,
+            )
+        }
+    };
     let part = form.image().ok_or_else(|| {
         bad("the form has no image part (send the file as field \"image\" or \"datapoint\")")
     })?;
-    if part.data.is_empty() {
+    if part.is_empty() {
         return Err(bad("the uploaded image is empty"));
     }
+    Ok((params, part.clone()))
+}
+
+/// The image part, decoded; also whether it was a PNG. Blocking.
+fn decode(part: &Part) -> Result<(Volume, bool)> {
     let name = part.base_filename().map(str::to_string);
-    let data = part.data.clone();
+    let data = part
+        .read_blocking()
+        .map_err(|e| GatewayError::Internal(format!("reading the spooled upload: {e}")))?;
     let is_png = data.starts_with(b"\x89PNG")
         || name
             .as_deref()
             .is_some_and(|n| n.to_ascii_lowercase().ends_with(".png"));
-    let volume = blocking(move || image::decode(name.as_deref(), &data)).await?;
+    let volume = image::decode(name.as_deref(), &data)?;
     Ok((volume, is_png))
 }
 
-fn polygon_json(poly: &[Point]) -> Value {
-    Value::Array(
-        poly.iter()
-            .map(|p| json!([p[0].round() as i64, p[1].round() as i64]))
-            .collect(),
-    )
+/// Appends `polys` as JSON (`[[[x, y], ...], ...]`, integer pixel coordinates) to `out`.
+fn write_polygons(out: &mut Vec<u8>, polys: &[Polygon]) {
+    out.push(b'[');
+    for (i, poly) in polys.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'[');
+        for (j, p) in poly.iter().enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            let _ = write!(out, "[{},{}]", p[0].round() as i64, p[1].round() as i64);
+        }
+        out.push(b']');
+    }
+    out.push(b']');
 }
 
-fn polygons_json(polys: &[Polygon]) -> Value {
-    Value::Array(polys.iter().map(|p| polygon_json(p)).collect())
+/// The params text as a JSON object text.
+fn params_text(params: &Option<Bytes>) -> Result<std::borrow::Cow<'_, str>> {
+    let text = params
+        .as_deref()
+        .map(std::str::from_utf8)
+        .transpose()
+        .map_err(|_| bad("the form field \"params\" is not UTF-8 text"))?;
+    geometry::object_text(text)
 }
 
 /// `POST /v1/mask2polygon`.
 pub async fn mask2polygon(State(app): State<App>, headers: HeaderMap, body: Body) -> Result<Response> {
-    let form = app.form(&headers, body).await?;
-    let p = params::parse(form.text("params").map_err(bad)?)?;
-    let step = match params::get(&p, &["more_points", "morePoints"]) {
-        None => 1,
-        Some((key, v)) => {
-            let n = params::number(key, v)?;
-            if n < 1.0 {
-                return Err(bad(format!(
-                    "{key} must be at least 1 (pixels of boundary per vertex), not {n}"
-                )));
+    let form = app.form(&headers, body, ParamsKind::Polygons).await?;
+    let (params, part) = inputs(&form)?;
+    let max_vertices = app.max_polygon_vertices;
+    let json = work::cpu(move || {
+        let text = params_text(&params)?;
+        let p = RawParams::parse(&text)?;
+        let step = match p.get(&["more_points", "morePoints"]) {
+            None => 1,
+            Some((key, v)) => {
+                let Num(n) = geometry::typed(key, v)?;
+                if !(1.0..=geometry::MAX_COORDINATE).contains(&n) {
+                    return Err(bad(format!(
+                        "params.{key} must be 1 to {} (pixels of boundary per vertex), not {n}",
+                        geometry::MAX_COORDINATE
+                    )));
+                }
+                n.round() as usize
             }
-            n.round() as usize
-        }
-    };
-    let (mask, _) = form_image(&form).await?;
-    let slices = blocking(move || {
-        Ok((0..mask.dims[2])
-            .map(|z| polygons_json(&contour::contours(&slice_of(&mask, z), step)))
-            .collect::<Vec<_>>())
+        };
+        let (mask, _) = decode(&part)?;
+        contours_json(&mask, step, max_vertices)
     })
     .await?;
-    Ok(response::json(&Value::Array(slices)))
+    Ok(response::bytes(
+        StatusCode::OK,
+        "application/json",
+        Bytes::from(json),
+    ))
 }
 
-/// Parses one polygon: a list of `[x, y]`.
-fn parse_polygon(key: &str, v: &Value) -> Result<Polygon> {
-    let pts = params::points(key, v, 2)?;
-    Ok(pts.into_iter().map(|p| [p[0], p[1]]).collect())
-}
-
-/// Parses a list of polygons.
-fn parse_polygons(key: &str, v: &Value) -> Result<Vec<Polygon>> {
-    let v = params::lenient(v);
-    let Value::Array(items) = &v else {
-        return Err(bad(format!(
-            "{key} must be a list of polygons, not {}",
-            params::kind(&v)
-        )));
-    };
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let p = params::lenient(p);
-            match &p {
-                Value::Array(a) if a.is_empty() => Ok(Vec::new()),
-                _ => parse_polygon(&format!("{key}[{i}]"), &p),
-            }
-        })
-        .collect()
-}
-
-/// How deeply the first numbers of a JSON value are nested (`[[[1,2]]]` is 3).
-fn depth(v: &Value) -> Option<usize> {
-    match v {
-        Value::Number(_) => Some(0),
-        Value::Array(a) => a.iter().find_map(depth).map(|d| d + 1),
-        _ => None,
+/// Per slice the mask's contours as JSON, refused past `max_vertices` vertices.
+pub fn contours_json(mask: &Volume, step: usize, max_vertices: usize) -> Result<Vec<u8>> {
+    let mut out = vec![b'['];
+    let mut left = max_vertices;
+    for z in 0..mask.dims[2] {
+        if z > 0 {
+            out.push(b',');
+        }
+        let polys = contour::contours(&slice_of(mask, z), step, left).ok_or_else(|| {
+            bad(format!(
+                "the mask's contours hold more than {max_vertices} vertices, the limit of one answer (--gateway-max-polygon-vertices, AIAA_GATEWAY_MAX_POLYGON_VERTICES); a mask of many isolated pixels? (more_points thins long contours only)"
+            ))
+        })?;
+        left -= polys.iter().map(|p| p.len().max(1)).sum::<usize>();
+        write_polygons(&mut out, &polys);
     }
+    out.push(b']');
+    Ok(out)
 }
 
-fn required_index(p: &Map<String, Value>, keys: &[&str]) -> Result<usize> {
-    let (key, v) = params::get(p, keys).ok_or_else(|| bad(format!("params.{} is missing", keys[0])))?;
-    params::index(key, v)
+fn required_index(p: &RawParams<'_>, keys: &[&'static str]) -> Result<usize> {
+    let (key, v) = p
+        .get(keys)
+        .ok_or_else(|| bad(format!("params.{} is missing", keys[0])))?;
+    geometry::index(key, v)
 }
 
-fn optional_index(p: &Map<String, Value>, keys: &[&str]) -> Result<usize> {
-    match params::get(p, keys) {
+fn optional_index(p: &RawParams<'_>, keys: &[&'static str]) -> Result<usize> {
+    match p.get(keys) {
         None => Ok(0),
-        Some((key, v)) => params::index(key, v),
+        Some((key, v)) => geometry::index(key, v),
     }
 }
 
@@ -140,65 +172,75 @@ pub async fn fixpolygon(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let query = params::query(raw.as_deref());
+    let query = crate::params::query(raw.as_deref());
     let output = Output::parse(query.get("output").map(String::as_str)).map_err(bad)?;
-    let form = app.form(&headers, body).await?;
-    let p = params::parse(form.text("params").map_err(bad)?)?;
-    let (key, poly) = params::get(&p, &["poly", "prev_poly", "prevPoly"])
+    let form = app.form(&headers, body, ParamsKind::Polygons).await?;
+    let (params, part) = inputs(&form)?;
+    let max_vertices = app.max_polygon_vertices;
+    let answer = work::cpu(move || fix_polygons(&params, &part, max_vertices)).await?;
+    Ok(answer.into_response(output))
+}
+
+/// The whole of `/v1/fixpolygon` after the form is read. Blocking.
+pub fn fix_polygons(params: &Option<Bytes>, part: &Part, max_vertices: usize) -> Result<ResultAnswer> {
+    let text = params_text(params)?;
+    let p = RawParams::parse(&text)?;
+    let (key, poly) = p
+        .get(&["poly", "prev_poly", "prevPoly"])
         .ok_or_else(|| bad("params.poly is missing: send the polygons to edit (or prev_poly)"))?;
-    let poly = params::lenient(poly);
     let offset = {
-        let (k, v) = params::get(&p, &["vertex_offset", "vertexOffset"])
+        let (k, v) = p
+            .get(&["vertex_offset", "vertexOffset"])
             .ok_or_else(|| bad("params.vertex_offset is missing: send [dx, dy]"))?;
-        let o = params::points(k, v, 2)?;
-        if o.len() != 1 {
-            return Err(bad("vertex_offset must be one offset [dx, dy]"));
-        }
-        [o[0][0], o[0][1]]
+        geometry::offset(k, v)?
     };
     let polygon = required_index(&p, &["polygon_index", "polygonIndex"])?;
     let vertex = required_index(&p, &["vertex_index", "vertexIndex"])?;
     let neighbors = optional_index(&p, &["propagate_neighbor", "propagateNeighbor"])?;
-    let (image, is_png) = form_image(&form).await?;
-    let dimension = match params::get(&p, &["dimension"]) {
-        Some((k, v)) => params::index(k, v)?,
-        None if depth(&poly) == Some(4) => 3,
-        None if depth(&poly) == Some(3) => 2,
-        None => {
-            if image.dims[2] > 1 {
-                3
-            } else {
-                2
-            }
-        }
+    let (image, is_png) = decode(part)?;
+    let dimension = match p.get(&["dimension"]) {
+        Some((k, v)) => geometry::index(k, v)?,
+        None => match geometry::typed::<Depth>(key, poly)?.0 {
+            Some(4) => 3,
+            Some(3) => 2,
+            _ if image.dims[2] > 1 => 3,
+            _ => 2,
+        },
     };
     let [w, h, nz] = image.dims;
-    let format = image::mask_format(&p, if is_png { ".png" } else { ".nii.gz" })?;
-    let (poly_json, mask) = match dimension {
+    let mut format_params = Map::new();
+    for k in ["result_extension", "result_dtype", "result_compress"] {
+        if let Some(v) = p.scalar(k) {
+            format_params.insert(k.to_string(), v);
+        }
+    }
+    let format = image::mask_format(&format_params, if is_png { ".png" } else { ".nii.gz" })?;
+    let mut budget = Budget::new(w, h, nz);
+    let mut poly_json = Vec::new();
+    let mask = match dimension {
         2 => {
-            let mut polys = parse_polygons(key, &poly)?;
+            let mut polys = geometry::polygons(key, poly, max_vertices)?;
             check_vertex(&polys, polygon, vertex, "")?;
             fix::move_vertex(&mut polys[polygon], vertex, offset, neighbors, 1.0, [w, h]);
+            budget.take(w, h, &polys)?;
             let slice = raster::rasterize(w, h, &polys);
             let mut voxels = vec![0u8; w * h * nz];
             for (o, &set) in slice.pixels.iter().enumerate() {
                 voxels[o] = u8::from(set);
             }
-            (polygons_json(&polys), mask_volume(&image, voxels)?)
+            write_polygons(&mut poly_json, &polys);
+            mask_volume(&image, voxels)?
         }
         3 => {
-            let Value::Array(per_slice) = &poly else {
+            let mut slices = geometry::slices(key, poly, max_vertices)?;
+            if slices.len() > nz {
                 return Err(bad(format!(
-                    "{key} must be a list (one entry per slice) of lists of polygons"
+                    "params.{key} has {} slices; the image has {nz}",
+                    slices.len()
                 )));
-            };
-            let mut slices = per_slice
-                .iter()
-                .enumerate()
-                .map(|(z, s)| parse_polygons(&format!("{key}[{z}]"), s))
-                .collect::<Result<Vec<_>>>()?;
+            }
             let slice = required_index(&p, &["slice_index", "sliceIndex"])?;
-            if slice >= slices.len() || slice >= nz {
+            if slice >= slices.len() {
                 return Err(bad(format!(
                     "slice_index {slice} is outside the polygons ({} slices) or the image ({nz} slices)",
                     slices.len()
@@ -214,34 +256,71 @@ pub async fn fixpolygon(
                 neighbors_3d: optional_index(&p, &["propagate_neighbor_3d", "propagateNeighbor3d"])?,
             };
             fix::move_vertex_3d(&mut slices, edit, [w, h]);
-            let voxels = blocking({
-                let slices = slices.clone();
-                move || {
-                    let mut voxels = vec![0u8; w * h * nz];
-                    for (z, polys) in slices.iter().enumerate().take(nz) {
-                        let s = raster::rasterize(w, h, polys);
-                        for (o, &set) in s.pixels.iter().enumerate() {
-                            voxels[z * w * h + o] = u8::from(set);
-                        }
-                    }
-                    Ok(voxels)
+            for polys in &slices {
+                budget.take(w, h, polys)?;
+            }
+            let mut voxels = vec![0u8; w * h * nz];
+            for (z, polys) in slices.iter().enumerate() {
+                let s = raster::rasterize(w, h, polys);
+                for (o, &set) in s.pixels.iter().enumerate() {
+                    voxels[z * w * h + o] = u8::from(set);
                 }
-            })
-            .await?;
-            let json = Value::Array(slices.iter().map(|s| polygons_json(s)).collect());
-            (json, mask_volume(&image, voxels)?)
+            }
+            poly_json.push(b'[');
+            for (z, polys) in slices.iter().enumerate() {
+                if z > 0 {
+                    poly_json.push(b',');
+                }
+                write_polygons(&mut poly_json, polys);
+            }
+            poly_json.push(b']');
+            mask_volume(&image, voxels)?
         }
         d => return Err(bad(format!("dimension must be 2 or 3, not {d}"))),
     };
-    let data = blocking(move || image::encode(&format, &mask).map(|d| (format.filename(), d))).await?;
-    let answer = ResultAnswer {
-        params: json!({"poly": poly_json}),
+    let data = image::encode(&format, &mask)?;
+    let mut params_out = b"{\"poly\":".to_vec();
+    params_out.extend_from_slice(&poly_json);
+    params_out.push(b'}');
+    Ok(ResultAnswer {
+        params: Bytes::from(params_out),
         file: Some(ResultFile {
-            filename: data.0,
-            data: data.1.into(),
+            filename: format.filename(),
+            data: data.into(),
         }),
-    };
-    Ok(answer.into_response(output))
+    })
+}
+
+/// The raster work a request may still do.
+struct Budget {
+    left: u64,
+    limit: u64,
+}
+
+impl Budget {
+    fn new(w: usize, h: usize, nz: usize) -> Self {
+        let pixels = (w as u64)
+            .saturating_mul(h as u64)
+            .saturating_mul(nz.max(1) as u64);
+        let limit = pixels
+            .saturating_mul(RASTER_STEPS_PER_PIXEL)
+            .max(RASTER_STEPS_MIN);
+        Budget { left: limit, limit }
+    }
+
+    /// Takes the cost of rasterising `polys`, or refuses them before any work.
+    fn take(&mut self, w: usize, h: usize, polys: &[Polygon]) -> Result<()> {
+        for poly in polys {
+            let cost = raster::cost(w, h, poly);
+            self.left = self.left.checked_sub(cost).ok_or_else(|| {
+                bad(format!(
+                    "the polygons would take more than {} raster steps on this {w} x {h} image ({RASTER_STEPS_PER_PIXEL} per pixel): edges that cross the image back and forth many times are refused",
+                    self.limit
+                ))
+            })?;
+        }
+        Ok(())
+    }
 }
 
 fn check_vertex(polys: &[Polygon], polygon: usize, vertex: usize, where_: &str) -> Result<()> {

@@ -1,5 +1,5 @@
-//! Sessions: `PUT /session/` uploads an image once (checked readable, then streamed to the
-//! datastore's CreateSession in 1 MiB chunks); `GET /session/{id}` describes it
+//! Sessions: `PUT /session/` uploads an image once (spooled, checked readable, then streamed
+//! to the datastore's CreateSession in 1 MiB chunks); `GET /session/{id}` describes it
 //! (`update_ts=true` pushes its expiry forward by its own lifetime); `DELETE` removes it.
 //! An unknown or expired session answers 440.
 
@@ -12,12 +12,14 @@ use aiaa_proto::datastore::v1::{
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
+use futures::StreamExt;
 use http::HeaderMap;
 
-use crate::app::App;
+use crate::app::{App, ParamsKind};
 use crate::backend::timed;
 use crate::error::{GatewayError, Result, Subject};
-use crate::{image, params, response};
+use crate::routes::infer::upload_chunks;
+use crate::{image, params, response, work};
 
 /// Metadata key keeping the lifetime a session was created with.
 const EXPIRY_KEY: &str = "expiry_seconds";
@@ -82,21 +84,26 @@ pub async fn create(
 ) -> Result<Response> {
     let query = params::query(raw.as_deref());
     let expiry = expiry(&app, &query)?;
-    let form = app.form(&headers, body).await?;
+    let form = app.form(&headers, body, ParamsKind::Small).await?;
     let part = form.image().ok_or_else(|| {
         GatewayError::BadRequest(
             "the form has no image part (send the file as field \"image\" or \"datapoint\")".into(),
         )
     })?;
-    if part.data.is_empty() {
+    if part.is_empty() {
         return Err(GatewayError::BadRequest("the uploaded image is empty".into()));
     }
     let filename = part.base_filename().unwrap_or("image.nii.gz").to_string();
     // Refuse an unreadable image now, not at its first use.
-    let (name, data) = (filename.clone(), part.data.clone());
-    tokio::task::spawn_blocking(move || image::decode(Some(&name), &data).map(|_| ()))
-        .await
-        .map_err(|e| GatewayError::Internal(format!("decoding task: {e}")))??;
+    let (name, upload) = (filename.clone(), part.clone());
+    let warnings = work::cpu(move || {
+        let bytes = upload
+            .read_blocking()
+            .map_err(|e| GatewayError::Internal(format!("reading the spooled upload: {e}")))?;
+        image::decode(Some(&name), &bytes)?;
+        Ok(image::pixdim_warnings(Some(&name), &bytes))
+    })
+    .await?;
 
     let mut metadata = HashMap::new();
     metadata.insert(FILENAME_KEY.to_string(), filename.clone());
@@ -106,19 +113,14 @@ pub async fn create(
             expiry_seconds: expiry,
             filename,
             metadata,
-            size: part.data.len() as u64,
+            size: part.len(),
             sha256: String::new(),
         })),
     };
-    let data = part.data.clone();
-    let chunks = (0..data.len())
-        .step_by(aiaa_proto::CHUNK_SIZE)
-        .map(move |at| CreateSessionRequest {
-            kind: Some(create_session_request::Kind::Chunk(Chunk {
-                data: data.slice(at..(at + aiaa_proto::CHUNK_SIZE).min(data.len())),
-            })),
-        });
-    let stream = futures::stream::iter(std::iter::once(header).chain(chunks));
+    let chunks = upload_chunks(part).map(|data| CreateSessionRequest {
+        kind: Some(create_session_request::Kind::Chunk(Chunk { data })),
+    });
+    let stream = futures::stream::once(async { header }).chain(chunks);
     let mut client = app.backends.datastore.clone();
     let session = timed("datastore", app.backends.timeout, async move {
         client.create_session(stream).await.map_err(ds_err)
@@ -127,6 +129,10 @@ pub async fn create(
     .into_inner();
     let mut answer = describe(&session);
     answer["success"] = serde_json::Value::Bool(true);
+    if !warnings.is_empty() {
+        tracing::info!(session = %session.id, ?warnings, "session image with a suspicious header");
+        answer["warnings"] = serde_json::json!(warnings);
+    }
     Ok(response::json(&answer))
 }
 

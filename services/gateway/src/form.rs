@@ -1,0 +1,387 @@
+//! Reading a multipart request body into a [`Form`] as it arrives, under limits checked
+//! before anything is kept: the body's total (`--gateway-max-body-bytes`; a Content-Length
+//! above it is refused before reading, a chunked body the moment it passes it), the `params`
+//! field (`--gateway-max-params-bytes`, 1 MiB on the model endpoints), the other text fields
+//! (1 MiB together). Files (the image, a model) are spooled to a temp file in
+//! `--gateway-spool-dir`, deleted when the request ends, so an upload's size costs disk,
+//! never memory; text fields are kept in memory. The multipart bytes are parsed as they come
+//! ([`crate::multipart::Parser`]), each piece in time linear in its size, so a big body
+//! never holds up the async threads.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use tempfile::TempPath;
+use tokio::io::AsyncWriteExt;
+
+use crate::error::{GatewayError, Result};
+use crate::multipart::{self, Event, Parser, PartHead};
+
+/// Fields always kept in memory as text (whatever their `filename`): `params`, and the
+/// admin API's `config` and `registry`.
+const TEXT_FIELDS: [&str; 3] = ["params", "config", "registry"];
+/// Most bytes of the text fields other than `params`, together.
+pub const OTHER_TEXT_LIMIT: usize = 1 << 20;
+/// Spool writes are batched to this size.
+const SPOOL_BATCH: usize = 1 << 20;
+
+/// The limits of one form.
+#[derive(Clone, Debug)]
+pub struct FormLimits {
+    /// The whole body, in bytes.
+    pub body: usize,
+    /// The `params` field, in bytes.
+    pub params: usize,
+    /// What sets the `params` limit, for messages (a flag, or "this endpoint").
+    pub params_source: &'static str,
+    /// Where files are spooled.
+    pub spool_dir: PathBuf,
+}
+
+/// Where a part's bytes are.
+#[derive(Clone, Debug)]
+pub enum Data {
+    /// In memory.
+    Memory(Bytes),
+    /// In a spool file (deleted when the last clone is dropped).
+    File {
+        /// The file.
+        path: Arc<TempPath>,
+        /// Its length.
+        len: u64,
+    },
+}
+
+/// One part of a form.
+#[derive(Clone, Debug)]
+pub struct Part {
+    /// Its headers.
+    pub head: PartHead,
+    /// Its bytes.
+    pub data: Data,
+}
+
+impl Part {
+    /// The field name.
+    pub fn name(&self) -> &str {
+        &self.head.name
+    }
+
+    /// The file name without any directory.
+    pub fn base_filename(&self) -> Option<&str> {
+        self.head.base_filename()
+    }
+
+    /// Its size in bytes.
+    pub fn len(&self) -> u64 {
+        match &self.data {
+            Data::Memory(b) => b.len() as u64,
+            Data::File { len, .. } => *len,
+        }
+    }
+
+    /// Whether it has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Its bytes, read whole from the spool file when there. Blocking: call it on a worker
+    /// thread ([`crate::work`]).
+    pub fn read_blocking(&self) -> io::Result<Bytes> {
+        match &self.data {
+            Data::Memory(b) => Ok(b.clone()),
+            Data::File { path, .. } => std::fs::read(path.as_ref() as &Path).map(Bytes::from),
+        }
+    }
+
+    /// Its bytes in pieces of at most `size` bytes (read from the spool file as they are
+    /// consumed), for streaming to a backend.
+    pub fn chunks(&self, size: usize) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+        match self.data.clone() {
+            Data::Memory(b) => {
+                let pieces: Vec<io::Result<Bytes>> = (0..b.len())
+                    .step_by(size)
+                    .map(|at| Ok(b.slice(at..(at + size).min(b.len()))))
+                    .collect();
+                futures::stream::iter(pieces).left_stream()
+            }
+            Data::File { path, .. } => futures::stream::once(async move {
+                let file = tokio::fs::File::open(path.as_ref() as &Path).await;
+                // The spool file lives as long as this stream holds `path`.
+                (file, path)
+            })
+            .flat_map(move |(file, path)| match file {
+                Ok(file) => tokio_util::io::ReaderStream::with_capacity(file, size)
+                    .map(move |piece| {
+                        let _keep = &path;
+                        piece
+                    })
+                    .left_stream(),
+                Err(e) => futures::stream::once(async move { Err(e) }).right_stream(),
+            })
+            .right_stream(),
+        }
+    }
+}
+
+/// A parsed form.
+#[derive(Clone, Debug, Default)]
+pub struct Form {
+    /// The parts in order.
+    pub parts: Vec<Part>,
+}
+
+impl Form {
+    /// A form of parts held in memory.
+    pub fn from_memory(parts: Vec<multipart::Part>) -> Self {
+        Form {
+            parts: parts
+                .into_iter()
+                .map(|p| Part {
+                    head: p.head,
+                    data: Data::Memory(p.data),
+                })
+                .collect(),
+        }
+    }
+
+    /// The first part named `name`.
+    pub fn field(&self, name: &str) -> Option<&Part> {
+        self.parts.iter().find(|p| p.name() == name)
+    }
+
+    /// A text field, as UTF-8.
+    pub fn text(&self, name: &str) -> Result<Option<&str>, String> {
+        match self.field(name) {
+            None => Ok(None),
+            Some(Part {
+                data: Data::Memory(b),
+                ..
+            }) => std::str::from_utf8(b)
+                .map(Some)
+                .map_err(|_| format!("the form field {name:?} is not UTF-8 text")),
+            Some(_) => Err(format!("the form field {name:?} must be text, not a file")),
+        }
+    }
+
+    /// The image part: the first one named `datapoint`, `image`, `imageN` or `file`, else the
+    /// first part that carries a file name.
+    pub fn image(&self) -> Option<&Part> {
+        self.parts
+            .iter()
+            .find(|p| multipart::is_image_field(p.name()))
+            .or_else(|| {
+                self.parts
+                    .iter()
+                    .find(|p| p.head.filename.is_some() && p.name() != "params")
+            })
+    }
+}
+
+/// Where the current part's bytes go.
+enum Sink {
+    Memory {
+        buf: BytesMut,
+        /// Most bytes this part may have.
+        limit: usize,
+        is_params: bool,
+    },
+    File {
+        file: tokio::fs::File,
+        path: TempPath,
+        pending: BytesMut,
+        len: u64,
+    },
+}
+
+/// Reads a multipart body of `content_type` into a form; `declared` is the Content-Length.
+pub async fn read(
+    content_type: &str,
+    declared: Option<u64>,
+    body: Body,
+    limits: &FormLimits,
+) -> Result<Form> {
+    let mut parser = Parser::new(content_type).map_err(GatewayError::BadRequest)?;
+    if declared.is_some_and(|n| n > limits.body as u64) {
+        return Err(GatewayError::TooLarge { limit: limits.body });
+    }
+    let mut reader = Reader {
+        limits,
+        form: Form::default(),
+        sink: None,
+        other_text: 0,
+    };
+    let mut events = Vec::new();
+    let mut total = 0u64;
+    let mut stream = body.into_data_stream();
+    while let Some(piece) = stream.next().await {
+        let piece = piece.map_err(body_error)?;
+        total += piece.len() as u64;
+        if total > limits.body as u64 {
+            return Err(GatewayError::TooLarge { limit: limits.body });
+        }
+        // After the closing delimiter the rest is read (so the connection stays usable) and
+        // ignored.
+        if !parser.is_done() {
+            parser
+                .feed(&piece, &mut events)
+                .map_err(GatewayError::BadRequest)?;
+            reader.handle(&mut events).await?;
+        }
+    }
+    parser.finish(&mut events).map_err(GatewayError::BadRequest)?;
+    reader.handle(&mut events).await?;
+    Ok(reader.form)
+}
+
+/// The error of a body that could not be read: too slow (408), or cut off.
+fn body_error(e: axum::Error) -> GatewayError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if let Some(slow) = err.downcast_ref::<crate::conn::BodyTooSlow>() {
+            return GatewayError::Timeout(slow.to_string());
+        }
+        source = err.source();
+    }
+    GatewayError::BadRequest(format!("the request body could not be read: {e}"))
+}
+
+struct Reader<'a> {
+    limits: &'a FormLimits,
+    form: Form,
+    sink: Option<Sink>,
+    /// Bytes of text fields other than `params` so far.
+    other_text: usize,
+}
+
+impl Reader<'_> {
+    async fn handle(&mut self, events: &mut Vec<Event>) -> Result<()> {
+        for event in events.drain(..) {
+            match event {
+                Event::Part(head) => {
+                    self.sink = Some(self.open(&head).await?);
+                    self.form.parts.push(Part {
+                        head,
+                        data: Data::Memory(Bytes::new()),
+                    });
+                }
+                Event::Data(bytes) => self.write(bytes).await?,
+                Event::PartEnd => {
+                    let data = match self.sink.take() {
+                        Some(Sink::Memory { buf, .. }) => Data::Memory(buf.freeze()),
+                        Some(Sink::File {
+                            mut file,
+                            path,
+                            pending,
+                            len,
+                        }) => {
+                            file.write_all(&pending).await.map_err(|e| self.spool_error(e))?;
+                            file.flush().await.map_err(|e| self.spool_error(e))?;
+                            Data::File {
+                                path: Arc::new(path),
+                                len,
+                            }
+                        }
+                        None => Data::Memory(Bytes::new()),
+                    };
+                    if let Some(part) = self.form.parts.last_mut() {
+                        part.data = data;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn open(&self, head: &PartHead) -> Result<Sink> {
+        let name = head.name.as_str();
+        if name == "params" {
+            return Ok(Sink::Memory {
+                buf: BytesMut::new(),
+                limit: self.limits.params,
+                is_params: true,
+            });
+        }
+        if !TEXT_FIELDS.contains(&name)
+            && (head.filename.is_some() || multipart::is_image_field(name) || name == "data")
+        {
+            let dir = self.limits.spool_dir.clone();
+            let named = tokio::task::spawn_blocking(move || {
+                tempfile::Builder::new().prefix("aiaa-upload-").tempfile_in(&dir)
+            })
+            .await
+            .map_err(|e| GatewayError::Internal(format!("spool task: {e}")))?
+            .map_err(|e| self.spool_error(e))?;
+            let (file, path) = named.into_parts();
+            return Ok(Sink::File {
+                file: tokio::fs::File::from_std(file),
+                path,
+                pending: BytesMut::new(),
+                len: 0,
+            });
+        }
+        Ok(Sink::Memory {
+            buf: BytesMut::new(),
+            limit: OTHER_TEXT_LIMIT,
+            is_params: false,
+        })
+    }
+
+    async fn write(&mut self, bytes: Bytes) -> Result<()> {
+        let field = self
+            .form
+            .parts
+            .last()
+            .map(|p| p.head.name.clone())
+            .unwrap_or_default();
+        match self.sink.as_mut() {
+            Some(Sink::Memory {
+                buf,
+                limit,
+                is_params,
+            }) => {
+                if *is_params {
+                    if buf.len() + bytes.len() > *limit {
+                        return Err(GatewayError::FieldTooLarge(format!(
+                            "the form field \"params\" exceeds the limit of {limit} bytes ({})",
+                            self.limits.params_source
+                        )));
+                    }
+                } else {
+                    self.other_text += bytes.len();
+                    if self.other_text > *limit {
+                        return Err(GatewayError::FieldTooLarge(format!(
+                            "the form field {field:?} exceeds the limit of {limit} bytes for text fields other than params, together"
+                        )));
+                    }
+                }
+                buf.extend_from_slice(&bytes);
+            }
+            Some(Sink::File {
+                file, pending, len, ..
+            }) => {
+                *len += bytes.len() as u64;
+                pending.extend_from_slice(&bytes);
+                if pending.len() >= SPOOL_BATCH {
+                    let batch = pending.split();
+                    if let Err(e) = file.write_all(&batch).await {
+                        return Err(self.spool_error(e));
+                    }
+                }
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn spool_error(&self, e: io::Error) -> GatewayError {
+        GatewayError::Storage(format!(
+            "the upload could not be spooled to {} (--gateway-spool-dir, AIAA_GATEWAY_SPOOL_DIR): {e}",
+            self.limits.spool_dir.display()
+        ))
+    }
+}

@@ -80,9 +80,10 @@ pub struct ServeArgs {
     common: CommonServeArgs,
 }
 
-/// Each service keeps its data under its own sub-folder (or key prefix) of the store URL.
+/// Each service keeps its data under its own sub-folder (or key prefix) of the store URL,
+/// as its own binary does.
 fn sub_store(base: &str, service: Service) -> String {
-    format!("{}/{}", base.trim_end_matches('/'), service.name())
+    aiaa_runtime::service_main::service_store_url(base, service.name())
 }
 
 /// A started service: the gRPC ones share the runtime's server (the trainer also waits for

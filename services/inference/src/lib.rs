@@ -41,6 +41,42 @@ pub const MUTATING: &[&str] = &[
     "/aiaa.inference.v1.InferenceService/UploadModel",
 ];
 
+/// Checks `args` and the engine pool they name without starting anything or loading
+/// weights (`aiaa-inference check-config`): the flags, the devices asked for, the pool file,
+/// each model config and its engine class. A weight file that is not there yet (a volume
+/// mounted later, a registry load) is a warning on stderr, not an error.
+pub fn check_config(args: &InferenceArgs) -> Result<(), InferenceError> {
+    args.validate()?;
+    device::parse_devices(&args.device)?;
+    let Some(path) = &args.engine_pool else {
+        return Ok(());
+    };
+    for entry in pool::read_pool(path)? {
+        let config = pool::ModelConfig::read(&entry.config_file)?;
+        if !engines::ENGINES.iter().any(|(class, _)| *class == entry.class) {
+            return Err(InferenceError::Config(format!(
+                "engine pool {}: model {:?}: unknown engine class {:?}; known: {}",
+                path.display(),
+                entry.name,
+                entry.class,
+                engines::ENGINES
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        if !config.model_path.is_file() {
+            eprintln!(
+                "warning: model {:?}: {} is not there (yet)",
+                entry.name,
+                config.model_path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Validates `args`, starts the device threads, serves on `args.listen` (NOT_SERVING), loads
 /// the engine pool, then reports SERVING. A model of the pool that fails to load stops the
 /// start with its error: a server that silently lacks a configured model is worse.

@@ -182,16 +182,34 @@ impl TrainerArgs {
             .unwrap_or_else(|| std::env::temp_dir().join("aiaa-trainer"))
     }
 
-    /// The program jobs run.
+    /// The program jobs run: `--trainer-command`, else this very binary when it is the full
+    /// `aiaa` command, else (the `aiaa-trainer` service binary, which cannot train itself)
+    /// the `aiaa` next to it.
     pub fn command(&self) -> Result<PathBuf, RuntimeError> {
-        match &self.command {
-            Some(c) => Ok(c.clone()),
-            None => std::env::current_exe().map_err(|e| {
-                config(
-                    "--trainer-command (AIAA_TRAINER_COMMAND)",
-                    format!("unset, and this program's own path is unknown ({e}); set it"),
-                )
-            }),
+        const FLAG: &str = "--trainer-command (AIAA_TRAINER_COMMAND)";
+        if let Some(c) = &self.command {
+            return Ok(c.clone());
+        }
+        let exe = std::env::current_exe().map_err(|e| {
+            config(
+                FLAG,
+                format!("unset, and this program's own path is unknown ({e}); set it"),
+            )
+        })?;
+        if exe.file_name().is_none_or(|n| n != "aiaa-trainer") {
+            return Ok(exe);
+        }
+        let aiaa = exe.with_file_name("aiaa");
+        if aiaa.is_file() {
+            Ok(aiaa)
+        } else {
+            Err(config(
+                FLAG,
+                format!(
+                    "unset, and no `aiaa` next to {} to run the jobs; set it to the aiaa command",
+                    exe.display()
+                ),
+            ))
         }
     }
 }

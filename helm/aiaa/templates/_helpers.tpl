@@ -108,10 +108,18 @@ AIAA_TRAINER_CANCEL_GRACE. Takes (dict "name" VAR "value" TEXT).
 {{- end }}
 
 {{/*
-A service's user-set variables: the common `env` with its own `env` over it.
+A service's user-set variables: its own `env` over `grpcEnv` (the gRPC services) over the
+common `env`.
 */}}
 {{- define "aiaa.userEnv" -}}
-{{- $env := merge (deepCopy (index .root.Values .svc "env")) (deepCopy .root.Values.env) }}
+{{- range $name := list "AIAA_DRAIN_TIMEOUT" "AIAA_MAX_MESSAGE_BYTES" }}
+{{- if hasKey $.root.Values.env $name }}
+{{- fail (printf "env sets %s, which only the gRPC services read: set it in grpcEnv (or in one service's env)" $name) }}
+{{- end }}
+{{- end }}
+{{- $env := deepCopy (index .root.Values .svc "env") }}
+{{- if ne .svc "gateway" }}{{ $env = merge $env (deepCopy .root.Values.grpcEnv) }}{{ end }}
+{{- $env = merge $env (deepCopy .root.Values.env) }}
 {{- toYaml $env }}
 {{- end }}
 
@@ -181,6 +189,7 @@ Checks that a service's grace period exceeds what its stop may take: the drain t
 (plus, for the trainer, the jobs' cancel grace).
 */}}
 {{- define "aiaa.checkGrace" -}}
+{{- if ne .svc "gateway" }}{{/* the gateway has no drain limit: its grace bounds it */}}
 {{- $user := include "aiaa.userEnv" . | fromYaml }}
 {{- $need := include "aiaa.seconds" (dict "name" "AIAA_DRAIN_TIMEOUT" "value" (get $user "AIAA_DRAIN_TIMEOUT" | default "30s")) | atoi }}
 {{- if eq .svc "trainer" }}
@@ -189,6 +198,7 @@ Checks that a service's grace period exceeds what its stop may take: the drain t
 {{- $grace := index .root.Values .svc "terminationGracePeriodSeconds" | int }}
 {{- if le $grace $need }}
 {{- fail (printf "%s.terminationGracePeriodSeconds=%d must exceed %d s (AIAA_DRAIN_TIMEOUT%s): Kubernetes would kill the service before it has drained" .svc $grace $need (ternary " + AIAA_TRAINER_CANCEL_GRACE" "" (eq .svc "trainer"))) }}
+{{- end }}
 {{- end }}
 {{- end }}
 

@@ -4,6 +4,7 @@
 //! local S3-compatible server (moto) started by the test itself, and an OTLP receiver ([`otlp`]).
 
 pub mod aiaa_client;
+pub mod docker;
 pub mod otlp;
 pub mod volumes;
 

@@ -30,7 +30,7 @@ pub struct RegistryClientArgs {
         default_value = "http://127.0.0.1:5101"
     )]
     pub registry: String,
-    /// API key (needed for mutating calls when the registry has one).
+    /// API key (needed for every call when the registry has one).
     #[arg(short = 'k', long = "key", env = "AIAA_API_KEY", hide_env_values = true)]
     pub key: Option<Secret>,
     /// Organisation.

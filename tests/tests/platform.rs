@@ -267,8 +267,12 @@ async fn bad_input_gets_clear_errors_and_the_services_stay_healthy() {
     // Still healthy, still answering real work.
     wait_serving(platform.addrs["registry"], "registry").await;
     wait_serving(platform.addrs["datastore"], "datastore").await;
-    let (st, out, err) = run_cli(&["pull", "--registry", &reg_url, "-lm"], &[]);
+    let (st, out, err) = run_cli(&["pull", "--registry", &reg_url, "-lm", "-k", "sesame"], &[]);
     assert!(st.success(), "{out}\n{err}");
+    // With a key configured, listing needs it too.
+    let (st, _, err) = run_cli(&["pull", "--registry", &reg_url, "-lm"], &[]);
+    assert!(!st.success());
+    assert!(err.contains("API key"), "{err}");
     // The CLI reports a wrong key clearly and fails.
     let model_pt = aiaa_e2e::testdata().join("deepbet/bbox_model.pt");
     let (st, _, err) = run_cli(

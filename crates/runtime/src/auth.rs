@@ -1,57 +1,63 @@
-//! Optional API-key authentication. When a key is configured, the mutating RPCs a service
-//! names must carry `authorization: Bearer <key>`; others stay open (listing, health,
-//! reflection, metrics). A wrong or missing key answers UNAUTHENTICATED and names the method.
-
-use std::sync::Arc;
+//! Optional API-key authentication of the gRPC services, deny by default: when a key is
+//! configured, every call needs `authorization: Bearer <key>` except the ones that must stay
+//! anonymous ([`OPEN_PATHS`]): health (probes cannot send a key), reflection (the contracts
+//! are public, in `proto/`) and `/metrics` (counts and latencies, no names or images; a
+//! Prometheus scraper without a key keeps working). Reads are protected too: they return
+//! patients' images (`Get`, `GetSessionImage`) and model weights (`Download`), and `Infer`
+//! runs a model. A new RPC is protected without anyone listing it. A wrong or missing key
+//! answers UNAUTHENTICATED and names the method; the scheme is case-insensitive (RFC 7235)
+//! and the key is compared in constant time ([`key_matches`], the one compare of the
+//! platform: the REST gateway uses it too).
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
 
-/// Which calls need the key, and the key.
+/// Path prefixes that never need the key.
+pub const OPEN_PATHS: &[&str] = &[
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1.ServerReflection/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/metrics",
+];
+
+/// The key, if one is configured, and which calls need it.
 #[derive(Clone, Debug)]
 pub struct ApiKeyCheck {
     key: Option<Secret>,
-    mutating: Arc<[&'static str]>,
 }
 
 impl ApiKeyCheck {
-    /// `mutating` lists full gRPC paths (`/pkg.Service/Method`) that need the key.
-    pub fn new(key: Option<Secret>, mutating: &[&'static str]) -> Self {
-        Self {
-            key,
-            mutating: mutating.into(),
-        }
+    /// With `key`, every call but [`OPEN_PATHS`] needs it; without, every call is open.
+    pub fn new(key: Option<Secret>) -> Self {
+        Self { key }
     }
 
-    /// Whether this request path needs the key.
+    /// Whether a request to this path needs the key.
     pub fn requires(&self, path: &str) -> bool {
-        self.key.is_some() && self.mutating.contains(&path)
+        self.key.is_some() && !OPEN_PATHS.iter().any(|open| path.starts_with(open))
     }
 
-    /// Whether the headers carry the configured key.
+    /// Whether the headers carry the configured key (always, when none is configured).
     pub fn accepts(&self, headers: &http::HeaderMap) -> bool {
-        let Some(key) = &self.key else { return true };
-        let Some(given) = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-        else {
-            return false;
-        };
-        constant_time_eq(given.as_bytes(), key.expose().as_bytes())
+        self.key.as_ref().is_none_or(|key| key_matches(headers, key))
     }
 }
 
-/// Compares without an early exit, so the time taken does not reveal how much of a guess
-/// was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The bearer token of an `authorization` header (scheme in any case, RFC 7235).
+pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Whether the headers carry `key` as a bearer token; the compare takes the same time
+/// wherever a guess differs, so timing does not reveal how much of it was right.
+pub fn key_matches(headers: &http::HeaderMap, key: &Secret) -> bool {
+    bearer(headers).is_some_and(|given| bool::from(given.as_bytes().ct_eq(key.expose().as_bytes())))
 }
 
 /// Axum middleware enforcing [`ApiKeyCheck`].
@@ -73,18 +79,43 @@ pub async fn middleware(State(check): State<ApiKeyCheck>, req: Request, next: Ne
 mod tests {
     use super::*;
 
+    fn headers(value: &str) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, value.parse().unwrap());
+        h
+    }
+
     #[test]
-    fn key_checks() {
-        let check = ApiKeyCheck::new(Some(Secret::new("k1")), &["/s/Push"]);
-        assert!(check.requires("/s/Push"));
-        assert!(!check.requires("/s/List"));
-        let mut headers = http::HeaderMap::new();
-        assert!(!check.accepts(&headers));
-        headers.insert(http::header::AUTHORIZATION, "Bearer k2".parse().unwrap());
-        assert!(!check.accepts(&headers));
-        headers.insert(http::header::AUTHORIZATION, "Bearer k1".parse().unwrap());
-        assert!(check.accepts(&headers));
-        let open = ApiKeyCheck::new(None, &["/s/Push"]);
-        assert!(!open.requires("/s/Push"));
+    fn with_a_key_everything_but_health_reflection_and_metrics_needs_it() {
+        let check = ApiKeyCheck::new(Some(Secret::new("k1")));
+        for path in [
+            "/aiaa.registry.v1.RegistryService/Push",
+            "/aiaa.registry.v1.RegistryService/List",
+            "/aiaa.datastore.v1.DatastoreService/GetSessionImage",
+            "/aiaa.some.v9.NewService/NewMethod",
+        ] {
+            assert!(check.requires(path), "{path}");
+        }
+        for path in [
+            "/grpc.health.v1.Health/Check",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/metrics",
+        ] {
+            assert!(!check.requires(path), "{path}");
+        }
+        assert!(!ApiKeyCheck::new(None).requires("/aiaa.registry.v1.RegistryService/Push"));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_the_key_exact() {
+        let check = ApiKeyCheck::new(Some(Secret::new("k1")));
+        assert!(!check.accepts(&http::HeaderMap::new()));
+        for ok in ["Bearer k1", "bearer k1", "BEARER k1", "  Bearer   k1 "] {
+            assert!(check.accepts(&headers(ok)), "{ok:?}");
+        }
+        for bad in ["Bearer k2", "Bearer k1x", "Bearer k", "Basic k1", "k1", "Bearer"] {
+            assert!(!check.accepts(&headers(bad)), "{bad:?}");
+        }
+        assert!(ApiKeyCheck::new(None).accepts(&http::HeaderMap::new()));
     }
 }

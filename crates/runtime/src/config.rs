@@ -98,10 +98,11 @@ pub struct StoreArgs {
     pub store_url: String,
 }
 
-/// API-key authentication of mutating calls.
+/// API-key authentication (see [`crate::auth`]).
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct AuthArgs {
-    /// When set, mutating RPCs need `authorization: Bearer <key>`.
+    /// When set, every gRPC call but health, reflection and /metrics needs
+    /// `authorization: Bearer <key>` (see docs/security.md).
     #[arg(long, env = "AIAA_API_KEY", hide_env_values = true)]
     pub api_key: Option<Secret>,
 }
@@ -118,6 +119,7 @@ pub struct GrpcArgs {
     /// Most connections each gRPC server keeps open; more are closed at once. Lowered at
     /// start to an eighth of the process's file-descriptor limit when that is smaller.
     #[arg(
+        id = "grpc_max_connections",
         long = "grpc-max-connections",
         env = "AIAA_GRPC_MAX_CONNECTIONS",
         default_value_t = 1024

@@ -3,7 +3,8 @@
 //! gRPC reflection over every `aiaa.*.v1` contract, Prometheus `/metrics` on the same port
 //! (plain HTTP/1.1), a span per call whose parent is the caller's W3C trace context, call
 //! counts and latencies, a panic in a handler turned into INTERNAL, API-key checks on
-//! mutating calls, a cap on open connections (`--grpc-max-connections`, kept under the
+//! every call but health, reflection and `/metrics` when a key is set (see [`auth`]), a cap
+//! on open connections (`--grpc-max-connections`, kept under the
 //! file-descriptor limit, which is raised to its hard limit first: at that limit every server
 //! of the process would stop answering), and a graceful shutdown that stops accepting, drains
 //! in-flight calls (bounded by the drain timeout) and returns.
@@ -37,8 +38,6 @@ pub struct ServerSpec {
     /// Fully-qualified gRPC service names reported by health, e.g.
     /// `aiaa.registry.v1.RegistryService`.
     pub service_names: Vec<&'static str>,
-    /// Full paths of the RPCs that need the API key when one is configured.
-    pub mutating: &'static [&'static str],
     /// Whether the services are SERVING as soon as the socket is bound (inference waits for
     /// its models and reports SERVING itself through [`RunningServer::health`]).
     pub serving_at_start: bool,
@@ -93,7 +92,7 @@ pub async fn start(
     health.set_service_status("", status).await;
 
     let component = spec.component;
-    let check = ApiKeyCheck::new(auth_args.api_key.clone(), spec.mutating);
+    let check = ApiKeyCheck::new(auth_args.api_key.clone());
     let router = spec
         .routes
         .add_service(health_service)
@@ -261,7 +260,6 @@ mod tests {
             component: "test",
             routes: Routes::new(Panicker),
             service_names: vec!["test.Panicker"],
-            mutating: &[],
             serving_at_start: true,
         };
         let server = start(
@@ -295,7 +293,6 @@ mod tests {
             component: "test",
             routes: Routes::new(Panicker),
             service_names: vec!["test.Panicker"],
-            mutating: &[],
             serving_at_start: true,
         };
         let grpc = GrpcArgs {

@@ -39,19 +39,6 @@ pub use error::DatastoreError;
 /// The gRPC service name, as health reports it.
 pub const SERVICE_NAME: &str = "aiaa.datastore.v1.DatastoreService";
 
-/// The RPCs that change state and so need the API key when one is configured.
-pub const MUTATING: &[&str] = &[
-    "/aiaa.datastore.v1.DatastoreService/Put",
-    "/aiaa.datastore.v1.DatastoreService/Delete",
-    "/aiaa.datastore.v1.DatastoreService/PutDatalist",
-    "/aiaa.datastore.v1.DatastoreService/DeleteDatalist",
-    "/aiaa.datastore.v1.DatastoreService/CreateSession",
-    "/aiaa.datastore.v1.DatastoreService/RefreshSession",
-    "/aiaa.datastore.v1.DatastoreService/DeleteSession",
-    "/aiaa.datastore.v1.DatastoreService/SubmitConvert",
-    "/aiaa.datastore.v1.DatastoreService/CancelJob",
-];
-
 /// Builds the datastore's core over `store` and its gRPC service, as [`start`] does (without
 /// the reaper). Useful to embed the service elsewhere.
 pub fn build(args: &DatastoreArgs, store: Store, shutdown: CancellationToken) -> service::DatastoreApi {
@@ -92,7 +79,6 @@ pub async fn start(
         component: "datastore",
         routes: tonic::service::Routes::new(server),
         service_names: vec![SERVICE_NAME],
-        mutating: MUTATING,
         serving_at_start: true,
     };
     let running = server::start(args.listen, spec, grpc, auth, shutdown.clone()).await?;

@@ -792,7 +792,7 @@ async fn convert_jobs_run_the_imaging_conversion() {
 }
 
 #[tokio::test]
-async fn mutating_calls_need_the_api_key_when_one_is_set() {
+async fn every_call_needs_the_api_key_when_one_is_set() {
     let url = format!("memory://auth-{}", uuid::Uuid::new_v4());
     let (mut with_key, shutdown, server) = serve(&url, &args(), Some("s3cret")).await;
     put(&mut with_key, ItemKind::Image, "a.nii", b"x").await.unwrap();
@@ -804,7 +804,10 @@ async fn mutating_calls_need_the_api_key_when_one_is_set() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
-    assert!(stat(&mut without, ItemKind::Image, "a.nii").await.is_ok());
+    // Reads too: an image is a patient's.
+    let err = stat(&mut without, ItemKind::Image, "a.nii").await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(stat(&mut with_key, ItemKind::Image, "a.nii").await.is_ok());
     shutdown.cancel();
     server.wait().await.unwrap();
 }

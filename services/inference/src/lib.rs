@@ -34,12 +34,6 @@ pub use error::InferenceError;
 /// The gRPC service name, as health reports it.
 pub const SERVICE_NAME: &str = "aiaa.inference.v1.InferenceService";
 
-/// The RPCs that change state and so need the API key when one is configured.
-pub const MUTATING: &[&str] = &[
-    "/aiaa.inference.v1.InferenceService/LoadModel",
-    "/aiaa.inference.v1.InferenceService/UnloadModel",
-    "/aiaa.inference.v1.InferenceService/UploadModel",
-];
 
 /// Checks `args` and the engine pool they name without starting anything or loading
 /// weights (`aiaa-inference check-config`): the flags, the devices asked for, the pool file,
@@ -112,7 +106,6 @@ pub async fn start(
         component: "inference",
         routes: tonic::service::Routes::new(server),
         service_names: vec![SERVICE_NAME],
-        mutating: MUTATING,
         serving_at_start: false,
     };
     let running = server::start(args.listen, spec, grpc, auth, shutdown).await?;

@@ -26,13 +26,6 @@ pub use error::RegistryError;
 /// The registry's gRPC service name (health, reflection).
 pub const SERVICE_NAME: &str = "aiaa.registry.v1.RegistryService";
 
-/// RPCs that need the API key when one is configured.
-pub const MUTATING: &[&str] = &[
-    "/aiaa.registry.v1.RegistryService/Push",
-    "/aiaa.registry.v1.RegistryService/Pull",
-    "/aiaa.registry.v1.RegistryService/Delete",
-];
-
 /// The registry's own settings.
 #[derive(Clone, Debug, clap::Args)]
 pub struct RegistryArgs {
@@ -65,7 +58,6 @@ pub async fn start(
         component: "registry",
         routes: tonic::service::Routes::new(server),
         service_names: vec![SERVICE_NAME],
-        mutating: MUTATING,
         serving_at_start: true,
     };
     aiaa_runtime::server::start(args.addr, spec, grpc, auth, shutdown).await

@@ -49,5 +49,5 @@ pub use args::TrainerArgs;
 pub use config::TrainConfig;
 pub use error::{Result, TrainerError};
 pub use progress::{Event, Summary};
-pub use service::{MUTATING, RunningTrainer, SERVICE_NAME, start};
+pub use service::{RunningTrainer, SERVICE_NAME, start};
 pub use trainer::{DeviceChoice, TrainJob, Trainer};

@@ -32,14 +32,6 @@ use crate::sources::Fetcher;
 /// The gRPC service name, as health reports it.
 pub const SERVICE_NAME: &str = "aiaa.trainer.v1.TrainerService";
 
-/// The RPCs that change state and so need the API key when one is configured.
-pub const MUTATING: &[&str] = &[
-    "/aiaa.trainer.v1.TrainerService/SubmitTraining",
-    "/aiaa.trainer.v1.TrainerService/SubmitExport",
-    "/aiaa.trainer.v1.TrainerService/SubmitEvaluation",
-    "/aiaa.trainer.v1.TrainerService/CancelJob",
-];
-
 impl From<TrainerError> for Status {
     fn from(err: TrainerError) -> Self {
         let msg = err.to_string();
@@ -219,7 +211,6 @@ pub async fn start(
         component: "trainer",
         routes: tonic::service::Routes::new(server),
         service_names: vec![SERVICE_NAME],
-        mutating: MUTATING,
         serving_at_start: true,
     };
     let server = server::start(args.listen, spec, grpc, auth, shutdown).await?;

@@ -88,7 +88,7 @@ pub fn render_ok(files: &[&str], set: &[Value]) -> Rendered {
 
 /// The message of a rendering the chart refused.
 pub fn refused(set: Value) -> String {
-    let r = render(&[], &[set.clone()]);
+    let r = render(&[], std::slice::from_ref(&set));
     r["error"]
         .as_str()
         .unwrap_or_else(|| panic!("the chart accepted {set}"))

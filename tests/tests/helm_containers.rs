@@ -22,7 +22,7 @@
 //! ones `scripts/docker/build-images.sh` builds, shared with the `containers` suite.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -494,11 +494,8 @@ async fn chart_containers_run_with_their_rendered_settings_and_pass_their_probes
         logs(&init.id)
     );
     let (registry, registry_c) = &started["registry"];
-    let registry_url = format!(
-        "http://127.0.0.1:{}",
-        registry.ports[&chart::port(registry_c, "grpc")]
-    );
-    let pushes = notes_push_commands(r.notes(), chart::port(registry_c, "grpc"), &registry_url);
+    let registry_url = format!("http://127.0.0.1:{}", registry.ports[&port(registry_c, "grpc")]);
+    let pushes = notes_push_commands(r.notes(), port(registry_c, "grpc"), &registry_url);
     assert_eq!(pushes.len(), 2, "the NOTES publish both models: {}", r.notes());
     for args in pushes {
         let out = blocking(|| {
@@ -582,7 +579,7 @@ async fn chart_containers_run_with_their_rendered_settings_and_pass_their_probes
 
     // The gateway serves the engine pool's models, reached through the Services' names.
     let (gw, gw_c) = &started["gateway"];
-    let (status, body) = http_get(gw.ports[&chart::port(gw_c, "http")], "/v1/models")
+    let (status, body) = http_get(gw.ports[&port(gw_c, "http")], "/v1/models")
         .await
         .unwrap();
     assert_eq!(status, 200, "{body}");

@@ -474,6 +474,13 @@ fn chart_refuses_values_that_would_break_the_services_and_names_them() {
             "{values}: expected {says:?} in: {message}"
         );
     }
+    // The schema validation is strict: a field Kubernetes does not know is reported.
+    let r = render(&[], &[json!({"inference": {"affinity": {"nodeAfinity": {}}}})]);
+    let invalid = r["invalid"].to_string();
+    assert!(
+        invalid.contains("Deployment/aiaa-inference") && invalid.contains("nodeAfinity"),
+        "kubernetes-validate let an unknown field through: {invalid}"
+    );
     // A model of the user's own, config and pool given as files' text, is mounted and pulled.
     let pool = r#"[{"name": "liver", "class": "SegmentationEngine", "module": "m", "config_file": "liver/config.json", "labels": ["liver"]}]"#;
     let r = render_ok(

@@ -17,7 +17,9 @@
 //! - faults: the inference container's process killed (SIGKILL, by its host PID): the gateway
 //!   answers 503 JSON within 1 s, the restart policy brings inference back and requests
 //!   succeed again through the same gateway; the same after `up --force-recreate inference`
-//!   (a new container, a new address); a request in flight when every container is stopped
+//!   (a new container, a new address); a 1 MB `.nii.gz` that decodes to 1 GiB sent to
+//!   `/v1/segmentation` costs at most the inference container (refused, or killed at its
+//!   memory limit and restarted), the other four are untouched; a request in flight when every container is stopped
 //!   (SIGTERM) completes and every container exits 0; after `down` and `up` the registry's
 //!   versions, the datastore's items and the annotation session are still there.
 //!
@@ -68,7 +70,12 @@ async fn compose_deployment_serves_survives_faults_and_keeps_its_data() {
     blocking(remove_stale_projects);
     let ports: Vec<(&str, u16)> = SERVICES.iter().map(|s| (*s, free_port())).collect();
     let port = |s: &str| ports.iter().find(|(n, _)| *n == s).unwrap().1;
-    let mut env = vec![("AIAA_IMAGE_TAG", TAG.to_string())];
+    // The inference memory limit (a documented variable) lowered from 8 GiB to what the brain
+    // models need with room to spare, so that the bomb below meets it quickly.
+    let mut env = vec![
+        ("AIAA_IMAGE_TAG", TAG.to_string()),
+        ("AIAA_INFERENCE_MEMORY", "4g".to_string()),
+    ];
     for (s, p) in &ports {
         env.push((var_for(s), p.to_string()));
     }
@@ -178,14 +185,30 @@ async fn compose_deployment_serves_survives_faults_and_keeps_its_data() {
         &format!("inference restarted by its policy: Dice {d:.4} again"),
     );
 
-    // A new container at a new address.
-    let old_ip = blocking(|| {
-        compose.inspect(
+    // A new container at a new address: the old one removed, its address taken by a
+    // stand-in (Docker would hand it out again), then `up --force-recreate`.
+    let ip = |c: &Compose| {
+        c.inspect(
             "inference",
             "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
         )
-    });
+    };
+    let old_ip = blocking(|| ip(&compose));
     let old_id = blocking(|| compose.container("inference"));
+    blocking(|| compose.run(&["rm", "-s", "-f", "inference"]));
+    let network = format!("{}_default", compose.project);
+    let stand_in = blocking(|| {
+        docker(&[
+            "run",
+            "-d",
+            "--rm",
+            "--network",
+            &network,
+            &images.base.0,
+            "sleep",
+            "600",
+        ])
+    });
     blocking(|| {
         compose.run(&[
             "up",
@@ -197,14 +220,11 @@ async fn compose_deployment_serves_survives_faults_and_keeps_its_data() {
         ])
     });
     blocking(|| compose.wait_healthy(&["inference"], Duration::from_secs(120)));
+    let _ = blocking(|| Command::new("docker").args(["rm", "-f", &stand_in]).output());
     let new_id = blocking(|| compose.container("inference"));
-    let new_ip = blocking(|| {
-        compose.inspect(
-            "inference",
-            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-        )
-    });
+    let new_ip = blocking(|| ip(&compose));
     assert_ne!(old_id, new_id, "not recreated");
+    assert_ne!(old_ip, new_ip, "the recreated inference kept its address");
     let d = until_segmentation_succeeds(gw, &head, &truth).await;
     phase(
         t0,
@@ -215,6 +235,49 @@ async fn compose_deployment_serves_survives_faults_and_keeps_its_data() {
         gateway_started,
         "the gateway was restarted"
     );
+
+    // One memory-exhausting input (of the hardening suite: a 1 MB .nii.gz that decodes to
+    // 1 GiB) costs at most the inference container: refused, or inference killed at its
+    // memory limit and brought back by its policy. The other four keep running untouched.
+    let others = ["registry", "datastore", "trainer", "gateway"];
+    let state = "{{.State.StartedAt}} {{.RestartCount}} {{.State.Running}}";
+    let before: Vec<String> = others
+        .iter()
+        .map(|s| blocking(|| compose.inspect(s, state)))
+        .collect();
+    let bomb = blocking(decompression_bomb);
+    let body = python_body(&[("params", "{}")], &[("image", "zeros.nii.gz", &bomb)]);
+    let started = Instant::now();
+    let answer = send(
+        gw,
+        &python_request("POST", "/v1/segmentation?model=segmentation_mri_brain", &body),
+    )
+    .await;
+    let oom = blocking(|| compose.inspect("inference", "{{.State.OOMKilled}} {{.RestartCount}}"));
+    phase(
+        t0,
+        &format!(
+            "a 1 GiB decompression bomb: {} in {:.1} s ({}); inference OOMKilled/restarts: {oom}",
+            answer.status,
+            started.elapsed().as_secs_f64(),
+            String::from_utf8_lossy(&answer.body)
+                .chars()
+                .take(160)
+                .collect::<String>()
+        ),
+    );
+    assert!(
+        answer.status >= 400,
+        "a 1 GiB zero volume was segmented: {}",
+        answer.status
+    );
+    blocking(|| compose.wait_healthy(&["inference"], Duration::from_secs(120)));
+    let after: Vec<String> = others
+        .iter()
+        .map(|s| blocking(|| compose.inspect(s, state)))
+        .collect();
+    assert_eq!(before, after, "{others:?} were touched by the bomb");
+    until_segmentation_succeeds(gw, &head, &truth).await;
 
     // SIGTERM to every container while a request is in flight: it completes, all exit 0.
     let in_flight = {
@@ -289,6 +352,32 @@ async fn compose_deployment_serves_survives_faults_and_keeps_its_data() {
         t0,
         "down + up: registry versions, datastore items and the session are still there",
     );
+}
+
+/// A NIfTI-1 volume of 1024^3 zero bytes (1 GiB decoded), gzip-compressed to about 1 MB,
+/// written by the test venv's nibabel header and gzip.
+fn decompression_bomb() -> Vec<u8> {
+    let venv = PathBuf::from(run(&mut Command::new(repo_root().join("scripts/python-env.sh"))).trim());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("zeros.nii.gz");
+    let script = r#"
+import gzip, sys
+import nibabel, numpy
+h = nibabel.Nifti1Header()
+h.set_data_shape((1024, 1024, 1024))
+h.set_data_dtype(numpy.uint8)
+h.set_zooms((1.0, 1.0, 1.0))
+h["vox_offset"] = 352
+zeros = bytes(16 << 20)
+with gzip.open(sys.argv[1], "wb", compresslevel=1) as f:
+    f.write(h.binaryblock + b"\0\0\0\0")
+    for _ in range(64):
+        f.write(zeros)
+"#;
+    run(Command::new(venv.join("bin/python"))
+        .args(["-c", script])
+        .arg(&out));
+    std::fs::read(&out).unwrap()
 }
 
 /// The compose variable of a service's host port.

@@ -103,7 +103,8 @@ else
     # Nothing is compiled: the build stage may be the base image itself.
     build "$c" "$t" --build-arg SOURCE=context --build-arg RUST_IMAGE="$base"
   done
-  docker image prune -f --filter label=aiaa.build-stage=dist >/dev/null
+  # Best effort: another build's prune may be running (the engine allows one at a time).
+  docker image prune -f --filter label=aiaa.build-stage=dist >/dev/null 2>&1 || true
 fi
 rm -f "$log"
 

@@ -45,22 +45,23 @@ pub struct GatewayArgs {
     pub backend_timeout: Duration,
     /// Longest time a client may take to send a request's headers, from its first byte (or
     /// from connecting, for a connection's first request); slower connections are closed.
-    #[arg(long = "gateway-header-timeout", env = "AIAA_GATEWAY_HEADER_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    #[arg(id = "gateway_header_timeout", long = "gateway-header-timeout", env = "AIAA_GATEWAY_HEADER_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     pub header_timeout: Duration,
     /// How long a kept-alive connection may stay silent between requests before it is closed
     /// (also: a client that stops reading an answer for this long).
-    #[arg(long = "gateway-idle-timeout", env = "AIAA_GATEWAY_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    #[arg(id = "gateway_idle_timeout", long = "gateway-idle-timeout", env = "AIAA_GATEWAY_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
     /// Slowest request body accepted, in bytes per second: every `--gateway-body-rate-window`
     /// must bring at least this rate times the window, else 408 and the connection closes.
-    #[arg(long = "gateway-body-min-rate", env = "AIAA_GATEWAY_BODY_MIN_RATE", default_value_t = 8 * 1024)]
+    #[arg(id = "gateway_body_min_rate", long = "gateway-body-min-rate", env = "AIAA_GATEWAY_BODY_MIN_RATE", default_value_t = 8 * 1024)]
     pub body_min_rate: u64,
     /// The window over which `--gateway-body-min-rate` is measured, e.g. `10s`.
-    #[arg(long = "gateway-body-rate-window", env = "AIAA_GATEWAY_BODY_RATE_WINDOW", default_value = "10s", value_parser = parse_duration)]
+    #[arg(id = "gateway_body_rate_window", long = "gateway-body-rate-window", env = "AIAA_GATEWAY_BODY_RATE_WINDOW", default_value = "10s", value_parser = parse_duration)]
     pub body_rate_window: Duration,
     /// Most client connections open at once; more are answered 503 and closed. Lowered at
     /// start to an eighth of the process's file-descriptor limit when that is smaller.
     #[arg(
+        id = "gateway_max_connections",
         long = "gateway-max-connections",
         env = "AIAA_GATEWAY_MAX_CONNECTIONS",
         default_value_t = 1024
@@ -68,11 +69,12 @@ pub struct GatewayArgs {
     pub max_connections: usize,
     /// Largest `params` form field of `/v1/mask2polygon` and `/v1/fixpolygon` (which carry
     /// polygons), in bytes; the model endpoints take at most 1 MiB (or this, if smaller).
-    #[arg(long = "gateway-max-params-bytes", env = "AIAA_GATEWAY_MAX_PARAMS_BYTES", default_value_t = 32 << 20)]
+    #[arg(id = "gateway_max_params_bytes", long = "gateway-max-params-bytes", env = "AIAA_GATEWAY_MAX_PARAMS_BYTES", default_value_t = 32 << 20)]
     pub max_params_bytes: usize,
     /// Most polygon vertices one request may send (`/v1/fixpolygon`) or get back
     /// (`/v1/mask2polygon`).
     #[arg(
+        id = "gateway_max_polygon_vertices",
         long = "gateway-max-polygon-vertices",
         env = "AIAA_GATEWAY_MAX_POLYGON_VERTICES",
         default_value_t = 3_000_000
@@ -80,7 +82,11 @@ pub struct GatewayArgs {
     pub max_polygon_vertices: usize,
     /// Folder where uploaded files are spooled while a request is handled (deleted when it
     /// ends); put it on disk, not on a RAM-backed tmpfs. Default: the system's temp folder.
-    #[arg(long = "gateway-spool-dir", env = "AIAA_GATEWAY_SPOOL_DIR")]
+    #[arg(
+        id = "gateway_spool_dir",
+        long = "gateway-spool-dir",
+        env = "AIAA_GATEWAY_SPOOL_DIR"
+    )]
     pub spool_dir: Option<std::path::PathBuf>,
 }
 
@@ -209,10 +215,41 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         args: GatewayArgs,
+        // Flattened beside the blocks `aiaa up` flattens it with: ids must not collide.
+        #[command(flatten)]
+        grpc: aiaa_runtime::config::GrpcArgs,
+        #[command(flatten)]
+        auth: aiaa_runtime::config::AuthArgs,
+        #[command(flatten)]
+        store: aiaa_runtime::config::StoreArgs,
+        #[command(flatten)]
+        telemetry: aiaa_runtime::config::TelemetryArgs,
     }
 
     #[test]
     fn defaults_and_flags() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        assert_eq!(cli.args.max_connections, 1024);
+        assert_eq!(cli.grpc.max_connections, 1024);
+        let cli = Cli::try_parse_from([
+            "x",
+            "--gateway-max-connections",
+            "7",
+            "--grpc-max-connections",
+            "9",
+        ])
+        .unwrap();
+        assert_eq!((cli.args.max_connections, cli.grpc.max_connections), (7, 9));
+        let cli = Cli::try_parse_from(["x", "--gateway-header-timeout", "0s"]).unwrap();
+        assert!(
+            cli.args
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--gateway-header-timeout")
+        );
         let cli = Cli::try_parse_from(["x"]).unwrap();
         assert_eq!(cli.args.listen.port(), 5000);
         assert!(cli.args.inference_url.is_none());

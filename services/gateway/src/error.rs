@@ -84,18 +84,6 @@ fn is_transport(status: &tonic::Status) -> bool {
     false
 }
 
-/// Whether a status stands for a failed connection rather than an answer of the backend.
-fn is_transport(status: &tonic::Status) -> bool {
-    let mut source = std::error::Error::source(status);
-    while let Some(e) = source {
-        if e.is::<tonic::transport::Error>() || e.is::<std::io::Error>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
-}
-
 impl GatewayError {
     /// A 503 without a retry hint.
     pub fn unavailable(message: impl Into<String>) -> Self {
@@ -122,12 +110,6 @@ impl GatewayError {
             },
             Code::ResourceExhausted => Self::BackendTooLarge(msg),
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => {
-                Self::unavailable(format!("the {service} service is unavailable: {msg}"))
-            }
-            // The call never got an answer because the connection broke under it (the
-            // backend's process was just killed): tonic says Unknown "transport error". To
-            // the client that is the same as a refused connection: 503.
-            Code::Unknown if is_transport(status) => {
                 Self::unavailable(format!("the {service} service is unavailable: {msg}"))
             }
             // The call never got an answer because the connection broke under it (the

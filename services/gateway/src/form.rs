@@ -98,6 +98,21 @@ impl Part {
         }
     }
 
+    /// Its first `n` bytes (all, when shorter). Blocking.
+    pub fn read_prefix(&self, n: u64) -> io::Result<Bytes> {
+        use std::io::Read;
+        match &self.data {
+            Data::Memory(b) => Ok(b.slice(..b.len().min(usize::try_from(n).unwrap_or(usize::MAX)))),
+            Data::File { path, .. } => {
+                let mut head = Vec::new();
+                std::fs::File::open(path.as_ref() as &Path)?
+                    .take(n)
+                    .read_to_end(&mut head)?;
+                Ok(Bytes::from(head))
+            }
+        }
+    }
+
     /// Its bytes in pieces of at most `size` bytes (read from the spool file as they are
     /// consumed), for streaming to a backend.
     pub fn chunks(&self, size: usize) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {

@@ -1,5 +1,6 @@
-//! Decoding uploaded images (format from the file name, then from the bytes) and encoding
-//! result masks in the format a request asks for (`result_extension`, `result_dtype`).
+//! Decoding uploaded images (format from the file name, then from the bytes), probing them
+//! without decoding (sessions), and encoding result masks in the format a request asks for
+//! (`result_extension`, `result_dtype`).
 
 use aiaa_imaging::{ReadOptions, Volume};
 
@@ -11,47 +12,42 @@ pub fn decode(filename: Option<&str>, bytes: &[u8]) -> Result<Volume> {
         .map_err(|e| GatewayError::BadRequest(format!("the image could not be read: {e}")))
 }
 
-/// What a NIfTI upload's header says that the reader silently replaces: a voxel size
-/// (`pixdim[1..=3]`) that is NaN, infinite or 0 is read as 1 mm. One message per axis; none
-/// for other formats or a sound header.
-pub fn pixdim_warnings(filename: Option<&str>, bytes: &[u8]) -> Vec<String> {
-    use std::io::Read;
+/// Bytes from an upload's start that hold the header of a NIfTI or PNG file.
+const HEADER_PREFIX: u64 = 1 << 20;
+
+/// Checks an upload without decoding its voxels: the format (from the file name, else the
+/// bytes), a header that parses, and a decoded size within the decode limit. Reads the
+/// first MiB (the whole file when its header does not fit). Blocking.
+pub fn probe(filename: Option<&str>, part: &crate::form::Part) -> Result<()> {
+    use aiaa_imaging::io::{Format, format_from_bytes, format_from_name};
     let name = filename.unwrap_or("upload");
-    let path = std::path::Path::new(name);
-    let is_nifti = match aiaa_imaging::io::format_from_name(path)
-        .or_else(|| aiaa_imaging::io::format_from_bytes(&bytes[..bytes.len().min(4096)]))
-    {
-        Some(f) => matches!(
-            f,
-            aiaa_imaging::io::Format::Nifti | aiaa_imaging::io::Format::NiftiGz
-        ),
-        None => false,
+    let read_err = |e: std::io::Error| GatewayError::Internal(format!("reading the spooled upload: {e}"));
+    let head = part.read_prefix(HEADER_PREFIX).map_err(read_err)?;
+    let nifti = matches!(
+        format_from_name(std::path::Path::new(name))
+            .or_else(|| format_from_bytes(&head[..head.len().min(4096)])),
+        Some(Format::Nifti | Format::NiftiGz)
+    );
+    let probed = match aiaa_imaging::io::probe_bytes(name, &head) {
+        // A header longer than the prefix (MetaImage, NRRD, PNG metadata): the whole file.
+        Err(_) if !nifti && (head.len() as u64) < part.len() => {
+            let all = part.read_blocking().map_err(read_err)?;
+            aiaa_imaging::io::probe_bytes(name, &all)
+        }
+        other => other,
     };
-    if !is_nifti {
-        return Vec::new();
+    let info = probed.map_err(|e| GatewayError::BadRequest(format!("the image could not be read: {e}")))?;
+    let limit = ReadOptions::default().max_bytes;
+    if info.bytes() > limit {
+        return Err(GatewayError::FieldTooLarge(format!(
+            "the image decodes to {} bytes ({:?} voxels, {} channels of {:?}), more than the limit of {limit} bytes",
+            info.bytes(),
+            info.dims,
+            info.channels,
+            info.voxel_type
+        )));
     }
-    let mut reader: Box<dyn Read + '_> = if aiaa_imaging::gz::is_gzip(bytes) {
-        Box::new(flate2::read::MultiGzDecoder::new(bytes))
-    } else {
-        Box::new(bytes)
-    };
-    let Ok(header) = aiaa_imaging::nifti::read_header(path, &mut reader) else {
-        return Vec::new();
-    };
-    let axes = usize::try_from(header.dim[0]).unwrap_or(0).clamp(0, 3);
-    (1..=axes)
-        .filter(|&i| {
-            let p = header.pixdim[i];
-            !p.is_finite() || p == 0.0
-        })
-        .map(|i| {
-            format!(
-                "pixdim[{i}] = {} in the NIfTI header is not a voxel size: axis {} is read as 1 mm",
-                header.pixdim[i],
-                i - 1
-            )
-        })
-        .collect()
+    Ok(())
 }
 
 pub use aiaa_imaging::io::MaskFormat;

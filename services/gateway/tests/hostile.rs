@@ -371,9 +371,13 @@ async fn a_chunked_body_over_the_limit_is_refused_once_it_passes_the_limit() {
     let (answer, sent) = chunked_upload(s.gateway, "/session/", 1 << 30).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("--gateway-max-body-bytes"), "{answer}");
-    // Refused at the limit, not at the end of the body: what was sent by then is the limit
-    // plus what the sockets buffer.
-    assert!(sent < limit + (32 << 20), "{sent} bytes sent before the 413");
+    // Refused at the limit, not at the end of the 1 GiB body (what the client has sent by
+    // the time it reads the answer also counts the sockets' buffers and what the server
+    // discards while closing; the memory side is measured end to end in hostile_http.rs).
+    assert!(
+        sent >= limit && sent < 512 << 20,
+        "{sent} bytes sent before the 413"
+    );
     assert_eq!(send(s.gateway, &simple("GET", "/livez")).await.status, 200);
 }
 
@@ -661,6 +665,31 @@ async fn a_mask_of_isolated_dots_is_refused_past_the_vertex_limit() {
     );
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     probe.finish().await;
+}
+
+#[tokio::test]
+async fn a_session_image_is_checked_by_its_header_without_decoding() {
+    let s = stack().await;
+    // A 352-byte NIfTI header claiming 1600^3 float voxels (16 GB): refused at once.
+    let vol = Volume::scalar([2, 2, 2], Geometry::default(), Voxels::F32(vec![0.0; 8])).unwrap();
+    let mut header = aiaa_imaging::nifti::to_bytes(&vol, false).unwrap();
+    header.truncate(352);
+    for (i, d) in [3i16, 1600, 1600, 1600].iter().enumerate() {
+        header[40 + 2 * i..42 + 2 * i].copy_from_slice(&d.to_le_bytes());
+    }
+    let body = python_body(&[], &[("image", "claim.nii", &header)]);
+    let t = Instant::now();
+    let msg = send(s.gateway, &python_request("PUT", "/session/", &body))
+        .await
+        .error(413);
+    assert!(msg.contains("decodes to") && msg.contains("1600"), "{msg}");
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    // A sound image's session is created from its header, and the datastore has it whole.
+    let image = std::fs::read(testdata("mni152/MNI152_T1.nii.gz")).unwrap();
+    let body = python_body(&[], &[("image", "MNI152_T1.nii.gz", &image)]);
+    let created = send(s.gateway, &python_request("PUT", "/session/", &body)).await;
+    assert_eq!(created.status, 200, "{}", String::from_utf8_lossy(&created.body));
+    assert_eq!(created.json()["image"]["size"], json!(image.len()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,5 @@
-//! Sessions: `PUT /session/` uploads an image once (spooled, checked readable, then streamed
-//! to the datastore's CreateSession in 1 MiB chunks); `GET /session/{id}` describes it
+//! Sessions: `PUT /session/` uploads an image once (spooled, its header checked, then
+//! streamed to the datastore's CreateSession in 1 MiB chunks); `GET /session/{id}` describes it
 //! (`update_ts=true` pushes its expiry forward by its own lifetime); `DELETE` removes it.
 //! An unknown or expired session answers 440.
 
@@ -94,16 +94,12 @@ pub async fn create(
         return Err(GatewayError::BadRequest("the uploaded image is empty".into()));
     }
     let filename = part.base_filename().unwrap_or("image.nii.gz").to_string();
-    // Refuse an unreadable image now, not at its first use.
+    // Refuse an unreadable image now, not at its first use: its header is checked (format,
+    // grid, decoded size under the decode limit). Its voxels are decoded where they are used
+    // (the inference service, under its budget), never here: an upload costs the gateway
+    // disk, not memory.
     let (name, upload) = (filename.clone(), part.clone());
-    let warnings = work::cpu(move || {
-        let bytes = upload
-            .read_blocking()
-            .map_err(|e| GatewayError::Internal(format!("reading the spooled upload: {e}")))?;
-        image::decode(Some(&name), &bytes)?;
-        Ok(image::pixdim_warnings(Some(&name), &bytes))
-    })
-    .await?;
+    work::cpu(move || image::probe(Some(&name), &upload)).await?;
 
     let mut metadata = HashMap::new();
     metadata.insert(FILENAME_KEY.to_string(), filename.clone());
@@ -129,10 +125,6 @@ pub async fn create(
     .into_inner();
     let mut answer = describe(&session);
     answer["success"] = serde_json::Value::Bool(true);
-    if !warnings.is_empty() {
-        tracing::info!(session = %session.id, ?warnings, "session image with a suspicious header");
-        answer["warnings"] = serde_json::json!(warnings);
-    }
     Ok(response::json(&answer))
 }
 

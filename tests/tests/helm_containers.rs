@@ -394,8 +394,9 @@ async fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
     Ok((status, body))
 }
 
-/// The `aiaa push` commands of the chart's NOTES, aimed at `registry` instead of the
-/// port-forward's 127.0.0.1:5101.
+/// The `aiaa push` commands of the chart's NOTES (run from the repository's root), aimed at
+/// `registry` instead of the port-forward's 127.0.0.1:<port>, with `testdata/` wherever
+/// the test data really is (`$AIAA_TESTDATA`).
 fn notes_push_commands(notes: &str, port: i64, registry: &str) -> Vec<Vec<String>> {
     let joined = notes.replace("\\\n", " ");
     joined
@@ -405,7 +406,10 @@ fn notes_push_commands(notes: &str, port: i64, registry: &str) -> Vec<Vec<String
         .map(|l| {
             l.split_whitespace()
                 .skip(1)
-                .map(|w| w.replace(&format!("http://127.0.0.1:{port}"), registry))
+                .map(|w| match w.strip_prefix("testdata/") {
+                    Some(rest) => testdata().join(rest).display().to_string(),
+                    None => w.replace(&format!("http://127.0.0.1:{port}"), registry),
+                })
                 .collect()
         })
         .collect()

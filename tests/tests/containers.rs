@@ -135,6 +135,27 @@ async fn compose_deployment_serves_survives_faults_and_keeps_its_data() {
             &format!("/data/trainer/{checkpoint}"),
         ])
     });
+    // The named volume took the images' user as its owner, and so did what was written.
+    let owners = blocking(|| {
+        compose.run(&[
+            "exec",
+            "-T",
+            "registry",
+            "stat",
+            "-c",
+            "%u:%g %n",
+            "/data",
+            "/data/registry",
+            "/data/datastore",
+            &format!("/data/trainer/{checkpoint}"),
+        ])
+    });
+    for line in owners.lines() {
+        assert!(
+            line.starts_with("10001:10001 "),
+            "not owned by the images' user: {owners}"
+        );
+    }
     phase(
         t0,
         &format!("training job: /data/trainer/{checkpoint} in the volume"),

@@ -34,7 +34,6 @@ pub use error::InferenceError;
 /// The gRPC service name, as health reports it.
 pub const SERVICE_NAME: &str = "aiaa.inference.v1.InferenceService";
 
-
 /// Checks `args` and the engine pool they name without starting anything or loading
 /// weights (`aiaa-inference check-config`): the flags, the devices asked for, the pool file,
 /// each model config and its engine class. A weight file that is not there yet (a volume

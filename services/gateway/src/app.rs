@@ -35,6 +35,8 @@ pub struct App {
     pub max_params_bytes: usize,
     /// Most polygon vertices in one request or answer.
     pub max_polygon_vertices: usize,
+    /// Largest image the gateway decodes itself, in decoded bytes.
+    pub max_image_bytes: u64,
     /// Where uploads are spooled.
     pub spool_dir: Arc<PathBuf>,
     /// Longest session lifetime asked of the datastore.

@@ -52,7 +52,8 @@ pub struct GatewayArgs {
     #[arg(id = "gateway_idle_timeout", long = "gateway-idle-timeout", env = "AIAA_GATEWAY_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
     /// Slowest request body accepted, in bytes per second: every `--gateway-body-rate-window`
-    /// must bring at least this rate times the window, else 408 and the connection closes.
+    /// must bring at least this rate times the window, else 408 and the connection closes
+    /// (0 turns the check off).
     #[arg(id = "gateway_body_min_rate", long = "gateway-body-min-rate", env = "AIAA_GATEWAY_BODY_MIN_RATE", default_value_t = 8 * 1024)]
     pub body_min_rate: u64,
     /// The window over which `--gateway-body-min-rate` is measured, e.g. `10s`.
@@ -80,6 +81,16 @@ pub struct GatewayArgs {
         default_value_t = 3_000_000
     )]
     pub max_polygon_vertices: usize,
+    /// Largest image the gateway decodes itself (the masks and images of `/v1/mask2polygon`
+    /// and `/v1/fixpolygon`), in decoded bytes; larger ones answer 413. Session and model
+    /// endpoint images are decoded by the inference service, under its own budget.
+    #[arg(
+        id = "gateway_max_image_bytes",
+        long = "gateway-max-image-bytes",
+        env = "AIAA_GATEWAY_MAX_IMAGE_BYTES",
+        default_value_t = 1 << 30
+    )]
+    pub max_image_bytes: u64,
     /// Folder where uploaded files are spooled while a request is handled (deleted when it
     /// ends); put it on disk, not on a RAM-backed tmpfs. Default: the system's temp folder.
     #[arg(
@@ -106,6 +117,7 @@ impl Default for GatewayArgs {
             max_connections: 1024,
             max_params_bytes: 32 << 20,
             max_polygon_vertices: 3_000_000,
+            max_image_bytes: 1 << 30,
             spool_dir: None,
         }
     }
@@ -171,6 +183,12 @@ impl GatewayArgs {
             return Err(config(
                 "--gateway-max-polygon-vertices (AIAA_GATEWAY_MAX_POLYGON_VERTICES)",
                 format!("{} is below 1000", self.max_polygon_vertices),
+            ));
+        }
+        if self.max_image_bytes < 1 << 20 {
+            return Err(config(
+                "--gateway-max-image-bytes (AIAA_GATEWAY_MAX_IMAGE_BYTES)",
+                format!("{} is below 1 MiB", self.max_image_bytes),
             ));
         }
         if let Some(dir) = &self.spool_dir

@@ -6,10 +6,16 @@ use aiaa_imaging::{ReadOptions, Volume};
 
 use crate::error::{GatewayError, Result};
 
-/// Decodes an uploaded image; `filename` (may be absent) decides the format first.
-pub fn decode(filename: Option<&str>, bytes: &[u8]) -> Result<Volume> {
-    aiaa_imaging::io::decode_bytes(filename.unwrap_or("upload"), bytes, &ReadOptions::default())
-        .map_err(|e| GatewayError::BadRequest(format!("the image could not be read: {e}")))
+/// Decodes an uploaded image of at most `max_bytes` decoded bytes (413 past it);
+/// `filename` (may be absent) decides the format first.
+pub fn decode(filename: Option<&str>, bytes: &[u8], max_bytes: u64) -> Result<Volume> {
+    let opts = ReadOptions { max_bytes };
+    aiaa_imaging::io::decode_bytes(filename.unwrap_or("upload"), bytes, &opts).map_err(|e| match e {
+        aiaa_imaging::ImagingError::TooLarge { needed, limit, .. } => GatewayError::FieldTooLarge(format!(
+            "the image decodes to {needed} bytes, more than the {limit} bytes the gateway decodes (--gateway-max-image-bytes, AIAA_GATEWAY_MAX_IMAGE_BYTES)"
+        )),
+        e => GatewayError::BadRequest(format!("the image could not be read: {e}")),
+    })
 }
 
 /// Bytes from an upload's start that hold the header of a NIfTI or PNG file.

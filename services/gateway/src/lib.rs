@@ -70,6 +70,7 @@ pub async fn start(
         max_body_bytes: args.max_body_bytes,
         max_params_bytes: args.max_params_bytes,
         max_polygon_vertices: args.max_polygon_vertices,
+        max_image_bytes: args.max_image_bytes,
         spool_dir: Arc::new(spool_dir),
         session_max_expiry: args.session_max_expiry,
         admin_key: auth.api_key.clone().map(Arc::new),

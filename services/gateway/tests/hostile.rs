@@ -667,16 +667,45 @@ async fn a_mask_of_isolated_dots_is_refused_past_the_vertex_limit() {
     probe.finish().await;
 }
 
+/// A NIfTI header alone (no voxels) claiming `dims` of `like`'s voxel type.
+fn claim(dims: [i16; 3], like: Voxels) -> Vec<u8> {
+    let vol = Volume::scalar([2, 2, 2], Geometry::default(), like).unwrap();
+    let mut header = aiaa_imaging::nifti::to_bytes(&vol, false).unwrap();
+    header.truncate(352);
+    for (i, d) in [3, dims[0], dims[1], dims[2]].iter().enumerate() {
+        header[40 + 2 * i..42 + 2 * i].copy_from_slice(&d.to_le_bytes());
+    }
+    header
+}
+
+#[tokio::test]
+async fn images_the_gateway_decodes_itself_are_bounded() {
+    let s = stack_with(|a| a.max_image_bytes = 64 << 20).await;
+    // 2048 x 2048 x 64 u8 = 256 MiB decoded, from a 352-byte upload.
+    let header = claim([2048, 2048, 64], Voxels::U8(vec![0; 8]));
+    let fix = json!({"poly": [[[1, 1], [5, 1], [5, 5]]], "vertex_offset": [1, 1], "polygon_index": 0, "vertex_index": 0});
+    for (path, params) in [
+        ("/v1/mask2polygon", "{}".to_string()),
+        ("/v1/fixpolygon", fix.to_string()),
+    ] {
+        let body = python_body(&[("params", &params)], &[("image", "claim.nii", &header)]);
+        let t = Instant::now();
+        let msg = send(s.gateway, &python_request("POST", path, &body))
+            .await
+            .error(413);
+        assert!(
+            msg.contains("--gateway-max-image-bytes") && msg.contains("268435456"),
+            "{path}: {msg}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(1), "{path}: {:?}", t.elapsed());
+    }
+}
+
 #[tokio::test]
 async fn a_session_image_is_checked_by_its_header_without_decoding() {
     let s = stack().await;
     // A 352-byte NIfTI header claiming 1600^3 float voxels (16 GB): refused at once.
-    let vol = Volume::scalar([2, 2, 2], Geometry::default(), Voxels::F32(vec![0.0; 8])).unwrap();
-    let mut header = aiaa_imaging::nifti::to_bytes(&vol, false).unwrap();
-    header.truncate(352);
-    for (i, d) in [3i16, 1600, 1600, 1600].iter().enumerate() {
-        header[40 + 2 * i..42 + 2 * i].copy_from_slice(&d.to_le_bytes());
-    }
+    let header = claim([1600, 1600, 1600], Voxels::F32(vec![0.0; 8]));
     let body = python_body(&[], &[("image", "claim.nii", &header)]);
     let t = Instant::now();
     let msg = send(s.gateway, &python_request("PUT", "/session/", &body))

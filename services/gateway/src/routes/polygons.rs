@@ -56,8 +56,8 @@ fn inputs(form: &Form) -> Result<(Option<Bytes>, Part)> {
     Ok((params, part.clone()))
 }
 
-/// The image part, decoded; also whether it was a PNG. Blocking.
-fn decode(part: &Part) -> Result<(Volume, bool)> {
+/// The image part, decoded (at most `max_bytes`); also whether it was a PNG. Blocking.
+fn decode(part: &Part, max_bytes: u64) -> Result<(Volume, bool)> {
     let name = part.base_filename().map(str::to_string);
     let data = part
         .read_blocking()
@@ -66,7 +66,7 @@ fn decode(part: &Part) -> Result<(Volume, bool)> {
         || name
             .as_deref()
             .is_some_and(|n| n.to_ascii_lowercase().ends_with(".png"));
-    let volume = image::decode(name.as_deref(), &data)?;
+    let volume = image::decode(name.as_deref(), &data, max_bytes)?;
     Ok((volume, is_png))
 }
 
@@ -103,7 +103,7 @@ fn params_text(params: &Option<Bytes>) -> Result<std::borrow::Cow<'_, str>> {
 pub async fn mask2polygon(State(app): State<App>, headers: HeaderMap, body: Body) -> Result<Response> {
     let form = app.form(&headers, body, ParamsKind::Polygons).await?;
     let (params, part) = inputs(&form)?;
-    let max_vertices = app.max_polygon_vertices;
+    let (max_vertices, max_bytes) = (app.max_polygon_vertices, app.max_image_bytes);
     let json = work::cpu(move || {
         let text = params_text(&params)?;
         let p = RawParams::parse(&text)?;
@@ -120,7 +120,7 @@ pub async fn mask2polygon(State(app): State<App>, headers: HeaderMap, body: Body
                 n.round() as usize
             }
         };
-        let (mask, _) = decode(&part)?;
+        let (mask, _) = decode(&part, max_bytes)?;
         contours_json(&mask, step, max_vertices)
     })
     .await?;
@@ -176,13 +176,26 @@ pub async fn fixpolygon(
     let output = Output::parse(query.get("output").map(String::as_str)).map_err(bad)?;
     let form = app.form(&headers, body, ParamsKind::Polygons).await?;
     let (params, part) = inputs(&form)?;
-    let max_vertices = app.max_polygon_vertices;
-    let answer = work::cpu(move || fix_polygons(&params, &part, max_vertices)).await?;
+    let limits = Limits {
+        max_vertices: app.max_polygon_vertices,
+        max_image_bytes: app.max_image_bytes,
+    };
+    let answer = work::cpu(move || fix_polygons(&params, &part, limits)).await?;
     Ok(answer.into_response(output))
 }
 
+/// The limits of `/v1/fixpolygon`'s work.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Most polygon vertices.
+    pub max_vertices: usize,
+    /// Largest decoded image.
+    pub max_image_bytes: u64,
+}
+
 /// The whole of `/v1/fixpolygon` after the form is read. Blocking.
-pub fn fix_polygons(params: &Option<Bytes>, part: &Part, max_vertices: usize) -> Result<ResultAnswer> {
+pub fn fix_polygons(params: &Option<Bytes>, part: &Part, limits: Limits) -> Result<ResultAnswer> {
+    let max_vertices = limits.max_vertices;
     let text = params_text(params)?;
     let p = RawParams::parse(&text)?;
     let (key, poly) = p
@@ -197,7 +210,7 @@ pub fn fix_polygons(params: &Option<Bytes>, part: &Part, max_vertices: usize) ->
     let polygon = required_index(&p, &["polygon_index", "polygonIndex"])?;
     let vertex = required_index(&p, &["vertex_index", "vertexIndex"])?;
     let neighbors = optional_index(&p, &["propagate_neighbor", "propagateNeighbor"])?;
-    let (image, is_png) = decode(part)?;
+    let (image, is_png) = decode(part, limits.max_image_bytes)?;
     let dimension = match p.get(&["dimension"]) {
         Some((k, v)) => geometry::index(k, v)?,
         None => match geometry::typed::<Depth>(key, poly)?.0 {

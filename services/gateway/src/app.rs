@@ -39,6 +39,8 @@ pub struct App {
     pub max_image_bytes: u64,
     /// Where uploads are spooled.
     pub spool_dir: Arc<PathBuf>,
+    /// Most bytes spooled at once.
+    pub max_spool_bytes: u64,
     /// Longest session lifetime asked of the datastore.
     pub session_max_expiry: Duration,
     /// The admin API key, when one is configured.
@@ -88,6 +90,7 @@ impl App {
             params,
             params_source,
             spool_dir: self.spool_dir.as_ref().clone(),
+            spool_budget: self.max_spool_bytes,
         };
         form::read(&content_type, declared, body, &limits).await
     }

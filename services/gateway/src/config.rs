@@ -91,6 +91,16 @@ pub struct GatewayArgs {
         default_value_t = 1 << 30
     )]
     pub max_image_bytes: u64,
+    /// Most bytes of uploads spooled at once by all the requests in progress (at least
+    /// `--gateway-max-body-bytes`); past it an upload answers 503 with `Retry-After`, so a
+    /// crowd of big uploads cannot fill the disk.
+    #[arg(
+        id = "gateway_max_spool_bytes",
+        long = "gateway-max-spool-bytes",
+        env = "AIAA_GATEWAY_MAX_SPOOL_BYTES",
+        default_value_t = 4 << 30
+    )]
+    pub max_spool_bytes: u64,
     /// Folder where uploaded files are spooled while a request is handled (deleted when it
     /// ends); put it on disk, not on a RAM-backed tmpfs. Default: the system's temp folder.
     #[arg(
@@ -118,6 +128,7 @@ impl Default for GatewayArgs {
             max_params_bytes: 32 << 20,
             max_polygon_vertices: 3_000_000,
             max_image_bytes: 1 << 30,
+            max_spool_bytes: 4 << 30,
             spool_dir: None,
         }
     }
@@ -189,6 +200,15 @@ impl GatewayArgs {
             return Err(config(
                 "--gateway-max-image-bytes (AIAA_GATEWAY_MAX_IMAGE_BYTES)",
                 format!("{} is below 1 MiB", self.max_image_bytes),
+            ));
+        }
+        if self.max_spool_bytes < self.max_body_bytes as u64 {
+            return Err(config(
+                "--gateway-max-spool-bytes (AIAA_GATEWAY_MAX_SPOOL_BYTES)",
+                format!(
+                    "{} is below --gateway-max-body-bytes ({}): one upload must fit",
+                    self.max_spool_bytes, self.max_body_bytes
+                ),
             ));
         }
         if let Some(dir) = &self.spool_dir

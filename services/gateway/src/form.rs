@@ -4,13 +4,16 @@
 //! field (`--gateway-max-params-bytes`, 1 MiB on the model endpoints), the other text fields
 //! (1 MiB together). Files (the image, a model) are spooled to a temp file in
 //! `--gateway-spool-dir`, deleted when the request ends, so an upload's size costs disk,
-//! never memory; text fields are kept in memory. The multipart bytes are parsed as they come
+//! never memory; the bytes spooled by all requests in progress are bounded
+//! (`--gateway-max-spool-bytes`: past it, 503 with `Retry-After`). Text fields are kept in
+//! memory. The multipart bytes are parsed as they come
 //! ([`crate::multipart::Parser`]), each piece in time linear in its size, so a big body
 //! never holds up the async threads.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
@@ -40,6 +43,31 @@ pub struct FormLimits {
     pub params_source: &'static str,
     /// Where files are spooled.
     pub spool_dir: PathBuf,
+    /// Most bytes spooled by all requests in progress together.
+    pub spool_budget: u64,
+}
+
+/// Bytes of uploads spooled by this process and not yet deleted.
+static SPOOLED: AtomicU64 = AtomicU64::new(0);
+
+/// A spool file, deleted (and its bytes given back to the spool budget) when dropped.
+#[derive(Debug)]
+pub struct Spooled {
+    path: TempPath,
+    reserved: u64,
+}
+
+impl Spooled {
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        SPOOLED.fetch_sub(self.reserved, Ordering::Relaxed);
+    }
 }
 
 /// Where a part's bytes are.
@@ -50,7 +78,7 @@ pub enum Data {
     /// In a spool file (deleted when the last clone is dropped).
     File {
         /// The file.
-        path: Arc<TempPath>,
+        path: Arc<Spooled>,
         /// Its length.
         len: u64,
     },
@@ -94,7 +122,7 @@ impl Part {
     pub fn read_blocking(&self) -> io::Result<Bytes> {
         match &self.data {
             Data::Memory(b) => Ok(b.clone()),
-            Data::File { path, .. } => std::fs::read(path.as_ref() as &Path).map(Bytes::from),
+            Data::File { path, .. } => std::fs::read(path.path()).map(Bytes::from),
         }
     }
 
@@ -105,9 +133,7 @@ impl Part {
             Data::Memory(b) => Ok(b.slice(..b.len().min(usize::try_from(n).unwrap_or(usize::MAX)))),
             Data::File { path, .. } => {
                 let mut head = Vec::new();
-                std::fs::File::open(path.as_ref() as &Path)?
-                    .take(n)
-                    .read_to_end(&mut head)?;
+                std::fs::File::open(path.path())?.take(n).read_to_end(&mut head)?;
                 Ok(Bytes::from(head))
             }
         }
@@ -125,7 +151,7 @@ impl Part {
                 futures::stream::iter(pieces).left_stream()
             }
             Data::File { path, .. } => futures::stream::once(async move {
-                let file = tokio::fs::File::open(path.as_ref() as &Path).await;
+                let file = tokio::fs::File::open(path.path()).await;
                 // The spool file lives as long as this stream holds `path`.
                 (file, path)
             })
@@ -207,7 +233,7 @@ enum Sink {
     },
     File {
         file: tokio::fs::File,
-        path: TempPath,
+        spooled: Spooled,
         pending: BytesMut,
         len: u64,
     },
@@ -290,14 +316,14 @@ impl Reader<'_> {
                         Some(Sink::Memory { buf, .. }) => Data::Memory(buf.freeze()),
                         Some(Sink::File {
                             mut file,
-                            path,
+                            spooled,
                             pending,
                             len,
                         }) => {
                             file.write_all(&pending).await.map_err(|e| self.spool_error(e))?;
                             file.flush().await.map_err(|e| self.spool_error(e))?;
                             Data::File {
-                                path: Arc::new(path),
+                                path: Arc::new(spooled),
                                 len,
                             }
                         }
@@ -334,7 +360,7 @@ impl Reader<'_> {
             let (file, path) = named.into_parts();
             return Ok(Sink::File {
                 file: tokio::fs::File::from_std(file),
-                path,
+                spooled: Spooled { path, reserved: 0 },
                 pending: BytesMut::new(),
                 len: 0,
             });
@@ -377,9 +403,27 @@ impl Reader<'_> {
                 buf.extend_from_slice(&bytes);
             }
             Some(Sink::File {
-                file, pending, len, ..
+                file,
+                spooled,
+                pending,
+                len,
             }) => {
-                *len += bytes.len() as u64;
+                // Reserved before it is written: uploads in progress never hold more disk
+                // than the budget, whatever their number.
+                let n = bytes.len() as u64;
+                let before = SPOOLED.fetch_add(n, Ordering::Relaxed);
+                if before + n > self.limits.spool_budget {
+                    SPOOLED.fetch_sub(n, Ordering::Relaxed);
+                    return Err(GatewayError::Unavailable {
+                        message: format!(
+                            "the uploads in progress fill the gateway's spool ({} bytes, --gateway-max-spool-bytes, AIAA_GATEWAY_MAX_SPOOL_BYTES); retry shortly",
+                            self.limits.spool_budget
+                        ),
+                        retry_after: Some(5),
+                    });
+                }
+                spooled.reserved += n;
+                *len += n;
                 pending.extend_from_slice(&bytes);
                 if pending.len() >= SPOOL_BATCH {
                     let batch = pending.split();

@@ -72,6 +72,7 @@ pub async fn start(
         max_polygon_vertices: args.max_polygon_vertices,
         max_image_bytes: args.max_image_bytes,
         spool_dir: Arc::new(spool_dir),
+        max_spool_bytes: args.max_spool_bytes,
         session_max_expiry: args.session_max_expiry,
         admin_key: auth.api_key.clone().map(Arc::new),
     };

@@ -101,8 +101,8 @@ impl ResultAnswer {
 fn boundary_for(parts: &[&[u8]]) -> String {
     loop {
         let token = format!("aiaa{}", uuid::Uuid::new_v4().simple());
-        let needle = token.as_bytes();
-        if !parts.iter().any(|p| p.windows(needle.len()).any(|w| w == needle)) {
+        let finder = memchr::memmem::Finder::new(token.as_bytes());
+        if !parts.iter().any(|p| finder.find(p).is_some()) {
             return token;
         }
     }

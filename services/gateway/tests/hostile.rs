@@ -702,6 +702,37 @@ async fn images_the_gateway_decodes_itself_are_bounded() {
 }
 
 #[tokio::test]
+async fn uploads_in_progress_cannot_spool_more_than_the_budget() {
+    let s = stack_with(|a| {
+        a.max_body_bytes = 4 << 20;
+        a.max_spool_bytes = 6 << 20;
+    })
+    .await;
+    let upload = || {
+        python_request(
+            "PUT",
+            "/session/",
+            &python_body(&[], &[("image", "x.nii", &vec![9u8; 7 << 19])]),
+        )
+    };
+    // One upload of 3.5 MiB held after 3 MiB: its spool file holds them.
+    let first = upload();
+    let mut held = TcpStream::connect(s.gateway).await.unwrap();
+    held.write_all(&first[..3 << 20]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A second one would take the spool past 6 MiB: 503, retry shortly.
+    let busy = exchange(s.gateway, upload()).await;
+    let msg = busy.error(503);
+    assert!(msg.contains("--gateway-max-spool-bytes"), "{msg}");
+    assert_eq!(busy.header("retry-after"), Some("5"));
+    // The first completes (an unreadable image: 400), which frees its share.
+    held.write_all(&first[3 << 20..]).await.unwrap();
+    read_answer(&mut held).await.error(400);
+    let again = exchange(s.gateway, upload()).await;
+    assert!(again.error(400).contains("could not be read"));
+}
+
+#[tokio::test]
 async fn a_session_image_is_checked_by_its_header_without_decoding() {
     let s = stack().await;
     // A 352-byte NIfTI header claiming 1600^3 float voxels (16 GB): refused at once.

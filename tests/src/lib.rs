@@ -1,10 +1,12 @@
 //! The end-to-end harness: builds and starts the real `aiaa` binary on free ports (port 0),
 //! reads the addresses it prints, waits for gRPC health, and stops it politely (SIGTERM, then
 //! a kill after a grace period) when the fixture is dropped. Also: the real test data, and a
-//! local S3-compatible server (moto) started by the test itself, and an OTLP receiver ([`otlp`]).
+//! local S3-compatible server (moto) started by the test itself, an OTLP receiver ([`otlp`]), and
+//! the hostile-input harness: the platform in a memory cgroup, watched ([`hostile`]).
 
 pub mod aiaa_client;
 pub mod docker;
+pub mod hostile;
 pub mod otlp;
 pub mod volumes;
 

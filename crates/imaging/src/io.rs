@@ -184,9 +184,9 @@ fn dicom_refused(name: &str) -> ImagingError {
     ))
 }
 
-/// What an image header says: the grid, the channels and the voxel type the image decodes
-/// to (scaling and widening included), read without decoding the voxels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What an image header says: the grid and its geometry, the channels and the voxel type
+/// the image decodes to (scaling and widening included), read without decoding the voxels.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ImageInfo {
     /// Grid size `[nx, ny, nz]`.
     pub dims: [usize; 3],
@@ -194,6 +194,19 @@ pub struct ImageInfo {
     pub channels: usize,
     /// The decoded voxel type.
     pub voxel_type: crate::VoxelType,
+    /// Where the grid lies.
+    pub geometry: crate::Geometry,
+}
+
+impl From<&Volume> for ImageInfo {
+    fn from(v: &Volume) -> Self {
+        ImageInfo {
+            dims: v.dims,
+            channels: v.channels,
+            voxel_type: v.voxel_type(),
+            geometry: v.geometry,
+        }
+    }
 }
 
 impl ImageInfo {
@@ -212,7 +225,8 @@ impl ImageInfo {
 
 /// What the header of an image held in memory says (see [`ImageInfo`]), in microseconds
 /// and without allocating the voxels: lets a service price a decode before it runs. Formats
-/// and refusals as [`decode_bytes`].
+/// and refusals as [`decode_bytes`], including a file too short for the data its header
+/// announces ([`crate::limits::check_available`]); the voxel data itself is not checked.
 pub fn probe_bytes(name: &str, bytes: &[u8]) -> Result<ImageInfo> {
     let path = Path::new(name);
     match single_file_format(name, bytes)? {
@@ -301,8 +315,11 @@ impl MaskFormat {
         format!("result{}", self.extension)
     }
 
-    /// Casts the mask to the voxel type and encodes it.
+    /// Casts the mask to the voxel type (no copy when it already is) and encodes it.
     pub fn encode(&self, mask: &Volume) -> Result<Vec<u8>> {
+        if mask.voxel_type() == self.dtype {
+            return encode_bytes(mask, &self.extension, self.compress);
+        }
         encode_bytes(&mask.cast(self.dtype), &self.extension, self.compress)
     }
 }

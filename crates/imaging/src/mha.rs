@@ -198,13 +198,34 @@ fn layout(path: &Path, bytes: &[u8]) -> Result<Layout> {
     })
 }
 
-/// What a single-file MetaImage header in memory says, without decoding the voxels.
+/// What a single-file MetaImage header in memory says, without decoding the voxels;
+/// refused, like a read, when the data is elsewhere or cannot be as long as announced.
 pub fn probe_bytes(path: &Path, bytes: &[u8]) -> Result<ImageInfo> {
     let l = layout(path, bytes)?;
+    let data_file =
+        l.h.fields
+            .get("ElementDataFile")
+            .map(String::as_str)
+            .unwrap_or("");
+    if !data_file.eq_ignore_ascii_case("LOCAL") {
+        return Err(ImagingError::InvalidArgument(format!(
+            "the header names a separate data file {data_file:?}; send a single .mha file instead"
+        )));
+    }
+    let count = usize::try_from(l.count).unwrap_or(usize::MAX);
+    let needed = l.decode.stored_bytes(count) as u64;
+    let have = (bytes.len() - l.h.data_start) as u64;
+    check_available(
+        path,
+        FORMAT,
+        needed,
+        if l.compressed { inflated_bound(have) } else { have },
+    )?;
     Ok(ImageInfo {
         dims: l.dims,
         channels: l.channels,
         voxel_type: l.decode.output(),
+        geometry: l.geometry,
     })
 }
 

@@ -651,14 +651,32 @@ pub fn read_bytes(
     Volume::new(l.dims, l.channels, l.geometry, voxels)
 }
 
-/// What a NRRD header with attached data, in memory, says, without decoding the voxels.
+/// What a NRRD header with attached data, in memory, says, without decoding the voxels;
+/// refused, like a read, when the data is elsewhere or cannot be as long as announced.
 pub fn probe_bytes(path: &Path, bytes: &[u8]) -> Result<ImageInfo> {
     let h = parse_header(path, bytes)?;
     let l = layout(path, &h)?;
+    let start = match (h.get("datafile"), h.data_start) {
+        (None, Some(start)) => start,
+        _ => {
+            return Err(ImagingError::InvalidArgument(
+                "the header names a separate data file (or none); send a single .nrrd file instead".into(),
+            ));
+        }
+    };
+    let count = usize::try_from(l.count).unwrap_or(usize::MAX);
+    let needed = count.saturating_mul(l.stored.size()) as u64;
+    let have = (bytes.len() - start) as u64;
+    let available = match l.encoding {
+        Encoding::Raw => have,
+        Encoding::Gzip => inflated_bound(have),
+    };
+    check_available(path, FORMAT, needed, available)?;
     Ok(ImageInfo {
         dims: l.dims,
         channels: l.channels,
         voxel_type: Decode::new(l.stored, l.big_endian).output(),
+        geometry: l.geometry,
     })
 }
 

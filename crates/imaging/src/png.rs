@@ -53,7 +53,8 @@ pub fn read_bytes(path: &Path, bytes: &[u8], opts: &ReadOptions) -> Result<Volum
     Volume::new([w, h, 1], comps, Geometry::default(), voxels)
 }
 
-/// What a PNG in memory is (size, channels, 8 or 16 bit), without decoding its pixels.
+/// What a PNG in memory is (size, channels, 8 or 16 bit), without decoding its pixels;
+/// refused when its compressed data is too short for that many pixels.
 pub fn probe_bytes(path: &Path, bytes: &[u8]) -> Result<ImageInfo> {
     let err = |e: png::DecodingError| ImagingError::format(path, FORMAT, e.to_string());
     let mut dec = png::Decoder::new(Cursor::new(bytes));
@@ -61,6 +62,9 @@ pub fn probe_bytes(path: &Path, bytes: &[u8]) -> Result<ImageInfo> {
     let reader = dec.read_info().map_err(err)?;
     let (w, h) = (reader.info().width as usize, reader.info().height as usize);
     let (color, depth) = reader.output_color_type();
+    let bytes_per = if depth == png::BitDepth::Sixteen { 2 } else { 1 };
+    let needed = w as u64 * h as u64 * color.samples() as u64 * bytes_per;
+    check_available(path, FORMAT, needed, inflated_bound(bytes.len() as u64))?;
     Ok(ImageInfo {
         dims: [w, h, 1],
         channels: color.samples(),
@@ -69,6 +73,7 @@ pub fn probe_bytes(path: &Path, bytes: &[u8]) -> Result<ImageInfo> {
         } else {
             VoxelType::U8
         },
+        geometry: Geometry::default(),
     })
 }
 

@@ -223,9 +223,19 @@ impl Voxels {
 
     /// Little-endian bytes of the buffer.
     pub fn to_le_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.len() * self.voxel_type().size());
-        with_voxels!(self, v => v.iter().for_each(|x| x.put_le(&mut out)));
+        let mut out = Vec::new();
+        self.write_le(&mut out);
         out
+    }
+
+    /// Appends the little-endian bytes of the buffer to `out` (one copy, no temporary).
+    pub fn write_le(&self, out: &mut Vec<u8>) {
+        out.reserve_exact(self.len() * self.voxel_type().size());
+        if cfg!(target_endian = "little") {
+            with_voxels!(self, v => out.extend_from_slice(bytemuck::cast_slice(v.as_slice())));
+        } else {
+            with_voxels!(self, v => v.iter().for_each(|x| x.put_le(out)));
+        }
     }
 
     /// Value at `idx` as `f64` (panics if out of range, like slice indexing).

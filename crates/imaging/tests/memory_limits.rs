@@ -308,8 +308,8 @@ fn pixdim_that_is_not_a_size_is_refused() {
 }
 
 /// `probe_bytes` reads what a decode would produce (grid, channels, type, scaling included)
-/// from the header alone, for every single-file format, even for a header whose data is
-/// missing.
+/// from the header alone, for every single-file format, and refuses a header whose data
+/// cannot be there.
 #[test]
 fn probe_reads_the_header_only() {
     let v = io::read_volume(&common::data("nibabel/anatomical.nii"), &ReadOptions::default()).unwrap();
@@ -319,14 +319,12 @@ fn probe_reads_the_header_only() {
         let info = io::probe_bytes(&name, &bytes).unwrap();
         let back = io::decode_bytes(&name, &bytes, &ReadOptions::default()).unwrap();
         assert_eq!(
-            info,
-            ImageInfo {
-                dims: back.dims,
-                channels: back.channels,
-                voxel_type: back.voxel_type()
-            },
+            (info.dims, info.channels, info.voxel_type),
+            (back.dims, back.channels, back.voxel_type()),
             "{ext}"
         );
+        assert!(info.geometry.approx_eq(&back.geometry, 1e-9), "{ext}");
+        assert_eq!(ImageInfo::from(&back).bytes(), info.bytes());
     }
     let png_vol = Volume::new([9, 7, 1], 3, Geometry::default(), Voxels::U16(vec![9; 189])).unwrap();
     let info = io::probe_bytes("x.png", &png::to_bytes(&png_vol).unwrap()).unwrap();
@@ -334,10 +332,19 @@ fn probe_reads_the_header_only() {
         (info.dims, info.channels, info.voxel_type),
         ([9, 7, 1], 3, VoxelType::U16)
     );
+    // Scaling shows in the type; a header over missing data is refused, as a read is.
+    let mut scaled = nifti_header([16, 16, 16], header::dt::UINT8, 3.0);
+    scaled.resize(352 + 4096, 1);
+    let info = io::probe_bytes("scaled.nii", &scaled).unwrap();
+    assert_eq!(
+        (info.dims, info.voxel_type, info.bytes()),
+        ([16; 3], VoxelType::F32, 4 * 4096)
+    );
     let claim = nifti_header([1600, 1600, 1600], header::dt::UINT8, 3.0);
-    let info = costs_nothing("probe", || io::probe_bytes("claim.nii", &claim)).unwrap();
-    assert_eq!((info.dims, info.voxel_type), ([1600; 3], VoxelType::F32));
-    assert_eq!(info.bytes(), 4 * 1600u64.pow(3));
+    for (name, bytes) in [("claim.nii", claim.clone()), ("claim.nii.gz", gzip(&claim))] {
+        let e = costs_nothing("probe", || io::probe_bytes(name, &bytes)).unwrap_err();
+        assert!(e.to_string().contains("truncated"), "{name}: {e}");
+    }
     let e = io::probe_bytes("x.dcm", b"whatever").unwrap_err().to_string();
     assert!(e.contains("DICOM"), "{e}");
 }

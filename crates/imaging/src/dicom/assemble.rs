@@ -168,15 +168,23 @@ fn check_size(infos: &[SliceInfo], opts: &ReadOptions) -> Result<()> {
         .iter()
         .map(|i| i.rows as u128 * i.columns as u128 * i.frames as u128 * i.samples as u128)
         .sum();
-    // Held at the peak, per sample: the file's pixel data and its decoded copy (BitsAllocated
-    // each), our i32 or f64 copy and the result (at most 8 bytes each). Checked before any
-    // pixel data is read: a compressed frame (JPEG, RLE, JPEG 2000) decodes to the size the
-    // header declares (checked against the codestream before decoding), so this is the
+    // Held at the peak, per sample: the files' pixel data (BitsAllocated, each file dropped
+    // once decoded), our i32 copy and the result (4 bytes each; 8 each for 32-bit data,
+    // which becomes f64), plus one file's decoded copy and widened values. Checked before
+    // any pixel data is read: a compressed frame (JPEG, RLE, JPEG 2000) decodes to the size
+    // the header declares (checked against the codestream before decoding), so this is the
     // decode limit of a compressed series too.
+    let bps = first.bits_allocated.div_ceil(8) as usize;
+    let working = if bps >= 4 { 16 } else { 8 };
+    let largest = infos
+        .iter()
+        .map(|i| i.rows as u128 * i.columns as u128 * i.frames as u128 * i.samples as u128)
+        .max()
+        .unwrap_or(0);
     opts.check(
         &first.path,
-        count,
-        16 + 2 * first.bits_allocated.div_ceil(8) as usize,
+        count.saturating_mul((bps + working) as u128) + largest * (bps + 8) as u128,
+        1,
     )?;
     Ok(())
 }
@@ -480,18 +488,28 @@ fn finish(ints: Vec<i32>, floats: Vec<f64>, rescales: &[(f64, f64)], plane_len: 
             return narrow(ints);
         }
         if integral {
-            let vals: Vec<i64> = ints
+            // Two passes (the range, then the values in place) instead of an i64 copy.
+            let value = |i: usize, v: i32| {
+                let (s, b) = rescales[z_of(i)];
+                v as i64 * s as i64 + b as i64
+            };
+            let fits = ints
                 .iter()
                 .enumerate()
-                .map(|(i, &v)| {
-                    let (s, b) = rescales[z_of(i)];
-                    v as i64 * s as i64 + b as i64
-                })
-                .collect();
-            if vals.iter().all(|&v| v >= i32::MIN as i64 && v <= i32::MAX as i64) {
-                return narrow(vals.into_iter().map(|v| v as i32).collect());
+                .all(|(i, &v)| (i32::MIN as i64..=i32::MAX as i64).contains(&value(i, v)));
+            if fits {
+                let mut ints = ints;
+                for (i, v) in ints.iter_mut().enumerate() {
+                    *v = value(i, *v) as i32;
+                }
+                return narrow(ints);
             }
-            return Voxels::F64(vals.into_iter().map(|v| v as f64).collect());
+            return Voxels::F64(
+                ints.iter()
+                    .enumerate()
+                    .map(|(i, &v)| value(i, v) as f64)
+                    .collect(),
+            );
         }
         return Voxels::F32(
             ints.iter()

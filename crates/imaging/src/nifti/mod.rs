@@ -71,18 +71,25 @@ pub fn read_bytes(path: &Path, bytes: &[u8], opts: &ReadOptions) -> Result<Volum
 }
 
 /// What the header of a (possibly gzipped) NIfTI file in memory says, without decoding
-/// the voxels.
+/// the voxels; refused, like a read, when the file cannot hold the data it announces.
 pub fn probe_bytes(path: &Path, bytes: &[u8]) -> Result<ImageInfo> {
-    let h = if gz::is_gzip(bytes) {
-        read_header(path, &mut flate2::read::MultiGzDecoder::new(bytes))?
+    let (h, available) = if gz::is_gzip(bytes) {
+        let available = match gz::members(bytes) {
+            Some(m) => m.iter().map(|m| m.size as u64).sum(),
+            None => inflated_bound(bytes.len() as u64),
+        };
+        let h = read_header(path, &mut flate2::read::MultiGzDecoder::new(bytes))?;
+        (h, available)
     } else {
-        read_header(path, &mut &bytes[..])?
+        (read_header(path, &mut &bytes[..])?, bytes.len() as u64)
     };
     let plan = Plan::new(path, h, &ReadOptions { max_bytes: u64::MAX })?;
+    plan.check_available(path, available)?;
     Ok(ImageInfo {
         dims: plan.dims,
         channels: plan.channels,
         voxel_type: plan.decode.output(),
+        geometry: plan.geometry,
     })
 }
 
@@ -336,7 +343,7 @@ pub fn to_bytes(vol: &Volume, gzip: bool) -> Result<Vec<u8>> {
         )));
     }
     let mut out = header::write_nifti1(&header_for(vol));
-    out.extend_from_slice(&vol.voxels.to_le_bytes());
+    vol.voxels.write_le(&mut out);
     Ok(if gzip { gz::compress(&out, 1) } else { out })
 }
 

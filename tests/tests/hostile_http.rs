@@ -1,5 +1,6 @@
 //! Hostile HTTP against the whole platform (`aiaa up`: registry, datastore, inference with the
-//! real models of `models/engine_pool.json`, gateway in one process), as the issue found it:
+//! real models of `models/engine_pool.json`, gateway in one process, in a 2 GiB memory
+//! cgroup made by the test: [`aiaa_e2e::hostile::Confined`]), as the issue found it:
 //!
 //! - coordinates at ±1e300 / NaN on every endpoint that takes points or polygons (a vertex at
 //!   1e300 froze every service of the process), a 99 MB `params`, a mask of isolated dots,
@@ -19,17 +20,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aiaa_e2e::aiaa_client::*;
+use aiaa_e2e::hostile::Confined;
 use aiaa_e2e::{Platform, aiaa_bin, repo_root, testdata};
 use aiaa_imaging::{Geometry, Volume, Voxels};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-async fn up(
-    program: Option<&std::path::Path>,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> (Platform, tempfile::TempDir) {
+/// `program` running `aiaa up` with the real models (see the fd-limit test), on free ports.
+async fn up(program: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (Platform, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let pool = repo_root().join("models/engine_pool.json");
     testdata();
@@ -38,10 +37,7 @@ async fn up(
     full.extend(["up", "--engine-pool", pool.to_str().unwrap()]);
     let mut env: Vec<(&str, &str)> = env.to_vec();
     env.push(("AIAA_STORE_URL", store.to_str().unwrap()));
-    let platform = match program {
-        Some(p) => Platform::start_program(p, &full, &env).await,
-        None => Platform::start(&full, &env).await,
-    };
+    let platform = Platform::start_program(program, &full, &env).await;
     (platform, dir)
 }
 
@@ -300,10 +296,16 @@ fn geometry_cases(value: &str, session: &str) -> Vec<(String, String, &'static s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_requests_get_their_answer_in_time_and_the_platform_keeps_serving() {
-    let (platform, _dir) = up(
-        None,
-        &[],
+    // The whole platform in a 2 GiB memory cgroup (the OOM killer past it).
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("data");
+    let pool = repo_root().join("models/engine_pool.json");
+    testdata();
+    let confined = Confined::start(
+        2 << 30,
+        &["up", "--engine-pool", pool.to_str().unwrap()],
         &[
+            ("AIAA_STORE_URL", store.to_str().unwrap()),
             ("AIAA_GATEWAY_HEADER_TIMEOUT", "2s"),
             ("AIAA_GATEWAY_IDLE_TIMEOUT", "3s"),
             ("AIAA_GATEWAY_BODY_MIN_RATE", "4096"),
@@ -311,8 +313,9 @@ async fn hostile_requests_get_their_answer_in_time_and_the_platform_keeps_servin
         ],
     )
     .await;
-    let gw = platform.addrs["gateway"];
-    let pid = platform.pid();
+    let platform = &confined.platform;
+    let gw = confined.gateway();
+    let pid = confined.pid();
     let suite = Instant::now();
 
     // Warm up (a session, one click), then the baseline.
@@ -582,7 +585,9 @@ async fn hostile_requests_get_their_answer_in_time_and_the_platform_keeps_servin
     );
     eprintln!("1 GB upload: a session in {:?}", t.elapsed());
 
+    confined.assert_alive("the hostile inputs");
     let (worst, peak) = watch.finish().await;
+    eprintln!("{}", confined.memory_report());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = rss_mib(pid);
     eprintln!(
@@ -609,7 +614,7 @@ async fn at_a_low_fd_limit_a_connection_flood_leaves_every_service_answering() {
     let bin = aiaa_bin();
     let bash = std::path::Path::new("/bin/bash");
     let args = ["-c", script, bin.to_str().unwrap()];
-    let (platform, _dir) = up(Some(bash), &args, &[]).await;
+    let (platform, _dir) = up(bash, &args, &[]).await;
     let gw = platform.addrs["gateway"];
     let registry = platform.addrs["registry"];
     let datastore = platform.addrs["datastore"];

@@ -51,7 +51,7 @@ fn deepbet_reports_the_dice_of_the_servers_masks() {
 
     // The server's engine, loaded from the engine pool as `aiaa up` loads it.
     let devices = Devices::start(&[tch::Device::Cpu], 0).unwrap();
-    let models = Models::new(devices, dir.path().join("models"));
+    let models = Models::new(devices, dir.path().join("models"), Vec::new());
     for entry in aiaa_inference::pool::read_pool(&repo_root().join("models/engine_pool.json")).unwrap() {
         models.load_entry(&entry).unwrap();
     }

@@ -90,7 +90,7 @@ fn simulated_clicks_reach_the_engine_and_the_seeds_writers_write() {
     // the same clicks, returns the same mask.
     let prepared = aiaa_evaluate::model::prepare(&opts.source).unwrap();
     let devices = Devices::start(&[tch::Device::Cpu], 0).unwrap();
-    let models = Models::new(devices, dir.path().join("models"));
+    let models = Models::new(devices, dir.path().join("models"), Vec::new());
     let text = serde_json::to_string(&prepared.config.json).unwrap();
     models.load_config("fixture", &text, "", vec![]).unwrap();
     let params = Map::from_iter([("points".to_string(), json!(points))]);

@@ -103,6 +103,7 @@ pub async fn start(
             axum::routing::get(|| async { telemetry::render_metrics() }),
         )
         .layer(axum::middleware::from_fn_with_state(check, auth::middleware))
+        .layer(axum::middleware::from_fn(peer_address))
         .layer(axum::middleware::from_fn(move |req, next| {
             observe(component, req, next)
         }))
@@ -122,7 +123,8 @@ pub async fn start(
     let listener = crate::linger::LingeringListener::new(listener, alive, max_connections, component);
     let task = tokio::spawn(async move {
         let stop = shutdown.clone();
-        let serve = axum::serve(listener, router.into_make_service()).with_graceful_shutdown(async move {
+        let service = router.into_make_service_with_connect_info::<Peer>();
+        let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
             stop.cancelled().await;
             for name in &names {
                 health_for_shutdown
@@ -188,6 +190,35 @@ pub fn connection_cap(component: &str, configured: usize, flag: &str) -> usize {
 }
 
 /// Per-call span (child of the caller's trace), log line, count and latency.
+/// A connection's peer address, as the listener accepted it.
+#[derive(Clone, Copy, Debug)]
+struct Peer(SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, crate::linger::LingeringListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::linger::LingeringListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// Hands the peer's address to the handlers the way tonic looks for it
+/// (`tonic::Request::remote_addr`), as tonic's own server would.
+async fn peer_address(mut req: Request, next: Next) -> Response {
+    if let Some(axum::extract::ConnectInfo(Peer(remote))) = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<Peer>>()
+        .copied()
+    {
+        req.extensions_mut()
+            .insert(tonic::transport::server::TcpConnectInfo {
+                local_addr: None,
+                remote_addr: Some(remote),
+            });
+    }
+    next.run(req).await
+}
+
 async fn observe(component: &'static str, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let span = tracing::info_span!(

@@ -7,9 +7,15 @@
 //!   from the usual `AWS_*` variables (`AWS_ENDPOINT_URL` or `AWS_ENDPOINT`, `AWS_REGION`,
 //!   `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`); plain-HTTP endpoints are allowed for
 //!   local servers.
+//!
+//! A local store also answers how much room its disk has left ([`free_bytes`]), and is swept
+//! of the staging files that uploads cut off by a crash leave behind ([`sweep_staging`], run
+//! when the store is first opened in a process).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, SystemTime};
 
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
@@ -40,7 +46,7 @@ pub fn open(url: &str) -> Result<Store, RuntimeError> {
         return Err(store_err(url, "empty store URL"));
     }
     if !url.contains("://") {
-        return open_local(url, std::path::Path::new(url));
+        return open_local(url, Path::new(url));
     }
     let parsed = url::Url::parse(url).map_err(|e| store_err(url, e))?;
     match parsed.scheme() {
@@ -83,10 +89,107 @@ pub fn open(url: &str) -> Result<Store, RuntimeError> {
     }
 }
 
-fn open_local(url: &str, path: &std::path::Path) -> Result<Store, RuntimeError> {
+fn open_local(url: &str, path: &Path) -> Result<Store, RuntimeError> {
     std::fs::create_dir_all(path).map_err(|e| store_err(url, format!("create {}: {e}", path.display())))?;
-    let fs = LocalFileSystem::new_with_prefix(path).map_err(|e| store_err(url, e))?;
-    Ok(Arc::new(fs.with_automatic_cleanup(true)))
+    let root = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    sweep_once(&root);
+    let fs = LocalFileSystem::new_with_prefix(&root).map_err(|e| store_err(url, e))?;
+    let store: Store = Arc::new(fs.with_automatic_cleanup(true));
+    let mut roots = local_roots().lock().unwrap_or_else(|e| e.into_inner());
+    roots.retain(|(s, _)| s.strong_count() > 0);
+    roots.push((Arc::downgrade(&store), root));
+    Ok(store)
+}
+
+/// Local stores opened in this process and their folders (for [`local_root`]).
+#[allow(clippy::type_complexity)]
+fn local_roots() -> &'static Mutex<Vec<(Weak<dyn ObjectStore>, PathBuf)>> {
+    static ROOTS: OnceLock<Mutex<Vec<(Weak<dyn ObjectStore>, PathBuf)>>> = OnceLock::new();
+    ROOTS.get_or_init(Default::default)
+}
+
+/// The folder of a local store that [`open`] returned; `None` for memory and S3 stores (and
+/// for a local store wrapped in another).
+pub fn local_root(store: &Store) -> Option<PathBuf> {
+    let roots = local_roots().lock().unwrap_or_else(|e| e.into_inner());
+    roots
+        .iter()
+        .find(|(s, _)| s.upgrade().is_some_and(|s| Arc::ptr_eq(&s, store)))
+        .map(|(_, root)| root.clone())
+}
+
+/// Bytes an unprivileged process may still write on the file system holding `path`.
+pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    let st = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
+    Ok((st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64))
+}
+
+/// How long a staging file may go unmodified before [`sweep_staging`] takes it for the
+/// leftover of a crashed upload (a live upload writes to its file as its bytes arrive).
+pub const STAGING_GRACE: Duration = Duration::from_secs(3600);
+
+/// What a sweep removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Files removed.
+    pub files: usize,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Removes from the local store at `root` the staging files (`<object>#<digits>`, where an
+/// upload writes before it is published by a rename) not modified for `grace`: an upload
+/// cut off by `kill -9` or a power loss leaves one behind, and the store's listings hide
+/// them, so nothing else would ever remove them.
+pub fn sweep_staging(root: &Path, grace: Duration) -> std::io::Result<Swept> {
+    let cutoff = SystemTime::now()
+        .checked_sub(grace)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut swept = Swept::default();
+    for entry in walkdir::WalkDir::new(root).follow_links(false) {
+        let entry = entry.map_err(std::io::Error::other)?;
+        if !entry.file_type().is_file() || !is_staging_name(&entry.file_name().to_string_lossy()) {
+            continue;
+        }
+        let meta = entry.metadata().map_err(std::io::Error::other)?;
+        if meta.modified().is_ok_and(|m| m < cutoff) {
+            std::fs::remove_file(entry.path())?;
+            swept.files += 1;
+            swept.bytes += meta.len();
+        }
+    }
+    Ok(swept)
+}
+
+/// Whether a file name is an upload's staging name: `name#` and digits only.
+fn is_staging_name(name: &str) -> bool {
+    name.rsplit_once('#')
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// [`sweep_staging`] with [`STAGING_GRACE`], the first time `root` is opened in this process.
+fn sweep_once(root: &Path) {
+    static SWEPT: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
+    let first = SWEPT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(root.to_path_buf());
+    if !first {
+        return;
+    }
+    match sweep_staging(root, STAGING_GRACE) {
+        Ok(s) if s.files > 0 => tracing::info!(
+            store = %root.display(),
+            files = s.files,
+            bytes = s.bytes,
+            "removed the staging files of uploads cut off by a crash"
+        ),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(store = %root.display(), error = %e, "sweeping crashed uploads' staging files failed")
+        }
+    }
 }
 
 fn with_prefix(url: &str, store: Store, prefix: &str) -> Result<Store, RuntimeError> {
@@ -140,6 +243,49 @@ mod tests {
             .await
             .unwrap();
         assert!(dir.path().join("plain/c").exists());
+    }
+
+    #[test]
+    fn local_stores_know_their_folder_and_its_free_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path().to_str().unwrap()).unwrap();
+        let root = local_root(&s).unwrap();
+        assert_eq!(root, dir.path().canonicalize().unwrap());
+        assert!(free_bytes(&root).unwrap() > 0);
+        assert!(local_root(&open("memory://root-test").unwrap()).is_none());
+    }
+
+    #[test]
+    fn only_stale_staging_files_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("sessions/abc");
+        std::fs::create_dir_all(&nested).unwrap();
+        let stale = nested.join("image#1");
+        let old = SystemTime::now() - Duration::from_secs(7200);
+        for (name, bytes) in [
+            ("image#1", 1000),
+            ("image#12", 5),
+            ("image", 7),
+            ("a#b", 3),
+            ("x#", 2),
+        ] {
+            let f = std::fs::File::create(nested.join(name)).unwrap();
+            f.set_len(bytes).unwrap();
+            f.set_modified(old).unwrap();
+        }
+        std::fs::write(nested.join("image#2"), b"live upload").unwrap();
+        let swept = sweep_staging(dir.path(), STAGING_GRACE).unwrap();
+        assert_eq!(
+            swept,
+            Swept {
+                files: 2,
+                bytes: 1005
+            }
+        );
+        assert!(!stale.exists() && !nested.join("image#12").exists());
+        for kept in ["image", "a#b", "x#", "image#2"] {
+            assert!(nested.join(kept).exists(), "{kept}");
+        }
     }
 
     #[test]

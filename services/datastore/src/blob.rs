@@ -11,6 +11,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{GetOptions, ObjectStore, ObjectStoreExt};
 
+use crate::disk::{CHECK_EVERY, Disk};
 use crate::error::{DatastoreError, Result};
 use crate::format::SNIFF_BYTES;
 
@@ -70,18 +71,22 @@ pub fn path(text: &str) -> Result<Path> {
 }
 
 /// Streams `body` into `location`, publishing it only if the stream ends cleanly, is not
-/// empty and stays within `limit`. `what` names the payload in errors (`image "a.nii"`).
+/// empty, stays within `limit` and leaves the disk its floor (`disk`, checked before and
+/// while the bytes arrive). `what` names the payload in errors (`image "a.nii"`).
 pub async fn write<S>(
     store: &Store,
     location: &Path,
     mut body: S,
     limit: Limit,
+    disk: &Disk,
     expect: &Expect,
     what: &str,
 ) -> Result<Written>
 where
     S: Stream<Item = Result<Bytes>> + Send + Unpin,
 {
+    disk.check(what, expect.size)?;
+    let mut checked_at = 0;
     let mut upload = HashingUpload::start(store, location)
         .await
         .map_err(|e| DatastoreError::store(format!("start the upload of {what}"), e))?;
@@ -95,6 +100,10 @@ where
                     limit: limit.bytes,
                     flag: limit.flag,
                 });
+            }
+            if upload.size() + piece.len() as u64 >= checked_at + CHECK_EVERY {
+                disk.check(what, piece.len() as u64)?;
+                checked_at = upload.size();
             }
             if leading.len() < SNIFF_BYTES {
                 let take = (SNIFF_BYTES - leading.len()).min(piece.len());

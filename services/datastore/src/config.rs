@@ -38,6 +38,22 @@ pub struct DatastoreArgs {
     /// Folder for conversion jobs' temporary files (the system's temporary folder if unset).
     #[arg(long, env = "AIAA_DATASTORE_WORK_DIR")]
     pub work_dir: Option<PathBuf>,
+    /// Uploads are refused (507 through the gateway) while the local store's disk has less
+    /// than this many bytes free, before it is full; an S3 store is not checked.
+    #[arg(long, env = "AIAA_DATASTORE_MIN_FREE_BYTES", default_value_t = 1 << 30)]
+    pub min_free_bytes: u64,
+    /// Live sessions one client may hold (429 through the gateway past it); a client is the
+    /// API key or, for anonymous clients, the address the gateway saw.
+    #[arg(long, env = "AIAA_DATASTORE_MAX_SESSIONS_PER_CLIENT", default_value_t = 64)]
+    pub max_sessions_per_client: usize,
+    /// Bytes of session images one client may hold in live sessions.
+    #[arg(long, env = "AIAA_DATASTORE_MAX_SESSION_BYTES_PER_CLIENT", default_value_t = 16 << 30)]
+    pub max_session_bytes_per_client: u64,
+    /// Most memory one conversion may decode an image (or DICOM series) into, in bytes,
+    /// checked against its header before anything is decoded; at most
+    /// --max-convert-jobs conversions run at once.
+    #[arg(long, env = "AIAA_DATASTORE_CONVERT_MAX_IMAGE_BYTES", default_value_t = 4 << 30)]
+    pub convert_max_image_bytes: u64,
 }
 
 impl Default for DatastoreArgs {
@@ -50,6 +66,10 @@ impl Default for DatastoreArgs {
             session_reap_interval: Duration::from_secs(60),
             max_convert_jobs: 2,
             work_dir: None,
+            convert_max_image_bytes: 4 << 30,
+            min_free_bytes: 1 << 30,
+            max_sessions_per_client: 64,
+            max_session_bytes_per_client: 16 << 30,
         }
     }
 }
@@ -89,6 +109,24 @@ impl DatastoreArgs {
         if self.session_reap_interval.is_zero() {
             return Err(config(
                 "--session-reap-interval (AIAA_DATASTORE_SESSION_REAP_INTERVAL)",
+                "must be more than 0".into(),
+            ));
+        }
+        if self.max_sessions_per_client == 0 {
+            return Err(config(
+                "--max-sessions-per-client (AIAA_DATASTORE_MAX_SESSIONS_PER_CLIENT)",
+                "must be more than 0".into(),
+            ));
+        }
+        if self.max_session_bytes_per_client == 0 {
+            return Err(config(
+                "--max-session-bytes-per-client (AIAA_DATASTORE_MAX_SESSION_BYTES_PER_CLIENT)",
+                "must be more than 0".into(),
+            ));
+        }
+        if self.convert_max_image_bytes == 0 {
+            return Err(config(
+                "--convert-max-image-bytes (AIAA_DATASTORE_CONVERT_MAX_IMAGE_BYTES)",
                 "must be more than 0".into(),
             ));
         }

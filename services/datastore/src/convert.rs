@@ -59,6 +59,7 @@ pub struct Converter {
     jobs: JobTable,
     slots: Arc<Semaphore>,
     work_dir: Option<PathBuf>,
+    max_image_bytes: u64,
     shutdown: CancellationToken,
 }
 
@@ -95,11 +96,13 @@ fn local_name(item: &StoredItem) -> String {
 
 impl Converter {
     /// Jobs over `items`, at most `max_jobs` running at once, working in `work_dir` (the
-    /// system's temporary folder when `None`), all cancelled when `shutdown` is.
+    /// system's temporary folder when `None`), each image decoded to at most
+    /// `max_image_bytes`, all cancelled when `shutdown` is.
     pub fn new(
         items: Items,
         max_jobs: usize,
         work_dir: Option<PathBuf>,
+        max_image_bytes: u64,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
@@ -107,6 +110,7 @@ impl Converter {
             jobs: JobTable::new(),
             slots: Arc::new(Semaphore::new(max_jobs.max(1))),
             work_dir,
+            max_image_bytes,
             shutdown,
         }
     }
@@ -250,11 +254,37 @@ impl Converter {
         }
     }
 
+    /// Runs the job in a temporary work folder; its path never reaches the job's error or
+    /// log (clients see item ids, not the server's folders).
     async fn work(
         &self,
         handle: &JobHandle,
         plan: &Plan,
         log: &mut Vec<String>,
+    ) -> Result<serde_json::Value, JobEnd> {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("aiaa-convert-");
+        let tmp = match &self.work_dir {
+            Some(dir) => builder.tempdir_in(dir),
+            None => builder.tempdir(),
+        }
+        .map_err(|e| JobEnd::Failed(format!("create a work folder: {e}")))?;
+        let outcome = self.work_in(handle, plan, log, tmp.path()).await;
+        for line in log.iter_mut() {
+            *line = redact(line, tmp.path());
+        }
+        outcome.map_err(|e| match e {
+            JobEnd::Failed(message) => JobEnd::Failed(redact(&message, tmp.path())),
+            other => other,
+        })
+    }
+
+    async fn work_in(
+        &self,
+        handle: &JobHandle,
+        plan: &Plan,
+        log: &mut Vec<String>,
+        work: &Path,
     ) -> Result<serde_json::Value, JobEnd> {
         let cancel = handle.cancel_token().clone();
         let check = |c: &CancellationToken| {
@@ -264,15 +294,8 @@ impl Converter {
                 Ok(())
             }
         };
-        let mut builder = tempfile::Builder::new();
-        builder.prefix("aiaa-convert-");
-        let tmp = match &self.work_dir {
-            Some(dir) => builder.tempdir_in(dir),
-            None => builder.tempdir(),
-        }
-        .map_err(|e| JobEnd::Failed(format!("create a work folder: {e}")))?;
-        let in_dir = tmp.path().join("in");
-        let out_dir = tmp.path().join("out");
+        let in_dir = work.join("in");
+        let out_dir = work.join("out");
 
         // 1. Download.
         let total = plan.sources.len() as u64;
@@ -304,7 +327,9 @@ impl Converter {
                 spacing: plan.resolution.map(|r| [r; 3]),
                 label: plan.kind == Kind::Label,
                 overwrite: true,
-                read: ReadOptions::default(),
+                read: ReadOptions {
+                    max_bytes: self.max_image_bytes,
+                },
             };
             let planned = {
                 let options = options.clone();
@@ -339,9 +364,9 @@ impl Converter {
         let mut outputs = Vec::with_capacity(tasks.len());
         let mut seen = BTreeSet::new();
         for (input, output, _) in &tasks {
-            let rel = output.strip_prefix(&out_dir).map_err(|_| {
-                JobEnd::Failed(format!("output {} is outside the work folder", output.display()))
-            })?;
+            let rel = output
+                .strip_prefix(&out_dir)
+                .map_err(|_| JobEnd::Failed("an output fell outside the work folder".into()))?;
             let rel: Vec<String> = rel
                 .components()
                 .map(|c| c.as_os_str().to_string_lossy().into_owned())
@@ -485,4 +510,14 @@ fn source_id(source_of: &HashMap<PathBuf, String>, in_dir: &Path, path: &Path) -
 fn strip(message: &str, in_dir: &Path) -> String {
     let root = in_dir.display().to_string();
     message.replace(&format!("{root}/"), "").replace(&root, "")
+}
+
+/// `message` with the work folder's paths taken out: inputs and outputs by their paths
+/// relative to the source and output folders, anything else in it as `<work folder>`.
+fn redact(message: &str, work: &Path) -> String {
+    let root = work.display().to_string();
+    message
+        .replace(&format!("{root}/in/"), "")
+        .replace(&format!("{root}/out/"), "")
+        .replace(&root, "<work folder>")
 }

@@ -28,6 +28,14 @@ pub enum DatastoreError {
         /// The flag that sets the limit.
         flag: &'static str,
     },
+    /// The store's disk is nearly full (RESOURCE_EXHAUSTED with `aiaa-reason:
+    /// insufficient-storage`: the gateway's 507).
+    #[error("{0}")]
+    InsufficientStorage(String),
+    /// A client's session quota is spent (RESOURCE_EXHAUSTED with `aiaa-reason: quota`: the
+    /// gateway's 429).
+    #[error("{0}")]
+    Quota(String),
     /// The client's stream ended with an error before it was complete (CANCELLED).
     #[error("{0}")]
     Interrupted(String),
@@ -58,6 +66,17 @@ impl DatastoreError {
     }
 }
 
+/// The gRPC metadata key that tells apart the kinds of RESOURCE_EXHAUSTED (`quota`,
+/// `insufficient-storage`), so the gateway can answer 429 or 507 instead of 413.
+pub const REASON_KEY: &str = "aiaa-reason";
+
+fn with_reason(mut status: Status, reason: &'static str) -> Status {
+    status
+        .metadata_mut()
+        .insert(REASON_KEY, tonic::metadata::MetadataValue::from_static(reason));
+    status
+}
+
 /// Shorthand for results in this crate.
 pub type Result<T, E = DatastoreError> = std::result::Result<T, E>;
 
@@ -69,6 +88,10 @@ impl From<DatastoreError> for Status {
             DatastoreError::NotFound(_) => Status::not_found(msg),
             DatastoreError::FailedPrecondition(_) => Status::failed_precondition(msg),
             DatastoreError::TooLarge { .. } => Status::resource_exhausted(msg),
+            DatastoreError::InsufficientStorage(_) => {
+                with_reason(Status::resource_exhausted(msg), "insufficient-storage")
+            }
+            DatastoreError::Quota(_) => with_reason(Status::resource_exhausted(msg), "quota"),
             DatastoreError::Interrupted(_) => Status::cancelled(msg),
             DatastoreError::Store { source, .. } => match source {
                 object_store::Error::NotFound { .. } => Status::not_found(msg),
@@ -135,6 +158,17 @@ mod tests {
         ];
         for (err, code) in cases {
             assert_eq!(Status::from(err).code(), code);
+        }
+        for (err, reason) in [
+            (DatastoreError::Quota("q".into()), "quota"),
+            (
+                DatastoreError::InsufficientStorage("d".into()),
+                "insufficient-storage",
+            ),
+        ] {
+            let s = Status::from(err);
+            assert_eq!(s.code(), Code::ResourceExhausted);
+            assert_eq!(s.metadata().get(REASON_KEY).unwrap(), reason);
         }
         let s = Status::from(DatastoreError::TooLarge {
             what: "image \"a\"".into(),

@@ -19,6 +19,7 @@ use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
 use crate::blob::{self, Limit};
+use crate::disk::Disk;
 use crate::error::{DatastoreError, Result};
 use crate::format;
 
@@ -152,6 +153,7 @@ pub fn check_metadata(what: &str, metadata: &HashMap<String, String>) -> Result<
 pub struct Items {
     store: Store,
     max_item_bytes: u64,
+    disk: Disk,
 }
 
 fn describe(kind: Kind, id: &str) -> String {
@@ -163,11 +165,12 @@ fn not_found(kind: Kind, id: &str) -> DatastoreError {
 }
 
 impl Items {
-    /// Items on `store`, each at most `max_item_bytes`.
-    pub fn new(store: Store, max_item_bytes: u64) -> Self {
+    /// Items on `store`, each at most `max_item_bytes`, written while `disk` has room.
+    pub fn new(store: Store, max_item_bytes: u64, disk: Disk) -> Self {
         Self {
             store,
             max_item_bytes,
+            disk,
         }
     }
 
@@ -243,6 +246,7 @@ impl Items {
             &Self::data_path(kind, id)?,
             body,
             self.limit(),
+            &self.disk,
             expect,
             &what,
         )

@@ -4,7 +4,9 @@
 //! - [`items`]: streamed put/get of images and labels with SHA-256, format detection
 //!   ([`format`]) and a size limit; written whole or not at all ([`blob`]);
 //! - [`datalists`]: the seed's `datalist.json`, validated, stored as JSON text;
-//! - [`sessions`]: uploaded images kept until they expire, with a reaper;
+//! - [`sessions`]: uploaded images kept until they expire, with a reaper, counted against
+//!   per-client quotas ([`quota`]);
+//! - [`disk`]: uploads stop while the store's disk is at its free-space floor;
 //! - [`convert`]: conversion jobs on top of `aiaa_imaging::convert`;
 //! - [`service`]: the thin tonic adapter; [`start`] serves it through `aiaa_runtime::server`.
 //!
@@ -21,9 +23,11 @@ pub mod blob;
 pub mod config;
 pub mod convert;
 pub mod datalists;
+pub mod disk;
 pub mod error;
 pub mod format;
 pub mod items;
+pub mod quota;
 pub mod service;
 pub mod sessions;
 
@@ -42,7 +46,8 @@ pub const SERVICE_NAME: &str = "aiaa.datastore.v1.DatastoreService";
 /// Builds the datastore's core over `store` and its gRPC service, as [`start`] does (without
 /// the reaper). Useful to embed the service elsewhere.
 pub fn build(args: &DatastoreArgs, store: Store, shutdown: CancellationToken) -> service::DatastoreApi {
-    let items = items::Items::new(store.clone(), args.max_item_bytes);
+    let disk = disk::Disk::new(aiaa_runtime::store::local_root(&store), args.min_free_bytes);
+    let items = items::Items::new(store.clone(), args.max_item_bytes, disk.clone());
     let sessions = sessions::Sessions::new(
         store.clone(),
         sessions::Expiry {
@@ -50,11 +55,14 @@ pub fn build(args: &DatastoreArgs, store: Store, shutdown: CancellationToken) ->
             max: args.session_max_expiry,
         },
         items.limit(),
+        disk,
+        quota::Quotas::new(args.max_sessions_per_client, args.max_session_bytes_per_client),
     );
     let converter = convert::Converter::new(
         items.clone(),
         args.max_convert_jobs,
         args.work_dir.clone(),
+        args.convert_max_image_bytes,
         shutdown,
     );
     service::DatastoreApi::new(items, datalists::Datalists::new(store), sessions, converter)
@@ -72,6 +80,8 @@ pub async fn start(
     args.validate()?;
     let api = build(args, store, shutdown.clone());
     let reaper = api.sessions().clone();
+    let counted = reaper.load_quotas().await?;
+    tracing::debug!(sessions = counted, "per-client session quotas loaded");
     let server = DatastoreServiceServer::new(api)
         .max_decoding_message_size(grpc.max_message_bytes)
         .max_encoding_message_size(grpc.max_message_bytes);

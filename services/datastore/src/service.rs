@@ -239,6 +239,7 @@ impl DatastoreService for DatastoreApi {
         &self,
         request: Request<Streaming<CreateSessionRequest>>,
     ) -> std::result::Result<Response<Session>, Status> {
+        let client = crate::quota::client_of(&request);
         let mut stream = request.into_inner();
         let sessions = self.sessions.clone();
         let span = tracing::Span::current();
@@ -275,6 +276,7 @@ impl DatastoreService for DatastoreApi {
             );
             let session = sessions
                 .create(
+                    &client,
                     header.expiry_seconds,
                     &header.filename,
                     &header.metadata,

@@ -6,6 +6,10 @@
 //! expired session answers NOT_FOUND at once; the reaper ([`Sessions::spawn_reaper`]) removes
 //! its data later, together with images whose record never got written (an upload that died
 //! between the image and the record).
+//!
+//! Each session counts against its client's quota ([`crate::quota`]) from the moment its
+//! upload is admitted until it is deleted or expires; uploads stop while the store's disk
+//! is at its floor ([`crate::disk`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,9 +26,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::blob::{self, Limit};
+use crate::disk::Disk;
 use crate::error::{DatastoreError, Result};
 use crate::format;
 use crate::items::{Kind, StoredItem, check_metadata};
+use crate::quota::Quotas;
 
 /// Images without a record younger than this are left alone by the reaper (their record may
 /// be on its way).
@@ -59,6 +65,9 @@ pub struct StoredSession {
     /// Free-form metadata.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// The client it counts against ([`crate::quota`]); empty for sessions older than quotas.
+    #[serde(default)]
+    pub client: String,
 }
 
 fn now_ms() -> u64 {
@@ -100,6 +109,8 @@ pub struct Sessions {
     store: Store,
     expiry: Expiry,
     limit: Limit,
+    disk: Disk,
+    quotas: Quotas,
 }
 
 fn not_found(id: &str) -> DatastoreError {
@@ -107,9 +118,16 @@ fn not_found(id: &str) -> DatastoreError {
 }
 
 impl Sessions {
-    /// Sessions on `store`; images are held to `limit`.
-    pub fn new(store: Store, expiry: Expiry, limit: Limit) -> Self {
-        Self { store, expiry, limit }
+    /// Sessions on `store`; images are held to `limit`, written while `disk` has room, and
+    /// count against their client's `quotas`.
+    pub fn new(store: Store, expiry: Expiry, limit: Limit, disk: Disk, quotas: Quotas) -> Self {
+        Self {
+            store,
+            expiry,
+            limit,
+            disk,
+            quotas,
+        }
     }
 
     fn image_path(id: &str) -> Result<object_store::path::Path> {
@@ -140,9 +158,10 @@ impl Sessions {
         Ok(asked)
     }
 
-    /// Creates a session from an uploaded image.
+    /// Creates a session from an uploaded image, for `client`.
     pub async fn create<S>(
         &self,
+        client: &str,
         expiry_seconds: u64,
         filename: &str,
         metadata: &HashMap<String, String>,
@@ -162,7 +181,22 @@ impl Sessions {
         let what = format!("the image of session {id:?}");
         let metadata = check_metadata(&format!("session {id:?}"), metadata)?;
         let image_path = Self::image_path(&id)?;
-        let written = blob::write(&self.store, &image_path, body, self.limit, expect, &what).await?;
+        let admission = self.quotas.admit(client, &id, expect.size, now_ms())?;
+        // The client's quota binds when it has less room left than one image may take.
+        let by_quota = admission.bytes_left < self.limit.bytes;
+        let limit = Limit {
+            bytes: self.limit.bytes.min(admission.bytes_left),
+            ..self.limit
+        };
+        let written =
+            match blob::write(&self.store, &image_path, body, limit, &self.disk, expect, &what).await {
+                Err(DatastoreError::TooLarge { .. }) if by_quota => {
+                    let held = self.quotas.held(client, now_ms()).saturating_sub(expect.size);
+                    let upload = format!("this upload is larger than the {} MiB left", limit.bytes >> 20);
+                    return Err(self.quotas.bytes_refused(client, held, &upload));
+                }
+                other => other?,
+            };
         let created_at = aiaa_runtime::now_rfc3339();
         let record = StoredSession {
             image: StoredItem {
@@ -180,6 +214,7 @@ impl Sessions {
             created_at,
             expires_at_ms: now_ms() + lifetime.as_millis() as u64,
             metadata,
+            client: client.to_string(),
         };
         if let Err(err) = blob::write_json(
             &self.store,
@@ -192,7 +227,8 @@ impl Sessions {
             let _ = blob::delete(&self.store, &image_path, &what).await;
             return Err(err);
         }
-        tracing::info!(session = %id, size = record.image.size, format = %record.image.format, "session created");
+        admission.keep(record.image.size, record.expires_at_ms);
+        tracing::info!(session = %id, client, size = record.image.size, format = %record.image.format, "session created");
         Ok(record)
     }
 
@@ -221,6 +257,7 @@ impl Sessions {
             &format!("session {id:?}"),
         )
         .await?;
+        self.quotas.refreshed(id, session.expires_at_ms);
         Ok(session)
     }
 
@@ -254,6 +291,7 @@ impl Sessions {
     }
 
     async fn remove(&self, id: &str) -> Result<()> {
+        self.quotas.forget(id);
         blob::delete(
             &self.store,
             &Self::image_path(id)?,
@@ -262,6 +300,37 @@ impl Sessions {
         .await?;
         blob::delete(&self.store, &Self::record_path(id)?, &format!("session {id:?}")).await?;
         Ok(())
+    }
+
+    /// Rebuilds the quotas' usage from the stored records of live sessions (at start);
+    /// returns how many sessions it counted.
+    pub async fn load_quotas(&self) -> Result<usize> {
+        let root = blob::path("sessions")?;
+        let mut listing = self.store.list(Some(&root));
+        let mut ids = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|e| DatastoreError::store("list sessions", e))?;
+            if let Some(id) = meta
+                .location
+                .as_ref()
+                .strip_prefix("sessions/")
+                .and_then(|rest| rest.strip_suffix("/session.json"))
+            {
+                ids.push(id.to_string());
+            }
+        }
+        let now = now_ms();
+        let mut counted = 0;
+        for id in ids {
+            if let Ok(Some(s)) = self.read(&id).await
+                && !s.expired_at(now)
+            {
+                self.quotas
+                    .set_owned(&s.client, &s.id, s.image.size, s.expires_at_ms);
+                counted += 1;
+            }
+        }
+        Ok(counted)
     }
 
     /// One reaper pass: removes expired sessions and old orphaned images; returns how many

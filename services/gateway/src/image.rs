@@ -22,8 +22,9 @@ pub fn decode(filename: Option<&str>, bytes: &[u8], max_bytes: u64) -> Result<Vo
 const HEADER_PREFIX: u64 = 1 << 20;
 
 /// Checks an upload without decoding its voxels: the format (from the file name, else the
-/// bytes), a header that parses, and a decoded size within the decode limit. Reads the
-/// first MiB (the whole file when its header does not fit). Blocking.
+/// bytes), a header that parses, voxels the file can hold, and a decoded size within the
+/// decode limit. Reads the first MiB, and the whole file only when that is not enough to
+/// tell (a long MetaImage or NRRD header); never all of a NIfTI file. Blocking.
 pub fn probe(filename: Option<&str>, part: &crate::form::Part) -> Result<()> {
     use aiaa_imaging::io::{Format, format_from_bytes, format_from_name};
     let name = filename.unwrap_or("upload");
@@ -34,24 +35,37 @@ pub fn probe(filename: Option<&str>, part: &crate::form::Part) -> Result<()> {
             .or_else(|| format_from_bytes(&head[..head.len().min(4096)])),
         Some(Format::Nifti | Format::NiftiGz)
     );
-    let probed = match aiaa_imaging::io::probe_bytes(name, &head) {
-        // A header longer than the prefix (MetaImage, NRRD, PNG metadata): the whole file.
-        Err(_) if !nifti && (head.len() as u64) < part.len() => {
-            let all = part.read_blocking().map_err(read_err)?;
-            aiaa_imaging::io::probe_bytes(name, &all)
-        }
-        other => other,
-    };
-    let info = probed.map_err(|e| GatewayError::BadRequest(format!("the image could not be read: {e}")))?;
+    let unreadable =
+        |e: aiaa_imaging::ImagingError| GatewayError::BadRequest(format!("the image could not be read: {e}"));
     let limit = ReadOptions::default().max_bytes;
-    if info.bytes() > limit {
-        return Err(GatewayError::FieldTooLarge(format!(
-            "the image decodes to {} bytes ({:?} voxels, {} channels of {:?}), more than the limit of {limit} bytes",
-            info.bytes(),
-            info.dims,
-            info.channels,
-            info.voxel_type
-        )));
+    let too_large = |bytes: u64, what: String| {
+        GatewayError::FieldTooLarge(format!(
+            "the image decodes to {bytes} bytes ({what}), more than the limit of {limit} bytes"
+        ))
+    };
+    let decoded = match aiaa_imaging::io::probe_bytes(name, &head) {
+        Ok(info) => info,
+        Err(_) if (head.len() as u64) < part.len() => {
+            if nifti {
+                // A NIfTI file: its header is in the prefix, and its voxels need not be read
+                // to know the file can hold them (the session's read checks exactly).
+                aiaa_imaging::nifti::probe_head(std::path::Path::new(name), &head, part.len())
+                    .map_err(unreadable)?
+            } else {
+                // A header longer than the prefix (MetaImage, NRRD, PNG metadata): the
+                // whole file.
+                let all = part.read_blocking().map_err(read_err)?;
+                aiaa_imaging::io::probe_bytes(name, &all).map_err(unreadable)?
+            }
+        }
+        Err(e) => return Err(unreadable(e)),
+    };
+    if decoded.bytes() > limit {
+        let what = format!(
+            "{:?} voxels, {} channels of {:?}",
+            decoded.dims, decoded.channels, decoded.voxel_type
+        );
+        return Err(too_large(decoded.bytes(), what));
     }
     Ok(())
 }

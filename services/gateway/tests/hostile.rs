@@ -735,14 +735,15 @@ async fn uploads_in_progress_cannot_spool_more_than_the_budget() {
 #[tokio::test]
 async fn a_session_image_is_checked_by_its_header_without_decoding() {
     let s = stack().await;
-    // A 352-byte NIfTI header claiming 1600^3 float voxels (16 GB): refused at once.
+    // A 352-byte NIfTI header claiming 1600^3 float voxels (16 GB): refused at once, as a
+    // file that cannot hold what it announces.
     let header = claim([1600, 1600, 1600], Voxels::F32(vec![0.0; 8]));
     let body = python_body(&[], &[("image", "claim.nii", &header)]);
     let t = Instant::now();
     let msg = send(s.gateway, &python_request("PUT", "/session/", &body))
         .await
-        .error(413);
-    assert!(msg.contains("decodes to") && msg.contains("1600"), "{msg}");
+        .error(400);
+    assert!(msg.contains("truncated") && msg.contains("16384000352"), "{msg}");
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     // A sound image's session is created from its header, and the datastore has it whole.
     let image = std::fs::read(testdata("mni152/MNI152_T1.nii.gz")).unwrap();

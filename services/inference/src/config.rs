@@ -4,8 +4,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use aiaa_runtime::RuntimeError;
+use aiaa_runtime::config::parse_duration;
+
+use crate::budget::{Limits, Size, parse_size};
 
 /// The inference service's settings.
 #[derive(Clone, Debug, clap::Args)]
@@ -46,9 +50,38 @@ pub struct InferenceArgs {
         default_value_t = 32
     )]
     pub queue_depth: usize,
-    /// Bytes of decoded session volumes kept in memory (least recently used go first).
-    #[arg(id = "inference_cache_bytes", long = "inference-cache-bytes", env = "AIAA_INFERENCE_CACHE_BYTES", default_value_t = 2 << 30)]
-    pub cache_bytes: u64,
+    /// Bytes of decoded session volumes kept in memory (least recently used go first):
+    /// bytes or a size like `1GiB`; `auto` is an eighth of the memory the process may use
+    /// (its cgroup limit, else the RAM), at most 2 GiB.
+    #[arg(id = "inference_cache_bytes", long = "inference-cache-bytes", env = "AIAA_INFERENCE_CACHE_BYTES", default_value = "auto", value_parser = parse_size)]
+    pub cache_bytes: Size,
+    /// How often cached session volumes are checked against the datastore: entries of
+    /// deleted or expired sessions are dropped, e.g. `30s`.
+    #[arg(id = "inference_cache_check_interval", long = "inference-cache-check-interval", env = "AIAA_INFERENCE_CACHE_CHECK_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub cache_check_interval: Duration,
+    /// Bytes all admitted requests may hold at once (inline and fetched images, decoded
+    /// volumes, the engines' working copies, results); a request that does not fit is
+    /// refused at once with RESOURCE_EXHAUSTED (the gateway's 503 with Retry-After). `auto`:
+    /// half of the memory the process may use (its cgroup limit, else the RAM).
+    #[arg(id = "inference_memory_budget", long = "inference-memory-budget", env = "AIAA_INFERENCE_MEMORY_BUDGET", default_value = "auto", value_parser = parse_size)]
+    pub memory_budget: Size,
+    /// Bytes one request may hold (its image decoded, the engine's working copies, the
+    /// result); more is refused before any work with OUT_OF_RANGE (the gateway's 400) naming
+    /// the limit and the request's cost. `auto`: the whole memory budget.
+    #[arg(id = "inference_max_request_bytes", long = "inference-max-request-bytes", env = "AIAA_INFERENCE_MAX_REQUEST_BYTES", default_value = "auto", value_parser = parse_size)]
+    pub max_request_bytes: Size,
+    /// Folders the admin API may load model files from (a model config's `model_path`, a
+    /// locator's), separated by `:`; paths elsewhere (absolute, `..`, symbolic links out)
+    /// are refused. Default: the engine pool file's folder and --inference-model-dir. A
+    /// relative `model_path` of a config sent through the API is taken from the first root;
+    /// other relative paths in it (a locator's) from the model file's folder.
+    #[arg(
+        id = "inference_model_roots",
+        long = "inference-model-roots",
+        env = "AIAA_INFERENCE_MODEL_ROOTS",
+        value_delimiter = ':'
+    )]
+    pub model_roots: Vec<PathBuf>,
     /// Largest image accepted inline or from the datastore, and largest uploaded model file,
     /// in bytes.
     #[arg(id = "inference_max_image_bytes", long = "inference-max-image-bytes", env = "AIAA_INFERENCE_MAX_IMAGE_BYTES", default_value_t = 2 << 30)]
@@ -87,7 +120,11 @@ impl Default for InferenceArgs {
             datastore_url: "http://127.0.0.1:5102".into(),
             registry_url: "http://127.0.0.1:5101".into(),
             queue_depth: 32,
-            cache_bytes: 2 << 30,
+            cache_bytes: Size::Auto,
+            cache_check_interval: Duration::from_secs(30),
+            memory_budget: Size::Auto,
+            max_request_bytes: Size::Auto,
+            model_roots: Vec::new(),
             max_image_bytes: 2 << 30,
             device: "auto".into(),
             threads: 0,
@@ -111,6 +148,19 @@ impl InferenceArgs {
                 reason: "must be more than 0".into(),
             });
         }
+        if self.cache_check_interval.is_zero() {
+            return Err(RuntimeError::Config {
+                flag: "--inference-cache-check-interval (AIAA_INFERENCE_CACHE_CHECK_INTERVAL)".into(),
+                reason: "must be more than 0".into(),
+            });
+        }
+        let limits = self.limits();
+        if limits.budget < 64 << 20 {
+            return Err(RuntimeError::Config {
+                flag: "--inference-memory-budget (AIAA_INFERENCE_MEMORY_BUDGET)".into(),
+                reason: format!("{} bytes is below 64 MiB: no request would fit", limits.budget),
+            });
+        }
         if let Some(p) = &self.engine_pool
             && !p.is_file()
         {
@@ -120,6 +170,33 @@ impl InferenceArgs {
             });
         }
         Ok(())
+    }
+
+    /// The memory limits, `auto` resolved against the memory the process may use.
+    pub fn limits(&self) -> Limits {
+        Limits::resolve(
+            self.memory_budget,
+            self.max_request_bytes,
+            self.cache_bytes,
+            crate::budget::memory_limit(),
+        )
+    }
+
+    /// The folders API model loads may read: `--inference-model-roots`, else the engine pool
+    /// file's folder and the model folder.
+    pub fn model_roots(&self) -> Vec<PathBuf> {
+        if !self.model_roots.is_empty() {
+            return self.model_roots.clone();
+        }
+        let mut roots = Vec::new();
+        if let Some(pool) = &self.engine_pool {
+            roots.push(match pool.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            });
+        }
+        roots.push(self.model_dir());
+        roots
     }
 
     /// The model folder.

@@ -293,10 +293,7 @@ fn owner(device: Device, jobs: mpsc::Receiver<Job>, waiting: Arc<AtomicUsize>, b
                         m.set_eval();
                         m
                     })
-                    .map_err(|e| InferenceError::Model {
-                        model: name,
-                        reason: format!("loading {}: {e}", path.display()),
-                    });
+                    .map_err(|e| load_error(&name, &path, &e));
                 let _ = reply.send(loaded.map(|m| {
                     modules.insert(key, m);
                 }));
@@ -322,6 +319,28 @@ fn owner(device: Device, jobs: mpsc::Receiver<Job>, waiting: Arc<AtomicUsize>, b
             }
         }
     }
+}
+
+/// A model file libtorch could not load, as the caller sees it: the file's name and the
+/// first line of libtorch's reason (e.g. "PytorchStreamReader failed reading zip archive"),
+/// as a configuration error (the gateway's 400). The whole message, with libtorch's
+/// backtrace, goes to the log only.
+fn load_error(name: &str, path: &Path, e: &tch::TchError) -> InferenceError {
+    let full = e.to_string();
+    tracing::warn!(model = %name, path = %path.display(), error = %full, "loading a TorchScript file failed");
+    let reason = full
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("unknown error")
+        .trim_start_matches("Internal torch error: ");
+    let reason: String = reason.chars().take(200).collect();
+    let file = path
+        .file_name()
+        .map_or_else(|| "the file".to_string(), |f| f.to_string_lossy().into_owned());
+    InferenceError::Config(format!(
+        "model {name:?}: {file} is not a TorchScript module this server can load: {reason}"
+    ))
 }
 
 fn run(m: &CModule, input: Tensor, finish: Option<Finish>, device: Device) -> Result<Tensor> {

@@ -22,6 +22,21 @@ pub enum InferenceError {
         /// The configured depth.
         depth: usize,
     },
+    /// The memory budget is held by requests in flight: retry later.
+    #[error(
+        "the inference memory budget is spent: this request needs about {}, and {} of {} are held by requests in flight (--inference-memory-budget, AIAA_INFERENCE_MEMORY_BUDGET); retry shortly",
+        crate::budget::mib(*needed),
+        crate::budget::mib(*in_use),
+        crate::budget::mib(*budget)
+    )]
+    MemoryBusy {
+        /// Bytes the request needs in all.
+        needed: u64,
+        /// Bytes held by other requests.
+        in_use: u64,
+        /// The whole budget.
+        budget: u64,
+    },
     /// A backend (datastore, registry) or the device worker is unavailable.
     #[error("{0}")]
     Unavailable(String),
@@ -59,7 +74,9 @@ impl From<InferenceError> for Status {
             }
             InferenceError::Config(_) => Status::failed_precondition(msg),
             InferenceError::NotFound(_) => Status::not_found(msg),
-            InferenceError::Busy { .. } => Status::resource_exhausted(msg),
+            InferenceError::Busy { .. } | InferenceError::MemoryBusy { .. } => {
+                Status::resource_exhausted(msg)
+            }
             InferenceError::Unavailable(_) => Status::unavailable(msg),
             // Not RESOURCE_EXHAUSTED: callers read that as "the queue is full, retry".
             InferenceError::TooLarge(_) => Status::out_of_range(msg),

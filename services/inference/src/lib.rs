@@ -11,6 +11,7 @@
 //! Health is NOT_SERVING until every model of the engine pool is loaded and has run once
 //! (warm), then SERVING.
 
+pub mod budget;
 pub mod config;
 pub mod device;
 pub mod engines;
@@ -85,7 +86,7 @@ pub async fn start(
         None => Vec::new(),
     };
     let devices = device::Devices::start(&device::parse_devices(&args.device)?, args.threads)?;
-    let models = models::Models::new(devices.clone(), args.model_dir());
+    let models = models::Models::new(devices.clone(), args.model_dir(), args.model_roots());
     let datastore = DatastoreServiceClient::new(aiaa_runtime::client::lazy(
         &args.datastore_url,
         auth.api_key.clone(),
@@ -96,8 +97,15 @@ pub async fn start(
         auth.api_key.clone(),
     )?)
     .max_decoding_message_size(grpc.max_message_bytes);
-    let images = images::Images::new(datastore, args.cache_bytes, args.max_image_bytes);
-    let api = service::InferenceApi::new(models.clone(), images, registry, args.queue_depth);
+    let limits = args.limits();
+    tracing::info!(?limits, "inference memory limits");
+    let images = images::Images::new(
+        datastore,
+        limits.cache,
+        args.max_image_bytes,
+        args.cache_check_interval,
+    );
+    let api = service::InferenceApi::new(models.clone(), images, registry, args.queue_depth, limits);
     let server = InferenceServiceServer::new(api)
         .max_decoding_message_size(grpc.max_message_bytes)
         .max_encoding_message_size(grpc.max_message_bytes);

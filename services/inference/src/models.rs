@@ -26,15 +26,23 @@ pub struct Models {
     loaded: Arc<RwLock<BTreeMap<String, Arc<dyn Engine>>>>,
     devices: Devices,
     model_dir: PathBuf,
+    /// Folders models loaded through the API may be read from (`model_dir` included).
+    roots: Vec<PathBuf>,
 }
 
 impl Models {
-    /// An empty pool on `devices`; registry models are stored under `model_dir`.
-    pub fn new(devices: Devices, model_dir: PathBuf) -> Models {
+    /// An empty pool on `devices`; registry models and uploads are stored under
+    /// `model_dir`; models loaded through the API are read from `roots` (and `model_dir`).
+    pub fn new(devices: Devices, model_dir: PathBuf, roots: Vec<PathBuf>) -> Models {
+        let mut roots = roots;
+        if !roots.contains(&model_dir) {
+            roots.push(model_dir.clone());
+        }
         Models {
             loaded: Arc::default(),
             devices,
             model_dir,
+            roots,
         }
     }
 
@@ -109,10 +117,16 @@ impl Models {
         })
     }
 
-    /// Loads a model from a config given as JSON text (blocking); relative paths in it are
-    /// relative to the service's working folder.
+    /// Loads a model from a config given as JSON text (blocking): its files must lie in the
+    /// model roots; a relative `model_path` is taken from the first root, other relative
+    /// paths (a locator's) from the model file's folder.
     pub fn load_config(&self, name: &str, json: &str, class: &str, labels: Vec<String>) -> Result<ModelInfo> {
-        let config = ModelConfig::parse(json, &format!("of model {name:?}"), Path::new("."))?;
+        let base = self
+            .roots
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.model_dir.clone());
+        let config = ModelConfig::parse_confined(json, &format!("of model {name:?}"), &base, &self.roots)?;
         let class = class_or_type(class, &config);
         let version = config.text("version").unwrap_or_else(|| "1".into());
         self.install(EngineSpec {
@@ -163,10 +177,11 @@ impl Models {
                 "registry model {reference} has no engine config; push it with one (aiaa push --engine-config FILE)"
             )));
         }
-        let config = ModelConfig::parse(
+        let config = ModelConfig::parse_confined(
             &manifest.engine_config_json,
             &format!("of registry model {reference}"),
             &dir,
+            &self.roots,
         )?;
         // The manifest's type decides when neither the request nor the config names an engine.
         let class = if class.is_empty() && config.text("engine").is_none() && config.text("type").is_none() {

@@ -85,11 +85,26 @@ pub struct ModelConfig {
     pub thresh: f64,
     /// The whole JSON object.
     pub json: Map<String, Value>,
+    /// The folders its files must lie in (a config that came through the API), or `None`
+    /// (the operator's own engine pool: trusted).
+    pub roots: Option<Vec<PathBuf>>,
 }
 
 impl ModelConfig {
-    /// Parses a config; a relative `model_path` is resolved against `dir`.
+    /// Parses a trusted config (the engine pool's, a tool's); a relative `model_path` is
+    /// resolved against `dir`.
     pub fn parse(text: &str, origin: &str, dir: &Path) -> Result<ModelConfig> {
+        Self::parse_with(text, origin, dir, None)
+    }
+
+    /// Parses a config that came through the API: a relative `model_path` is resolved
+    /// against `base`, and it and every other path in the config (a locator's, resolved
+    /// against the model file's folder) must lie inside one of `roots` ([`confine`]).
+    pub fn parse_confined(text: &str, origin: &str, base: &Path, roots: &[PathBuf]) -> Result<ModelConfig> {
+        Self::parse_with(text, origin, base, Some(roots))
+    }
+
+    fn parse_with(text: &str, origin: &str, dir: &Path, roots: Option<&[PathBuf]>) -> Result<ModelConfig> {
         let bad = |msg: String| InferenceError::Config(format!("model config {origin}: {msg}"));
         let json: Map<String, Value> = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
         match json.get("model_format").and_then(Value::as_str) {
@@ -110,6 +125,14 @@ impl ModelConfig {
             .and_then(Value::as_str)
             .ok_or_else(|| bad("\"model_path\" (the TorchScript file) is missing".into()))?;
         let model_path = resolve(dir, model_path);
+        let (model_path, dir) = match roots {
+            None => (model_path, dir.to_path_buf()),
+            Some(roots) => {
+                let path = confine(&model_path, roots, "model_path")?;
+                let folder = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                (path, folder)
+            }
+        };
         let thresh = match json.get("thresh") {
             None => 0.5,
             Some(v) => v
@@ -119,10 +142,11 @@ impl ModelConfig {
         };
         Ok(ModelConfig {
             origin: origin.to_string(),
-            dir: dir.to_path_buf(),
+            dir,
             model_path,
             thresh,
             json,
+            roots: roots.map(<[PathBuf]>::to_vec),
         })
     }
 
@@ -157,10 +181,75 @@ impl ModelConfig {
         self.json.get(key).and_then(Value::as_str).map(str::to_string)
     }
 
-    /// Resolves a path written in this config (relative to the config's folder).
-    pub fn resolve(&self, path: &str) -> PathBuf {
-        resolve(&self.dir, path)
+    /// Resolves a path written in this config under `key` (relative to the config's
+    /// folder), confined to its roots when it has some.
+    pub fn resolve(&self, key: &str, path: &str) -> Result<PathBuf> {
+        let p = resolve(&self.dir, path);
+        match &self.roots {
+            None => Ok(p),
+            Some(roots) => confine(&p, roots, key),
+        }
     }
+}
+
+/// `path` as lexically normalised: absolute (from the working folder), `.` dropped, `..`
+/// taking its parent away.
+fn normalise(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    let mut out = PathBuf::new();
+    for c in absolute.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `path` (its real location) when it lies inside one of `roots`, else an error naming
+/// `key` and the flag. Checked twice: on the path as written (`..` resolved), then on the
+/// real path (symbolic links followed) once it is known to exist, so a link cannot lead
+/// out; a path outside is refused before the file system is asked about it, so the answer
+/// never tells whether it exists.
+pub fn confine(path: &Path, roots: &[PathBuf], key: &str) -> Result<PathBuf> {
+    let outside = || {
+        InferenceError::Invalid(format!(
+            "{key} {:?} is outside the folders models are loaded from (--inference-model-roots, AIAA_INFERENCE_MODEL_ROOTS)",
+            path.display().to_string()
+        ))
+    };
+    let written = normalise(path);
+    if !roots.iter().any(|r| written.starts_with(normalise(r))) {
+        return Err(outside());
+    }
+    let real = written.canonicalize().map_err(|_| {
+        InferenceError::Invalid(format!(
+            "{key} {:?}: no such file in the model folders",
+            path.display().to_string()
+        ))
+    })?;
+    if !roots
+        .iter()
+        .filter_map(|r| r.canonicalize().ok())
+        .any(|r| real.starts_with(r))
+    {
+        return Err(outside());
+    }
+    if !real.is_file() {
+        return Err(InferenceError::Invalid(format!(
+            "{key} {:?} is not a file",
+            path.display().to_string()
+        )));
+    }
+    Ok(real)
 }
 
 fn resolve(dir: &Path, path: &str) -> PathBuf {
@@ -169,5 +258,68 @@ fn resolve(dir: &Path, path: &str) -> PathBuf {
         dir.join(p)
     } else {
         p.to_path_buf()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A models folder with one file, and a secret file beside it.
+    fn setup() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let models = dir.path().join("models");
+        std::fs::create_dir_all(models.join("m")).unwrap();
+        std::fs::write(models.join("m/model.pt"), b"x").unwrap();
+        std::fs::write(models.join("m/bbox.pt"), b"x").unwrap();
+        std::fs::write(dir.path().join("secret.pt"), b"x").unwrap();
+        (dir, models)
+    }
+
+    #[test]
+    fn api_configs_stay_inside_the_model_roots() {
+        let (dir, models) = setup();
+        let roots = vec![models.clone()];
+        let parse = |json: &str| ModelConfig::parse_confined(json, "(test)", &models, &roots);
+        // Relative to the first root; other paths relative to the model's own folder.
+        let c = parse(r#"{"model_path": "m/model.pt"}"#).unwrap();
+        assert_eq!(c.model_path, models.join("m/model.pt").canonicalize().unwrap());
+        assert_eq!(
+            c.resolve("locator.model_path", "bbox.pt").unwrap(),
+            models.join("m/bbox.pt").canonicalize().unwrap()
+        );
+        let secret = dir.path().join("secret.pt");
+        let outside = [
+            format!(r#"{{"model_path": "{}"}}"#, secret.display()),
+            r#"{"model_path": "../secret.pt"}"#.to_string(),
+            r#"{"model_path": "m/../../secret.pt"}"#.to_string(),
+            r#"{"model_path": "/etc/passwd"}"#.to_string(),
+        ];
+        for json in &outside {
+            let e = parse(json).unwrap_err();
+            assert!(matches!(e, InferenceError::Invalid(_)), "{json}: {e}");
+            assert!(e.to_string().contains("--inference-model-roots"), "{json}: {e}");
+        }
+        // A locator path out, absolute or relative.
+        for p in ["../../secret.pt", "/etc/passwd"] {
+            let e = c.resolve("locator.model_path", p).unwrap_err().to_string();
+            assert!(
+                e.contains("locator.model_path") && e.contains("--inference-model-roots"),
+                "{e}"
+            );
+        }
+        // A symbolic link inside that leads out is refused too.
+        std::os::unix::fs::symlink(&secret, models.join("m/link.pt")).unwrap();
+        let e = parse(r#"{"model_path": "m/link.pt"}"#).unwrap_err().to_string();
+        assert!(e.contains("--inference-model-roots"), "{e}");
+        // Missing inside the roots: said so (the roots are the admin's own folders).
+        let e = parse(r#"{"model_path": "m/none.pt"}"#).unwrap_err().to_string();
+        assert!(e.contains("no such file"), "{e}");
+        // A folder is not a model file.
+        let e = parse(r#"{"model_path": "m"}"#).unwrap_err().to_string();
+        assert!(e.contains("not a file"), "{e}");
+        // The operator's own configs are trusted as before.
+        let trusted = ModelConfig::parse(r#"{"model_path": "../secret.pt"}"#, "(pool)", &models).unwrap();
+        assert_eq!(trusted.model_path, models.join("../secret.pt"));
     }
 }

@@ -7,12 +7,18 @@
 //! instead of letting requests time out. The gauge `aiaa_inference_queue_depth` reports the
 //! admitted calls. Of the admitted calls, two per core do CPU work at a time (pre- and
 //! post-processing, encoding); the device threads run the forward passes.
+//!
+//! Memory: each admitted call also reserves what it will hold from the service's memory
+//! budget ([`crate::budget`]), priced from the image's header before anything is decoded:
+//! more than one request may hold is refused with OUT_OF_RANGE (the gateway's 400) naming
+//! the limit and the cost; more than the budget has left, with RESOURCE_EXHAUSTED (503 and
+//! `Retry-After`), like a full queue.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use aiaa_imaging::Volume;
+use aiaa_imaging::ReadOptions;
 use aiaa_imaging::io::MaskFormat;
 use aiaa_proto::inference::v1::inference_service_server::InferenceService;
 use aiaa_proto::inference::v1::{
@@ -28,9 +34,10 @@ use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::budget::{Budget, Limits, Reservation};
 use crate::engines::Timings;
 use crate::error::{InferenceError, Result};
-use crate::images::Images;
+use crate::images::{Images, Source};
 use crate::models::Models;
 
 /// The gRPC service.
@@ -42,15 +49,18 @@ pub struct InferenceApi {
     admission: Arc<Semaphore>,
     depth: usize,
     workers: Arc<Semaphore>,
+    budget: Budget,
 }
 
 impl InferenceApi {
-    /// The service over its parts.
+    /// The service over its parts: at most `depth` requests admitted, holding at most
+    /// `limits.budget` bytes together and `limits.per_request` each.
     pub fn new(
         models: Models,
         images: Images,
         registry: RegistryServiceClient<AiaaChannel>,
         depth: usize,
+        limits: Limits,
     ) -> Self {
         InferenceApi {
             models,
@@ -61,7 +71,13 @@ impl InferenceApi {
             workers: Arc::new(Semaphore::new(
                 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
+            budget: Budget::new(limits.budget, limits.per_request),
         }
+    }
+
+    /// The memory budget.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
     }
 
     /// The engine pool.
@@ -95,7 +111,7 @@ impl InferenceApi {
             )));
         }
         let Ok(_permit) = self.admission.clone().try_acquire_owned() else {
-            metrics::counter!("aiaa_inference_rejected_total").increment(1);
+            metrics::counter!("aiaa_inference_rejected_total", "reason" => "queue").increment(1);
             return Err(InferenceError::Busy { depth: self.depth });
         };
         let gauge = metrics::gauge!("aiaa_inference_queue_depth");
@@ -107,17 +123,50 @@ impl InferenceApi {
         };
         let format = mask_format(&header, &params)?;
         let result_name = format.filename();
+        let json_only = header.output == "json";
         let mut timings = Timings::default();
         let t0 = Instant::now();
-        let image: Arc<Volume> = match header.image.clone() {
-            Some(infer_header::Image::SessionId(id)) => self.images.session(&id).await?,
-            Some(infer_header::Image::ImageId(id)) => Arc::new(self.images.image(&id).await?),
-            Some(infer_header::Image::Filename(name)) => {
-                let bytes = self.read_inline(&mut input).await?;
-                Arc::new(Images::decode(name, bytes).await?)
+        // The request's memory: the image's bytes as they arrive, then (priced from its header,
+        // before anything is decoded) the decoded volume, the engine's working copies and the
+        // result; refused before the work when it does not fit (see crate::budget).
+        let mut reservation = self.budget.reserve();
+        let source = match header.image.clone() {
+            Some(infer_header::Image::SessionId(id)) => {
+                self.images.fetch_session(&id, &mut reservation).await?
             }
+            Some(infer_header::Image::ImageId(id)) => self.images.fetch_image(&id, &mut reservation).await?,
+            Some(infer_header::Image::Filename(name)) => Source::Encoded {
+                bytes: self.read_inline(&mut input, &mut reservation).await?,
+                name,
+                key: None,
+            },
             None => return Err(InferenceError::Invalid("the header names no image".into())),
         };
+        let info = source.info()?;
+        let decoded = if source.needs_decoding() { info.bytes() } else { 0 };
+        let working = engine.working_bytes(&info, &params)?;
+        let voxels = info.voxel_count();
+        // The mask (one byte a voxel), its encoding and the compressed copy.
+        let result = if json_only {
+            voxels
+        } else {
+            voxels.saturating_mul(1 + 2 * format.dtype.size() as u64)
+        };
+        let [nx, ny, nz] = info.dims;
+        reservation.grow_by(decoded.saturating_add(working).saturating_add(result), &|| {
+            format!(
+                "a {nx}x{ny}x{nz} image{} ({} decoded), the {} engine's working copies ({}) and the result ({})",
+                if info.channels > 1 { format!(" of {} channels", info.channels) } else { String::new() },
+                crate::budget::mib(info.bytes()),
+                engine.info().engine,
+                crate::budget::mib(working),
+                crate::budget::mib(result)
+            )
+        })?;
+        let limit = ReadOptions {
+            max_bytes: self.budget.per_request(),
+        };
+        let image = self.images.decode(source, limit).await?;
         timings.add("decode", t0.elapsed());
         // Admitted requests wait here for one of the workers (two per core: one may wait
         // for the device while another computes) to prepare, post-process and encode, so CPU
@@ -130,9 +179,8 @@ impl InferenceApi {
             .await
             .map_err(|_| InferenceError::Internal("worker pool closed".into()))?;
         let model = header.model.clone();
-        let json_only = header.output == "json";
         let (mut result_params, file, timings) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let outcome = engine.infer(&image, &params, &mut timings)?;
+            let outcome = engine.infer_shared(image, &params, &mut timings)?;
             let file = if json_only {
                 None
             } else {
@@ -144,6 +192,7 @@ impl InferenceApi {
         .map_err(|e| InferenceError::Internal(format!("inference task: {e}")))??;
         result_params.insert("latencies".into(), timings.report(&model));
         gauge.set((self.depth - self.admission.available_permits()).saturating_sub(1) as f64);
+        drop(reservation);
         let (filename, bytes) = match file {
             Some(b) => (result_name, Bytes::from(b)),
             None => (String::new(), Bytes::new()),
@@ -158,8 +207,14 @@ impl InferenceApi {
         ))
     }
 
-    async fn read_inline(&self, input: &mut Streaming<InferRequest>) -> Result<Vec<u8>> {
+    /// The inline image's bytes, counted into the request's reservation as they arrive.
+    async fn read_inline(
+        &self,
+        input: &mut Streaming<InferRequest>,
+        reservation: &mut Reservation,
+    ) -> Result<Vec<u8>> {
         let mut bytes = Vec::new();
+        let what = || "the inline image as sent".to_string();
         while let Some(msg) = input.next().await {
             let msg =
                 msg.map_err(|s| InferenceError::Invalid(format!("reading the image: {}", s.message())))?;
@@ -171,6 +226,7 @@ impl InferenceApi {
                             self.images.max_bytes()
                         )));
                     }
+                    reservation.grow_by(c.len() as u64, &what)?;
                     bytes.extend_from_slice(&c);
                 }
                 _ => return Err(InferenceError::Invalid("a second InferHeader in one call".into())),

@@ -83,6 +83,22 @@ pub fn probe_bytes(path: &Path, bytes: &[u8]) -> Result<ImageInfo> {
     } else {
         (read_header(path, &mut &bytes[..])?, bytes.len() as u64)
     };
+    probe_header(path, h, available)
+}
+
+/// What a (possibly gzipped) NIfTI file of `len` bytes holds, from its first bytes `head`
+/// (the header, inflated if need be, must be in them): a service checks an upload this way
+/// without reading its voxels; refused when `len` bytes (inflated: at most 1032 times as
+/// many) cannot hold the data the header announces. A read checks exactly.
+pub fn probe_head(path: &Path, head: &[u8], len: u64) -> Result<ImageInfo> {
+    if gz::is_gzip(head) {
+        let h = read_header(path, &mut flate2::read::MultiGzDecoder::new(head))?;
+        return probe_header(path, h, inflated_bound(len));
+    }
+    probe_header(path, read_header(path, &mut &head[..])?, len)
+}
+
+fn probe_header(path: &Path, h: Header, available: u64) -> Result<ImageInfo> {
     let plan = Plan::new(path, h, &ReadOptions { max_bytes: u64::MAX })?;
     plan.check_available(path, available)?;
     Ok(ImageInfo {

@@ -263,3 +263,10 @@ pub async fn proxy(target: std::net::SocketAddr) -> (std::net::SocketAddr, tokio
     });
     (addr, task)
 }
+
+pub async fn delete_session(client: &mut Client, id: &str) -> Result<bool, Status> {
+    client
+        .delete_session(SessionRef { id: id.to_string() })
+        .await
+        .map(|r| r.into_inner().deleted)
+}

@@ -19,13 +19,15 @@
 //! the identity and the mask comes back on the grid they sent.
 
 use aiaa_imaging::Volume;
+use aiaa_imaging::io::ImageInfo;
 use aiaa_proto::inference::v1::ModelInfo;
 use aiaa_transforms::{Item, Pipeline};
 use serde_json::{Map, Value, json};
 
 use super::grid::{Interp, paste, resize, resize_back};
 use super::{
-    Activation, Engine, EngineSpec, Outcome, Timings, labels_of, points, sample, take_image, transforms,
+    Activation, Engine, EngineSpec, FORWARD_BYTES_PER_VOXEL, Outcome, Timings, labels_of, points, sample,
+    take_image, transforms,
 };
 use crate::device::{Devices, Finish, Net};
 use crate::error::Result;
@@ -100,20 +102,32 @@ impl Dextr3d {
         }))
     }
 
-    /// The crop around the points: `(start, size)` in voxels.
-    fn region(&self, image: &Volume, pts: &[[f64; 3]]) -> ([usize; 3], [usize; 3]) {
+    /// The crop around the points on a `dims` grid of `spacing`: `(start, size)` in voxels.
+    fn region(&self, dims: [usize; 3], spacing: [f64; 3], pts: &[[f64; 3]]) -> ([usize; 3], [usize; 3]) {
         let mut start = [0usize; 3];
         let mut size = [0usize; 3];
         for a in 0..3 {
             let lo = pts.iter().map(|p| p[a]).fold(f64::INFINITY, f64::min);
             let hi = pts.iter().map(|p| p[a]).fold(f64::NEG_INFINITY, f64::max);
-            let pad = self.padding / image.geometry.spacing[a];
+            let pad = self.padding / spacing[a];
             let s = (lo - pad).round().max(0.0) as usize;
-            let e = ((hi + pad).round() as usize + 1).min(image.dims[a]);
+            let e = ((hi + pad).round() as usize + 1).min(dims[a]);
             start[a] = s;
             size[a] = e.saturating_sub(s).max(1);
         }
         (start, size)
+    }
+
+    /// The request's points, at least six, inside `dims`.
+    fn points(params: &Map<String, Value>, dims: [usize; 3]) -> Result<Vec<[f64; 3]>> {
+        let pts = points(params, "points", dims)?;
+        if pts.len() < 6 {
+            return Err(crate::error::InferenceError::Invalid(format!(
+                "params.points: dextr3d needs at least 6 extreme points, got {}",
+                pts.len()
+            )));
+        }
+        Ok(pts)
     }
 }
 
@@ -122,15 +136,22 @@ impl Engine for Dextr3d {
         &self.info
     }
 
+    /// The crop (the image's type), its roi-sized `f32` copy and the network's pass on it,
+    /// the foreground back on the crop (`f32`) and its labels, and the mask on the whole
+    /// grid (one byte a voxel).
+    fn working_bytes(&self, image: &ImageInfo, params: &Map<String, Value>) -> Result<u64> {
+        let pts = Self::points(params, image.dims)?;
+        let (_, size) = self.region(image.dims, image.geometry.spacing, &pts);
+        let crop = size.iter().map(|&d| d as u64).product::<u64>() * image.channels as u64;
+        let roi = self.roi.iter().map(|&d| d as u64).product::<u64>();
+        Ok(crop.saturating_mul(image.voxel_type.size() as u64 + 4 + 1)
+            + roi.saturating_mul(FORWARD_BYTES_PER_VOXEL)
+            + image.voxel_count())
+    }
+
     fn infer(&self, image: &Volume, params: &Map<String, Value>, t: &mut Timings) -> Result<Outcome> {
-        let pts = points(params, "points", image.dims)?;
-        if pts.len() < 6 {
-            return Err(crate::error::InferenceError::Invalid(format!(
-                "params.points: dextr3d needs at least 6 extreme points, got {}",
-                pts.len()
-            )));
-        }
-        let (start, size) = self.region(image, &pts);
+        let pts = Self::points(params, image.dims)?;
+        let (start, size) = self.region(image.dims, image.geometry.spacing, &pts);
         let (crop, x) = t.time("pre", || -> Result<_> {
             let crop = aiaa_imaging::crop::crop(image, start, size)?;
             let roi = resize(&crop, self.roi, Interp::Linear)?;
@@ -158,9 +179,14 @@ impl Engine for Dextr3d {
         let mask = t.time("post", || -> Result<Volume> {
             let grid = aiaa_transforms::spatial::resize_geometry(&crop, self.roi);
             let out = to_volume(&y, Layout::Kji, self.roi, grid)?;
-            let prob = resize_back(&foreground_channel(&out)?, &crop, Interp::Linear)?;
+            let prob = resize_back(
+                &foreground_channel(&out)?,
+                crop.dims,
+                crop.geometry,
+                Interp::Linear,
+            )?;
             let mask = labels(&prob, self.thresh)?;
-            paste(&mask, image, start)
+            paste(&mask, image.dims, image.geometry, start)
         })?;
         let mut params = Map::new();
         params.insert(

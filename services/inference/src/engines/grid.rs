@@ -1,8 +1,8 @@
 //! Grid helpers shared by the engines: resizing a volume onto a grid covering the same
 //! physical region (parallel, through `aiaa_imaging`'s resampler), and boxes in index space.
 
-use aiaa_imaging::Volume;
 use aiaa_imaging::resample::{Interpolation, resample_onto};
+use aiaa_imaging::{Geometry, Volume};
 use aiaa_transforms::spatial::resize_geometry;
 use serde::Deserialize;
 
@@ -38,14 +38,15 @@ pub fn resize(vol: &Volume, dims: [usize; 3], interp: Interp) -> Result<Volume> 
     Ok(resample_onto(vol, dims, &geometry, interp.into())?)
 }
 
-/// `vol` (on a grid covering the same region as `like`) resampled back onto `like`'s grid.
-pub fn resize_back(vol: &Volume, like: &Volume, interp: Interp) -> Result<Volume> {
-    if vol.dims == like.dims {
+/// `vol` (on a grid covering the same region as the `dims` / `geometry` grid) resampled back
+/// onto that grid.
+pub fn resize_back(vol: &Volume, dims: [usize; 3], geometry: Geometry, interp: Interp) -> Result<Volume> {
+    if vol.dims == dims {
         let mut v = vol.clone();
-        v.geometry = like.geometry;
+        v.geometry = geometry;
         return Ok(v);
     }
-    Ok(resample_onto(vol, like.dims, &like.geometry, interp.into())?)
+    Ok(resample_onto(vol, dims, &geometry, interp.into())?)
 }
 
 /// An index box `[start, start + size)`.
@@ -57,10 +58,10 @@ pub struct Box3 {
     pub size: [usize; 3],
 }
 
-/// Writes `part` (a single-channel volume) into a zero volume on `whole`'s grid at `at`.
-pub fn paste(part: &Volume, whole: &Volume, at: [usize; 3]) -> Result<Volume> {
+/// Writes `part` (a single-channel volume) into a zero volume of `dims` on `geometry` at `at`.
+pub fn paste(part: &Volume, dims: [usize; 3], geometry: Geometry, at: [usize; 3]) -> Result<Volume> {
     let start = at.map(|s| -(s as i64));
-    let mut out = aiaa_imaging::crop::region(part, start, whole.dims, 0.0)?;
-    out.geometry = whole.geometry;
+    let mut out = aiaa_imaging::crop::region(part, start, dims, 0.0)?;
+    out.geometry = geometry;
     Ok(out)
 }

@@ -15,9 +15,11 @@ pub mod dextr3d;
 pub mod grid;
 pub mod segmentation;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aiaa_imaging::Volume;
+use aiaa_imaging::io::ImageInfo;
 use aiaa_proto::inference::v1::ModelInfo;
 use aiaa_transforms::{Data, Image, Kind, Pipeline};
 use serde_json::{Map, Value, json};
@@ -48,7 +50,29 @@ pub trait Engine: Send + Sync {
     /// Runs the model on `image` with the request's `params`; the mask lies on `image`'s
     /// grid.
     fn infer(&self, image: &Volume, params: &Map<String, Value>, timings: &mut Timings) -> Result<Outcome>;
+    /// [`Engine::infer`] on a shared image: an engine that transforms the whole image uses
+    /// it without a copy when no one else holds it (an inline image; a cached session
+    /// volume is copied).
+    fn infer_shared(
+        &self,
+        image: Arc<Volume>,
+        params: &Map<String, Value>,
+        timings: &mut Timings,
+    ) -> Result<Outcome> {
+        self.infer(&image, params, timings)
+    }
+    /// The most memory (bytes) the engine holds at once while it answers a request on an
+    /// image of `image`'s size with `params`, beyond the image itself and the encoded
+    /// result: the budget ([`crate::budget`]) is taken before the work starts. Checks the
+    /// params it reads (points inside the image), so a bad request fails here, early.
+    fn working_bytes(&self, image: &ImageInfo, params: &Map<String, Value>) -> Result<u64>;
 }
+
+/// Bytes a forward pass holds per voxel of its input (the input and output tensors, their
+/// copies in and out, the network's activations): measured on the served networks (deepbet
+/// on 256³: about 700 MB over the volume's own copies, some 44 bytes a voxel) and rounded up,
+/// so that an estimate errs on the side of refusing.
+pub const FORWARD_BYTES_PER_VOXEL: u64 = 64;
 
 /// An engine's answer.
 #[derive(Debug)]

@@ -36,8 +36,11 @@
 //! `resize` to 256³, both nearest, and percentile + z-score normalisation: see
 //! `models/segmentation_mri_brain/config.json`.
 
-use aiaa_imaging::Volume;
+use std::sync::Arc;
+
+use aiaa_imaging::io::ImageInfo;
 use aiaa_imaging::resample::Interpolation;
+use aiaa_imaging::{Geometry, Volume};
 use aiaa_proto::inference::v1::ModelInfo;
 use aiaa_transforms::{Data, Image, Kind, Pipeline};
 use serde::Deserialize;
@@ -45,8 +48,8 @@ use serde_json::{Map, Value, json};
 
 use super::grid::{Box3, Interp, paste, resize, resize_back};
 use super::{
-    Activation, Engine, EngineSpec, Outcome, Timings, extreme_points_json, labels_of, sample, take_image,
-    transforms, transforms_in,
+    Activation, Engine, EngineSpec, FORWARD_BYTES_PER_VOXEL, Outcome, Timings, extreme_points_json,
+    labels_of, sample, take_image, transforms, transforms_in,
 };
 use aiaa_nets::sliding_window::{BlendMode, SlidingWindow};
 
@@ -184,7 +187,7 @@ impl Segmentation {
                     lc.input_transforms.clone().unwrap_or(Value::Array(vec![])),
                 )]);
                 let input = transforms_in(c, &block, "input_transforms")?;
-                let path = c.resolve(&lc.model_path);
+                let path = c.resolve("locator.model_path", &lc.model_path)?;
                 let net = devices.load(&format!("{} (locator)", spec.name), &path)?;
                 Some(Locator {
                     net,
@@ -310,34 +313,47 @@ impl Segmentation {
     }
 }
 
-impl Engine for Segmentation {
-    fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-
-    fn infer(&self, image: &Volume, _params: &Map<String, Value>, t: &mut Timings) -> Result<Outcome> {
+impl Segmentation {
+    /// The flow of the module docs on an image the engine owns. Each stage's input is
+    /// dropped as soon as the next has what it needs: the whole image once cropped (not
+    /// copied when the crop is all of it), the crop once resized for the network, the
+    /// network's output once it is labels.
+    fn run(&self, image: Volume, t: &mut Timings) -> Result<Outcome> {
+        let geometry = image.geometry;
         let im = t.time("pre", || -> Result<Image> {
-            let mut d = sample(image.clone());
+            let mut d = sample(image);
             self.pre.run(&mut d, 0)?;
             take_image(&mut d, "image")
         })?;
-        let whole = &im.vol;
+        let Image { vol: whole, ops, .. } = im;
         let region = match &self.locator {
-            Some(loc) => self.locate(loc, whole, t)?,
+            Some(loc) => self.locate(loc, &whole, t)?,
             None => Box3 {
                 start: [0; 3],
                 size: whole.dims,
             },
         };
-        let crop = t.time("pre", || {
-            aiaa_imaging::crop::crop(whole, region.start, region.size)
-        })?;
-        let probs = match &self.mode {
-            Mode::Whole => self.run_net(&self.net, &self.input, crop, self.activation, t)?,
+        let (dims, grid) = (whole.dims, whole.geometry);
+        let crop = if region.start == [0; 3] && region.size == dims {
+            whole
+        } else {
+            t.time("pre", || {
+                aiaa_imaging::crop::crop(&whole, region.start, region.size)
+            })?
+        };
+        let labels = match &self.mode {
+            Mode::Whole => {
+                let probs = self.run_net(&self.net, &self.input, crop, self.activation, t)?;
+                t.time("post", || self.labels(&probs))?
+            }
             Mode::Resize { size, interpolation } => {
+                let (crop_dims, crop_grid) = (crop.dims, crop.geometry);
                 let x = t.time("pre", || resize(&crop, *size, *interpolation))?;
+                drop(crop);
                 let out = self.run_net(&self.net, &self.input, x, self.activation, t)?;
-                t.time("post", || resize_back(&out, &crop, *interpolation))?
+                t.time("post", || {
+                    self.labels_back(out, crop_dims, crop_grid, *interpolation)
+                })?
             }
             Mode::SlidingWindow {
                 roi_size,
@@ -349,24 +365,19 @@ impl Engine for Segmentation {
                     .with_overlap(*overlap)
                     .with_mode(BlendMode::parse(blend).unwrap_or(BlendMode::Gaussian))
                     .with_batch_size(*sw_batch_size);
-                self.sliding(&window, crop, t)?
+                let probs = self.sliding(&window, crop, t)?;
+                t.time("post", || self.labels(&probs))?
             }
         };
         let mask = t.time("post", || -> Result<Volume> {
-            let labels = match self.output_channel {
-                Some(c) => {
-                    let ch = probs.channel(c.min(probs.channels - 1))?;
-                    labels(&ch, self.thresh)?
-                }
-                None => labels(&probs, self.thresh)?,
-            };
-            let full = paste(&labels, whole, region.start)?;
+            let full = paste(&labels, dims, grid, region.start)?;
+            drop(labels);
             let mut d = Data::named("result");
             d.insert_image("model", Image::new(full, Kind::Label));
             self.post.run(&mut d, 0)?;
             let mask = take_image(&mut d, "model")?.vol;
-            let mut back = aiaa_transforms::invert(&mask, &im.ops, Interpolation::Nearest)?;
-            back.geometry = image.geometry;
+            let mut back = aiaa_transforms::invert(&mask, &ops, Interpolation::Nearest)?;
+            back.geometry = geometry;
             Ok(back)
         })?;
         let mut params = Map::new();
@@ -383,6 +394,94 @@ impl Engine for Segmentation {
             ),
         );
         Ok(Outcome { mask, params })
+    }
+
+    /// Labels from probabilities: `output_channel` > `thresh` when set, else the argmax.
+    fn labels(&self, probs: &Volume) -> Result<Volume> {
+        match self.output_channel {
+            Some(c) => labels(&probs.channel(c.min(probs.channels - 1))?, self.thresh),
+            None => labels(probs, self.thresh),
+        }
+    }
+
+    /// The network's output on its resized grid, back on the crop's grid (`dims`,
+    /// `geometry`) as labels. Nearest neighbour picks one source voxel per target voxel, so
+    /// labelling first and resizing the labels gives the same mask at one byte a voxel
+    /// instead of K floats; linear interpolation resizes only the channel the labels come
+    /// from (all of them for an argmax).
+    fn labels_back(
+        &self,
+        out: Volume,
+        dims: [usize; 3],
+        geometry: Geometry,
+        interp: Interp,
+    ) -> Result<Volume> {
+        if interp == Interp::Nearest {
+            let small = self.labels(&out)?;
+            drop(out);
+            return resize_back(&small, dims, geometry, Interp::Nearest);
+        }
+        let probs = match self.output_channel {
+            Some(c) => out.channel(c.min(out.channels - 1))?,
+            None => out,
+        };
+        let back = resize_back(&probs, dims, geometry, interp)?;
+        drop(probs);
+        labels(&back, self.thresh)
+    }
+}
+
+impl Engine for Segmentation {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn infer(&self, image: &Volume, _params: &Map<String, Value>, t: &mut Timings) -> Result<Outcome> {
+        self.run(image.clone(), t)
+    }
+
+    fn infer_shared(
+        &self,
+        image: Arc<Volume>,
+        _params: &Map<String, Value>,
+        t: &mut Timings,
+    ) -> Result<Outcome> {
+        self.run(
+            Arc::try_unwrap(image).unwrap_or_else(|shared| (*shared).clone()),
+            t,
+        )
+    }
+
+    /// The largest of the stages' holdings, per voxel `n` of the image (all channels):
+    /// the pre-transforms (the image's own copy, an `f32` version and a second `f32` copy,
+    /// as a percentile selection or a reorientation makes), the crop next to the whole
+    /// (`8n`), the forward pass ([`FORWARD_BYTES_PER_VOXEL`] a network input voxel; the
+    /// locator's, the resized input's, the windows' or the whole crop's) plus what lies on
+    /// the crop's grid meanwhile (sliding windows: the input, two blended output channels,
+    /// the weights), and the post-processing (the labels, their copy, the inverse
+    /// reorientation's: `3n`).
+    fn working_bytes(&self, image: &ImageInfo, _params: &Map<String, Value>) -> Result<u64> {
+        let n = image.voxel_count().saturating_mul(image.channels as u64);
+        let prod = |d: &[usize; 3]| d.iter().map(|&x| x as u64).product::<u64>();
+        let pre = n.saturating_mul(image.voxel_type.size() as u64 + 8);
+        let (net, on_crop) = match &self.mode {
+            Mode::Whole => (n, 0),
+            Mode::Resize { size, .. } => (prod(size), 0),
+            Mode::SlidingWindow {
+                roi_size,
+                sw_batch_size,
+                ..
+            } => (
+                prod(roi_size).saturating_mul(*sw_batch_size as u64),
+                n.saturating_mul(16),
+            ),
+        };
+        let locator = self.locator.as_ref().map_or(0, |l| prod(&l.config.size));
+        let forward = net
+            .max(locator)
+            .saturating_mul(FORWARD_BYTES_PER_VOXEL)
+            .saturating_add(on_crop);
+        Ok(pre.max(n.saturating_mul(8)).max(forward).max(n.saturating_mul(3)))
     }
 }
 

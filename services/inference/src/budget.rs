@@ -6,9 +6,11 @@
 //! decoded volume, the engine's working copies ([`crate::engines::Engine::working_bytes`])
 //! and the encoded result. Each step first checks the request's own limit (more: refused
 //! with OUT_OF_RANGE naming the limit and the cost, the gateway's 400) and then takes the
-//! bytes from the shared budget without waiting (none left: RESOURCE_EXHAUSTED, the
-//! gateway's 503 with `Retry-After`). The reservation returns its bytes when the request
-//! ends, however it ends.
+//! bytes from the shared budget, waiting in line (first come, first served) at most
+//! `--inference-memory-wait` for requests in flight to give theirs back: four clicks at
+//! once on a big CT queue briefly instead of failing. Still none left after the wait:
+//! RESOURCE_EXHAUSTED, the gateway's 503 with `Retry-After`. The reservation returns its
+//! bytes when the request ends, however it ends.
 //!
 //! Defaults follow the memory the process may use ([`memory_limit`]: the cgroup's limit in
 //! a container, else the machine's RAM): half of it for requests in flight (one request may
@@ -16,6 +18,7 @@
 //! process itself (libtorch, models, buffers) and headroom.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -139,17 +142,20 @@ pub struct Limits {
     pub per_request: u64,
     /// Bytes of decoded session volumes kept.
     pub cache: u64,
+    /// How long a request waits for bytes others hold.
+    pub wait: Duration,
 }
 
 impl Limits {
     /// Resolves `auto` against `memory` (the bytes the process may use): half of it for
     /// requests, one request up to all of that, an eighth (at most 2 GiB) for the cache.
-    pub fn resolve(budget: Size, per_request: Size, cache: Size, memory: u64) -> Limits {
+    pub fn resolve(budget: Size, per_request: Size, cache: Size, memory: u64, wait: Duration) -> Limits {
         let budget = budget.or(memory / 2);
         Limits {
             budget,
             per_request: per_request.or(budget).min(budget),
             cache: cache.or((memory / 8).min(2 << 30)),
+            wait,
         }
     }
 }
@@ -160,6 +166,7 @@ pub struct Budget {
     units: Arc<Semaphore>,
     total: u64,
     per_request: u64,
+    wait: Duration,
 }
 
 /// Bytes as MiB, for messages.
@@ -168,13 +175,15 @@ pub fn mib(bytes: u64) -> String {
 }
 
 impl Budget {
-    /// A budget of `total` bytes, at most `per_request` for one request.
-    pub fn new(total: u64, per_request: u64) -> Budget {
+    /// A budget of `total` bytes, at most `per_request` for one request; a request waits
+    /// at most `wait` for bytes held by others (zero: refused at once).
+    pub fn new(total: u64, per_request: u64, wait: Duration) -> Budget {
         let units = (total / UNIT).min(Semaphore::MAX_PERMITS as u64) as usize;
         Budget {
             units: Arc::new(Semaphore::new(units)),
             total,
             per_request: per_request.min(total),
+            wait,
         }
     }
 
@@ -221,7 +230,7 @@ impl Reservation {
     /// Grows the reservation to `bytes` in all (no-op when it already holds that much).
     /// `what` says what the bytes are for, in the refusal (e.g. "the 512x512x600 image
     /// decoded and the segmentation engine's working copies").
-    pub fn grow_to(&mut self, bytes: u64, what: &dyn Fn() -> String) -> Result<()> {
+    pub async fn grow_to(&mut self, bytes: u64, what: &(dyn Fn() -> String + Sync)) -> Result<()> {
         let per_request = self.budget.per_request;
         if bytes > per_request {
             return Err(InferenceError::TooLarge(format!(
@@ -237,19 +246,26 @@ impl Reservation {
             return Ok(());
         }
         let more = (want - self.units) as u32;
-        let permit = self
-            .budget
-            .units
-            .clone()
-            .try_acquire_many_owned(more)
-            .map_err(|_| {
-                metrics::counter!("aiaa_inference_rejected_total", "reason" => "memory").increment(1);
-                InferenceError::MemoryBusy {
-                    needed: bytes,
-                    in_use: self.budget.in_use(),
-                    budget: self.budget.total,
-                }
-            })?;
+        let units = self.budget.units.clone();
+        let permit = match units.clone().try_acquire_many_owned(more) {
+            Ok(permit) => Some(permit),
+            Err(_) if self.budget.wait.is_zero() => None,
+            Err(_) => {
+                let waiting = metrics::gauge!("aiaa_inference_memory_waiting");
+                waiting.increment(1.0);
+                let got = tokio::time::timeout(self.budget.wait, units.acquire_many_owned(more)).await;
+                waiting.decrement(1.0);
+                got.ok().and_then(|p| p.ok())
+            }
+        };
+        let Some(permit) = permit else {
+            metrics::counter!("aiaa_inference_rejected_total", "reason" => "memory").increment(1);
+            return Err(InferenceError::MemoryBusy {
+                needed: bytes,
+                in_use: self.budget.in_use(),
+                budget: self.budget.total,
+            });
+        };
         match &mut self.held {
             Some(held) => held.merge(permit),
             None => self.held = Some(permit),
@@ -260,8 +276,8 @@ impl Reservation {
     }
 
     /// Grows the reservation by `bytes`.
-    pub fn grow_by(&mut self, bytes: u64, what: &dyn Fn() -> String) -> Result<()> {
-        self.grow_to(self.bytes().saturating_add(bytes), what)
+    pub async fn grow_by(&mut self, bytes: u64, what: &(dyn Fn() -> String + Sync)) -> Result<()> {
+        self.grow_to(self.bytes().saturating_add(bytes), what).await
     }
 }
 
@@ -291,22 +307,30 @@ mod tests {
 
     #[test]
     fn auto_follows_the_memory() {
-        let l = Limits::resolve(Size::Auto, Size::Auto, Size::Auto, 8 << 30);
+        let l = Limits::resolve(Size::Auto, Size::Auto, Size::Auto, 8 << 30, Duration::ZERO);
         assert_eq!(
             l,
             Limits {
                 budget: 4 << 30,
                 per_request: 4 << 30,
-                cache: 1 << 30
+                cache: 1 << 30,
+                wait: Duration::ZERO
             }
         );
-        let l = Limits::resolve(Size::Auto, Size::Bytes(1 << 30), Size::Auto, 64 << 30);
+        let l = Limits::resolve(
+            Size::Auto,
+            Size::Bytes(1 << 30),
+            Size::Auto,
+            64 << 30,
+            Duration::ZERO,
+        );
         assert_eq!(
             l,
             Limits {
                 budget: 32 << 30,
                 per_request: 1 << 30,
-                cache: 2 << 30
+                cache: 2 << 30,
+                wait: Duration::ZERO
             }
         );
         // One request never gets more than the whole budget.
@@ -315,34 +339,65 @@ mod tests {
             Size::Bytes(8 << 30),
             Size::Bytes(0),
             64 << 30,
+            Duration::ZERO,
         );
         assert_eq!(l.per_request, 1 << 30);
         assert!(memory_limit() > 64 << 20, "{}", memory_limit());
     }
 
-    #[test]
-    fn reservations_are_checked_and_returned() {
-        let b = Budget::new(100 * UNIT, 60 * UNIT);
+    #[tokio::test]
+    async fn reservations_are_checked_and_returned() {
+        let b = Budget::new(100 * UNIT, 60 * UNIT, Duration::ZERO);
         let what = || "test".to_string();
         let mut r1 = b.reserve();
-        r1.grow_to(10 * UNIT, &what).unwrap();
-        r1.grow_by(40 * UNIT, &what).unwrap();
+        r1.grow_to(10 * UNIT, &what).await.unwrap();
+        r1.grow_by(40 * UNIT, &what).await.unwrap();
         assert_eq!(b.in_use(), 50 * UNIT);
         // One request: its own limit first, named.
-        let e = r1.grow_to(61 * UNIT, &what).unwrap_err();
+        let e = r1.grow_to(61 * UNIT, &what).await.unwrap_err();
         assert!(matches!(e, InferenceError::TooLarge(_)), "{e}");
         assert!(e.to_string().contains("--inference-max-request-bytes"), "{e}");
         // Then the shared budget: 50 + 60 > 100 is busy, not too large.
         let mut r2 = b.reserve();
-        let e = r2.grow_to(60 * UNIT + 1, &what).unwrap_err();
+        let e = r2.grow_to(60 * UNIT + 1, &what).await.unwrap_err();
         assert!(matches!(e, InferenceError::TooLarge(_)), "{e}");
-        let e = r2.grow_to(60 * UNIT, &what).unwrap_err();
+        let e = r2.grow_to(60 * UNIT, &what).await.unwrap_err();
         assert!(matches!(e, InferenceError::MemoryBusy { .. }), "{e}");
         drop(r1);
         assert_eq!(b.in_use(), 0);
-        r2.grow_to(60 * UNIT, &what).unwrap();
+        r2.grow_to(60 * UNIT, &what).await.unwrap();
         assert_eq!(b.in_use(), 60 * UNIT);
         drop(r2);
         assert_eq!(b.in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_request_waits_in_line_for_memory_then_gives_up() {
+        let b = Budget::new(100 * UNIT, 100 * UNIT, Duration::from_millis(300));
+        let what = || "test".to_string();
+        let mut first = b.reserve();
+        first.grow_to(80 * UNIT, &what).await.unwrap();
+        // Freed while the second waits: it gets its bytes.
+        let waiter = {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let mut r = b.reserve();
+                r.grow_to(50 * UNIT, &|| "second".to_string())
+                    .await
+                    .map(|_| r.bytes())
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(first);
+        assert_eq!(waiter.await.unwrap().unwrap(), 50 * UNIT);
+        // Not freed within the wait: busy, and nothing is left held.
+        let mut hold = b.reserve();
+        hold.grow_to(80 * UNIT, &what).await.unwrap();
+        let t = std::time::Instant::now();
+        let mut late = b.reserve();
+        let e = late.grow_to(50 * UNIT, &what).await.unwrap_err();
+        assert!(matches!(e, InferenceError::MemoryBusy { .. }), "{e}");
+        assert!(t.elapsed() >= Duration::from_millis(300), "{:?}", t.elapsed());
+        assert_eq!(b.in_use(), 80 * UNIT);
     }
 }

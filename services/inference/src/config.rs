@@ -65,6 +65,11 @@ pub struct InferenceArgs {
     /// half of the memory the process may use (its cgroup limit, else the RAM).
     #[arg(id = "inference_memory_budget", long = "inference-memory-budget", env = "AIAA_INFERENCE_MEMORY_BUDGET", default_value = "auto", value_parser = parse_size)]
     pub memory_budget: Size,
+    /// How long a request waits in line for memory held by requests in flight before it
+    /// is refused with RESOURCE_EXHAUSTED (503 + Retry-After), e.g. `30s`; `0s` refuses at
+    /// once.
+    #[arg(id = "inference_memory_wait", long = "inference-memory-wait", env = "AIAA_INFERENCE_MEMORY_WAIT", default_value = "30s", value_parser = parse_duration)]
+    pub memory_wait: Duration,
     /// Bytes one request may hold (its image decoded, the engine's working copies, the
     /// result); more is refused before any work with OUT_OF_RANGE (the gateway's 400) naming
     /// the limit and the request's cost. `auto`: the whole memory budget.
@@ -123,6 +128,7 @@ impl Default for InferenceArgs {
             cache_bytes: Size::Auto,
             cache_check_interval: Duration::from_secs(30),
             memory_budget: Size::Auto,
+            memory_wait: Duration::from_secs(30),
             max_request_bytes: Size::Auto,
             model_roots: Vec::new(),
             max_image_bytes: 2 << 30,
@@ -179,6 +185,7 @@ impl InferenceArgs {
             self.max_request_bytes,
             self.cache_bytes,
             crate::budget::memory_limit(),
+            self.memory_wait,
         )
     }
 

@@ -282,7 +282,7 @@ impl Images {
                             item.size, self.max_bytes
                         )));
                     }
-                    reservation.grow_by(item.size, &fetching)?;
+                    reservation.grow_by(item.size, &fetching).await?;
                     reserved = item.size;
                     format = item.format;
                     bytes.reserve_exact(item.size as usize);
@@ -296,7 +296,7 @@ impl Images {
                         )));
                     }
                     if total > reserved {
-                        reservation.grow_by(total - reserved, &fetching)?;
+                        reservation.grow_by(total - reserved, &fetching).await?;
                         reserved = total;
                     }
                     bytes.extend_from_slice(&c.data);

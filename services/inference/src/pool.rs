@@ -124,11 +124,12 @@ impl ModelConfig {
             .get("model_path")
             .and_then(Value::as_str)
             .ok_or_else(|| bad("\"model_path\" (the TorchScript file) is missing".into()))?;
-        let model_path = resolve(dir, model_path);
+        let written = model_path;
+        let model_path = resolve(dir, written);
         let (model_path, dir) = match roots {
             None => (model_path, dir.to_path_buf()),
             Some(roots) => {
-                let path = confine(&model_path, roots, "model_path")?;
+                let path = confine(&model_path, written, roots, "model_path")?;
                 let folder = path.parent().map(Path::to_path_buf).unwrap_or_default();
                 (path, folder)
             }
@@ -187,7 +188,7 @@ impl ModelConfig {
         let p = resolve(&self.dir, path);
         match &self.roots {
             None => Ok(p),
-            Some(roots) => confine(&p, roots, key),
+            Some(roots) => confine(&p, path, roots, key),
         }
     }
 }
@@ -218,12 +219,12 @@ fn normalise(path: &Path) -> PathBuf {
 /// `key` and the flag. Checked twice: on the path as written (`..` resolved), then on the
 /// real path (symbolic links followed) once it is known to exist, so a link cannot lead
 /// out; a path outside is refused before the file system is asked about it, so the answer
-/// never tells whether it exists.
-pub fn confine(path: &Path, roots: &[PathBuf], key: &str) -> Result<PathBuf> {
+/// never tells whether it exists. Errors show the path as the caller wrote it (`shown`),
+/// never the server's folders.
+pub fn confine(path: &Path, shown: &str, roots: &[PathBuf], key: &str) -> Result<PathBuf> {
     let outside = || {
         InferenceError::Invalid(format!(
-            "{key} {:?} is outside the folders models are loaded from (--inference-model-roots, AIAA_INFERENCE_MODEL_ROOTS)",
-            path.display().to_string()
+            "{key} {shown:?} is outside the folders models are loaded from (--inference-model-roots, AIAA_INFERENCE_MODEL_ROOTS)"
         ))
     };
     let written = normalise(path);
@@ -231,10 +232,7 @@ pub fn confine(path: &Path, roots: &[PathBuf], key: &str) -> Result<PathBuf> {
         return Err(outside());
     }
     let real = written.canonicalize().map_err(|_| {
-        InferenceError::Invalid(format!(
-            "{key} {:?}: no such file in the model folders",
-            path.display().to_string()
-        ))
+        InferenceError::Invalid(format!("{key} {shown:?}: no such file in the model folders"))
     })?;
     if !roots
         .iter()
@@ -244,10 +242,7 @@ pub fn confine(path: &Path, roots: &[PathBuf], key: &str) -> Result<PathBuf> {
         return Err(outside());
     }
     if !real.is_file() {
-        return Err(InferenceError::Invalid(format!(
-            "{key} {:?} is not a file",
-            path.display().to_string()
-        )));
+        return Err(InferenceError::Invalid(format!("{key} {shown:?} is not a file")));
     }
     Ok(real)
 }

@@ -71,7 +71,7 @@ impl InferenceApi {
             workers: Arc::new(Semaphore::new(
                 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
-            budget: Budget::new(limits.budget, limits.per_request),
+            budget: Budget::new(limits.budget, limits.per_request, limits.wait),
         }
     }
 
@@ -162,7 +162,8 @@ impl InferenceApi {
                 crate::budget::mib(working),
                 crate::budget::mib(result)
             )
-        })?;
+        })
+        .await?;
         let limit = ReadOptions {
             max_bytes: self.budget.per_request(),
         };
@@ -226,7 +227,7 @@ impl InferenceApi {
                             self.images.max_bytes()
                         )));
                     }
-                    reservation.grow_by(c.len() as u64, &what)?;
+                    reservation.grow_by(c.len() as u64, &what).await?;
                     bytes.extend_from_slice(&c);
                 }
                 _ => return Err(InferenceError::Invalid("a second InferHeader in one call".into())),

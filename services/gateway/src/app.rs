@@ -1,24 +1,26 @@
-//! The axum application: shared state, the route table, multipart bodies read under the
-//! limits ([`crate::form`]), and the layers every request goes through (trailing-slash normalisation, a
-//! span whose parent is the caller's W3C trace context, request counts and latencies,
-//! panics turned into a 500 JSON answer). Unknown routes answer 404 JSON.
+//! The axum application: shared state, the route table ([`ROUTES`], the one list of the REST
+//! API: the router is built from it, and so is the authentication test of every route),
+//! multipart bodies read under the limits ([`crate::form`]), and the layers every request
+//! goes through (trailing-slash normalisation, a span whose parent is the caller's W3C trace
+//! context, request counts and latencies, panics turned into a 500 JSON answer, and on each
+//! route the authentication of [`crate::auth`]). Unknown routes answer 404 JSON.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aiaa_runtime::config::Secret;
 use aiaa_runtime::telemetry;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use http::HeaderMap;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
+use crate::auth::{self, Access, Gate};
 use crate::backend::Backends;
 use crate::error::{GatewayError, Result};
 use crate::form::{self, Form, FormLimits};
@@ -43,8 +45,78 @@ pub struct App {
     pub max_spool_bytes: u64,
     /// Longest session lifetime asked of the datastore.
     pub session_max_expiry: Duration,
-    /// The admin API key, when one is configured.
-    pub admin_key: Option<Arc<Secret>>,
+    /// Who may call what (the API key, the trusted networks).
+    pub gate: Arc<Gate>,
+}
+
+/// One REST route: method, path (axum syntax, no trailing slash) and who may call it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// `GET`, `PUT`, `POST` or `DELETE`.
+    pub method: &'static str,
+    /// The path, e.g. `/session/{id}`.
+    pub path: &'static str,
+    /// Who may call it when an API key is configured.
+    pub access: Access,
+    /// `METHOD /path`, for messages.
+    pub name: &'static str,
+}
+
+macro_rules! route {
+    ($access:ident $method:literal $path:literal) => {
+        Route {
+            method: $method,
+            path: $path,
+            access: Access::$access,
+            name: concat!($method, " ", $path),
+        }
+    };
+}
+
+/// Every route of the REST API. The router is built from this list (a route missing from
+/// it is not served), and `tests/tests/auth_matrix.rs` calls each one with and without the
+/// key, so a new route cannot be left open by mistake.
+pub const ROUTES: &[Route] = &[
+    route!(Open "GET" "/livez"),
+    route!(Open "GET" "/readyz"),
+    route!(Open "GET" "/metrics"),
+    route!(Annotate "GET" "/v1/models"),
+    route!(Annotate "PUT" "/session"),
+    route!(Annotate "GET" "/session/{id}"),
+    route!(Annotate "DELETE" "/session/{id}"),
+    route!(Annotate "POST" "/v1/segmentation"),
+    route!(Annotate "POST" "/v1/dextr3d"),
+    route!(Annotate "POST" "/v1/deepgrow"),
+    route!(Annotate "POST" "/v1/inference"),
+    route!(Annotate "POST" "/v1/mask2polygon"),
+    route!(Annotate "POST" "/v1/fixpolygon"),
+    route!(Admin "GET" "/admin/model/{name}"),
+    route!(Admin "PUT" "/admin/model/{name}"),
+    route!(Admin "DELETE" "/admin/model/{name}"),
+];
+
+/// The handler of a route of [`ROUTES`].
+fn handler(route: &Route) -> MethodRouter<App> {
+    use routes::{admin, health, infer, models, polygons, sessions};
+    match (route.method, route.path) {
+        ("GET", "/livez") => get(health::livez),
+        ("GET", "/readyz") => get(health::readyz),
+        ("GET", "/metrics") => get(health::metrics),
+        ("GET", "/v1/models") => get(models::list),
+        ("PUT", "/session") => put(sessions::create),
+        ("GET", "/session/{id}") => get(sessions::info),
+        ("DELETE", "/session/{id}") => delete(sessions::delete),
+        ("POST", "/v1/segmentation") => post(infer::segmentation),
+        ("POST", "/v1/dextr3d") => post(infer::dextr3d),
+        ("POST", "/v1/deepgrow") => post(infer::deepgrow),
+        ("POST", "/v1/inference") => post(infer::inference),
+        ("POST", "/v1/mask2polygon") => post(polygons::mask2polygon),
+        ("POST", "/v1/fixpolygon") => post(polygons::fixpolygon),
+        ("GET", "/admin/model/{name}") => get(admin::get),
+        ("PUT", "/admin/model/{name}") => put(admin::put),
+        ("DELETE", "/admin/model/{name}") => delete(admin::delete),
+        (method, path) => panic!("{method} {path} is in ROUTES but has no handler"),
+    }
 }
 
 /// Most bytes of `params` on the model endpoints: they travel to the inference service
@@ -128,30 +200,21 @@ async fn observe(req: Request, next: Next) -> Response {
     response
 }
 
-/// The route table with its layers (before trailing-slash normalisation).
+/// The route table with its layers (before trailing-slash normalisation): each route of
+/// [`ROUTES`] behind its authentication ([`auth::middleware`]); unknown routes 404.
 pub fn router(app: App) -> Router {
-    Router::new()
-        .route("/livez", get(routes::health::livez))
-        .route("/readyz", get(routes::health::readyz))
-        .route("/metrics", get(routes::health::metrics))
-        .route("/v1/models", get(routes::models::list))
-        .route("/session", put(routes::sessions::create))
-        .route(
-            "/session/{id}",
-            get(routes::sessions::info).delete(routes::sessions::delete),
-        )
-        .route("/v1/segmentation", post(routes::infer::segmentation))
-        .route("/v1/dextr3d", post(routes::infer::dextr3d))
-        .route("/v1/deepgrow", post(routes::infer::deepgrow))
-        .route("/v1/inference", post(routes::infer::inference))
-        .route("/v1/mask2polygon", post(routes::polygons::mask2polygon))
-        .route("/v1/fixpolygon", post(routes::polygons::fixpolygon))
-        .route(
-            "/admin/model/{name}",
-            get(routes::admin::get)
-                .put(routes::admin::put)
-                .delete(routes::admin::delete),
-        )
+    let mut router = Router::new();
+    for route in ROUTES {
+        let guard = auth::Guard {
+            gate: app.gate.clone(),
+            access: route.access,
+            route: route.name,
+        };
+        let method_router =
+            handler(route).route_layer(axum::middleware::from_fn_with_state(guard, auth::middleware));
+        router = router.route(route.path, method_router);
+    }
+    router
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
         .layer(axum::middleware::from_fn(observe))
@@ -163,4 +226,100 @@ pub fn router(app: App) -> Router {
             },
         ))
         .with_state(app)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiaa_runtime::config::Secret;
+    use tower::ServiceExt;
+
+    fn app(key: Option<&str>) -> App {
+        App {
+            backends: Backends::new("http://127.0.0.1:1", None, Duration::from_secs(1), 1 << 20).unwrap(),
+            max_body_bytes: 1 << 20,
+            max_params_bytes: 1 << 20,
+            max_polygon_vertices: 1000,
+            max_image_bytes: 1 << 20,
+            spool_dir: Arc::new(std::env::temp_dir()),
+            max_spool_bytes: 1 << 20,
+            session_max_expiry: Duration::from_secs(60),
+            gate: Arc::new(Gate::new(key.map(Secret::new), Vec::new()).unwrap()),
+        }
+    }
+
+    fn request(method: &str, path: &str) -> http::Request<Body> {
+        http::Request::builder()
+            .method(method)
+            .uri(path.replace("{id}", "x").replace("{name}", "x"))
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    #[test]
+    fn every_route_is_listed_once_and_has_a_handler() {
+        for (i, route) in ROUTES.iter().enumerate() {
+            assert!(
+                !ROUTES[..i]
+                    .iter()
+                    .any(|r| (r.method, r.path) == (route.method, route.path)),
+                "{route:?}"
+            );
+            assert_eq!(route.name, format!("{} {}", route.method, route.path));
+            // Panics for a route without a handler.
+            let _ = handler(route);
+        }
+        let open: Vec<&str> = ROUTES
+            .iter()
+            .filter(|r| r.access == Access::Open)
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(open, ["/livez", "/readyz", "/metrics"]);
+        assert!(
+            ROUTES
+                .iter()
+                .filter(|r| r.path.starts_with("/admin/"))
+                .all(|r| r.access == Access::Admin)
+        );
+    }
+
+    #[tokio::test]
+    async fn with_a_key_every_route_but_the_open_ones_answers_401_without_it() {
+        let router = router(app(Some("k1")));
+        for route in ROUTES {
+            let answer = router
+                .clone()
+                .oneshot(request(route.method, route.path))
+                .await
+                .unwrap();
+            if route.access == Access::Open {
+                assert_ne!(answer.status().as_u16(), 401, "{route:?}");
+            } else {
+                assert_eq!(answer.status().as_u16(), 401, "{route:?}");
+                assert_eq!(
+                    answer.headers()[http::header::WWW_AUTHENTICATE],
+                    "Bearer realm=\"aiaa\""
+                );
+            }
+        }
+        // Unknown routes keep their 404.
+        let answer = router
+            .clone()
+            .oneshot(request("GET", "/v2/nothing"))
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 404);
+        let answer = router.oneshot(request("POST", "/v1/models")).await.unwrap();
+        assert_eq!(answer.status().as_u16(), 404);
+        // Without a key nothing answers 401.
+        let open = super::router(app(None));
+        for route in ROUTES {
+            let answer = open
+                .clone()
+                .oneshot(request(route.method, route.path))
+                .await
+                .unwrap();
+            assert_ne!(answer.status().as_u16(), 401, "{route:?}");
+        }
+    }
 }

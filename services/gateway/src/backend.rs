@@ -1,19 +1,22 @@
 //! The gRPC backends the gateway translates to: the datastore (sessions) and, when
 //! configured, the inference service (models). Channels connect lazily and reconnect by
 //! themselves, so the gateway starts while a backend is still down and recovers when it
-//! comes back without a restart of its own. Every call carries the trace context and the
-//! API key (through the runtime's `ClientInterceptor`).
+//! comes back without a restart of its own. Every call carries the trace context (the
+//! runtime's `ClientInterceptor`, given no key) and the credentials and `x-aiaa-client`
+//! identity of the REST caller it is made for ([`CallerInterceptor`], see [`crate::caller`]):
+//! the gateway has no credentials of its own on these channels.
 
 use std::time::Duration;
 
 use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
 use aiaa_proto::inference::v1::inference_service_client::InferenceServiceClient;
 use aiaa_runtime::client::AiaaChannel;
-use aiaa_runtime::config::Secret;
+use tonic::service::interceptor::InterceptedService;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+use crate::caller::CallerInterceptor;
 use crate::error::{GatewayError, Result};
 
 /// The datastore's gRPC service name, as its health reports it.
@@ -21,22 +24,27 @@ pub const DATASTORE_SERVICE: &str = "aiaa.datastore.v1.DatastoreService";
 /// The inference service's gRPC service name, as its health reports it.
 pub const INFERENCE_SERVICE: &str = "aiaa.inference.v1.InferenceService";
 
+/// A backend channel: trace context, then the current caller's credentials and identity.
+pub type BackendChannel = InterceptedService<AiaaChannel, CallerInterceptor>;
+
 /// A lazily connecting channel to `addr` (`http://host:port` or `host:port`).
-pub fn lazy_channel(addr: &str, key: Option<Secret>) -> Result<AiaaChannel> {
-    aiaa_runtime::client::lazy(addr, key).map_err(|e| GatewayError::Internal(format!("backend address: {e}")))
+pub fn lazy_channel(addr: &str) -> Result<BackendChannel> {
+    let channel = aiaa_runtime::client::lazy(addr, None)
+        .map_err(|e| GatewayError::Internal(format!("backend address: {e}")))?;
+    Ok(InterceptedService::new(channel, CallerInterceptor))
 }
 
 /// The gateway's backends.
 #[derive(Clone)]
 pub struct Backends {
     /// The datastore.
-    pub datastore: DatastoreServiceClient<AiaaChannel>,
+    pub datastore: DatastoreServiceClient<BackendChannel>,
     /// Its health.
-    pub datastore_health: HealthClient<AiaaChannel>,
+    pub datastore_health: HealthClient<BackendChannel>,
     /// The inference service, when configured.
-    pub inference: Option<InferenceServiceClient<AiaaChannel>>,
+    pub inference: Option<InferenceServiceClient<BackendChannel>>,
     /// Its health, when configured.
-    pub inference_health: Option<HealthClient<AiaaChannel>>,
+    pub inference_health: Option<HealthClient<BackendChannel>>,
     /// How long one backend call may take.
     pub timeout: Duration,
 }
@@ -46,14 +54,13 @@ impl Backends {
     pub fn new(
         datastore_url: &str,
         inference_url: Option<&str>,
-        key: Option<Secret>,
         timeout: Duration,
         max_message_bytes: usize,
     ) -> Result<Self> {
-        let ds = lazy_channel(datastore_url, key.clone())?;
+        let ds = lazy_channel(datastore_url)?;
         let (inference, inference_health) = match inference_url {
             Some(url) => {
-                let channel = lazy_channel(url, key)?;
+                let channel = lazy_channel(url)?;
                 (
                     Some(
                         InferenceServiceClient::new(channel.clone())
@@ -77,7 +84,7 @@ impl Backends {
     }
 
     /// The inference client, or 503 naming the missing configuration.
-    pub fn inference(&self) -> Result<InferenceServiceClient<AiaaChannel>> {
+    pub fn inference(&self) -> Result<InferenceServiceClient<BackendChannel>> {
         self.inference.clone().ok_or_else(|| {
             GatewayError::unavailable(
                 "inference service not configured: start the gateway with --inference-url (AIAA_INFERENCE_URL)",
@@ -103,7 +110,7 @@ impl Backends {
 }
 
 async fn serving(
-    mut health: HealthClient<AiaaChannel>,
+    mut health: HealthClient<BackendChannel>,
     service: &str,
     what: &str,
 ) -> std::result::Result<(), String> {

@@ -1,12 +1,14 @@
 //! The gateway's config block, [`GatewayArgs`]: every flag is `long` with an `AIAA_`
 //! environment variable, so that `aiaa up` can flatten it next to the other services' blocks.
-//! The admin API key comes from the runtime's `AuthArgs`, passed to [`crate::start`].
+//! The API key comes from the runtime's `AuthArgs`, passed to [`crate::start`].
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use aiaa_runtime::RuntimeError;
 use aiaa_runtime::config::parse_duration;
+
+use crate::auth::Networks;
 
 /// The gateway's settings.
 #[derive(Clone, Debug, clap::Args)]
@@ -109,6 +111,22 @@ pub struct GatewayArgs {
         env = "AIAA_GATEWAY_SPOOL_DIR"
     )]
     pub spool_dir: Option<std::path::PathBuf>,
+    /// Networks whose clients may annotate without credentials when an API key is set
+    /// (`CIDR[,CIDR...]`, e.g. `10.20.0.0/16,127.0.0.1/32`; default: none). NVIDIA's AIAA
+    /// clients send no key: requests without an `Authorization` header from these peer
+    /// addresses are served under the gateway's own key (sessions, models, inference; never
+    /// the admin API). A wrong key is refused from them too. The address is the TCP peer's:
+    /// behind a proxy, the proxy's.
+    #[arg(
+        id = "gateway_anonymous_from",
+        long = "gateway-anonymous-from",
+        env = "AIAA_GATEWAY_ANONYMOUS_FROM",
+        value_name = "CIDR[,CIDR...]",
+        default_value = "",
+        hide_default_value = true,
+        value_parser = crate::auth::parse_networks
+    )]
+    pub anonymous_from: Networks,
 }
 
 impl Default for GatewayArgs {
@@ -130,6 +148,7 @@ impl Default for GatewayArgs {
             max_image_bytes: 1 << 30,
             max_spool_bytes: 4 << 30,
             spool_dir: None,
+            anonymous_from: Networks::default(),
         }
     }
 }
@@ -299,6 +318,31 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("--gateway-max-body-bytes")
+        );
+        assert!(cli.args.anonymous_from.0.is_empty());
+        let cli = Cli::try_parse_from([
+            "x",
+            "--gateway-anonymous-from",
+            "10.20.0.0/16, 127.0.0.1,fd00::/8",
+        ])
+        .unwrap();
+        let nets: Vec<String> = cli
+            .args
+            .anonymous_from
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["10.20.0.0/16", "127.0.0.1/32", "fd00::/8"]);
+        let cli = Cli::try_parse_from(["x", "--gateway-anonymous-from", ""]).unwrap();
+        assert!(cli.args.anonymous_from.0.is_empty());
+        let err = Cli::try_parse_from(["x", "--gateway-anonymous-from", "127.0.0.1/32,10.0.0/8"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("--gateway-anonymous-from") && err.contains("10.0.0/8"),
+            "{err}"
         );
         let cli = Cli::try_parse_from(["x", "--inference-url", "ftp://x:1"]).unwrap();
         assert!(

@@ -19,16 +19,22 @@
 //! [`TimedIo`]'s record of the socket's activity; [`RateBody`] enforces the body rate while
 //! a request is being handled.
 //! HTTP/1.0, HTTP/1.1 (keep-alive) and HTTP/2 (prior knowledge) are served, as before.
+//!
+//! Each request carries its connection's peer address as axum's `ConnectInfo<SocketAddr>`
+//! extension, taken from `accept` (never from a header such as `X-Forwarded-For`): the
+//! address [`crate::auth`] checks against the trusted networks.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -84,8 +90,8 @@ where
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
                 // Out of file descriptors, say: wait a little rather than spin.
@@ -118,6 +124,7 @@ where
             inner: service.clone(),
             state: state.clone(),
             limits,
+            peer,
         };
         let builder = builder.clone();
         let shutdown = shutdown.clone();
@@ -422,13 +429,15 @@ impl Drop for TimedIo {
     }
 }
 
-/// The per-connection service: marks requests in flight (suspending the socket deadlines)
-/// and wraps their bodies in [`RateBody`].
+/// The per-connection service: marks requests in flight (suspending the socket deadlines),
+/// wraps their bodies in [`RateBody`] and tags them with the peer address.
 #[derive(Clone)]
 struct ConnService<S> {
     inner: S,
     state: Arc<ConnState>,
     limits: ConnLimits,
+    /// The connection's peer, as `accept` gave it.
+    peer: SocketAddr,
 }
 
 impl<S> hyper::service::Service<Request<Incoming>> for ConnService<S>
@@ -447,7 +456,8 @@ where
         self.state.begin();
         let in_flight = InFlight(self.state.clone());
         let limits = self.limits;
-        let req = req.map(|body| RateBody::new(body, limits.body_min_rate, limits.body_rate_window));
+        let mut req = req.map(|body| RateBody::new(body, limits.body_min_rate, limits.body_rate_window));
+        req.extensions_mut().insert(ConnectInfo(self.peer));
         let call = tower::ServiceExt::oneshot(self.inner.clone(), req);
         Box::pin(async move {
             let response = call.await;

@@ -1,9 +1,11 @@
 //! The gateway's one error type, [`GatewayError`], mapped once to HTTP: a JSON body
 //! `{"error": {"message": ["..."], "type": "..."}, "success": false}` with an exact
-//! Content-Length and the status the AIAA clients expect (400, 403, 404, 408, 413, 440, 503,
-//! 507, 500).
+//! Content-Length and the status the AIAA clients expect (400, 401, 404, 408, 413, 429, 440,
+//! 503, 507, 500).
 //! Backend failures arrive as `tonic::Status` and are mapped by [`GatewayError::from_status`],
-//! which knows what the call was about (a NOT_FOUND session is 440, a NOT_FOUND model 404).
+//! which knows what the call was about (a NOT_FOUND session is 440, a NOT_FOUND model 404)
+//! and reads the datastore's `aiaa-reason` metadata on RESOURCE_EXHAUSTED (`quota`: 429,
+//! `insufficient-storage`: 507).
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
@@ -22,9 +24,12 @@ pub enum GatewayError {
     /// An unknown route or model (404).
     #[error("{0}")]
     NotFound(String),
-    /// An admin call without the right API key (403).
+    /// A call without the right API key (401, with `WWW-Authenticate: Bearer realm="aiaa"`).
     #[error("{0}")]
-    Forbidden(String),
+    Unauthorized(String),
+    /// The caller has used up its quota (429; the datastore's per-client session quota).
+    #[error("{0}")]
+    Quota(String),
     /// The request body is larger than the limit (413).
     #[error(
         "the request body exceeds the limit of {limit} bytes (--gateway-max-body-bytes, AIAA_GATEWAY_MAX_BODY_BYTES)"
@@ -72,6 +77,9 @@ pub enum Subject {
     Other,
 }
 
+/// gRPC metadata key a backend sets on RESOURCE_EXHAUSTED to say which limit was hit.
+pub const REASON_KEY: &str = "aiaa-reason";
+
 /// Whether a status stands for a failed connection rather than an answer of the backend.
 fn is_transport(status: &tonic::Status) -> bool {
     let mut source = std::error::Error::source(status);
@@ -82,6 +90,11 @@ fn is_transport(status: &tonic::Status) -> bool {
         source = e.source();
     }
     false
+}
+
+/// The `aiaa-reason` metadata of a backend's status, if any.
+fn reason(status: &tonic::Status) -> Option<&str> {
+    status.metadata().get(REASON_KEY).and_then(|v| v.to_str().ok())
 }
 
 impl GatewayError {
@@ -103,6 +116,13 @@ impl GatewayError {
             Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange | Code::AlreadyExists => {
                 Self::BadRequest(msg)
             }
+            // The backend names the limit: the caller's quota, or the store's space.
+            Code::ResourceExhausted if reason(status) == Some("quota") => {
+                Self::Quota(format!("the {service} service refused: {msg}"))
+            }
+            Code::ResourceExhausted if reason(status) == Some("insufficient-storage") => {
+                Self::Storage(format!("the {service} service is out of storage: {msg}"))
+            }
             // The inference queue is full: come back soon. Elsewhere: a size limit.
             Code::ResourceExhausted if service == "inference" => Self::Unavailable {
                 message: format!("the inference service is busy: {msg}"),
@@ -119,7 +139,7 @@ impl GatewayError {
                 Self::unavailable(format!("the {service} service is unavailable: {msg}"))
             }
             Code::Unauthenticated | Code::PermissionDenied => Self::Internal(format!(
-                "the {service} service refused the gateway's credentials (check --api-key): {msg}"
+                "the {service} service refused the credentials the gateway forwarded (is --api-key the same on every service?): {msg}"
             )),
             _ => Self::Internal(format!("the {service} service failed: {}: {msg}", status.code())),
         }
@@ -130,7 +150,8 @@ impl GatewayError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::TooLarge { .. } | Self::BackendTooLarge(_) | Self::FieldTooLarge(_) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -147,7 +168,8 @@ impl GatewayError {
         match self {
             Self::BadRequest(_) => "bad_request",
             Self::NotFound(_) => "not_found",
-            Self::Forbidden(_) => "forbidden",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Quota(_) => "quota",
             Self::TooLarge { .. } | Self::BackendTooLarge(_) | Self::FieldTooLarge(_) => "too_large",
             Self::Timeout(_) => "timeout",
             Self::Storage(_) => "storage",
@@ -171,6 +193,12 @@ impl IntoResponse for GatewayError {
             "success": false,
         });
         let mut response = response::json_with_status(status, &body);
+        if let Self::Unauthorized(_) = self {
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"aiaa\""),
+            );
+        }
         if let Self::Unavailable {
             retry_after: Some(secs),
             ..
@@ -217,5 +245,42 @@ mod tests {
         let bad =
             GatewayError::from_status("datastore", Subject::Other, &tonic::Status::invalid_argument("x"));
         assert_eq!(bad.status().as_u16(), 400);
+    }
+
+    fn exhausted(reason: &str) -> tonic::Status {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        metadata.insert(REASON_KEY, reason.parse().unwrap());
+        tonic::Status::with_metadata(tonic::Code::ResourceExhausted, "limit reached", metadata)
+    }
+
+    #[test]
+    fn the_reason_of_resource_exhausted_picks_the_answer() {
+        // The datastore's per-client quota: 429, no Retry-After (waiting does not help).
+        for service in ["datastore", "inference"] {
+            let quota = GatewayError::from_status(service, Subject::Session, &exhausted("quota"));
+            assert!(quota.to_string().contains("limit reached"), "{quota}");
+            let response = quota.into_response();
+            assert_eq!(response.status().as_u16(), 429);
+            assert!(response.headers().get(http::header::RETRY_AFTER).is_none());
+            // The store is full: 507.
+            let full =
+                GatewayError::from_status(service, Subject::Session, &exhausted("insufficient-storage"));
+            assert_eq!(full.status().as_u16(), 507, "{full}");
+        }
+        // An unknown reason keeps the old mapping.
+        let other = GatewayError::from_status("datastore", Subject::Session, &exhausted("other"));
+        assert_eq!(other.status().as_u16(), 413);
+        let busy = GatewayError::from_status("inference", Subject::Model, &exhausted("other"));
+        assert_eq!(busy.status().as_u16(), 503);
+    }
+
+    #[test]
+    fn unauthorized_names_the_scheme_and_realm() {
+        let response = GatewayError::Unauthorized("x needs an API key".into()).into_response();
+        assert_eq!(response.status().as_u16(), 401);
+        assert_eq!(
+            response.headers()[http::header::WWW_AUTHENTICATE],
+            "Bearer realm=\"aiaa\""
+        );
     }
 }

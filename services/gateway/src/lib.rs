@@ -12,6 +12,8 @@
 //! - [`params`]: lenient params and query reading;
 //! - [`image`]: decoding uploads and encoding masks;
 //! - [`polygon`]: contour tracing, rasterisation and vertex edits;
+//! - [`auth`]: the API key on every route, anonymous annotation from trusted networks;
+//!   [`caller`]: who a backend call is made for (forwarded credentials, `x-aiaa-client`);
 //! - [`backend`]: lazily connected gRPC clients of the datastore and inference services;
 //! - [`app`]: the route table and its layers; [`routes`]: the handlers;
 //! - [`start`]: binds and serves until the shutdown token is cancelled.
@@ -20,7 +22,9 @@
 //! never compressed): the clients read raw sockets. HTTP/1.0 and HTTP/1.1 are both served.
 
 pub mod app;
+pub mod auth;
 pub mod backend;
+pub mod caller;
 pub mod config;
 pub mod conn;
 pub mod error;
@@ -49,7 +53,8 @@ pub use error::GatewayError;
 
 /// Validates `args`, binds `args.listen` (port 0 picks a free port) and serves the REST API
 /// until `shutdown` is cancelled; in-flight requests finish first. `auth.api_key`, when set,
-/// protects the admin API and is sent to the backends.
+/// protects every route but the probes and `/metrics` (see [`crate::auth`]) and is sent to the
+/// backends for the anonymous callers of `args.anonymous_from`.
 pub async fn start(
     args: &GatewayArgs,
     auth: &AuthArgs,
@@ -60,7 +65,6 @@ pub async fn start(
     let backends = backend::Backends::new(
         &args.datastore_url,
         args.inference_url.as_deref(),
-        auth.api_key.clone(),
         args.backend_timeout,
         GrpcArgs::default().max_message_bytes,
     )?;
@@ -74,7 +78,10 @@ pub async fn start(
         spool_dir: Arc::new(spool_dir),
         max_spool_bytes: args.max_spool_bytes,
         session_max_expiry: args.session_max_expiry,
-        admin_key: auth.api_key.clone().map(Arc::new),
+        gate: Arc::new(auth::Gate::new(
+            auth.api_key.clone(),
+            args.anonymous_from.0.clone(),
+        )?),
     };
     let max_connections =
         aiaa_runtime::server::connection_cap("gateway", args.max_connections, "--gateway-max-connections");
@@ -105,5 +112,15 @@ pub async fn start(
         max_connections,
         "gateway listening"
     );
+    match (&auth.api_key, args.anonymous_from.0.is_empty()) {
+        (None, _) => tracing::info!("gateway: no API key configured, every REST route is open"),
+        (Some(_), true) => {
+            tracing::info!("gateway: every REST route but /livez, /readyz and /metrics needs the API key")
+        }
+        (Some(_), false) => tracing::warn!(
+            networks = ?args.anonymous_from.0,
+            "gateway: clients without credentials from these networks may annotate (sessions, models, inference) under the gateway's key"
+        ),
+    }
     Ok((addr, task))
 }

@@ -1,5 +1,7 @@
 //! The admin model API, `GET/PUT/DELETE /admin/model/{name}`, protected by the API key when
-//! one is configured (`Authorization: Bearer <key>`; a wrong or missing key answers 403).
+//! one is configured (`Authorization: Bearer <key>`, checked by [`crate::auth`] like every
+//! route; a wrong or missing key answers 401, also from a network trusted for anonymous
+//! annotation).
 //! PUT takes multipart `config` (the model's engine config JSON) with `data` (the TorchScript
 //! file, streamed to the inference service's UploadModel), or `config` alone whose
 //! `model_path` the inference service can read, or `registry` (a registry reference
@@ -22,36 +24,12 @@ use crate::response;
 use crate::routes::infer::upload_chunks;
 use crate::routes::models::{fetch, model_json};
 
-fn authorize(app: &App, headers: &HeaderMap) -> Result<()> {
-    let Some(key) = &app.admin_key else {
-        return Ok(());
-    };
-    let given = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let ok = given.is_some_and(|g| {
-        let (a, b) = (g.as_bytes(), key.expose().as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-    });
-    if ok {
-        Ok(())
-    } else if given.is_some() {
-        Err(GatewayError::Forbidden("the admin API key given is wrong".into()))
-    } else {
-        Err(GatewayError::Forbidden(
-            "the admin API needs an API key: send `Authorization: Bearer <key>`".into(),
-        ))
-    }
-}
-
 fn inf_err(status: tonic::Status) -> GatewayError {
     GatewayError::from_status("inference", Subject::Model, &status)
 }
 
 /// `GET /admin/model/{name}`.
-pub async fn get(State(app): State<App>, Path(name): Path<String>, headers: HeaderMap) -> Result<Response> {
-    authorize(&app, &headers)?;
+pub async fn get(State(app): State<App>, Path(name): Path<String>) -> Result<Response> {
     let models = fetch(&app, "", "").await?;
     let model = models
         .iter()
@@ -67,7 +45,6 @@ pub async fn put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    authorize(&app, &headers)?;
     let form = app.form(&headers, body, ParamsKind::Small).await?;
     if let Some(data) = form.field("data") {
         let config = form
@@ -134,12 +111,7 @@ pub async fn put(
 }
 
 /// `DELETE /admin/model/{name}`.
-pub async fn delete(
-    State(app): State<App>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response> {
-    authorize(&app, &headers)?;
+pub async fn delete(State(app): State<App>, Path(name): Path<String>) -> Result<Response> {
     let mut client = app.backends.inference()?;
     let request = UnloadModelRequest { name: name.clone() };
     let unloaded = timed("inference", app.backends.timeout, async move {

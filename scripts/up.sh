@@ -10,9 +10,13 @@ source scripts/env.sh
 data=$(scripts/fetch-test-data.sh)
 # AIAA_BUILD_PROFILE=dev skips the optimised build (the test suite uses it).
 profile=${AIAA_BUILD_PROFILE:-release}
-cargo build --profile "$profile" --locked -p aiaa-cli --bin aiaa
 dir=$profile; [ "$profile" = dev ] && dir=debug
 aiaa="$CARGO_TARGET_DIR/$dir/aiaa"
+if [ ! -x "$aiaa" ]; then
+  echo "aiaa: building the platform ($profile) once: 10-20 minutes on 2 cores; later starts take seconds" >&2
+fi
+cargo build --profile "$profile" --locked -p aiaa-cli --bin aiaa
+echo "aiaa: the ./aiaa command runs this binary (e.g. ./aiaa pull -lm, ./aiaa status)" >&2
 "$aiaa" up --engine-pool models/engine_pool.json "$@" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid' INT TERM

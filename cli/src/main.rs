@@ -127,6 +127,30 @@ mod tests {
         super::Cli::command().debug_assert();
     }
 
+    /// The help's summary names no subset of the commands (it listed six of eleven once);
+    /// every command is listed with a line of its own.
+    #[test]
+    fn the_help_lists_every_command() {
+        let mut cmd = super::Cli::command();
+        let about = cmd.get_about().map(|a| a.to_string()).unwrap_or_default();
+        let help = cmd.render_help().to_string();
+        let names: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_string()).collect();
+        assert!(names.len() >= 11, "{names:?}");
+        let named = names.iter().filter(|n| {
+            about
+                .split(|c: char| !c.is_alphanumeric())
+                .any(|w| w == n.as_str())
+        });
+        assert_eq!(named.count(), 0, "the summary names some commands: {about:?}");
+        for name in &names {
+            assert!(
+                help.lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{name} "))),
+                "{name} missing:\n{help}"
+            );
+        }
+    }
+
     #[test]
     fn seed_style_flags_parse() {
         use clap::Parser;

@@ -24,7 +24,12 @@ async fn up(extra: &[&str]) -> (Platform, tempfile::TempDir) {
     let mut args = vec!["up", "--engine-pool", pool.to_str().unwrap()];
     args.extend_from_slice(extra);
     let store = dir.path().join("data");
-    let platform = Platform::start(&args, &[("AIAA_STORE_URL", store.to_str().unwrap())]).await;
+    // Fixture networks are written to the temp folder and loaded by path from there.
+    let env = [
+        ("AIAA_STORE_URL", store.to_str().unwrap()),
+        ("AIAA_INFERENCE_MODEL_ROOTS", dir.path().to_str().unwrap()),
+    ];
+    let platform = Platform::start(&args, &env).await;
     (platform, dir)
 }
 

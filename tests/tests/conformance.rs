@@ -32,7 +32,11 @@ async fn every_endpoint_answers_the_clients_request_shapes() {
         // The AIAA clients send no credentials: annotation from this machine is trusted, the
         // admin API still needs the key.
         &["up", "--api-key", KEY, "--gateway-anonymous-from", "127.0.0.1/32"],
-        &[("AIAA_STORE_URL", store.to_str().unwrap())],
+        &[
+            ("AIAA_STORE_URL", store.to_str().unwrap()),
+            // The fixture networks are written here and loaded by path.
+            ("AIAA_INFERENCE_MODEL_ROOTS", dir.path().to_str().unwrap()),
+        ],
     )
     .await;
     let gw = platform.addrs["gateway"];

@@ -1,7 +1,8 @@
 //! The README's start command, as a newcomer runs it: `scripts/up.sh` fetches the real
 //! models, starts the platform, brings every service to SERVING with the engine pool's models
 //! loaded, and registers deepbet's pretrained brain-extraction model, which the inference
-//! service then loads from the registry through the admin API; SIGTERM stops it all.
+//! service then loads from the registry through the admin API; the README's `./aiaa`
+//! commands run as printed; SIGTERM stops it all.
 
 use aiaa_e2e::aiaa_client::{cpp_request, send, simple};
 use aiaa_e2e::{Platform, repo_root, run_cli, testdata};
@@ -61,6 +62,34 @@ async fn the_start_command_serves_every_service_and_a_real_model() {
             "the model was never registered: {out}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    // The README's commands, exactly as it prints them (through the ./aiaa wrapper).
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let ds_url = format!("http://{ds_listen}");
+    for (start, expect) in [
+        ("./aiaa pull -lm", "segmentation_mri_brain"),
+        ("./aiaa pull -lv -m segmentation_mri_brain", "1"),
+        ("./aiaa status", "segmentation_mri_brain"),
+    ] {
+        let line = readme
+            .lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("the README no longer shows {start:?}"));
+        let command = line.split(" #").next().unwrap().trim();
+        let out = std::process::Command::new("bash")
+            .args(["-c", command])
+            .current_dir(repo_root())
+            .env("AIAA_BUILD_PROFILE", "dev")
+            .env("AIAA_REGISTRY_URL", &reg_url)
+            .env("AIAA_DATASTORE_URL", &ds_url)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains(expect),
+            "{command}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let out_dir = dir.path().join("pulled");
     let (st, out, err) = run_cli(

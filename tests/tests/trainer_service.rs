@@ -279,9 +279,12 @@ async fn training_export_and_evaluation_jobs_run_to_success_and_failures_say_why
         .unwrap()
         .into_inner();
     assert_eq!((state(&job), job.kind.as_str()), (JobState::Queued, "training"));
+    // Who asked is recorded with the job (a direct gRPC caller: its address).
+    assert_eq!(job.submitted_by, "peer:127.0.0.1");
     let seen = watch_until(&mut f.trainer, &job.id, Duration::from_secs(240), ended).await;
     let last = seen.last().unwrap();
     assert_eq!(state(last), JobState::Succeeded, "{last:#?}");
+    assert_eq!(last.submitted_by, "peer:127.0.0.1");
     let stepping = seen
         .iter()
         .find(|j| {

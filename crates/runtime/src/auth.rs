@@ -60,6 +60,33 @@ pub fn key_matches(headers: &http::HeaderMap, key: &Secret) -> bool {
     bearer(headers).is_some_and(|given| bool::from(given.as_bytes().ct_eq(key.expose().as_bytes())))
 }
 
+/// The gRPC metadata key naming the client a call is made for: the REST gateway sends
+/// `key:<hash>` for a caller with the API key, `anonymous:<ip>` for a trusted anonymous
+/// client, `open:<ip>` when no key is configured.
+pub const CLIENT_HEADER: &str = "x-aiaa-client";
+
+/// Longest client name kept (longer ones are cut).
+const MAX_CLIENT_LEN: usize = 128;
+
+/// Who a call is made for, as quotas count it and job records keep it: `x-aiaa-client`
+/// when present, else `peer:<ip>` of the connection. Whether the caller may make the call
+/// at all is the API key's business ([`middleware`]), decided before this is asked.
+pub fn caller<T>(request: &tonic::Request<T>) -> String {
+    if let Some(name) = request
+        .metadata()
+        .get(CLIENT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    {
+        return name.chars().take(MAX_CLIENT_LEN).collect();
+    }
+    match request.remote_addr() {
+        Some(addr) => format!("peer:{}", addr.ip()),
+        None => "peer:unknown".into(),
+    }
+}
+
 /// Axum middleware enforcing [`ApiKeyCheck`].
 pub async fn middleware(State(check): State<ApiKeyCheck>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();

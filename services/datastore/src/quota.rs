@@ -2,10 +2,10 @@
 //! one client may hold (`--max-sessions-per-client`, `--max-session-bytes-per-client`), so
 //! one client (a buggy plugin, a script in a loop) cannot take the store from everyone else.
 //!
-//! A client is who the caller says on whose behalf it calls: the gateway sends
-//! `x-aiaa-client` (`key:<hash>` for a caller with the API key, `anonymous:<ip>` for a
-//! trusted anonymous client, `open:<ip>` without a key configured); a direct gRPC caller
-//! without it counts as `peer:<ip>`. Usage lives in memory, rebuilt from the session
+//! A client is who the caller says on whose behalf it calls
+//! ([`aiaa_runtime::auth::caller`]): the gateway sends `x-aiaa-client` (`key:<hash>` for a
+//! caller with the API key, `anonymous:<ip>` for a trusted anonymous client, `open:<ip>`
+//! without a key configured); a direct gRPC caller without it counts as `peer:<ip>`. Usage lives in memory, rebuilt from the session
 //! records at start ([`Quotas::load`]), and is held from the moment an upload is admitted,
 //! so concurrent uploads of one client cannot all slip under the limit. Expired sessions
 //! stop counting at once, before the reaper removes them.
@@ -14,29 +14,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{DatastoreError, Result};
-
-/// The gRPC metadata key naming the client a call is made for.
-pub const CLIENT_HEADER: &str = "x-aiaa-client";
-
-/// Longest client name kept (longer ones are cut).
-const MAX_CLIENT_LEN: usize = 128;
-
-/// Who a request counts against: `x-aiaa-client` when present and printable, else the peer.
-pub fn client_of<T>(request: &tonic::Request<T>) -> String {
-    if let Some(name) = request
-        .metadata()
-        .get(CLIENT_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-    {
-        return name.chars().take(MAX_CLIENT_LEN).collect();
-    }
-    match request.remote_addr() {
-        Some(addr) => format!("peer:{}", addr.ip()),
-        None => "peer:unknown".into(),
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 struct Held {

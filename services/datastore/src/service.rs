@@ -239,7 +239,7 @@ impl DatastoreService for DatastoreApi {
         &self,
         request: Request<Streaming<CreateSessionRequest>>,
     ) -> std::result::Result<Response<Session>, Status> {
-        let client = crate::quota::client_of(&request);
+        let client = aiaa_runtime::auth::caller(&request);
         let mut stream = request.into_inner();
         let sessions = self.sessions.clone();
         let span = tracing::Span::current();

@@ -22,8 +22,9 @@ use sha2::{Digest, Sha256};
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::Interceptor;
 
-/// The gRPC metadata key naming the client a backend call is made for.
-pub const CLIENT_HEADER: &str = "x-aiaa-client";
+/// The gRPC metadata key naming the client a backend call is made for (the one the
+/// services read: [`aiaa_runtime::auth::caller`]).
+pub use aiaa_runtime::auth::CLIENT_HEADER;
 
 /// The credentials and identity a request's backend calls carry.
 #[derive(Clone)]

@@ -149,6 +149,8 @@ struct JobRecord {
     log_tail: String,
     #[serde(default)]
     result_json: String,
+    #[serde(default)]
+    submitted_by: String,
 }
 
 impl From<&Job> for JobRecord {
@@ -172,6 +174,7 @@ impl From<&Job> for JobRecord {
             error: j.error.clone(),
             log_tail: j.log_tail.clone(),
             result_json: j.result_json.clone(),
+            submitted_by: j.submitted_by.clone(),
         }
     }
 }
@@ -194,6 +197,7 @@ impl From<&JobRecord> for Job {
             error: r.error.clone(),
             log_tail: r.log_tail.clone(),
             result_json: r.result_json.clone(),
+            submitted_by: r.submitted_by.clone(),
         }
     }
 }
@@ -516,7 +520,7 @@ impl Jobs {
     }
 
     /// Records a new job, QUEUED, and starts its worker.
-    async fn create(&self, spec: Spec, prefix: Option<String>) -> Result<Job> {
+    async fn create(&self, spec: Spec, prefix: Option<String>, submitted_by: &str) -> Result<Job> {
         let inner = &self.inner;
         let id = uuid::Uuid::new_v4().to_string();
         let prefix = prefix.unwrap_or_else(|| format!("jobs/{id}/"));
@@ -540,6 +544,7 @@ impl Jobs {
             }),
             created_at: now.clone(),
             updated_at: now,
+            submitted_by: submitted_by.to_string(),
             ..Default::default()
         };
         let meta = Meta {
@@ -564,13 +569,13 @@ impl Jobs {
             return Err(e);
         }
         let handle = inner.table.restore(job.clone());
-        tracing::info!(job = %id, kind = %job.kind, output = %prefix, "job queued");
+        tracing::info!(job = %id, kind = %job.kind, output = %prefix, submitted_by, "job queued");
         self.spawn(Ctx::new(Arc::clone(inner), handle, meta));
         Ok(job)
     }
 
-    /// Checks a training request (see the module docs) and queues it.
-    pub async fn submit_training(&self, req: &TrainingRequest) -> Result<Job> {
+    /// Checks a training request (see the module docs) and queues it, recording who asked.
+    pub async fn submit_training(&self, req: &TrainingRequest, submitted_by: &str) -> Result<Job> {
         let config = SourceSpec::required("config", req.config.as_ref())?;
         let datalist = SourceSpec::required("datalist", req.datalist.as_ref())?;
         let checkpoint = SourceSpec::from_proto("checkpoint", req.checkpoint.as_ref())?;
@@ -642,12 +647,13 @@ impl Jobs {
                 overrides,
             },
             prefix,
+            submitted_by,
         )
         .await
     }
 
-    /// Checks an export request and queues it.
-    pub async fn submit_export(&self, req: &ExportRequest) -> Result<Job> {
+    /// Checks an export request and queues it, recording who asked.
+    pub async fn submit_export(&self, req: &ExportRequest, submitted_by: &str) -> Result<Job> {
         let checkpoint = SourceSpec::required("checkpoint", req.checkpoint.as_ref())?;
         if matches!(checkpoint, SourceSpec::Datalist(_) | SourceSpec::InlineJson(_)) {
             return Err(invalid(
@@ -694,12 +700,13 @@ impl Jobs {
                 push_to,
             },
             None,
+            submitted_by,
         )
         .await
     }
 
-    /// Checks an evaluation request and queues it.
-    pub async fn submit_evaluation(&self, req: &EvaluationRequest) -> Result<Job> {
+    /// Checks an evaluation request and queues it, recording who asked.
+    pub async fn submit_evaluation(&self, req: &EvaluationRequest, submitted_by: &str) -> Result<Job> {
         let model = SourceSpec::required("model", req.model.as_ref())?;
         if matches!(model, SourceSpec::Datalist(_) | SourceSpec::InlineJson(_)) {
             return Err(invalid(
@@ -737,6 +744,7 @@ impl Jobs {
                 nsd_tolerance_mm: nsd,
             },
             None,
+            submitted_by,
         )
         .await
     }
@@ -1740,13 +1748,13 @@ while True:
             datalist: inline(json!({"training": [{"image": image, "label": image}]})),
             ..Default::default()
         };
-        let job = jobs.submit_training(&request).await.unwrap();
+        let job = jobs.submit_training(&request, "test").await.unwrap();
         // Relative paths name datastore items; absolute ones must lie under the file root.
         let elsewhere = TrainingRequest {
             datalist: inline(json!({"training": [{"image": "/etc/passwd", "label": image}]})),
             ..request.clone()
         };
-        let other = jobs.submit_training(&elsewhere).await.unwrap();
+        let other = jobs.submit_training(&elsewhere, "test").await.unwrap();
         let mut updates = Box::pin(jobs.watch(&job.id).unwrap());
         let stepping = async {
             while let Some(j) = updates.next().await {

@@ -91,18 +91,25 @@ fn job_id(r: &JobRef) -> Result<&str, Status> {
 impl TrainerService for TrainerApi {
     #[tracing::instrument(skip_all)]
     async fn submit_training(&self, request: Request<TrainingRequest>) -> Result<Response<Job>, Status> {
-        Ok(Response::new(self.jobs.submit_training(request.get_ref()).await?))
+        let by = aiaa_runtime::auth::caller(&request);
+        Ok(Response::new(
+            self.jobs.submit_training(request.get_ref(), &by).await?,
+        ))
     }
 
     #[tracing::instrument(skip_all)]
     async fn submit_export(&self, request: Request<ExportRequest>) -> Result<Response<Job>, Status> {
-        Ok(Response::new(self.jobs.submit_export(request.get_ref()).await?))
+        let by = aiaa_runtime::auth::caller(&request);
+        Ok(Response::new(
+            self.jobs.submit_export(request.get_ref(), &by).await?,
+        ))
     }
 
     #[tracing::instrument(skip_all)]
     async fn submit_evaluation(&self, request: Request<EvaluationRequest>) -> Result<Response<Job>, Status> {
+        let by = aiaa_runtime::auth::caller(&request);
         Ok(Response::new(
-            self.jobs.submit_evaluation(request.get_ref()).await?,
+            self.jobs.submit_evaluation(request.get_ref(), &by).await?,
         ))
     }
 

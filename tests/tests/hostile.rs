@@ -46,8 +46,8 @@ const MIB: u64 = 1 << 20;
 fn nifti_header(dims: [usize; 3], slope: f64) -> Vec<u8> {
     let one = Volume::scalar([1; 3], Geometry::default(), aiaa_imaging::Voxels::U8(vec![0])).unwrap();
     let mut h = nifti::header_for(&one);
-    for a in 0..3 {
-        h.dim[a + 1] = dims[a] as i64;
+    for (a, &d) in dims.iter().enumerate() {
+        h.dim[a + 1] = d as i64;
     }
     h.scl_slope = slope;
     nifti::header::write_nifti1(&h)
@@ -312,8 +312,8 @@ fn ct_and_truth() -> (Volume, Vec<bool>) {
     let mask = io::read_volume(&testdata().join("mni152/MNI152_mask.nii.gz"), &opts).unwrap();
     let dims = [512, 512, 600];
     let mut g = t1.geometry;
-    for a in 0..3 {
-        g.spacing[a] = t1.geometry.spacing[a] * t1.dims[a] as f64 / dims[a] as f64;
+    for (a, &d) in dims.iter().enumerate() {
+        g.spacing[a] = t1.geometry.spacing[a] * t1.dims[a] as f64 / d as f64;
     }
     // Same physical extent: the first voxel's centre moves by half the spacing change.
     let shift: [f64; 3] = std::array::from_fn(|a| (g.spacing[a] - t1.geometry.spacing[a]) / 2.0);

@@ -341,7 +341,7 @@ async fn hostile_requests_get_their_answer_in_time_and_the_platform_keeps_servin
         assert_eq!(c.await.unwrap(), 200);
     }
     let baseline = rss_mib(pid);
-    let watch = Watch::start(&platform);
+    let watch = Watch::start(platform);
 
     // Slowloris: 200 silent connections, 10 trickling headers, 10 trickling bodies; four
     // concurrent clicks are served meanwhile.

@@ -394,6 +394,18 @@ mod tests {
         .unwrap();
         assert_eq!(p.class, "Dextr3dCroppedEngine");
         assert!(p.notes[0].contains("replaces"), "{:?}", p.notes);
+        // A deepgrow config is refused (no deepgrow engine yet), not loaded as a segmenter.
+        let dg = write(d, "dg.json", &json!({"model_path": "a.pt", "type": "deepgrow"}));
+        let e = prepare(&ModelSource {
+            config: dg,
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("no deepgrow engine yet") && e.contains("dg.json"),
+            "{e}"
+        );
         // trtmodel is refused with the reader's message.
         let e = prepare(&ModelSource {
             config: c.clone(),

@@ -30,6 +30,7 @@ use super::{
 };
 use crate::device::{Devices, Finish, Net};
 use crate::error::Result;
+use crate::kind::EngineKind;
 use crate::tensor::{Layout, foreground_channel, labels, to_tensor, to_volume};
 
 /// The engine.
@@ -79,7 +80,9 @@ impl Dextr3d {
         let net = devices.load(&spec.name, &c.model_path)?;
         let info = ModelInfo {
             name: spec.name.clone(),
-            model_type: c.text("type").unwrap_or_else(|| "annotation".into()),
+            model_type: c
+                .text("type")
+                .unwrap_or_else(|| EngineKind::Dextr3dCropped.model_type().into()),
             labels: labels_of(spec)?,
             description: c.text("description").unwrap_or_default(),
             version: spec.version.clone(),

@@ -128,8 +128,9 @@ pub trait Engine: Send + Sync {
     }
     /// The most memory (bytes) the engine holds at once while it answers a request on an
     /// image of `image`'s size with `params`, beyond the image itself and the encoded
-    /// result: the budget ([`crate::budget`]) is taken before the work starts. Checks the
-    /// params it reads (points inside the image), so a bad request fails here, early.
+    /// result: a service's memory budget (the inference service's `budget`) is taken
+    /// before the work starts. Checks the params it reads (points inside the image), so a
+    /// bad request fails here, early.
     fn working_bytes(&self, image: &ImageInfo, params: &Map<String, Value>) -> Result<u64>;
 }
 

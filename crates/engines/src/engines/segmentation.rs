@@ -54,6 +54,7 @@ use aiaa_nets::sliding_window::{BlendMode, SlidingWindow};
 
 use crate::device::{Devices, Finish, Net};
 use crate::error::{EngineError, Result};
+use crate::kind::EngineKind;
 use crate::tensor::{Layout, labels, to_tensor, to_volume};
 
 /// How the network sees the (cropped) image.
@@ -199,7 +200,9 @@ impl Segmentation {
         let net = devices.load(&spec.name, &c.model_path)?;
         let info = ModelInfo {
             name: spec.name.clone(),
-            model_type: c.text("type").unwrap_or_else(|| "segmentation".into()),
+            model_type: c
+                .text("type")
+                .unwrap_or_else(|| EngineKind::Segmentation.model_type().into()),
             labels: labels_of(spec)?,
             description: c.text("description").unwrap_or_default(),
             version: spec.version.clone(),

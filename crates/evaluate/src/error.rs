@@ -28,7 +28,7 @@ pub enum EvaluateError {
     Model(String),
     /// The engine failed to load (libtorch's or the config's message).
     #[error(transparent)]
-    Engine(#[from] aiaa_inference::InferenceError),
+    Engine(#[from] aiaa_engines::EngineError),
     /// A case failed and `fail_fast` was asked for.
     #[error("{file}: {stage}: {reason} (stopped by --fail_fast)")]
     CaseFailed {

@@ -4,7 +4,7 @@
 //! `writers.WriteNiftyResults` names them, and `evaluate` writes the per-file per-class
 //! Dice, normalized surface Dice and HD95 reports of `aiaa-metrics`.
 //!
-//! The model runs through the inference service's own engines (`aiaa_inference::engines`)
+//! The model runs through the inference service's own engines (`aiaa_engines`)
 //! in-process, so `aiaa infer` predicts exactly what the annotation server returns for the
 //! same image (and, for annotation models, the same clicks).
 //!

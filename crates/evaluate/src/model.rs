@@ -1,8 +1,9 @@
-//! The model: `--model_save_path` and `--config` turned into an engine of the inference
-//! service, so `aiaa infer` predicts exactly what the annotation server returns.
+//! The model: `--model_save_path` and `--config` turned into an engine of [`aiaa_engines`],
+//! the inference service's own, so `aiaa infer` predicts exactly what the annotation server
+//! returns.
 //!
 //! * `--config` is a model config in the format the inference service reads (seed 4.1.1 plus
-//!   the engines' keys, `services/inference/src/pool.rs`), or the seed's inference /
+//!   the engines' keys, `crates/engines/src/pool.rs`), or the seed's inference /
 //!   evaluation config (seed 8.1, 9.1), which is the same format with loaders and writers.
 //! * `--model_save_path` is the TorchScript file to run, or a folder holding `model.pt`
 //!   (else its only `.pt` / `.ts` file). When given it replaces the config's `model_path`
@@ -21,16 +22,18 @@
 //! `roi` when the config sets none.
 //!
 //! The engine class: `--engine` when given, else the config's `engine`, else by its `type`
-//! (`annotation`: `Dextr3dCroppedEngine`, else `SegmentationEngine`), else
+//! ([`EngineKind::for_type`]: `annotation`: `Dextr3dCroppedEngine`, `deepgrow` refused, else
+//! `SegmentationEngine`), else
 //! `Dextr3dCroppedEngine` when `pre_transforms` add an extreme-points channel (the seed's
 //! annotation configs have no `type`), else `SegmentationEngine`. The class is written into
 //! the adapted config as `engine`, so that config loads as the same engine on the server.
 
 use std::path::{Path, PathBuf};
 
-use aiaa_inference::device::Devices;
-use aiaa_inference::engines::{self, Engine, EngineSpec};
-use aiaa_inference::pool::ModelConfig;
+use aiaa_engines::device::Devices;
+use aiaa_engines::engines::{self, Engine, EngineSpec};
+use aiaa_engines::pool::ModelConfig;
+use aiaa_engines::{EngineError, EngineKind};
 use serde_json::{Map, Value, json};
 
 use crate::error::{EvaluateError, Result};
@@ -222,11 +225,16 @@ pub fn prepare(src: &ModelSource) -> Result<Prepared> {
         (Some(c), _) => c.clone(),
         (None, Some(c)) => c.to_string(),
         (None, None) => match json.get("type").and_then(Value::as_str) {
-            Some(t) => engines::class_for_type(t).to_string(),
+            Some(t) => EngineKind::for_type(t)
+                .map_err(|e| {
+                    EvaluateError::Engine(EngineError::Config(format!("model config {origin}: {e}")))
+                })?
+                .class()
+                .to_string(),
             None if named(json.get("pre_transforms"), "transforms.AddExtremePointsChannel").is_some() => {
-                "Dextr3dCroppedEngine".to_string()
+                EngineKind::Dextr3dCropped.class().to_string()
             }
-            None => "SegmentationEngine".to_string(),
+            None => EngineKind::Segmentation.class().to_string(),
         },
     };
     // Recorded, so the adapted config loads as the same engine on the server too.
@@ -258,8 +266,8 @@ pub fn prepare(src: &ModelSource) -> Result<Prepared> {
 
 /// Whether an engine class is an annotation (extreme points) engine.
 pub fn kind_of(class: &str) -> ModelKind {
-    match class {
-        "Dextr3dCroppedEngine" | "Dextr3DEngine" => ModelKind::Annotation,
+    match EngineKind::from_class(class) {
+        Some(k) if k.needs_points() => ModelKind::Annotation,
         _ => ModelKind::Segmentation,
     }
 }
@@ -386,6 +394,18 @@ mod tests {
         .unwrap();
         assert_eq!(p.class, "Dextr3dCroppedEngine");
         assert!(p.notes[0].contains("replaces"), "{:?}", p.notes);
+        // A deepgrow config is refused (no deepgrow engine yet), not loaded as a segmenter.
+        let dg = write(d, "dg.json", &json!({"model_path": "a.pt", "type": "deepgrow"}));
+        let e = prepare(&ModelSource {
+            config: dg,
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("no deepgrow engine yet") && e.contains("dg.json"),
+            "{e}"
+        );
         // trtmodel is refused with the reader's message.
         let e = prepare(&ModelSource {
             config: c.clone(),

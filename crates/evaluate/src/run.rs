@@ -35,10 +35,10 @@ use std::sync::mpsc::{Receiver, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aiaa_engines::Timings;
+use aiaa_engines::device::{Devices, parse_devices};
 use aiaa_imaging::resample::{Interpolation, resample_like};
 use aiaa_imaging::{ReadOptions, Volume};
-use aiaa_inference::device::{Devices, parse_devices};
-use aiaa_inference::engines::Timings;
 use aiaa_metrics::{Classes, MetricOptions, PairMetrics, Report};
 use serde::Serialize;
 use serde_json::{Map, Value, json};

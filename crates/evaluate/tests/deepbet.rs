@@ -5,10 +5,9 @@
 
 mod common;
 
+use aiaa_engines::device::Devices;
+use aiaa_engines::engines::{EngineSpec, Timings, build};
 use aiaa_evaluate::{EvaluateOptions, ModelSource, Options, run_evaluate};
-use aiaa_inference::device::Devices;
-use aiaa_inference::engines::Timings;
-use aiaa_inference::models::Models;
 use aiaa_metrics::{Classes, MetricOptions};
 use common::*;
 use serde_json::{Map, json};
@@ -51,11 +50,12 @@ fn deepbet_reports_the_dice_of_the_servers_masks() {
 
     // The server's engine, loaded from the engine pool as `aiaa up` loads it.
     let devices = Devices::start(&[tch::Device::Cpu], 0).unwrap();
-    let models = Models::new(devices, dir.path().join("models"), Vec::new());
-    for entry in aiaa_inference::pool::read_pool(&repo_root().join("models/engine_pool.json")).unwrap() {
-        models.load_entry(&entry).unwrap();
-    }
-    let engine = models.get("segmentation_mri_brain").unwrap();
+    let entry = aiaa_engines::pool::read_pool(&repo_root().join("models/engine_pool.json"))
+        .unwrap()
+        .into_iter()
+        .find(|e| e.name == "segmentation_mri_brain")
+        .unwrap();
+    let engine = build(&EngineSpec::from_pool_entry(&entry).unwrap(), &devices).unwrap();
     for (n, (image, label, min_dice)) in cases.iter().enumerate() {
         let mask = engine
             .infer(&read(&data.join(image)), &Map::new(), &mut Timings::default())

@@ -9,11 +9,10 @@ mod common;
 
 use std::path::Path;
 
+use aiaa_engines::device::Devices;
+use aiaa_engines::engines::{EngineSpec, Timings, build};
 use aiaa_evaluate::{EvaluateOptions, ModelSource, Options, run_evaluate, run_infer};
 use aiaa_imaging::VoxelType;
-use aiaa_inference::device::Devices;
-use aiaa_inference::engines::Timings;
-use aiaa_inference::models::Models;
 use common::*;
 use serde_json::{Map, json};
 
@@ -90,12 +89,11 @@ fn simulated_clicks_reach_the_engine_and_the_seeds_writers_write() {
     // the same clicks, returns the same mask.
     let prepared = aiaa_evaluate::model::prepare(&opts.source).unwrap();
     let devices = Devices::start(&[tch::Device::Cpu], 0).unwrap();
-    let models = Models::new(devices, dir.path().join("models"), Vec::new());
     let text = serde_json::to_string(&prepared.config.json).unwrap();
-    models.load_config("fixture", &text, "", vec![]).unwrap();
+    let roots = [dir.path().to_path_buf()];
+    let spec = EngineSpec::confined("fixture", &text, "", vec![], dir.path(), &roots).unwrap();
     let params = Map::from_iter([("points".to_string(), json!(points))]);
-    let mask = models
-        .get("fixture")
+    let mask = build(&spec, &devices)
         .unwrap()
         .infer(&image, &params, &mut Timings::default())
         .unwrap()

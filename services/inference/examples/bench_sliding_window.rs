@@ -8,10 +8,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use aiaa_engines::device::{Devices, parse_devices};
+use aiaa_engines::engines::{self, EngineSpec, Timings};
+use aiaa_engines::pool::ModelConfig;
 use aiaa_imaging::ReadOptions;
-use aiaa_inference::device::{Devices, parse_devices};
-use aiaa_inference::engines::{self, EngineSpec, Timings};
-use aiaa_inference::pool::ModelConfig;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();

@@ -3,7 +3,7 @@
 //!
 //! A request grows one [`Reservation`] as it learns its cost: the bytes of an inline or
 //! fetched image as they arrive, then (from the image's header, before decoding) the
-//! decoded volume, the engine's working copies ([`crate::engines::Engine::working_bytes`])
+//! decoded volume, the engine's working copies ([`aiaa_engines::Engine::working_bytes`])
 //! and the encoded result. Each step first checks the request's own limit (more: refused
 //! with OUT_OF_RANGE naming the limit and the cost, the gateway's 400) and then takes the
 //! bytes from the shared budget, waiting in line (first come, first served) at most

@@ -62,6 +62,23 @@ pub enum InferenceError {
     Internal(String),
 }
 
+/// The engines' errors, mapped once: each kind to the same kind here.
+impl From<aiaa_engines::EngineError> for InferenceError {
+    fn from(e: aiaa_engines::EngineError) -> Self {
+        use aiaa_engines::EngineError as E;
+        match e {
+            E::Invalid(m) => InferenceError::Invalid(m),
+            E::Config(m) => InferenceError::Config(m),
+            E::NotFound(m) => InferenceError::NotFound(m),
+            E::Unavailable(m) => InferenceError::Unavailable(m),
+            E::Model { model, reason } => InferenceError::Model { model, reason },
+            E::Transform(t) => InferenceError::Transform(t),
+            E::Imaging(i) => InferenceError::Imaging(i),
+            E::Internal(m) => InferenceError::Internal(m),
+        }
+    }
+}
+
 /// The crate's result type.
 pub type Result<T, E = InferenceError> = std::result::Result<T, E>;
 

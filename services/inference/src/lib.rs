@@ -1,10 +1,7 @@
-//! The inference service: the engine pool that runs annotation and segmentation models.
+//! The inference service: the gRPC adapter over the engines of [`aiaa_engines`] (model
+//! configs, device owner threads, `Dextr3dCroppedEngine`, `SegmentationEngine`).
 //!
-//! - [`pool`]: the seed's `engine_pool.json` and model configs;
-//! - [`device`]: TorchScript modules on libtorch, one owner thread per device;
-//! - [`tensor`]: volumes to network tensors and back;
-//! - [`engines`]: `Dextr3dCroppedEngine`, `SegmentationEngine` (an open set);
-//! - [`models`]: the loaded models; loading from files or the registry;
+//! - [`models`]: the loaded models; loading from files, uploads or the registry;
 //! - [`images`]: inline, datastore and session images, with the session cache;
 //! - [`service`]: the tonic adapter with admission control; [`start`] serves it.
 //!
@@ -13,14 +10,12 @@
 
 pub mod budget;
 pub mod config;
-pub mod device;
-pub mod engines;
 pub mod error;
 pub mod images;
 pub mod models;
-pub mod pool;
 pub mod service;
-pub mod tensor;
+
+use aiaa_engines::{device, engines, pool};
 
 use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
 use aiaa_proto::inference::v1::inference_service_server::InferenceServiceServer;
@@ -47,19 +42,8 @@ pub fn check_config(args: &InferenceArgs) -> Result<(), InferenceError> {
     };
     for entry in pool::read_pool(path)? {
         let config = pool::ModelConfig::read(&entry.config_file)?;
-        if !engines::ENGINES.iter().any(|(class, _)| *class == entry.class) {
-            return Err(InferenceError::Config(format!(
-                "engine pool {}: model {:?}: unknown engine class {:?}; known: {}",
-                path.display(),
-                entry.name,
-                entry.class,
-                engines::ENGINES
-                    .iter()
-                    .map(|(n, _)| *n)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
+        engines::kind_of(&entry.name, &entry.class, &config)
+            .map_err(|e| InferenceError::Config(format!("engine pool {}: {e}", path.display())))?;
         if !config.model_path.is_file() {
             eprintln!(
                 "warning: model {:?}: {} is not there (yet)",

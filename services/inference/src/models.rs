@@ -15,10 +15,27 @@ use aiaa_proto::registry::v1::{GetManifestRequest, Manifest, ModelName};
 use aiaa_runtime::client::AiaaChannel;
 use aiaa_runtime::registry::{DownloadError, RegistryRef, download_file, local_sha256};
 
-use crate::device::Devices;
-use crate::engines::{self, Engine, EngineSpec};
+use aiaa_engines::EngineKind;
+use aiaa_engines::device::Devices;
+use aiaa_engines::engines::{self, Engine, EngineSpec};
+use aiaa_engines::pool::{ModelConfig, PoolEntry};
+
 use crate::error::{InferenceError, Result};
-use crate::pool::{ModelConfig, PoolEntry};
+
+/// An engine's [`aiaa_engines::ModelInfo`] as the gRPC API carries it.
+pub fn proto_info(i: &aiaa_engines::ModelInfo) -> ModelInfo {
+    ModelInfo {
+        name: i.name.clone(),
+        model_type: i.model_type.clone(),
+        labels: i.labels.clone(),
+        description: i.description.clone(),
+        version: i.version.clone(),
+        roi: i.roi.clone(),
+        padding: i.padding,
+        sigma: i.sigma,
+        engine: i.engine.clone(),
+    }
+}
 
 /// The loaded models.
 #[derive(Clone)]
@@ -74,7 +91,7 @@ impl Models {
             .unwrap_or_default();
         loaded
             .iter()
-            .map(|e| e.info().clone())
+            .map(|e| proto_info(e.info()))
             .filter(|i| model_type.is_empty() || i.model_type == model_type)
             .filter(|i| label.is_empty() || i.labels.iter().any(|l| l == label))
             .collect()
@@ -83,7 +100,7 @@ impl Models {
     /// Builds and installs an engine (blocking).
     pub fn install(&self, spec: EngineSpec) -> Result<ModelInfo> {
         let engine: Arc<dyn Engine> = Arc::from(engines::build(&spec, &self.devices)?);
-        let info = engine.info().clone();
+        let info = proto_info(engine.info());
         self.loaded
             .write()
             .map_err(|_| InferenceError::Internal("model table poisoned".into()))?
@@ -106,15 +123,7 @@ impl Models {
 
     /// Loads one entry of `engine_pool.json` (blocking).
     pub fn load_entry(&self, entry: &PoolEntry) -> Result<ModelInfo> {
-        let config = ModelConfig::read(&entry.config_file)?;
-        let version = config.text("version").unwrap_or_else(|| "1".into());
-        self.install(EngineSpec {
-            name: entry.name.clone(),
-            class: entry.class.clone(),
-            labels: entry.labels.clone(),
-            version,
-            config,
-        })
+        self.install(EngineSpec::from_pool_entry(entry)?)
     }
 
     /// Loads a model from a config given as JSON text (blocking): its files must lie in the
@@ -126,16 +135,14 @@ impl Models {
             .first()
             .cloned()
             .unwrap_or_else(|| self.model_dir.clone());
-        let config = ModelConfig::parse_confined(json, &format!("of model {name:?}"), &base, &self.roots)?;
-        let class = class_or_type(class, &config);
-        let version = config.text("version").unwrap_or_else(|| "1".into());
-        self.install(EngineSpec {
-            name: name.to_string(),
+        self.install(EngineSpec::confined(
+            name,
+            json,
             class,
             labels,
-            version,
-            config,
-        })
+            &base,
+            &self.roots,
+        )?)
     }
 
     /// Loads a model whose TorchScript file was uploaded to `file` (blocking): the config's
@@ -185,9 +192,12 @@ impl Models {
         )?;
         // The manifest's type decides when neither the request nor the config names an engine.
         let class = if class.is_empty() && config.text("engine").is_none() && config.text("type").is_none() {
-            engines::class_for_type(&manifest.model_type).to_string()
+            EngineKind::for_type(&manifest.model_type)
+                .map_err(|e| InferenceError::Config(format!("registry model {reference}: {e}")))?
+                .class()
+                .to_string()
         } else {
-            class_or_type(class, &config)
+            engines::class_for(class, &config)?
         };
         let labels = if labels.is_empty() {
             manifest.labels.clone()
@@ -208,16 +218,6 @@ impl Models {
         .await
         .map_err(|e| InferenceError::Internal(format!("loading task: {e}")))?
     }
-}
-
-/// The engine class: the request's, else the config's `engine`, else by the config's `type`.
-fn class_or_type(class: &str, config: &ModelConfig) -> String {
-    if !class.is_empty() {
-        return class.to_string();
-    }
-    config
-        .text("engine")
-        .unwrap_or_else(|| engines::class_for_type(&config.text("type").unwrap_or_default()).to_string())
 }
 
 /// `org/team/name:version` (or `name:version`, org `aiaa`, team `default`): a whole version.

@@ -35,10 +35,10 @@ use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::budget::{Budget, Limits, Reservation};
-use crate::engines::Timings;
 use crate::error::{InferenceError, Result};
 use crate::images::{Images, Source};
 use crate::models::Models;
+use aiaa_engines::Timings;
 
 /// The gRPC service.
 #[derive(Clone)]

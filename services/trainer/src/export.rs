@@ -1,6 +1,7 @@
 //! Export (the seed's `tlt-export`, chapter 7): a checkpoint becomes a TorchScript model and
 //! the model config the inference service loads (seed 4.1.1 format plus our keys, see
-//! `aiaa_inference::pool`).
+//! `aiaa_engines::pool`). The engine it is for is an [`EngineKind`] of `aiaa-engines`, whose
+//! class and model type the config and the registry record.
 //!
 //! The TorchScript module (`<model_name>.pt`) is the network traced in evaluation mode with
 //! its final activation: it takes float32 `[N, num_channels, X, Y, Z]` (`N, C, i, j, k`) and
@@ -42,41 +43,9 @@ use crate::data::volume_tensor;
 use crate::error::{Result, TrainerError};
 use crate::trainer::{DeviceChoice, write_atomically};
 
-/// The engine the exported model is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EngineKind {
-    /// `Dextr3dCroppedEngine`: annotation from extreme points.
-    Dextr3dCropped,
-    /// `SegmentationEngine`: automatic segmentation.
-    Segmentation,
-}
-
-impl EngineKind {
-    /// The engine pool's `class`.
-    pub fn class(self) -> &'static str {
-        match self {
-            EngineKind::Dextr3dCropped => "Dextr3dCroppedEngine",
-            EngineKind::Segmentation => "SegmentationEngine",
-        }
-    }
-
-    /// The model type the registry and clients see.
-    pub fn model_type(self) -> &'static str {
-        match self {
-            EngineKind::Dextr3dCropped => "annotation",
-            EngineKind::Segmentation => "segmentation",
-        }
-    }
-
-    /// Parses an engine class name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "Dextr3dCroppedEngine" | "dextr3d" | "annotation" => Some(EngineKind::Dextr3dCropped),
-            "SegmentationEngine" | "segmentation" => Some(EngineKind::Segmentation),
-            _ => None,
-        }
-    }
-}
+/// The engine the exported model is for (one mapping of class names and model types, for
+/// the whole platform).
+pub use aiaa_engines::EngineKind;
 
 /// What to export and how.
 #[derive(Debug, Clone)]

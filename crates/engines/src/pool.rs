@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::error::{InferenceError, Result};
+use crate::error::{EngineError, Result};
 
 /// One entry of `engine_pool.json`.
 #[derive(Clone, Debug, Deserialize)]
@@ -45,13 +45,13 @@ pub struct PoolEntry {
 /// folder. Names must be unique.
 pub fn read_pool(path: &Path) -> Result<Vec<PoolEntry>> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| InferenceError::Config(format!("engine pool {}: {e}", path.display())))?;
+        .map_err(|e| EngineError::Config(format!("engine pool {}: {e}", path.display())))?;
     let mut entries: Vec<PoolEntry> = serde_json::from_str(&text)
-        .map_err(|e| InferenceError::Config(format!("engine pool {}: {e}", path.display())))?;
+        .map_err(|e| EngineError::Config(format!("engine pool {}: {e}", path.display())))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     for (i, e) in entries.iter_mut().enumerate() {
         if e.name.trim().is_empty() {
-            return Err(InferenceError::Config(format!(
+            return Err(EngineError::Config(format!(
                 "engine pool {}: entry {i} has an empty \"name\"",
                 path.display()
             )));
@@ -62,7 +62,7 @@ pub fn read_pool(path: &Path) -> Result<Vec<PoolEntry>> {
     }
     for (i, e) in entries.iter().enumerate() {
         if entries[..i].iter().any(|o| o.name == e.name) {
-            return Err(InferenceError::Config(format!(
+            return Err(EngineError::Config(format!(
                 "engine pool {}: the name {:?} appears twice; names must be unique",
                 path.display(),
                 e.name
@@ -105,7 +105,7 @@ impl ModelConfig {
     }
 
     fn parse_with(text: &str, origin: &str, dir: &Path, roots: Option<&[PathBuf]>) -> Result<ModelConfig> {
-        let bad = |msg: String| InferenceError::Config(format!("model config {origin}: {msg}"));
+        let bad = |msg: String| EngineError::Config(format!("model config {origin}: {msg}"));
         let json: Map<String, Value> = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
         match json.get("model_format").and_then(Value::as_str) {
             Some("torchscript") | None => {}
@@ -154,7 +154,7 @@ impl ModelConfig {
     /// Reads a config file.
     pub fn read(path: &Path) -> Result<ModelConfig> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| InferenceError::Config(format!("model config {}: {e}", path.display())))?;
+            .map_err(|e| EngineError::Config(format!("model config {}: {e}", path.display())))?;
         ModelConfig::parse(
             &text,
             &path.display().to_string(),
@@ -163,8 +163,8 @@ impl ModelConfig {
     }
 
     /// An error naming this config and `key`.
-    pub fn error(&self, key: &str, msg: impl std::fmt::Display) -> InferenceError {
-        InferenceError::Config(format!("model config {}: \"{key}\": {msg}", self.origin))
+    pub fn error(&self, key: &str, msg: impl std::fmt::Display) -> EngineError {
+        EngineError::Config(format!("model config {}: \"{key}\": {msg}", self.origin))
     }
 
     /// Deserializes the optional key `key`.
@@ -223,7 +223,7 @@ fn normalise(path: &Path) -> PathBuf {
 /// never the server's folders.
 pub fn confine(path: &Path, shown: &str, roots: &[PathBuf], key: &str) -> Result<PathBuf> {
     let outside = || {
-        InferenceError::Invalid(format!(
+        EngineError::Invalid(format!(
             "{key} {shown:?} is outside the folders models are loaded from (--inference-model-roots, AIAA_INFERENCE_MODEL_ROOTS)"
         ))
     };
@@ -231,9 +231,9 @@ pub fn confine(path: &Path, shown: &str, roots: &[PathBuf], key: &str) -> Result
     if !roots.iter().any(|r| written.starts_with(normalise(r))) {
         return Err(outside());
     }
-    let real = written.canonicalize().map_err(|_| {
-        InferenceError::Invalid(format!("{key} {shown:?}: no such file in the model folders"))
-    })?;
+    let real = written
+        .canonicalize()
+        .map_err(|_| EngineError::Invalid(format!("{key} {shown:?}: no such file in the model folders")))?;
     if !roots
         .iter()
         .filter_map(|r| r.canonicalize().ok())
@@ -242,7 +242,7 @@ pub fn confine(path: &Path, shown: &str, roots: &[PathBuf], key: &str) -> Result
         return Err(outside());
     }
     if !real.is_file() {
-        return Err(InferenceError::Invalid(format!("{key} {shown:?} is not a file")));
+        return Err(EngineError::Invalid(format!("{key} {shown:?} is not a file")));
     }
     Ok(real)
 }
@@ -292,7 +292,7 @@ mod tests {
         ];
         for json in &outside {
             let e = parse(json).unwrap_err();
-            assert!(matches!(e, InferenceError::Invalid(_)), "{json}: {e}");
+            assert!(matches!(e, EngineError::Invalid(_)), "{json}: {e}");
             assert!(e.to_string().contains("--inference-model-roots"), "{json}: {e}");
         }
         // A locator path out, absolute or relative.

@@ -41,20 +41,20 @@ use std::sync::Arc;
 use aiaa_imaging::io::ImageInfo;
 use aiaa_imaging::resample::Interpolation;
 use aiaa_imaging::{Geometry, Volume};
-use aiaa_proto::inference::v1::ModelInfo;
 use aiaa_transforms::{Data, Image, Kind, Pipeline};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::grid::{Box3, Interp, paste, resize, resize_back};
 use super::{
-    Activation, Engine, EngineSpec, FORWARD_BYTES_PER_VOXEL, Outcome, Timings, extreme_points_json,
-    labels_of, sample, take_image, transforms, transforms_in,
+    Activation, Engine, EngineSpec, FORWARD_BYTES_PER_VOXEL, ModelInfo, Outcome, Timings,
+    extreme_points_json, labels_of, sample, take_image, transforms, transforms_in,
 };
 use aiaa_nets::sliding_window::{BlendMode, SlidingWindow};
 
 use crate::device::{Devices, Finish, Net};
-use crate::error::{InferenceError, Result};
+use crate::error::{EngineError, Result};
+use crate::kind::EngineKind;
 use crate::tensor::{Layout, labels, to_tensor, to_volume};
 
 /// How the network sees the (cropped) image.
@@ -200,7 +200,9 @@ impl Segmentation {
         let net = devices.load(&spec.name, &c.model_path)?;
         let info = ModelInfo {
             name: spec.name.clone(),
-            model_type: c.text("type").unwrap_or_else(|| "segmentation".into()),
+            model_type: c
+                .text("type")
+                .unwrap_or_else(|| EngineKind::Segmentation.model_type().into()),
             labels: labels_of(spec)?,
             description: c.text("description").unwrap_or_default(),
             version: spec.version.clone(),
@@ -285,7 +287,7 @@ impl Segmentation {
         let blended = match (blended, failure) {
             (Ok(b), _) => b,
             (Err(_), Some(e)) => return Err(e),
-            (Err(e), None) => return Err(InferenceError::Invalid(format!("sliding window: {e}"))),
+            (Err(e), None) => return Err(EngineError::Invalid(format!("sliding window: {e}"))),
         };
         t.time("post", || to_volume(&blended, self.layout, dims, geometry))
     }
@@ -304,7 +306,7 @@ impl Segmentation {
             loc.largest.run(&mut d, 0)?;
             let mask = take_image(&mut d, "mask")?.vol;
             slice_box(&mask, lc.slice_fraction, lc.margin, image.dims).ok_or_else(|| {
-                InferenceError::Invalid(format!(
+                EngineError::Invalid(format!(
                     "model {:?}: the locator found no foreground in the image (is it the kind of image this model segments?)",
                     self.info.name
                 ))

@@ -20,17 +20,17 @@
 
 use aiaa_imaging::Volume;
 use aiaa_imaging::io::ImageInfo;
-use aiaa_proto::inference::v1::ModelInfo;
 use aiaa_transforms::{Item, Pipeline};
 use serde_json::{Map, Value, json};
 
 use super::grid::{Interp, paste, resize, resize_back};
 use super::{
-    Activation, Engine, EngineSpec, FORWARD_BYTES_PER_VOXEL, Outcome, Timings, labels_of, points, sample,
-    take_image, transforms,
+    Activation, Engine, EngineSpec, FORWARD_BYTES_PER_VOXEL, ModelInfo, Outcome, Timings, labels_of, points,
+    sample, take_image, transforms,
 };
 use crate::device::{Devices, Finish, Net};
 use crate::error::Result;
+use crate::kind::EngineKind;
 use crate::tensor::{Layout, foreground_channel, labels, to_tensor, to_volume};
 
 /// The engine.
@@ -80,7 +80,9 @@ impl Dextr3d {
         let net = devices.load(&spec.name, &c.model_path)?;
         let info = ModelInfo {
             name: spec.name.clone(),
-            model_type: c.text("type").unwrap_or_else(|| "annotation".into()),
+            model_type: c
+                .text("type")
+                .unwrap_or_else(|| EngineKind::Dextr3dCropped.model_type().into()),
             labels: labels_of(spec)?,
             description: c.text("description").unwrap_or_default(),
             version: spec.version.clone(),
@@ -122,7 +124,7 @@ impl Dextr3d {
     fn points(params: &Map<String, Value>, dims: [usize; 3]) -> Result<Vec<[f64; 3]>> {
         let pts = points(params, "points", dims)?;
         if pts.len() < 6 {
-            return Err(crate::error::InferenceError::Invalid(format!(
+            return Err(crate::error::EngineError::Invalid(format!(
                 "params.points: dextr3d needs at least 6 extreme points, got {}",
                 pts.len()
             )));

@@ -1,7 +1,7 @@
 //! The engines: what turns a request (an image and its params) into a mask with a loaded
-//! model. The set is open: [`ENGINES`] maps a seed engine class to its constructor, so a new
-//! engine (deepgrow, classification) is one module and one line here, and the gateway only
-//! sees the [`ModelInfo`] it publishes.
+//! model. The set is open: [`build`] maps each [`EngineKind`] to its constructor, so a new
+//! engine (deepgrow, classification) is one module here and one variant of [`EngineKind`],
+//! and the services only see the [`ModelInfo`] it publishes.
 //!
 //! - [`dextr3d`]: `Dextr3dCroppedEngine`, annotation from six or more extreme points;
 //! - [`segmentation`]: `SegmentationEngine`, automatic segmentation of the whole volume
@@ -15,18 +15,42 @@ pub mod dextr3d;
 pub mod grid;
 pub mod segmentation;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aiaa_imaging::Volume;
 use aiaa_imaging::io::ImageInfo;
-use aiaa_proto::inference::v1::ModelInfo;
 use aiaa_transforms::{Data, Image, Kind, Pipeline};
 use serde_json::{Map, Value, json};
 
 use crate::device::Devices;
-use crate::error::{InferenceError, Result};
-use crate::pool::ModelConfig;
+use crate::error::{EngineError, Result};
+use crate::kind::{self, EngineKind};
+use crate::pool::{ModelConfig, PoolEntry};
+
+/// What a loaded model is, as the services list it (the inference service's `ModelInfo`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ModelInfo {
+    /// The model's name in the pool.
+    pub name: String,
+    /// The model type clients see (`annotation`, `segmentation`; a config's `type`).
+    pub model_type: String,
+    /// Label names.
+    pub labels: Vec<String>,
+    /// The config's `description`.
+    pub description: String,
+    /// The version.
+    pub version: String,
+    /// The network input size `[x, y, z]` (empty: the whole image).
+    pub roi: Vec<i32>,
+    /// Millimetres around the points (annotation).
+    pub padding: f64,
+    /// The extreme-points Gaussian's sigma, voxels (annotation).
+    pub sigma: f64,
+    /// The engine class as configured.
+    pub engine: String,
+}
 
 /// What an engine is built from.
 #[derive(Clone, Debug)]
@@ -41,6 +65,47 @@ pub struct EngineSpec {
     pub version: String,
     /// The model config.
     pub config: ModelConfig,
+}
+
+impl EngineSpec {
+    /// One entry of `engine_pool.json`, its config read (the operator's: trusted); the
+    /// version is the config's `version`, else `"1"`.
+    pub fn from_pool_entry(entry: &PoolEntry) -> Result<EngineSpec> {
+        let config = ModelConfig::read(&entry.config_file)?;
+        Ok(EngineSpec {
+            name: entry.name.clone(),
+            class: entry.class.clone(),
+            labels: entry.labels.clone(),
+            version: version_of(&config),
+            config,
+        })
+    }
+
+    /// A model config given as JSON text through an API: its files must lie in `roots`
+    /// ([`ModelConfig::parse_confined`]; a relative `model_path` starts at `base`); the class
+    /// is `class`, else the config's ([`class_for`]).
+    pub fn confined(
+        name: &str,
+        json: &str,
+        class: &str,
+        labels: Vec<String>,
+        base: &Path,
+        roots: &[PathBuf],
+    ) -> Result<EngineSpec> {
+        let config = ModelConfig::parse_confined(json, &format!("of model {name:?}"), base, roots)?;
+        Ok(EngineSpec {
+            name: name.to_string(),
+            class: class_for(class, &config)?,
+            labels,
+            version: version_of(&config),
+            config,
+        })
+    }
+}
+
+/// A config's `version`, else `"1"`.
+pub fn version_of(config: &ModelConfig) -> String {
+    config.text("version").unwrap_or_else(|| "1".into())
 }
 
 /// A loaded model that answers requests.
@@ -63,8 +128,9 @@ pub trait Engine: Send + Sync {
     }
     /// The most memory (bytes) the engine holds at once while it answers a request on an
     /// image of `image`'s size with `params`, beyond the image itself and the encoded
-    /// result: the budget ([`crate::budget`]) is taken before the work starts. Checks the
-    /// params it reads (points inside the image), so a bad request fails here, early.
+    /// result: a service's memory budget (the inference service's `budget`) is taken
+    /// before the work starts. Checks the params it reads (points inside the image), so a
+    /// bad request fails here, early.
     fn working_bytes(&self, image: &ImageInfo, params: &Map<String, Value>) -> Result<u64>;
 }
 
@@ -83,33 +149,40 @@ pub struct Outcome {
     pub params: Map<String, Value>,
 }
 
-type Build = fn(&EngineSpec, &Devices) -> Result<Box<dyn Engine>>;
-
-/// Engine classes by name: the seed's class names and ours.
-pub const ENGINES: &[(&str, Build)] = &[
-    ("Dextr3dCroppedEngine", dextr3d::Dextr3d::build),
-    ("Dextr3DEngine", dextr3d::Dextr3d::build),
-    ("SegmentationEngine", segmentation::Segmentation::build),
-];
+/// The engine `spec` asks for: its class must be known, and its config's `type` must not
+/// be `deepgrow` (no deepgrow engine yet; loading one as a segmenter would advertise it as
+/// deepgrow). Checks without loading anything.
+pub fn kind_of(spec_name: &str, class: &str, config: &ModelConfig) -> Result<EngineKind> {
+    let in_model = |e: EngineError| match e {
+        EngineError::Config(msg) => EngineError::Config(format!("model {spec_name:?}: {msg}")),
+        e => e,
+    };
+    let kind = EngineKind::require_class(class).map_err(in_model)?;
+    if config.text("type").as_deref() == Some(kind::DEEPGROW) {
+        return Err(in_model(kind::no_deepgrow()));
+    }
+    Ok(kind)
+}
 
 /// Builds the engine `spec.class` names (loading and warming up its networks).
 pub fn build(spec: &EngineSpec, devices: &Devices) -> Result<Box<dyn Engine>> {
-    let (_, make) = ENGINES.iter().find(|(n, _)| *n == spec.class).ok_or_else(|| {
-        InferenceError::Config(format!(
-            "model {:?}: unknown engine class {:?}; known: {}",
-            spec.name,
-            spec.class,
-            ENGINES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-        ))
-    })?;
-    make(spec, devices)
+    match kind_of(&spec.name, &spec.class, &spec.config)? {
+        EngineKind::Dextr3dCropped => dextr3d::Dextr3d::build(spec, devices),
+        EngineKind::Segmentation => segmentation::Segmentation::build(spec, devices),
+    }
 }
 
-/// The default engine class of a config without one: its `type`.
-pub fn class_for_type(model_type: &str) -> &'static str {
-    match model_type {
-        "annotation" => "Dextr3dCroppedEngine",
-        _ => "SegmentationEngine",
+/// The engine class of a model: `requested` when not empty, else the config's `engine`,
+/// else the class for the config's `type` ([`EngineKind::for_type`]; `deepgrow` refused).
+pub fn class_for(requested: &str, config: &ModelConfig) -> Result<String> {
+    if !requested.is_empty() {
+        return Ok(requested.to_string());
+    }
+    match config.text("engine") {
+        Some(class) => Ok(class),
+        None => EngineKind::for_type(&config.text("type").unwrap_or_default())
+            .map(|k| k.class().to_string())
+            .map_err(|e| EngineError::Config(format!("model config {}: {e}", config.origin))),
     }
 }
 
@@ -191,7 +264,7 @@ pub fn sample(image: Volume) -> Data {
 pub fn take_image(d: &mut Data, key: &str) -> Result<Image> {
     match d.remove(key) {
         Some(aiaa_transforms::Item::Image(im)) => Ok(*im),
-        _ => Err(InferenceError::Internal(format!(
+        _ => Err(EngineError::Internal(format!(
             "the transforms left no image under {key:?}"
         ))),
     }
@@ -234,7 +307,7 @@ pub fn labels_of(spec: &EngineSpec) -> Result<Vec<String>> {
 /// Points `[[x, y, z], ...]` from the params (a JSON array, or a string holding one), as
 /// voxel indices that must lie inside `dims`.
 pub fn points(params: &Map<String, Value>, key: &str, dims: [usize; 3]) -> Result<Vec<[f64; 3]>> {
-    let bad = |msg: String| InferenceError::Invalid(format!("params.{key}: {msg}"));
+    let bad = |msg: String| EngineError::Invalid(format!("params.{key}: {msg}"));
     let raw = params
         .get(key)
         .ok_or_else(|| bad("missing; send [[x, y, z], ...] in voxel indices".into()))?;
@@ -279,5 +352,57 @@ pub fn extreme_points_json(mask: &Volume) -> Value {
     match aiaa_transforms::extreme::extreme_points(mask) {
         Some(pts) => json!(pts.iter().map(|p| json!([p[0], p[1], p[2]])).collect::<Vec<_>>()),
         None => json!([]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(json: &str) -> ModelConfig {
+        ModelConfig::parse(json, "(test)", Path::new("/models")).unwrap()
+    }
+
+    #[test]
+    fn deepgrow_configs_are_refused_not_loaded_as_segmenters() {
+        // By type alone, and with a class named: the check runs before any file is read.
+        let c = config(r#"{"model_path": "m.pt", "type": "deepgrow"}"#);
+        let e = class_for("", &c).unwrap_err().to_string();
+        assert!(
+            e.contains("no deepgrow engine yet") && e.contains("(test)"),
+            "{e}"
+        );
+        let e = kind_of("dg", "SegmentationEngine", &c).unwrap_err().to_string();
+        assert!(
+            e.contains("no deepgrow engine yet") && e.contains("\"dg\""),
+            "{e}"
+        );
+        let spec = EngineSpec {
+            name: "dg".into(),
+            class: "SegmentationEngine".into(),
+            labels: vec![],
+            version: "1".into(),
+            config: c,
+        };
+        let devices = Devices::start(&[], 0).unwrap();
+        let e = build(&spec, &devices).err().unwrap().to_string();
+        assert!(e.contains("no deepgrow engine yet"), "{e}");
+    }
+
+    #[test]
+    fn classes_come_from_the_request_the_config_or_the_type() {
+        let c = config(r#"{"model_path": "m.pt", "type": "annotation"}"#);
+        assert_eq!(class_for("", &c).unwrap(), "Dextr3dCroppedEngine");
+        assert_eq!(class_for("SegmentationEngine", &c).unwrap(), "SegmentationEngine");
+        let c = config(r#"{"model_path": "m.pt", "engine": "Dextr3DEngine"}"#);
+        assert_eq!(class_for("", &c).unwrap(), "Dextr3DEngine");
+        assert_eq!(
+            kind_of("m", "Dextr3DEngine", &c).unwrap(),
+            EngineKind::Dextr3dCropped
+        );
+        let c = config(r#"{"model_path": "m.pt"}"#);
+        assert_eq!(class_for("", &c).unwrap(), "SegmentationEngine");
+        let e = kind_of("m", "Nope", &c).unwrap_err().to_string();
+        assert!(e.contains("unknown engine class \"Nope\""), "{e}");
     }
 }

@@ -9,7 +9,7 @@ use aiaa_imaging::{Geometry, Volume, Voxels};
 use serde::Deserialize;
 use tch::Tensor;
 
-use crate::error::{InferenceError, Result};
+use crate::error::{EngineError, Result};
 
 /// The axis order a network expects after `N, C`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -52,7 +52,7 @@ pub fn to_volume(t: &Tensor, layout: Layout, dims: [usize; 3], geometry: Geometr
         Layout::Kji => [dims[2], dims[1], dims[0]].map(|d| d as i64),
     };
     if size.len() != 5 || size[0] != 1 || size[2..] != spatial {
-        return Err(InferenceError::Internal(format!(
+        return Err(EngineError::Internal(format!(
             "the network answered a tensor of shape {size:?}; expected [1, K, {}, {}, {}]",
             spatial[0], spatial[1], spatial[2]
         )));
@@ -63,7 +63,7 @@ pub fn to_volume(t: &Tensor, layout: Layout, dims: [usize; 3], geometry: Geometr
         Layout::Ijk => t.permute([0, 1, 4, 3, 2]),
     };
     let data = Vec::<f32>::try_from(t.contiguous().flatten(0, -1))
-        .map_err(|e| InferenceError::Internal(format!("reading the network output: {e}")))?;
+        .map_err(|e| EngineError::Internal(format!("reading the network output: {e}")))?;
     Ok(Volume::new(dims, k, geometry, Voxels::F32(data))?)
 }
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tch::{CModule, Device, IValue, Kind, Tensor};
 
 use crate::engines::Activation;
-use crate::error::{InferenceError, Result};
+use crate::error::{EngineError, Result};
 use crate::tensor::Layout;
 
 type Reply<T> = mpsc::SyncSender<Result<T>>;
@@ -92,13 +92,13 @@ pub fn parse_devices(spec: &str) -> Result<Vec<Device>> {
                 Some(Ok(n)) => n,
                 _ if s == "cuda" => usize::MAX,
                 _ => {
-                    return Err(InferenceError::Config(format!(
+                    return Err(EngineError::Config(format!(
                         "--inference-device {s:?}: use auto, cpu, cuda or cuda:N"
                     )));
                 }
             };
             if n >= cuda {
-                return Err(InferenceError::Config(format!(
+                return Err(EngineError::Config(format!(
                     "--inference-device {s:?}: this machine has {cuda} CUDA device(s)"
                 )));
             }
@@ -122,7 +122,7 @@ impl Devices {
             std::thread::Builder::new()
                 .name(format!("torch-{device:?}").to_lowercase())
                 .spawn(move || owner(device, rx, w, b))
-                .map_err(|e| InferenceError::Internal(format!("starting the device thread: {e}")))?;
+                .map_err(|e| EngineError::Internal(format!("starting the device thread: {e}")))?;
             workers.push(Worker {
                 device,
                 jobs: tx,
@@ -197,12 +197,12 @@ impl Devices {
 fn send(w: &Worker, job: Job) -> Result<()> {
     w.jobs
         .send(job)
-        .map_err(|_| InferenceError::Unavailable(format!("the {:?} worker has stopped", w.device)))
+        .map_err(|_| EngineError::Unavailable(format!("the {:?} worker has stopped", w.device)))
 }
 
 fn receive<T>(rx: mpsc::Receiver<Result<T>>) -> Result<T> {
     rx.recv()
-        .map_err(|_| InferenceError::Unavailable("the device worker stopped during the call".into()))?
+        .map_err(|_| EngineError::Unavailable("the device worker stopped during the call".into()))?
 }
 
 /// A TorchScript module loaded on every device; dropping it unloads it.
@@ -235,7 +235,7 @@ impl Net {
             .workers
             .iter()
             .min_by_key(|w| w.waiting.load(Ordering::Relaxed))
-            .ok_or_else(|| InferenceError::Internal("no device".into()))?;
+            .ok_or_else(|| EngineError::Internal("no device".into()))?;
         let (reply, rx) = mpsc::sync_channel(1);
         w.waiting.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!("aiaa_inference_device_waiting").increment(1.0);
@@ -254,7 +254,7 @@ impl Net {
         }
         sent?;
         receive(rx).map_err(|e| match e {
-            InferenceError::Model { reason, .. } => InferenceError::Model {
+            EngineError::Model { reason, .. } => EngineError::Model {
                 model: self.name.clone(),
                 reason,
             },
@@ -311,7 +311,7 @@ fn owner(device: Device, jobs: mpsc::Receiver<Job>, waiting: Arc<AtomicUsize>, b
                 metrics::gauge!("aiaa_inference_device_waiting").decrement(1.0);
                 let t0 = Instant::now();
                 let out = match modules.get(&key) {
-                    None => Err(InferenceError::NotFound("the model was unloaded".into())),
+                    None => Err(EngineError::NotFound("the model was unloaded".into())),
                     Some(m) => run(m, input, finish, device),
                 };
                 busy_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -325,7 +325,7 @@ fn owner(device: Device, jobs: mpsc::Receiver<Job>, waiting: Arc<AtomicUsize>, b
 /// first line of libtorch's reason (e.g. "PytorchStreamReader failed reading zip archive"),
 /// as a configuration error (the gateway's 400). The whole message, with libtorch's
 /// backtrace, goes to the log only.
-fn load_error(name: &str, path: &Path, e: &tch::TchError) -> InferenceError {
+fn load_error(name: &str, path: &Path, e: &tch::TchError) -> EngineError {
     let full = e.to_string();
     tracing::warn!(model = %name, path = %path.display(), error = %full, "loading a TorchScript file failed");
     let reason = full
@@ -338,20 +338,19 @@ fn load_error(name: &str, path: &Path, e: &tch::TchError) -> InferenceError {
     let file = path
         .file_name()
         .map_or_else(|| "the file".to_string(), |f| f.to_string_lossy().into_owned());
-    InferenceError::Config(format!(
+    EngineError::Config(format!(
         "model {name:?}: {file} is not a TorchScript module this server can load: {reason}"
     ))
 }
 
 fn run(m: &CModule, input: Tensor, finish: Option<Finish>, device: Device) -> Result<Tensor> {
-    let failed = |e: tch::TchError| InferenceError::Model {
+    let failed = |e: tch::TchError| EngineError::Model {
         model: String::new(),
         reason: e.to_string(),
     };
     let x = input.to_device(device).contiguous();
     let out = m.forward_is(&[IValue::Tensor(x)]).map_err(failed)?;
-    let t =
-        first_tensor(out).ok_or_else(|| InferenceError::Internal("the model returned no tensor".into()))?;
+    let t = first_tensor(out).ok_or_else(|| EngineError::Internal("the model returned no tensor".into()))?;
     let t = t.to_kind(Kind::Float);
     let t = match finish {
         None => t,

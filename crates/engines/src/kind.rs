@@ -1,0 +1,173 @@
+//! [`EngineKind`]: the one place that maps the seed's engine class names, the model types
+//! clients see and the REST endpoints to each other.
+//!
+//! | kind | engine classes (`engine_pool.json` `class`, a config's `engine`) | model type | endpoint |
+//! |---|---|---|---|
+//! | [`EngineKind::Dextr3dCropped`] | `Dextr3dCroppedEngine`, `Dextr3DEngine` (the seed's other name) | `annotation` | `/v1/dextr3d` |
+//! | [`EngineKind::Segmentation`] | `SegmentationEngine` | `segmentation` | `/v1/segmentation` |
+//!
+//! A config's `type` picks the engine when no class is named: `annotation` the dextr3d
+//! engine, anything else the segmentation engine, except `deepgrow`, which is refused
+//! ("no deepgrow engine yet") rather than loaded as a whole-volume segmenter that would be
+//! advertised as deepgrow. A new engine is one variant here and one module in
+//! [`crate::engines`].
+
+use crate::error::{EngineError, Result};
+
+/// The model type of deepgrow models (the AIAA API's `/v1/deepgrow`), which no engine serves yet.
+pub const DEEPGROW: &str = "deepgrow";
+
+/// An engine the platform can build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EngineKind {
+    /// `Dextr3dCroppedEngine`: annotation from six or more extreme points.
+    Dextr3dCropped,
+    /// `SegmentationEngine`: automatic segmentation of the whole volume.
+    Segmentation,
+}
+
+impl EngineKind {
+    /// Every kind.
+    pub const ALL: [EngineKind; 2] = [EngineKind::Dextr3dCropped, EngineKind::Segmentation];
+
+    /// The engine class name written in configs and reported as the model's engine.
+    pub fn class(self) -> &'static str {
+        self.classes()[0]
+    }
+
+    /// Every class name that selects this engine (the first is [`EngineKind::class`]).
+    pub fn classes(self) -> &'static [&'static str] {
+        match self {
+            EngineKind::Dextr3dCropped => &["Dextr3dCroppedEngine", "Dextr3DEngine"],
+            EngineKind::Segmentation => &["SegmentationEngine"],
+        }
+    }
+
+    /// The model type the registry and clients see (`GET /v1/models`' `type`).
+    pub fn model_type(self) -> &'static str {
+        match self {
+            EngineKind::Dextr3dCropped => "annotation",
+            EngineKind::Segmentation => "segmentation",
+        }
+    }
+
+    /// The REST endpoint (`/v1/<endpoint>`) that serves models of this kind.
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            EngineKind::Dextr3dCropped => "dextr3d",
+            EngineKind::Segmentation => "segmentation",
+        }
+    }
+
+    /// Whether a request needs clicked points (`params.points`).
+    pub fn needs_points(self) -> bool {
+        self == EngineKind::Dextr3dCropped
+    }
+
+    /// The kind an engine class names (`Dextr3dCroppedEngine`, `Dextr3DEngine`,
+    /// `SegmentationEngine`).
+    pub fn from_class(class: &str) -> Option<EngineKind> {
+        Self::ALL.into_iter().find(|k| k.classes().contains(&class))
+    }
+
+    /// The kind of a model type (`annotation`, `segmentation`).
+    pub fn from_type(model_type: &str) -> Option<EngineKind> {
+        Self::ALL.into_iter().find(|k| k.model_type() == model_type)
+    }
+
+    /// The kind an endpoint serves (`dextr3d`, `segmentation`).
+    pub fn from_endpoint(endpoint: &str) -> Option<EngineKind> {
+        Self::ALL.into_iter().find(|k| k.endpoint() == endpoint)
+    }
+
+    /// Any of the names above: a class, a model type or an endpoint (a command-line
+    /// `--engine`).
+    pub fn parse(name: &str) -> Option<EngineKind> {
+        Self::from_class(name)
+            .or_else(|| Self::from_type(name))
+            .or_else(|| Self::from_endpoint(name))
+    }
+
+    /// The engine a config of `model_type` gets when it names no class: `annotation` the
+    /// dextr3d engine, `deepgrow` an error, anything else (none included) segmentation.
+    pub fn for_type(model_type: &str) -> Result<EngineKind> {
+        if model_type == DEEPGROW {
+            return Err(no_deepgrow());
+        }
+        Ok(Self::from_type(model_type).unwrap_or(EngineKind::Segmentation))
+    }
+
+    /// The kind of an engine class, or an error naming the known ones.
+    pub fn require_class(class: &str) -> Result<EngineKind> {
+        Self::from_class(class).ok_or_else(|| {
+            EngineError::Config(format!(
+                "unknown engine class {class:?}; known: {}",
+                known_classes().join(", ")
+            ))
+        })
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.class())
+    }
+}
+
+/// Every engine class name, for messages.
+pub fn known_classes() -> Vec<&'static str> {
+    EngineKind::ALL
+        .iter()
+        .flat_map(|k| k.classes().iter().copied())
+        .collect()
+}
+
+/// The refusal of a deepgrow model.
+pub fn no_deepgrow() -> EngineError {
+    EngineError::Config(
+        "type \"deepgrow\": no deepgrow engine yet; this server cannot serve deepgrow models".into(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_both_ways() {
+        for k in EngineKind::ALL {
+            assert_eq!(EngineKind::from_class(k.class()), Some(k));
+            assert_eq!(EngineKind::from_type(k.model_type()), Some(k));
+            assert_eq!(EngineKind::from_endpoint(k.endpoint()), Some(k));
+            for name in [k.class(), k.model_type(), k.endpoint()] {
+                assert_eq!(EngineKind::parse(name), Some(k), "{name}");
+            }
+        }
+        assert_eq!(
+            EngineKind::from_class("Dextr3DEngine"),
+            Some(EngineKind::Dextr3dCropped)
+        );
+        assert_eq!(EngineKind::from_class("annotation"), None);
+        assert_eq!(EngineKind::parse("DeepgrowEngine"), None);
+    }
+
+    #[test]
+    fn types_pick_engines_and_deepgrow_is_refused() {
+        assert_eq!(
+            EngineKind::for_type("annotation").unwrap(),
+            EngineKind::Dextr3dCropped
+        );
+        assert_eq!(EngineKind::for_type("").unwrap(), EngineKind::Segmentation);
+        assert_eq!(
+            EngineKind::for_type("segmentation").unwrap(),
+            EngineKind::Segmentation
+        );
+        let e = EngineKind::for_type("deepgrow").unwrap_err().to_string();
+        assert!(e.contains("no deepgrow engine yet"), "{e}");
+        let e = EngineKind::require_class("Nope").unwrap_err().to_string();
+        assert!(
+            e.contains("Dextr3dCroppedEngine, Dextr3DEngine, SegmentationEngine"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,25 @@
+//! The engines that run annotation and segmentation models, with plain Rust types at the
+//! edge (no gRPC, no generated protos): the inference service serves them over gRPC, and
+//! `aiaa infer` / `aiaa evaluate` and the trainer's export use them directly, so every tool
+//! runs a model exactly as the server does.
+//!
+//! - [`pool`]: the seed's `engine_pool.json` and model configs, typed; paths of configs
+//!   that came through an API confined to the model roots;
+//! - [`kind`]: [`EngineKind`], the one mapping of engine classes, model types and endpoints;
+//! - [`device`]: TorchScript modules on libtorch, one owner thread per device;
+//! - [`tensor`]: volumes to network tensors and back;
+//! - [`engines`]: the [`Engine`] trait, `Dextr3dCroppedEngine`, `SegmentationEngine`;
+//! - [`error`]: the error type, [`EngineError`].
+
+pub mod device;
+pub mod engines;
+pub mod error;
+pub mod kind;
+pub mod pool;
+pub mod tensor;
+
+pub use device::{Devices, parse_devices};
+pub use engines::{Engine, EngineSpec, ModelInfo, Outcome, Timings, build};
+pub use error::{EngineError, Result};
+pub use kind::EngineKind;
+pub use pool::{ModelConfig, PoolEntry, read_pool};

@@ -1,0 +1,135 @@
+//! Which way dependencies point (issue 13), read from the manifests so a new dependency
+//! that breaks it fails here: no crate under `crates/` depends on a crate under
+//! `services/`; no service depends on another service's crate; `crates/engines` depends on
+//! neither tonic nor the generated protos (its edge is plain Rust types).
+//!
+//! Normal, dev and build dependencies all count, with one named exception ([`KNOWN`]): a
+//! service's tests that start another service in-process. The manifests are read line by
+//! line (the workspace's style: one dependency a line, `name.workspace = true` or
+//! `name = ...`).
+
+/// Service-to-service dev-dependencies that exist today, to be removed (the tests would
+/// start the other service through the e2e harness instead); a new one fails the test.
+const KNOWN: &[(&str, &str)] = &[
+    // services/gateway/tests/common: an in-process datastore for the gateway's own tests.
+    ("aiaa-gateway", "aiaa-datastore"),
+];
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A package of the workspace: its name, its folder (`crates/x`, `services/x`) and every
+/// dependency it names.
+#[derive(Debug)]
+struct Manifest {
+    name: String,
+    dir: String,
+    /// `(dependency, section)`, e.g. `("tch", "dependencies")`.
+    deps: Vec<(String, String)>,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn read(dir: &str) -> Manifest {
+    let path = repo_root().join(dir).join("Cargo.toml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut section = String::new();
+    let mut name = None;
+    let mut deps = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line.trim_matches(|c| c == '[' || c == ']').to_string();
+            continue;
+        }
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let key = key.trim();
+        if section == "package" && key == "name" {
+            name = Some(value.trim().trim_matches('"').to_string());
+        }
+        // [dependencies], [dev-dependencies], [build-dependencies], [target.'...'.dependencies]
+        if section.ends_with("dependencies") {
+            let dep = key.split('.').next().unwrap_or(key).trim_matches('"');
+            deps.push((dep.to_string(), section.clone()));
+        }
+    }
+    Manifest {
+        name: name.unwrap_or_else(|| panic!("{}: no [package] name", path.display())),
+        dir: dir.to_string(),
+        deps,
+    }
+}
+
+/// Every package under `crates/` and `services/`.
+fn manifests() -> Vec<Manifest> {
+    let mut out = Vec::new();
+    for top in ["crates", "services"] {
+        let mut dirs: Vec<_> = std::fs::read_dir(repo_root().join(top))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join("Cargo.toml").is_file())
+            .map(|e| format!("{top}/{}", e.file_name().to_string_lossy()))
+            .collect();
+        dirs.sort();
+        out.extend(dirs.iter().map(|d| read(d)));
+    }
+    out
+}
+
+#[test]
+fn dependencies_point_down() {
+    let all = manifests();
+    let by_name: BTreeMap<&str, &Manifest> = all.iter().map(|m| (m.name.as_str(), m)).collect();
+    assert!(by_name.contains_key("aiaa-engines"), "{all:#?}");
+    assert!(by_name.contains_key("aiaa-inference"), "{all:#?}");
+    let mut wrong = Vec::new();
+    for m in &all {
+        for (dep, section) in &m.deps {
+            let Some(target) = by_name.get(dep.as_str()) else {
+                continue;
+            };
+            let service = target.dir.starts_with("services/");
+            if m.dir.starts_with("crates/") && service {
+                wrong.push(format!("{} ({}) depends on the service {dep}", m.name, m.dir));
+            }
+            let known = section == "dev-dependencies" && KNOWN.contains(&(m.name.as_str(), dep.as_str()));
+            if m.dir.starts_with("services/") && service && target.name != m.name && !known {
+                wrong.push(format!(
+                    "the service {} depends on another service's crate {dep}",
+                    m.name
+                ));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "dependencies that point the wrong way:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn the_engines_have_no_grpc_at_their_edge() {
+    let engines = read("crates/engines");
+    assert_eq!(engines.name, "aiaa-engines");
+    assert!(engines.deps.iter().any(|(d, _)| d == "tch"), "{engines:?}");
+    for banned in [
+        "tonic",
+        "tonic-prost",
+        "tonic-health",
+        "prost",
+        "prost-types",
+        "aiaa-proto",
+    ] {
+        assert!(
+            !engines.deps.iter().any(|(d, _)| d == banned),
+            "crates/engines depends on {banned}: its edge must be plain Rust types"
+        );
+    }
+}

@@ -29,9 +29,18 @@ async fn up_serves_every_service_with_health_reflection_metrics_and_stops_gracef
         platform.banner
     );
     for (service, name) in [
-        ("registry", "aiaa.registry.v1.RegistryService"),
-        ("datastore", "aiaa.datastore.v1.DatastoreService"),
-        ("trainer", "aiaa.trainer.v1.TrainerService"),
+        (
+            "registry",
+            aiaa_proto::registry::v1::registry_service_server::SERVICE_NAME,
+        ),
+        (
+            "datastore",
+            aiaa_proto::datastore::v1::datastore_service_server::SERVICE_NAME,
+        ),
+        (
+            "trainer",
+            aiaa_proto::trainer::v1::trainer_service_server::SERVICE_NAME,
+        ),
     ] {
         use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
         let channel = connect(&platform.url(service), None).await.unwrap();

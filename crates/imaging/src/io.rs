@@ -1,8 +1,7 @@
 //! Format dispatch (file name first, then bytes) and file helpers shared by the readers
 //! and writers: bounded whole-file reads and atomic writes.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::{ImagingError, ReadOptions, Result, Volume};
 
@@ -26,21 +25,37 @@ pub fn has_suffix(path: &Path, suffix: &str) -> bool {
         .is_some_and(|n| n.to_ascii_lowercase().ends_with(suffix))
 }
 
+/// Every image file suffix the readers know, with its format; where one suffix ends
+/// another the longer comes first. The one list of the workspace: the datastore, the
+/// trainer's datalists, the transforms' `LoadImage` names and conversion take theirs from
+/// here.
+pub const IMAGE_SUFFIXES: &[(&str, Format)] = &[
+    (".nii.gz", Format::NiftiGz),
+    (".nii", Format::Nifti),
+    (".mha", Format::Mha),
+    (".mhd", Format::Mhd),
+    (".dcm", Format::Dicom),
+    (".png", Format::Png),
+    (".nrrd", Format::Nrrd),
+    (".nhdr", Format::Nrrd),
+];
+
 /// The format implied by the file name, if any.
 pub fn format_from_name(path: &Path) -> Option<Format> {
-    [
-        (".nii.gz", Format::NiftiGz),
-        (".nii", Format::Nifti),
-        (".mha", Format::Mha),
-        (".mhd", Format::Mhd),
-        (".dcm", Format::Dicom),
-        (".png", Format::Png),
-        (".nrrd", Format::Nrrd),
-        (".nhdr", Format::Nrrd),
-    ]
-    .into_iter()
-    .find(|(s, _)| has_suffix(path, s))
-    .map(|(_, f)| f)
+    IMAGE_SUFFIXES
+        .iter()
+        .find(|(s, _)| has_suffix(path, s))
+        .map(|(_, f)| *f)
+}
+
+/// A file name without its image suffix (`im1.nii.gz` gives `im1`; case-insensitive), or
+/// `None` when it has none of [`IMAGE_SUFFIXES`].
+pub fn image_stem(name: &str) -> Option<&str> {
+    let lower = name.to_ascii_lowercase();
+    IMAGE_SUFFIXES
+        .iter()
+        .find(|(s, _)| lower.ends_with(s))
+        .map(|(s, _)| &name[..name.len() - s.len()])
 }
 
 /// The format implied by the first bytes of a file, if recognisable.
@@ -85,21 +100,10 @@ pub fn read_file(path: &Path, opts: &ReadOptions) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| ImagingError::io(path, e))
 }
 
-/// Writes `bytes` to a temporary file in the target directory, then renames it into place,
-/// so readers never see a partial file.
+/// Writes `bytes` to `path` whole or not at all ([`aiaa_files::write`]), so readers never
+/// see a partial file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".aiaa-tmp-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(&dir)
-        .map_err(|e| ImagingError::io(&dir, e))?;
-    tmp.write_all(bytes).map_err(|e| ImagingError::io(path, e))?;
-    tmp.persist(path).map_err(|e| ImagingError::io(path, e.error))?;
-    Ok(())
+    aiaa_files::write(path, bytes).map_err(|e| ImagingError::io(path, e))
 }
 
 fn sniff(path: &Path) -> Result<Option<Format>> {
@@ -321,24 +325,5 @@ impl MaskFormat {
             return encode_bytes(mask, &self.extension, self.compress);
         }
         encode_bytes(&mask.cast(self.dtype), &self.extension, self.compress)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
-    /// Written files get the mode any new file gets (0666 less the umask), not the
-    /// owner-only mode of a temporary file: outputs are shared with viewers and other users.
-    #[test]
-    fn atomic_writes_have_the_usual_file_mode() {
-        let dir = tempfile::tempdir().unwrap();
-        let ours = dir.path().join("ours.bin");
-        let plain = dir.path().join("plain.bin");
-        super::write_atomic(&ours, b"x").unwrap();
-        std::fs::write(&plain, b"x").unwrap();
-        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&ours), mode(&plain));
-        assert_eq!(std::fs::read(&ours).unwrap(), b"x");
     }
 }

@@ -17,8 +17,7 @@
 //! non-strict loading skips variables the file lacks or has with another shape.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{Value, json};
 use tch::{Device, Tensor, nn::VarStore};
@@ -91,43 +90,19 @@ pub fn save(
     });
     let bytes = serde_json::to_vec(&header).map_err(|e| bad(path, format!("metadata: {e}")))?;
     tensors.push((META_KEY.to_string(), Tensor::f_from_slice(&bytes)?));
-    write_atomically(path, |tmp| Ok(Tensor::write_safetensors(&tensors, tmp)?))?;
+    write_atomically(path, |tmp| Tensor::write_safetensors(&tensors, tmp))?;
     tracing::debug!(path = %path.display(), epoch = meta.epoch, step = meta.step, "checkpoint saved");
     Ok(())
 }
 
-/// Runs `write` on a temporary path next to `path`, syncs it and renames it to `path`.
-pub(crate) fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| bad(path, "not a file path"))?
-        .to_string_lossy()
-        .into_owned();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let tmp = dir.join(format!(".{file_name}.tmp-{}-{nanos}", std::process::id()));
-    let result = (|| {
-        write(&tmp)?;
-        File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| NetsError::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| NetsError::io(path, e))?;
-        // Make the rename itself durable; not every platform can open a folder, hence no `?`.
-        if let Ok(d) = File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+/// Runs libtorch's `write` on a temporary path next to `path` and makes it `path` whole or
+/// not at all ([`aiaa_files::write_with`]).
+pub(crate) fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&Path) -> std::result::Result<(), tch::TchError>,
+) -> Result<()> {
+    aiaa_files::write_with(path, |tmp| write(tmp).map_err(std::io::Error::other))
+        .map_err(|e| NetsError::io(path, e))
 }
 
 /// A checkpoint file's tensors, split by prefix, and its header.

@@ -141,7 +141,7 @@ pub fn export_torchscript(
     if let Some(e) = failure {
         return Err(e);
     }
-    write_atomically(path.as_ref(), |tmp| Ok(module.save(tmp)?))?;
+    write_atomically(path.as_ref(), |tmp| module.save(tmp))?;
     tracing::info!(
         path = %path.as_ref().display(),
         network = config.name.as_str(),

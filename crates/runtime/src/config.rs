@@ -8,6 +8,21 @@ use std::time::Duration;
 
 use crate::RuntimeError;
 
+/// A config block with every value at its default, taken from the block's own clap
+/// `default_value`s (the environment is not read): the one place defaults are written, so an
+/// `impl Default` cannot drift from the command line.
+///
+/// # Panics
+/// When the block has an argument without a default that clap requires: a programming
+/// error, caught by any test that takes the block's `Default`.
+pub fn clap_defaults<T: clap::Args + clap::FromArgMatches>() -> T {
+    let command = T::augment_args(clap::Command::new("defaults")).mut_args(|a| a.env(None));
+    let matches = command
+        .try_get_matches_from(["defaults"])
+        .unwrap_or_else(|e| panic!("a config block without a default for every value: {e}"));
+    T::from_arg_matches(&matches).unwrap_or_else(|e| panic!("a config block's defaults do not parse: {e}"))
+}
+
 /// A secret (API key, password) that never shows in logs: `Debug` and `Display` print
 /// `<redacted>`.
 #[derive(Clone, PartialEq, Eq)]
@@ -129,11 +144,7 @@ pub struct GrpcArgs {
 
 impl Default for GrpcArgs {
     fn default() -> Self {
-        Self {
-            max_message_bytes: 4 * 1024 * 1024,
-            drain_timeout: Duration::from_secs(30),
-            max_connections: 1024,
-        }
+        clap_defaults()
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`store`]: one object-store factory from a URL;
 //! - [`names`]: validation of user-given names and ids that become object paths;
 //! - [`registry`]: registry references and the checked download of a model file;
+//! - [`memory`]: freed heap memory handed back to the system after large work;
 //! - [`jobs`]: a table of long-running jobs with progress and watchers;
 //! - [`chunks`]: splitting payloads into stream chunks;
 //! - [`upload`]: streaming a payload into the store whole or not at all, hashed on the way;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod jobs;
 pub mod linger;
+pub mod memory;
 pub mod names;
 pub mod registry;
 pub mod server;

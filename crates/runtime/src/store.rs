@@ -108,6 +108,27 @@ fn local_roots() -> &'static Mutex<Vec<(Weak<dyn ObjectStore>, PathBuf)>> {
     ROOTS.get_or_init(Default::default)
 }
 
+/// The gRPC code for an object-store failure, the same in every service: a missing object
+/// is NOT_FOUND, a lost race on a conditional write FAILED_PRECONDITION, a bad path
+/// INVALID_ARGUMENT, the store's own configuration or permissions INTERNAL (an operator must
+/// act), anything else (network, S3 throttling, a full disk) UNAVAILABLE (retry later).
+pub fn status_code(e: &object_store::Error) -> tonic::Code {
+    use object_store::Error as E;
+    match e {
+        E::NotFound { .. } => tonic::Code::NotFound,
+        E::AlreadyExists { .. } | E::Precondition { .. } | E::NotModified { .. } => {
+            tonic::Code::FailedPrecondition
+        }
+        E::InvalidPath { .. } => tonic::Code::InvalidArgument,
+        E::NotSupported { .. }
+        | E::NotImplemented { .. }
+        | E::PermissionDenied { .. }
+        | E::Unauthenticated { .. }
+        | E::UnknownConfigurationKey { .. } => tonic::Code::Internal,
+        _ => tonic::Code::Unavailable,
+    }
+}
+
 /// The folder of a local store that [`open`] returned; `None` for memory and S3 stores (and
 /// for a local store wrapped in another).
 pub fn local_root(store: &Store) -> Option<PathBuf> {

@@ -25,12 +25,7 @@ pub fn input_name(path: &Path) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    for ext in [".nii.gz", ".nii", ".mha", ".mhd", ".png", ".dcm", ".npy"] {
-        if let Some(stem) = name.strip_suffix(ext) {
-            return stem.to_owned();
-        }
-    }
-    name
+    aiaa_imaging::io::image_stem(&name).map_or(name.clone(), str::to_owned)
 }
 
 fn load_field(d: &mut Data, key: &str, channel_dim: bool) -> Result<()> {

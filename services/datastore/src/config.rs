@@ -58,26 +58,7 @@ pub struct DatastoreArgs {
 
 impl Default for DatastoreArgs {
     fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 5102)),
-            max_item_bytes: 8 << 30,
-            session_expiry: Duration::from_secs(3600),
-            session_max_expiry: Duration::from_secs(24 * 3600),
-            session_reap_interval: Duration::from_secs(60),
-            max_convert_jobs: 2,
-            work_dir: None,
-            convert_max_image_bytes: 4 << 30,
-            min_free_bytes: 1 << 30,
-            max_sessions_per_client: 64,
-            max_session_bytes_per_client: 16 << 30,
-        }
-    }
-}
-
-fn config(flag: &str, reason: String) -> RuntimeError {
-    RuntimeError::Config {
-        flag: flag.to_string(),
-        reason,
+        aiaa_runtime::config::clap_defaults()
     }
 }
 
@@ -85,19 +66,19 @@ impl DatastoreArgs {
     /// Checks the block; names the flag at fault.
     pub fn validate(&self) -> Result<(), RuntimeError> {
         if self.max_item_bytes == 0 {
-            return Err(config(
+            return Err(RuntimeError::config(
                 "--max-item-bytes (AIAA_DATASTORE_MAX_ITEM_BYTES)",
-                "must be more than 0".into(),
+                "must be more than 0",
             ));
         }
         if self.session_expiry.is_zero() {
-            return Err(config(
+            return Err(RuntimeError::config(
                 "--session-expiry (AIAA_DATASTORE_SESSION_EXPIRY)",
-                "must be more than 0".into(),
+                "must be more than 0",
             ));
         }
         if self.session_expiry > self.session_max_expiry {
-            return Err(config(
+            return Err(RuntimeError::config(
                 "--session-expiry (AIAA_DATASTORE_SESSION_EXPIRY)",
                 format!(
                     "{} is more than --session-max-expiry {}",
@@ -107,33 +88,33 @@ impl DatastoreArgs {
             ));
         }
         if self.session_reap_interval.is_zero() {
-            return Err(config(
+            return Err(RuntimeError::config(
                 "--session-reap-interval (AIAA_DATASTORE_SESSION_REAP_INTERVAL)",
-                "must be more than 0".into(),
+                "must be more than 0",
             ));
         }
         if self.max_sessions_per_client == 0 {
-            return Err(config(
+            return Err(RuntimeError::config(
                 "--max-sessions-per-client (AIAA_DATASTORE_MAX_SESSIONS_PER_CLIENT)",
-                "must be more than 0".into(),
+                "must be more than 0",
             ));
         }
         if self.max_session_bytes_per_client == 0 {
-            return Err(config(
+            return Err(RuntimeError::config(
                 "--max-session-bytes-per-client (AIAA_DATASTORE_MAX_SESSION_BYTES_PER_CLIENT)",
-                "must be more than 0".into(),
+                "must be more than 0",
             ));
         }
         if self.convert_max_image_bytes == 0 {
-            return Err(config(
+            return Err(RuntimeError::config(
                 "--convert-max-image-bytes (AIAA_DATASTORE_CONVERT_MAX_IMAGE_BYTES)",
-                "must be more than 0".into(),
+                "must be more than 0",
             ));
         }
         if self.max_convert_jobs == 0 {
-            return Err(config(
+            return Err(RuntimeError::config(
                 "--max-convert-jobs (AIAA_DATASTORE_MAX_CONVERT_JOBS)",
-                "must be at least 1".into(),
+                "must be at least 1",
             ));
         }
         Ok(())

@@ -66,16 +66,7 @@ impl DatastoreError {
     }
 }
 
-/// The gRPC metadata key that tells apart the kinds of RESOURCE_EXHAUSTED (`quota`,
-/// `insufficient-storage`), so the gateway can answer 429 or 507 instead of 413.
-pub const REASON_KEY: &str = "aiaa-reason";
-
-fn with_reason(mut status: Status, reason: &'static str) -> Status {
-    status
-        .metadata_mut()
-        .insert(REASON_KEY, tonic::metadata::MetadataValue::from_static(reason));
-    status
-}
+pub use aiaa_runtime::error::{Exhausted, REASON_KEY};
 
 /// Shorthand for results in this crate.
 pub type Result<T, E = DatastoreError> = std::result::Result<T, E>;
@@ -88,24 +79,12 @@ impl From<DatastoreError> for Status {
             DatastoreError::NotFound(_) => Status::not_found(msg),
             DatastoreError::FailedPrecondition(_) => Status::failed_precondition(msg),
             DatastoreError::TooLarge { .. } => Status::resource_exhausted(msg),
-            DatastoreError::InsufficientStorage(_) => {
-                with_reason(Status::resource_exhausted(msg), "insufficient-storage")
-            }
-            DatastoreError::Quota(_) => with_reason(Status::resource_exhausted(msg), "quota"),
+            DatastoreError::InsufficientStorage(_) => Exhausted::InsufficientStorage.status(msg),
+            DatastoreError::Quota(_) => Exhausted::Quota.status(msg),
             DatastoreError::Interrupted(_) => Status::cancelled(msg),
-            DatastoreError::Store { source, .. } => match source {
-                object_store::Error::NotFound { .. } => Status::not_found(msg),
-                object_store::Error::AlreadyExists { .. }
-                | object_store::Error::Precondition { .. }
-                | object_store::Error::NotModified { .. } => Status::failed_precondition(msg),
-                object_store::Error::InvalidPath { .. } => Status::invalid_argument(msg),
-                object_store::Error::NotSupported { .. }
-                | object_store::Error::NotImplemented { .. }
-                | object_store::Error::PermissionDenied { .. }
-                | object_store::Error::Unauthenticated { .. }
-                | object_store::Error::UnknownConfigurationKey { .. } => Status::internal(msg),
-                _ => Status::unavailable(msg),
-            },
+            DatastoreError::Store { source, .. } => {
+                Status::new(aiaa_runtime::store::status_code(&source), msg)
+            }
             DatastoreError::Runtime(e) => Status::from(e),
             DatastoreError::Internal(_) => Status::internal(msg),
         }

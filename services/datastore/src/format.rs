@@ -1,5 +1,5 @@
-//! Format detection of stored images and labels: from the file name first (`.nii`,
-//! `.nii.gz`, `.mha`, `.mhd`, `.nrrd`, `.png`, `.dcm`, `.zip`), then from the first bytes
+//! Format detection of stored images and labels: from the file name first (the imaging
+//! crate's suffixes and `.zip`), then from the first bytes
 //! (NIfTI-1/2 header size in either byte order, gzip that inflates to a NIfTI header,
 //! MetaImage text keys, the `NRRD000` magic, the PNG signature, `DICM` at offset 128, a zip
 //! local-file header), else `unknown`.
@@ -22,23 +22,22 @@ pub const FORMATS: &[&str] = &[
     "unknown",
 ];
 
-/// The format a file name implies, if any (case-insensitive suffix match).
+/// The format a file name implies, if any (case-insensitive suffix match on the image
+/// suffixes of [`aiaa_imaging::io::IMAGE_SUFFIXES`], and `.zip` for a DICOM series).
 pub fn from_name(name: &str) -> Option<&'static str> {
-    let lower = name.to_ascii_lowercase();
-    let table: [(&str, &'static str); 8] = [
-        (".nii.gz", "nifti-gz"),
-        (".nii", "nifti"),
-        (".mha", "mha"),
-        (".mhd", "mhd"),
-        (".nrrd", "nrrd"),
-        (".png", "png"),
-        (".dcm", "dicom"),
-        (".zip", "dicom-zip"),
-    ];
-    table
-        .iter()
-        .find(|(suffix, _)| lower.ends_with(suffix))
-        .map(|(_, f)| *f)
+    use aiaa_imaging::io::{Format, format_from_name};
+    if name.to_ascii_lowercase().ends_with(".zip") {
+        return Some("dicom-zip");
+    }
+    format_from_name(std::path::Path::new(name)).map(|f| match f {
+        Format::NiftiGz => "nifti-gz",
+        Format::Nifti => "nifti",
+        Format::Mha => "mha",
+        Format::Mhd => "mhd",
+        Format::Nrrd => "nrrd",
+        Format::Png => "png",
+        Format::Dicom => "dicom",
+    })
 }
 
 fn nifti_header_size(bytes: &[u8]) -> bool {
@@ -119,6 +118,7 @@ mod tests {
         assert_eq!(from_name("x.mha"), Some("mha"));
         assert_eq!(from_name("x.mhd"), Some("mhd"));
         assert_eq!(from_name("x.NRRD"), Some("nrrd"));
+        assert_eq!(from_name("x.nhdr"), Some("nrrd"));
         assert_eq!(from_name("x.png"), Some("png"));
         assert_eq!(from_name("s/1.dcm"), Some("dicom"));
         assert_eq!(from_name("series.zip"), Some("dicom-zip"));

@@ -40,8 +40,8 @@ use tokio_util::sync::CancellationToken;
 pub use config::DatastoreArgs;
 pub use error::DatastoreError;
 
-/// The gRPC service name, as health reports it.
-pub const SERVICE_NAME: &str = "aiaa.datastore.v1.DatastoreService";
+/// The gRPC service name, as health reports it (the generated one).
+pub use aiaa_proto::datastore::v1::datastore_service_server::SERVICE_NAME;
 
 /// Builds the datastore's core over `store` and its gRPC service, as [`start`] does (without
 /// the reaper). Useful to embed the service elsewhere.

@@ -20,9 +20,9 @@ use crate::caller::CallerInterceptor;
 use crate::error::{GatewayError, Result};
 
 /// The datastore's gRPC service name, as its health reports it.
-pub const DATASTORE_SERVICE: &str = "aiaa.datastore.v1.DatastoreService";
+pub use aiaa_proto::datastore::v1::datastore_service_server::SERVICE_NAME as DATASTORE_SERVICE;
 /// The inference service's gRPC service name, as its health reports it.
-pub const INFERENCE_SERVICE: &str = "aiaa.inference.v1.InferenceService";
+pub use aiaa_proto::inference::v1::inference_service_server::SERVICE_NAME as INFERENCE_SERVICE;
 
 /// A backend channel: trace context, then the current caller's credentials and identity.
 pub type BackendChannel = InterceptedService<AiaaChannel, CallerInterceptor>;

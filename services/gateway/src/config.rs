@@ -131,32 +131,7 @@ pub struct GatewayArgs {
 
 impl Default for GatewayArgs {
     fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
-            datastore_url: "http://127.0.0.1:5102".into(),
-            inference_url: None,
-            max_body_bytes: 1 << 30,
-            session_max_expiry: Duration::from_secs(24 * 3600),
-            backend_timeout: Duration::from_secs(300),
-            header_timeout: Duration::from_secs(20),
-            idle_timeout: Duration::from_secs(60),
-            body_min_rate: 8 * 1024,
-            body_rate_window: Duration::from_secs(10),
-            max_connections: 1024,
-            max_params_bytes: 32 << 20,
-            max_polygon_vertices: 3_000_000,
-            max_image_bytes: 1 << 30,
-            max_spool_bytes: 4 << 30,
-            spool_dir: None,
-            anonymous_from: Networks::default(),
-        }
-    }
-}
-
-fn config(flag: &str, reason: impl Into<String>) -> RuntimeError {
-    RuntimeError::Config {
-        flag: flag.to_string(),
-        reason: reason.into(),
+        aiaa_runtime::config::clap_defaults()
     }
 }
 
@@ -164,13 +139,13 @@ impl GatewayArgs {
     /// Checks the block; names the flag at fault.
     pub fn validate(&self) -> Result<(), RuntimeError> {
         if self.max_body_bytes < 1024 {
-            return Err(config(
+            return Err(RuntimeError::config(
                 "--gateway-max-body-bytes (AIAA_GATEWAY_MAX_BODY_BYTES)",
                 format!("{} is below 1024 bytes", self.max_body_bytes),
             ));
         }
         if self.session_max_expiry.is_zero() {
-            return Err(config(
+            return Err(RuntimeError::config(
                 "--gateway-session-max-expiry (AIAA_GATEWAY_SESSION_MAX_EXPIRY)",
                 "must be more than 0",
             ));
@@ -194,35 +169,35 @@ impl GatewayArgs {
             ),
         ] {
             if value.is_zero() {
-                return Err(config(flag, "must be more than 0"));
+                return Err(RuntimeError::config(flag, "must be more than 0"));
             }
         }
         if self.max_connections == 0 {
-            return Err(config(
+            return Err(RuntimeError::config(
                 "--gateway-max-connections (AIAA_GATEWAY_MAX_CONNECTIONS)",
                 "must be at least 1",
             ));
         }
         if self.max_params_bytes < 1024 {
-            return Err(config(
+            return Err(RuntimeError::config(
                 "--gateway-max-params-bytes (AIAA_GATEWAY_MAX_PARAMS_BYTES)",
                 format!("{} is below 1024 bytes", self.max_params_bytes),
             ));
         }
         if self.max_polygon_vertices < 1000 {
-            return Err(config(
+            return Err(RuntimeError::config(
                 "--gateway-max-polygon-vertices (AIAA_GATEWAY_MAX_POLYGON_VERTICES)",
                 format!("{} is below 1000", self.max_polygon_vertices),
             ));
         }
         if self.max_image_bytes < 1 << 20 {
-            return Err(config(
+            return Err(RuntimeError::config(
                 "--gateway-max-image-bytes (AIAA_GATEWAY_MAX_IMAGE_BYTES)",
                 format!("{} is below 1 MiB", self.max_image_bytes),
             ));
         }
         if self.max_spool_bytes < self.max_body_bytes as u64 {
-            return Err(config(
+            return Err(RuntimeError::config(
                 "--gateway-max-spool-bytes (AIAA_GATEWAY_MAX_SPOOL_BYTES)",
                 format!(
                     "{} is below --gateway-max-body-bytes ({}): one upload must fit",
@@ -233,7 +208,7 @@ impl GatewayArgs {
         if let Some(dir) = &self.spool_dir
             && !dir.is_dir()
         {
-            return Err(config(
+            return Err(RuntimeError::config(
                 "--gateway-spool-dir (AIAA_GATEWAY_SPOOL_DIR)",
                 format!("{} is not a folder", dir.display()),
             ));
@@ -251,9 +226,10 @@ impl GatewayArgs {
             } else {
                 format!("http://{url}")
             };
-            let parsed = url::Url::parse(&full).map_err(|e| config(flag, format!("{url:?}: {e}")))?;
+            let parsed =
+                url::Url::parse(&full).map_err(|e| RuntimeError::config(flag, format!("{url:?}: {e}")))?;
             if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-                return Err(config(
+                return Err(RuntimeError::config(
                     flag,
                     format!("{url:?} must be http://host:port or host:port"),
                 ));

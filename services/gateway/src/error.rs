@@ -77,8 +77,7 @@ pub enum Subject {
     Other,
 }
 
-/// gRPC metadata key a backend sets on RESOURCE_EXHAUSTED to say which limit was hit.
-pub const REASON_KEY: &str = "aiaa-reason";
+pub use aiaa_runtime::error::{Exhausted, REASON_KEY};
 
 /// Whether a status stands for a failed connection rather than an answer of the backend.
 fn is_transport(status: &tonic::Status) -> bool {
@@ -90,11 +89,6 @@ fn is_transport(status: &tonic::Status) -> bool {
         source = e.source();
     }
     false
-}
-
-/// The `aiaa-reason` metadata of a backend's status, if any.
-fn reason(status: &tonic::Status) -> Option<&str> {
-    status.metadata().get(REASON_KEY).and_then(|v| v.to_str().ok())
 }
 
 impl GatewayError {
@@ -116,19 +110,19 @@ impl GatewayError {
             Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange | Code::AlreadyExists => {
                 Self::BadRequest(msg)
             }
-            // The backend names the limit: the caller's quota, or the store's space.
-            Code::ResourceExhausted if reason(status) == Some("quota") => {
-                Self::Quota(format!("the {service} service refused: {msg}"))
-            }
-            Code::ResourceExhausted if reason(status) == Some("insufficient-storage") => {
-                Self::Storage(format!("the {service} service is out of storage: {msg}"))
-            }
-            // The inference queue is full: come back soon. Elsewhere: a size limit.
-            Code::ResourceExhausted if service == "inference" => Self::Unavailable {
-                message: format!("the inference service is busy: {msg}"),
-                retry_after: Some(1),
+            // The backend names the limit: full for now, the caller's quota, or the store's
+            // space; without a reason, a size limit.
+            Code::ResourceExhausted => match Exhausted::of(status) {
+                Some(Exhausted::Busy) => Self::Unavailable {
+                    message: format!("the {service} service is busy: {msg}"),
+                    retry_after: Some(1),
+                },
+                Some(Exhausted::Quota) => Self::Quota(format!("the {service} service refused: {msg}")),
+                Some(Exhausted::InsufficientStorage) => {
+                    Self::Storage(format!("the {service} service is out of storage: {msg}"))
+                }
+                None => Self::BackendTooLarge(msg),
             },
-            Code::ResourceExhausted => Self::BackendTooLarge(msg),
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => {
                 Self::unavailable(format!("the {service} service is unavailable: {msg}"))
             }
@@ -228,11 +222,8 @@ mod tests {
         assert_eq!(model.status().as_u16(), 404);
         let down = GatewayError::from_status("inference", Subject::Model, &tonic::Status::unavailable("x"));
         assert_eq!(down.status().as_u16(), 503);
-        let busy = GatewayError::from_status(
-            "inference",
-            Subject::Model,
-            &tonic::Status::resource_exhausted("queue full"),
-        );
+        let busy =
+            GatewayError::from_status("inference", Subject::Model, &Exhausted::Busy.status("queue full"));
         let response = busy.into_response();
         assert_eq!(response.status().as_u16(), 503);
         assert_eq!(response.headers()[http::header::RETRY_AFTER], "1");
@@ -267,11 +258,14 @@ mod tests {
                 GatewayError::from_status(service, Subject::Session, &exhausted("insufficient-storage"));
             assert_eq!(full.status().as_u16(), 507, "{full}");
         }
-        // An unknown reason keeps the old mapping.
-        let other = GatewayError::from_status("datastore", Subject::Session, &exhausted("other"));
-        assert_eq!(other.status().as_u16(), 413);
-        let busy = GatewayError::from_status("inference", Subject::Model, &exhausted("other"));
-        assert_eq!(busy.status().as_u16(), 503);
+        // The answer follows the reason, whichever service gives it; an unknown reason is a
+        // size limit.
+        for service in ["datastore", "inference"] {
+            let other = GatewayError::from_status(service, Subject::Session, &exhausted("other"));
+            assert_eq!(other.status().as_u16(), 413);
+            let busy = GatewayError::from_status(service, Subject::Model, &exhausted("busy"));
+            assert_eq!(busy.status().as_u16(), 503);
+        }
     }
 
     #[test]

@@ -285,6 +285,8 @@ impl Drop for Reservation {
     fn drop(&mut self) {
         if self.held.take().is_some() {
             metrics::gauge!("aiaa_inference_memory_reserved_bytes").set(self.budget.in_use() as f64);
+            // What the request held is freed with it, mostly into malloc's arenas.
+            aiaa_runtime::memory::trim_after(self.bytes());
         }
     }
 }

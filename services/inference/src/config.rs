@@ -119,23 +119,7 @@ pub struct InferenceArgs {
 
 impl Default for InferenceArgs {
     fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 5103)),
-            engine_pool: None,
-            datastore_url: "http://127.0.0.1:5102".into(),
-            registry_url: "http://127.0.0.1:5101".into(),
-            queue_depth: 32,
-            cache_bytes: Size::Auto,
-            cache_check_interval: Duration::from_secs(30),
-            memory_budget: Size::Auto,
-            memory_wait: Duration::from_secs(30),
-            max_request_bytes: Size::Auto,
-            model_roots: Vec::new(),
-            max_image_bytes: 2 << 30,
-            device: "auto".into(),
-            threads: 0,
-            model_dir: None,
-        }
+        aiaa_runtime::config::clap_defaults()
     }
 }
 

@@ -92,7 +92,7 @@ impl From<InferenceError> for Status {
             InferenceError::Config(_) => Status::failed_precondition(msg),
             InferenceError::NotFound(_) => Status::not_found(msg),
             InferenceError::Busy { .. } | InferenceError::MemoryBusy { .. } => {
-                Status::resource_exhausted(msg)
+                aiaa_runtime::error::Exhausted::Busy.status(msg)
             }
             InferenceError::Unavailable(_) => Status::unavailable(msg),
             // Not RESOURCE_EXHAUSTED: callers read that as "the queue is full, retry".

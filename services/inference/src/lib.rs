@@ -27,8 +27,8 @@ use tokio_util::sync::CancellationToken;
 pub use config::InferenceArgs;
 pub use error::InferenceError;
 
-/// The gRPC service name, as health reports it.
-pub const SERVICE_NAME: &str = "aiaa.inference.v1.InferenceService";
+/// The gRPC service name, as health reports it (the generated one).
+pub use aiaa_proto::inference::v1::inference_service_server::SERVICE_NAME;
 
 /// Checks `args` and the engine pool they name without starting anything or loading
 /// weights (`aiaa-inference check-config`): the flags, the devices asked for, the pool file,

@@ -88,8 +88,7 @@ impl From<RegistryError> for Status {
             RegistryError::Upstream { .. } => Status::failed_precondition(msg),
             RegistryError::TooLarge(_) => Status::resource_exhausted(msg),
             RegistryError::Cancelled(_) => Status::cancelled(msg),
-            RegistryError::Store(object_store::Error::NotFound { .. }) => Status::not_found(msg),
-            RegistryError::Store(_) => Status::unavailable(msg),
+            RegistryError::Store(e) => Status::new(aiaa_runtime::store::status_code(&e), msg),
             RegistryError::BadManifest { .. } => Status::internal(msg),
         }
     }

@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 pub use catalogue::Catalogue;
 pub use error::RegistryError;
 
-/// The registry's gRPC service name (health, reflection).
-pub const SERVICE_NAME: &str = "aiaa.registry.v1.RegistryService";
+/// The registry's gRPC service name (health, reflection; the generated one).
+pub use aiaa_proto::registry::v1::registry_service_server::SERVICE_NAME;
 
 /// The registry's own settings.
 #[derive(Clone, Debug, clap::Args)]

@@ -107,26 +107,7 @@ pub struct TrainerArgs {
 
 impl Default for TrainerArgs {
     fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 5104)),
-            datastore_url: "http://127.0.0.1:5102".into(),
-            registry_url: "http://127.0.0.1:5101".into(),
-            work_dir: None,
-            max_jobs: 1,
-            command: None,
-            device: "auto".into(),
-            log_every: 10,
-            cancel_grace: Duration::from_secs(60),
-            file_root: None,
-            max_source_bytes: 8 << 30,
-        }
-    }
-}
-
-fn config(flag: &str, reason: String) -> RuntimeError {
-    RuntimeError::Config {
-        flag: flag.to_string(),
-        reason,
+        aiaa_runtime::config::clap_defaults()
     }
 }
 
@@ -134,15 +115,15 @@ impl TrainerArgs {
     /// Checks the block; names the flag at fault.
     pub fn validate(&self) -> Result<(), RuntimeError> {
         if self.max_jobs == 0 {
-            return Err(config(
+            return Err(RuntimeError::config(
                 "--trainer-max-jobs (AIAA_TRAINER_MAX_JOBS)",
-                "must be at least 1".into(),
+                "must be at least 1",
             ));
         }
         if self.max_source_bytes == 0 {
-            return Err(config(
+            return Err(RuntimeError::config(
                 "--trainer-max-source-bytes (AIAA_TRAINER_MAX_SOURCE_BYTES)",
-                "must be more than 0".into(),
+                "must be more than 0",
             ));
         }
         let device_ok = matches!(self.device.as_str(), "auto" | "cpu" | "cuda")
@@ -151,7 +132,7 @@ impl TrainerArgs {
                 .strip_prefix("cuda:")
                 .is_some_and(|n| n.parse::<usize>().is_ok());
         if !device_ok {
-            return Err(config(
+            return Err(RuntimeError::config(
                 "--trainer-device (AIAA_TRAINER_DEVICE)",
                 format!("{:?}: expected auto, cpu, cuda or cuda:N", self.device),
             ));
@@ -159,7 +140,7 @@ impl TrainerArgs {
         if let Some(c) = &self.command
             && !c.is_file()
         {
-            return Err(config(
+            return Err(RuntimeError::config(
                 "--trainer-command (AIAA_TRAINER_COMMAND)",
                 format!("{} is not a file", c.display()),
             ));
@@ -167,7 +148,7 @@ impl TrainerArgs {
         if let Some(r) = &self.file_root
             && !r.is_dir()
         {
-            return Err(config(
+            return Err(RuntimeError::config(
                 "--trainer-file-root (AIAA_TRAINER_FILE_ROOT)",
                 format!("{} is not a folder", r.display()),
             ));
@@ -191,7 +172,7 @@ impl TrainerArgs {
             return Ok(c.clone());
         }
         let exe = std::env::current_exe().map_err(|e| {
-            config(
+            RuntimeError::config(
                 FLAG,
                 format!("unset, and this program's own path is unknown ({e}); set it"),
             )
@@ -203,7 +184,7 @@ impl TrainerArgs {
         if aiaa.is_file() {
             Ok(aiaa)
         } else {
-            Err(config(
+            Err(RuntimeError::config(
                 FLAG,
                 format!(
                     "unset, and no `aiaa` next to {} to run the jobs; set it to the aiaa command",

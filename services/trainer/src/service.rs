@@ -29,8 +29,8 @@ use crate::error::TrainerError;
 use crate::jobs::{Jobs, Settings};
 use crate::sources::Fetcher;
 
-/// The gRPC service name, as health reports it.
-pub const SERVICE_NAME: &str = "aiaa.trainer.v1.TrainerService";
+/// The gRPC service name, as health reports it (the generated one).
+pub use aiaa_proto::trainer::v1::trainer_service_server::SERVICE_NAME;
 
 impl From<TrainerError> for Status {
     fn from(err: TrainerError) -> Self {
@@ -46,15 +46,7 @@ impl From<TrainerError> for Status {
             | TrainerError::Unsupported(_)
             | TrainerError::Checkpoint { .. } => Status::failed_precondition(msg),
             TrainerError::Unavailable(_) => Status::unavailable(msg),
-            TrainerError::Store { source, .. } => match source {
-                object_store::Error::NotFound { .. } => Status::not_found(msg),
-                object_store::Error::InvalidPath { .. } => Status::invalid_argument(msg),
-                object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
-                    Status::failed_precondition(msg)
-                }
-                object_store::Error::Generic { .. } => Status::unavailable(msg),
-                _ => Status::internal(msg),
-            },
+            TrainerError::Store { source, .. } => Status::new(aiaa_runtime::store::status_code(&source), msg),
             TrainerError::Runtime(e) => Status::from(e),
             TrainerError::Nets { .. }
             | TrainerError::Io { .. }

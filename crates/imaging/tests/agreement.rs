@@ -6,9 +6,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use aiaa_testdata::repo_root;
 
 fn dump_example() -> PathBuf {
     // target/<profile>/deps/agreement-<hash> -> target/<profile>/examples/dump
@@ -26,9 +24,7 @@ fn dump_example() -> PathBuf {
 #[test]
 fn agrees_with_simpleitk_and_nibabel() {
     let data = common::testdata();
-    let root = std::env::var_os("AIAA_REPO_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(repo_root);
+    let root = repo_root();
     let env = Command::new("bash")
         .arg(root.join("scripts/python-env.sh"))
         .output()

@@ -508,11 +508,7 @@ fn sizes_are_checked_before_allocating() {
 
 // ---------------------------------------------------------------- SimpleITK agreement
 
-fn repo_root() -> PathBuf {
-    std::env::var_os("AIAA_REPO_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
-}
+use aiaa_testdata::repo_root;
 
 fn python() -> String {
     let env = Command::new("bash")

@@ -5,37 +5,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use aiaa_evaluate::{Event, Observer};
 use aiaa_imaging::{Geometry, ReadOptions, Volume, Voxels};
 use tch::{CModule, Device, Kind, Tensor};
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// `testdata/`, fetched by scripts/fetch-test-data.sh when missing.
-pub fn testdata() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Ok(dir) = std::env::var("AIAA_TESTDATA") {
-            return PathBuf::from(dir);
-        }
-        let dir = repo_root().join("testdata");
-        if !dir.join("deepbet/model.pt").exists() || !dir.join("robex/atlas_mask.nii.gz").exists() {
-            let status = Command::new(repo_root().join("scripts/fetch-test-data.sh"))
-                .status()
-                .expect("run scripts/fetch-test-data.sh");
-            assert!(status.success(), "scripts/fetch-test-data.sh failed");
-        }
-        dir
-    })
-    .clone()
-}
+#[allow(unused_imports)] // not every test binary uses it
+pub use aiaa_testdata::{repo_root, testdata};
 
 pub fn read(path: &Path) -> Volume {
     aiaa_imaging::io::read_volume(path, &ReadOptions::default())

@@ -8,19 +8,8 @@ use std::process::Command;
 
 use aiaa_imaging::{Volume, Voxels};
 
-/// The test data directory: `$AIAA_TESTDATA` or the repository's `testdata/`. Panics with
-/// instructions when it is missing (tests must not silently skip).
-pub fn testdata() -> PathBuf {
-    let dir = std::env::var_os("AIAA_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata"));
-    assert!(
-        dir.join("mni152/MNI152_mask.nii.gz").is_file(),
-        "test data missing at {}: run scripts/fetch-test-data.sh (or set AIAA_TESTDATA)",
-        dir.display()
-    );
-    dir
-}
+#[allow(unused_imports)] // not every test binary uses it
+pub use aiaa_testdata::testdata;
 
 /// Reads a volume with aiaa-imaging.
 pub fn read(path: &Path) -> Volume {

@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use aiaa_gateway::GatewayArgs;
@@ -25,11 +24,8 @@ impl Drop for Stack {
     }
 }
 
-pub fn testdata(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata")
-        .join(rel)
-}
+#[allow(unused_imports)] // not every test binary uses it
+pub use aiaa_testdata::data as testdata;
 
 pub async fn stack_with(configure: impl FnOnce(&mut GatewayArgs)) -> Stack {
     let dir = tempfile::tempdir().unwrap();

@@ -172,7 +172,8 @@ async fn start(
             if let Some(inf) = bound.inference {
                 gateway.inference_url = Some(format!("http://{inf}"));
             }
-            let (addr, task) = aiaa_gateway::start(&gateway, &args.auth, shutdown).await?;
+            let (addr, task) =
+                aiaa_gateway::start(&gateway, &args.grpc.message, &args.auth, shutdown).await?;
             (Running::Http(task), addr, "AIAA REST, /livez, /readyz, /metrics")
         }
     };

@@ -122,12 +122,43 @@ pub struct AuthArgs {
     pub api_key: Option<Secret>,
 }
 
+/// The largest gRPC message, for servers and clients alike (the gateway is a client only).
+#[derive(Clone, Debug, clap::Args)]
+pub struct MessageArgs {
+    /// Largest gRPC message sent or accepted, in bytes (payloads travel as 1 MiB chunks).
+    #[arg(long, env = "AIAA_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+}
+
+impl Default for MessageArgs {
+    fn default() -> Self {
+        clap_defaults()
+    }
+}
+
+impl MessageArgs {
+    /// Checks the block; names the flag at fault.
+    pub fn validate(&self) -> Result<(), RuntimeError> {
+        let min = aiaa_proto::CHUNK_SIZE + 64 * 1024;
+        if self.max_message_bytes < min {
+            return Err(RuntimeError::config(
+                "--max-message-bytes (AIAA_MAX_MESSAGE_BYTES)",
+                format!(
+                    "{} is below {min}, one chunk and its envelope",
+                    self.max_message_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Limits and timings of every gRPC server.
 #[derive(Clone, Debug, clap::Args)]
 pub struct GrpcArgs {
-    /// Largest gRPC message accepted, in bytes (payloads travel as 1 MiB chunks).
-    #[arg(long, env = "AIAA_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
-    pub max_message_bytes: usize,
+    /// The largest message.
+    #[command(flatten)]
+    pub message: MessageArgs,
     /// How long shutdown waits for in-flight calls before it closes them, e.g. `30s`.
     #[arg(long, env = "AIAA_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -151,16 +182,7 @@ impl Default for GrpcArgs {
 impl GrpcArgs {
     /// Checks the block; names the flag at fault.
     pub fn validate(&self) -> Result<(), RuntimeError> {
-        let min = aiaa_proto::CHUNK_SIZE + 64 * 1024;
-        if self.max_message_bytes < min {
-            return Err(RuntimeError::Config {
-                flag: "--max-message-bytes (AIAA_MAX_MESSAGE_BYTES)".into(),
-                reason: format!(
-                    "{} is below {min}, one chunk and its envelope",
-                    self.max_message_bytes
-                ),
-            });
-        }
+        self.message.validate()?;
         if self.max_connections == 0 {
             return Err(RuntimeError::Config {
                 flag: "--grpc-max-connections (AIAA_GRPC_MAX_CONNECTIONS)".into(),
@@ -199,7 +221,9 @@ mod tests {
         };
         assert!(t.validate().unwrap_err().to_string().contains("--otlp-endpoint"));
         let g = GrpcArgs {
-            max_message_bytes: 10,
+            message: MessageArgs {
+                max_message_bytes: 10,
+            },
             ..Default::default()
         };
         assert!(

@@ -112,7 +112,7 @@ A service's user-set variables: its own `env` over `grpcEnv` (the gRPC services)
 common `env`.
 */}}
 {{- define "aiaa.userEnv" -}}
-{{- range $name := list "AIAA_DRAIN_TIMEOUT" "AIAA_MAX_MESSAGE_BYTES" }}
+{{- range $name := list "AIAA_DRAIN_TIMEOUT" }}
 {{- if hasKey $.root.Values.env $name }}
 {{- fail (printf "env sets %s, which only the gRPC services read: set it in grpcEnv (or in one service's env)" $name) }}
 {{- end }}

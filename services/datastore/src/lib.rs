@@ -83,8 +83,8 @@ pub async fn start(
     let counted = reaper.load_quotas().await?;
     tracing::debug!(sessions = counted, "per-client session quotas loaded");
     let server = DatastoreServiceServer::new(api)
-        .max_decoding_message_size(grpc.max_message_bytes)
-        .max_encoding_message_size(grpc.max_message_bytes);
+        .max_decoding_message_size(grpc.message.max_message_bytes)
+        .max_encoding_message_size(grpc.message.max_message_bytes);
     let spec = ServerSpec {
         component: "datastore",
         routes: tonic::service::Routes::new(server),

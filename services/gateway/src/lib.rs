@@ -41,7 +41,7 @@ pub mod work;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use aiaa_runtime::config::{AuthArgs, GrpcArgs};
+use aiaa_runtime::config::{AuthArgs, MessageArgs};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -54,19 +54,22 @@ pub use error::GatewayError;
 /// Validates `args`, binds `args.listen` (port 0 picks a free port) and serves the REST API
 /// until `shutdown` is cancelled; in-flight requests finish first. `auth.api_key`, when set,
 /// protects every route but the probes and `/metrics` (see [`crate::auth`]) and is sent to the
-/// backends for the anonymous callers of `args.anonymous_from`.
+/// backends for the anonymous callers of `args.anonymous_from`. `message` bounds the gRPC
+/// messages exchanged with the backends.
 pub async fn start(
     args: &GatewayArgs,
+    message: &MessageArgs,
     auth: &AuthArgs,
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, JoinHandle<Result<(), GatewayError>>), GatewayError> {
     args.validate()
+        .and_then(|()| message.validate())
         .map_err(|e| GatewayError::Internal(e.to_string()))?;
     let backends = backend::Backends::new(
         &args.datastore_url,
         args.inference_url.as_deref(),
         args.backend_timeout,
-        GrpcArgs::default().max_message_bytes,
+        message.max_message_bytes,
     )?;
     let spool_dir = args.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
     let app = app::App {

@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use aiaa_gateway::GatewayArgs;
-use aiaa_runtime::config::{AuthArgs, TelemetryArgs};
+use aiaa_runtime::config::{AuthArgs, MessageArgs, TelemetryArgs};
 use aiaa_runtime::service_main::{Binary, Health, Started, Tool};
 use clap::{CommandFactory, Parser};
 
@@ -20,6 +20,8 @@ struct Cli {
     telemetry: TelemetryArgs,
     #[command(flatten)]
     auth: AuthArgs,
+    #[command(flatten)]
+    message: MessageArgs,
     #[command(flatten)]
     gateway: GatewayArgs,
 }
@@ -37,9 +39,12 @@ fn main() -> ExitCode {
         Cli::command(),
         &cli.telemetry,
         &cli,
-        || Ok(cli.gateway.validate()?),
+        || {
+            cli.message.validate()?;
+            Ok(cli.gateway.validate()?)
+        },
         |shutdown| async {
-            let (addr, task) = aiaa_gateway::start(&cli.gateway, &cli.auth, shutdown).await?;
+            let (addr, task) = aiaa_gateway::start(&cli.gateway, &cli.message, &cli.auth, shutdown).await?;
             Ok(Started {
                 addr,
                 what: "AIAA REST, /livez, /readyz, /metrics",

@@ -96,7 +96,10 @@ async fn gateway(
     let auth = AuthArgs {
         api_key: key.map(Secret::new),
     };
-    aiaa_gateway::start(&args, &auth, shutdown).await.unwrap().0
+    aiaa_gateway::start(&args, &Default::default(), &auth, shutdown)
+        .await
+        .unwrap()
+        .0
 }
 
 fn with_authorization(mut request: Vec<u8>, value: &str) -> Vec<u8> {

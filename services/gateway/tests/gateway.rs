@@ -437,3 +437,26 @@ async fn readyz_follows_the_datastore() {
         .await
         .error(503);
 }
+
+/// The gateway takes the gRPC message limit (`--max-message-bytes`, shared with the gRPC
+/// services) for its calls to the backends, and checks it at start like theirs.
+#[tokio::test]
+async fn the_message_limit_is_the_gateways_own_and_checked_at_start() {
+    let args = aiaa_gateway::GatewayArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    };
+    let message = aiaa_runtime::config::MessageArgs {
+        max_message_bytes: 1000,
+    };
+    let err = aiaa_gateway::start(
+        &args,
+        &message,
+        &aiaa_runtime::config::AuthArgs::default(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .map(|_| ())
+    .unwrap_err();
+    assert!(err.to_string().contains("--max-message-bytes"), "{err}");
+}

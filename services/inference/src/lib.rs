@@ -75,12 +75,12 @@ pub async fn start(
         &args.datastore_url,
         auth.api_key.clone(),
     )?)
-    .max_decoding_message_size(grpc.max_message_bytes);
+    .max_decoding_message_size(grpc.message.max_message_bytes);
     let registry = RegistryServiceClient::new(aiaa_runtime::client::lazy(
         &args.registry_url,
         auth.api_key.clone(),
     )?)
-    .max_decoding_message_size(grpc.max_message_bytes);
+    .max_decoding_message_size(grpc.message.max_message_bytes);
     let limits = args.limits();
     tracing::info!(?limits, "inference memory limits");
     let images = images::Images::new(
@@ -91,8 +91,8 @@ pub async fn start(
     );
     let api = service::InferenceApi::new(models.clone(), images, registry, args.queue_depth, limits);
     let server = InferenceServiceServer::new(api)
-        .max_decoding_message_size(grpc.max_message_bytes)
-        .max_encoding_message_size(grpc.max_message_bytes);
+        .max_decoding_message_size(grpc.message.max_message_bytes)
+        .max_encoding_message_size(grpc.message.max_message_bytes);
     let spec = ServerSpec {
         component: "inference",
         routes: tonic::service::Routes::new(server),

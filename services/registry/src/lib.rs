@@ -52,8 +52,8 @@ pub async fn start(
 ) -> Result<RunningServer, aiaa_runtime::RuntimeError> {
     let registry = service::Registry::new(Catalogue::new(store, store_name), args.max_model_bytes);
     let server = RegistryServiceServer::new(registry)
-        .max_decoding_message_size(grpc.max_message_bytes)
-        .max_encoding_message_size(grpc.max_message_bytes);
+        .max_decoding_message_size(grpc.message.max_message_bytes)
+        .max_encoding_message_size(grpc.message.max_message_bytes);
     let spec = ServerSpec {
         component: "registry",
         routes: tonic::service::Routes::new(server),

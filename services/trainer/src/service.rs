@@ -178,12 +178,12 @@ pub async fn start(
         &args.datastore_url,
         auth.api_key.clone(),
     )?)
-    .max_decoding_message_size(grpc.max_message_bytes);
+    .max_decoding_message_size(grpc.message.max_message_bytes);
     let registry = RegistryServiceClient::new(aiaa_runtime::client::lazy(
         &args.registry_url,
         auth.api_key.clone(),
     )?)
-    .max_decoding_message_size(grpc.max_message_bytes);
+    .max_decoding_message_size(grpc.message.max_message_bytes);
     let fetcher = Fetcher::new(
         datastore,
         registry,
@@ -204,8 +204,8 @@ pub async fn start(
     let jobs = Jobs::new(store, fetcher, settings, shutdown.clone());
     let queued = jobs.recover().await?;
     let server = TrainerServiceServer::new(TrainerApi::new(jobs.clone()))
-        .max_decoding_message_size(grpc.max_message_bytes)
-        .max_encoding_message_size(grpc.max_message_bytes);
+        .max_decoding_message_size(grpc.message.max_message_bytes)
+        .max_encoding_message_size(grpc.message.max_message_bytes);
     let spec = ServerSpec {
         component: "trainer",
         routes: tonic::service::Routes::new(server),

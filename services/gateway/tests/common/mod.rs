@@ -48,9 +48,10 @@ pub async fn stack_with(configure: impl FnOnce(&mut GatewayArgs)) -> Stack {
         ..Default::default()
     };
     configure(&mut args);
-    let (gateway, _task) = aiaa_gateway::start(&args, &AuthArgs::default(), shutdown.clone())
-        .await
-        .unwrap();
+    let (gateway, _task) =
+        aiaa_gateway::start(&args, &Default::default(), &AuthArgs::default(), shutdown.clone())
+            .await
+            .unwrap();
     Stack {
         gateway,
         datastore: ds.addr,

@@ -54,7 +54,8 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Result, TrainerError};
 use crate::runner::{Child, ChildSpec, LogTail, Outputs, Pipe, describe_exit, stop_orphan};
 use crate::sources::{Fetcher, RegistryRef, Role, SourceSpec};
-use crate::trainer::{BEST_CHECKPOINT, LAST_CHECKPOINT};
+use aiaa_train::trainer::{BEST_CHECKPOINT, LAST_CHECKPOINT};
+use aiaa_train::{TrainConfig, TrainError};
 
 /// The record's file name in the job's folder of the store (`jobs/<id>/job.json`).
 pub const RECORD_FILE: &str = "job.json";
@@ -324,13 +325,12 @@ fn apply_overrides(text: &str, overrides: Option<&Map<String, Value>>, what: &st
 /// Checks a train config entirely (every key and transform), as `aiaa train` will, and
 /// refuses weights named by a path of the service's machine.
 fn check_train_config(config: &Value, what: &str) -> Result<()> {
-    let parsed =
-        crate::config::TrainConfig::from_json(config.clone(), Path::new(what)).map_err(|e| match e {
-            TrainerError::Config { .. } | TrainerError::Transform { .. } | TrainerError::Nets { .. } => {
-                invalid(e.to_string())
-            }
-            other => other,
-        })?;
+    let parsed = TrainConfig::from_json(config.clone(), Path::new(what)).map_err(|e| match e {
+        TrainError::Config { .. } | TrainError::Transform { .. } | TrainError::Nets { .. } => {
+            invalid(e.to_string())
+        }
+        other => TrainerError::Train(other),
+    })?;
     if let Some(w) = parsed.net.pretrained_weights() {
         return Err(invalid(format!(
             "{what}: net_config names pretrained weights by a path of the trainer's machine ({w:?}); \
@@ -353,7 +353,7 @@ fn export_flags(options: &Value, what: &str) -> Result<Vec<OsString>> {
         let bad = |expected: &str| invalid(format!("{what}: {k:?} must be {expected}"));
         match (k.as_str(), v) {
             ("engine", Value::String(s)) => {
-                crate::export::EngineKind::parse(s)
+                aiaa_train::export::EngineKind::parse(s)
                     .ok_or_else(|| bad("Dextr3dCroppedEngine or SegmentationEngine"))?;
                 flags.extend(["--engine".into(), s.into()]);
             }
@@ -1395,7 +1395,7 @@ impl Ctx {
                         f("loss"),
                         f("lr"),
                         f("it_per_s"),
-                        crate::progress::hms(f("eta_s"))
+                        aiaa_train::progress::hms(f("eta_s"))
                     ),
                 );
                 self.persist_soon().await;
@@ -1814,7 +1814,7 @@ while True:
     fn train_configs_are_checked_in_the_service() {
         let err = check_train_config(&json!({"epochs": 1, "bogus": 2}), "config").unwrap_err();
         assert!(matches!(err, TrainerError::InvalidRequest(_)), "{err}");
-        let recipe = crate::config::TrainConfig::read(
+        let recipe = TrainConfig::read(
             &PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                 .join("../../recipes/annotation_mri_brain/config_train.json"),
         );

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::error::{Result, TrainerError};
+use crate::error::{Result, TrainError};
 
 const LISTS: &[&str] = &["training", "validation"];
 const IGNORED: &[&str] = &[
@@ -126,8 +126,8 @@ impl Datalist {
     /// [`crate::data::FileCache::load`]). `label_required` lists the splits whose items need a
     /// `label`.
     pub fn read(path: &Path, file_root: Option<&Path>, label_required: &[Split]) -> Result<Datalist> {
-        let text = std::fs::read_to_string(path).map_err(|e| TrainerError::io(path, e))?;
-        let json: Value = serde_json::from_str(&text).map_err(|e| TrainerError::Datalist {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        let json: Value = serde_json::from_str(&text).map_err(|e| TrainError::Datalist {
             file: path.to_path_buf(),
             item: "(file)".into(),
             key: String::new(),
@@ -146,7 +146,7 @@ impl Datalist {
     /// Parses a datalist given as JSON; `file` is named in errors, `root` starts relative
     /// paths.
     pub fn from_json(json: &Value, file: &Path, root: PathBuf, label_required: &[Split]) -> Result<Datalist> {
-        let err = |item: &str, key: &str, message: String| TrainerError::Datalist {
+        let err = |item: &str, key: &str, message: String| TrainError::Datalist {
             file: file.to_path_buf(),
             item: item.to_string(),
             key: key.to_string(),
@@ -307,7 +307,7 @@ mod tests {
             root.to_path_buf(),
             &[Split::Training],
         ) {
-            Err(TrainerError::Datalist {
+            Err(TrainError::Datalist {
                 item, key, message, ..
             }) => (item, key, message),
             other => panic!("expected a datalist error, got {other:?}"),

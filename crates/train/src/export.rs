@@ -40,7 +40,7 @@ use tch::{CModule, Device};
 
 use crate::config::TrainConfig;
 use crate::data::volume_tensor;
-use crate::error::{Result, TrainerError};
+use crate::error::{Result, TrainError};
 use crate::trainer::{DeviceChoice, write_atomically};
 
 /// The engine the exported model is for (one mapping of class names and model types, for
@@ -172,17 +172,17 @@ fn first_arg(list: &Value, name: &str, arg: &str) -> Option<f64> {
         .and_then(Value::as_f64)
 }
 
-fn nets(context: &str, e: NetsError) -> TrainerError {
+fn nets(context: &str, e: NetsError) -> TrainError {
     match e {
-        NetsError::Unsupported(m) => TrainerError::Unsupported(m),
-        other => TrainerError::nets(context, other),
+        NetsError::Unsupported(m) => TrainError::Unsupported(m),
+        other => TrainError::nets(context, other),
     }
 }
 
 /// Exports `job.checkpoint`; see the module docs.
 pub fn export(job: &ExportJob) -> Result<Exported> {
     let ckpt = &job.checkpoint;
-    let bad = |message: String| TrainerError::Checkpoint {
+    let bad = |message: String| TrainError::Checkpoint {
         path: ckpt.clone(),
         message,
     };
@@ -197,7 +197,7 @@ pub fn export(job: &ExportJob) -> Result<Exported> {
         DeviceChoice::Cuda(n) => Device::Cuda(n),
     };
     if job.precision == Precision::Fp16 && !device.is_cuda() {
-        return Err(TrainerError::Unsupported(format!(
+        return Err(TrainError::Unsupported(format!(
             "fp16 export needs a CUDA device and this machine has {}; export FP32 (--trt_precision_mode FP32)",
             if tch::Cuda::is_available() {
                 "one, but --device cpu was given".to_string()
@@ -228,7 +228,7 @@ pub fn export(job: &ExportJob) -> Result<Exported> {
     // network's channels.
     let probe = probe_input(&pre, roi, engine)?;
     if probe.channels as i64 != cfg.num_channels {
-        return Err(TrainerError::Config {
+        return Err(TrainError::Config {
             file: ckpt.clone(),
             key: "validate.pre_transforms".into(),
             message: format!(
@@ -243,7 +243,7 @@ pub fn export(job: &ExportJob) -> Result<Exported> {
     let _net = Network::new(&vs.root(), &cfg.net, cfg.num_channels, cfg.num_classes)
         .map_err(|e| nets("net_config", e))?;
     checkpoint::load_weights(ckpt, &mut vs, true).map_err(|e| bad(e.to_string()))?;
-    std::fs::create_dir_all(&job.output_dir).map_err(|e| TrainerError::io(&job.output_dir, e))?;
+    std::fs::create_dir_all(&job.output_dir).map_err(|e| TrainError::io(&job.output_dir, e))?;
     let model_file = format!("{}.pt", job.model_name);
     let model_path = job.output_dir.join(&model_file);
     let options = ExportOptions {
@@ -270,9 +270,9 @@ pub fn export(job: &ExportJob) -> Result<Exported> {
         let _ = std::fs::remove_file(&staging);
         return Err(e);
     }
-    std::fs::rename(&staging, &model_path).map_err(|e| TrainerError::io(&model_path, e))?;
+    std::fs::rename(&staging, &model_path).map_err(|e| TrainError::io(&model_path, e))?;
     let model_bytes = std::fs::metadata(&model_path)
-        .map_err(|e| TrainerError::io(&model_path, e))?
+        .map_err(|e| TrainError::io(&model_path, e))?
         .len();
 
     let mut c = Map::new();
@@ -376,9 +376,9 @@ fn probe_input(pre: &[Value], roi: [i64; 3], engine: EngineKind) -> Result<Volum
         }
     }
     let vol = Volume::scalar(dims, Geometry::default(), Voxels::F32(v))
-        .map_err(|e| TrainerError::Unsupported(format!("probe volume: {e}")))?;
+        .map_err(|e| TrainError::Unsupported(format!("probe volume: {e}")))?;
     let list = Value::Array(pre.to_vec());
-    let pipeline = Pipeline::from_json(&list, 0).map_err(|e| TrainerError::transform("pre_transforms", e))?;
+    let pipeline = Pipeline::from_json(&list, 0).map_err(|e| TrainError::transform("pre_transforms", e))?;
     let mut d = Data::named("export-probe");
     d.insert_image("image", Image::new(vol, Kind::Intensity));
     if engine == EngineKind::Dextr3dCropped {
@@ -401,10 +401,10 @@ fn probe_input(pre: &[Value], roi: [i64; 3], engine: EngineKind) -> Result<Volum
     }
     pipeline
         .run(&mut d, 0)
-        .map_err(|e| TrainerError::transform("the exported pre_transforms on the engine's input", e))?;
+        .map_err(|e| TrainError::transform("the exported pre_transforms on the engine's input", e))?;
     match d.remove("image") {
         Some(Item::Image(im)) => Ok(im.vol),
-        _ => Err(TrainerError::Unsupported(
+        _ => Err(TrainError::Unsupported(
             "the exported pre_transforms leave no image under \"image\"".into(),
         )),
     }
@@ -417,7 +417,7 @@ fn check_module(path: &Path, probe: &Volume, num_classes: i64, roi: [i64; 3], de
     let y = tch::no_grad(|| module.forward_ts(&[&x]))?;
     let want = vec![1, num_classes, roi[0], roi[1], roi[2]];
     if y.size() != want {
-        return Err(TrainerError::Unsupported(format!(
+        return Err(TrainError::Unsupported(format!(
             "the exported module answers {:?} for a {:?} input; expected {want:?}",
             y.size(),
             x.size()
@@ -425,7 +425,7 @@ fn check_module(path: &Path, probe: &Volume, num_classes: i64, roi: [i64; 3], de
     }
     let (lo, hi) = (y.f_min()?.double_value(&[]), y.f_max()?.double_value(&[]));
     if !(lo >= -1e-6 && hi <= 1.0 + 1e-6) {
-        return Err(TrainerError::Unsupported(format!(
+        return Err(TrainError::Unsupported(format!(
             "the exported module's output lies in [{lo}, {hi}], not probabilities"
         )));
     }

@@ -41,7 +41,7 @@ use tch::{Device, Kind, Tensor};
 use crate::config::{AUTO_CACHE_LIMIT_BYTES, TrainConfig};
 use crate::data::{FileCache, SampleTensors};
 use crate::datalist::{Datalist, Split};
-use crate::error::{Result, TrainerError};
+use crate::error::{Result, TrainError};
 use crate::loader::{Job, Loader, Schedule};
 use crate::progress::{CurvePoint, Event, Outcome, Summary};
 use crate::tensorboard::EventWriter;
@@ -175,7 +175,7 @@ fn pick_devices(
         DeviceChoice::Auto => Device::Cpu,
         DeviceChoice::Cuda(n) if n < cuda => Device::Cuda(n),
         DeviceChoice::Cuda(n) => {
-            return Err(TrainerError::Unsupported(format!(
+            return Err(TrainError::Unsupported(format!(
                 "CUDA device {n} was asked for; this machine has {cuda} CUDA device(s)"
             )));
         }
@@ -225,14 +225,14 @@ fn device_name(d: Device) -> String {
     }
 }
 
-fn checkpoint_error(path: &Path, e: aiaa_nets::NetsError) -> TrainerError {
+fn checkpoint_error(path: &Path, e: aiaa_nets::NetsError) -> TrainError {
     match e {
-        aiaa_nets::NetsError::Checkpoint { path, message } => TrainerError::Checkpoint { path, message },
-        aiaa_nets::NetsError::Io { path, source } => TrainerError::Checkpoint {
+        aiaa_nets::NetsError::Checkpoint { path, message } => TrainError::Checkpoint { path, message },
+        aiaa_nets::NetsError::Io { path, source } => TrainError::Checkpoint {
             path,
             message: source.to_string(),
         },
-        other => TrainerError::Checkpoint {
+        other => TrainError::Checkpoint {
             path: path.to_path_buf(),
             message: other.to_string(),
         },
@@ -247,7 +247,7 @@ pub fn checkpoint_file(path: &Path) -> Result<PathBuf> {
         path.to_path_buf()
     };
     if !file.is_file() {
-        return Err(TrainerError::Checkpoint {
+        return Err(TrainError::Checkpoint {
             path: file,
             message: "no such file".into(),
         });
@@ -261,7 +261,7 @@ impl Trainer {
         let mut config = TrainConfig::read(&job.config)?;
         if let Some(e) = job.epochs {
             if e == 0 {
-                return Err(TrainerError::Config {
+                return Err(TrainError::Config {
                     file: job.config.clone(),
                     key: "epochs".into(),
                     message: "--epochs must be at least 1".into(),
@@ -275,7 +275,7 @@ impl Trainer {
         }
         let datalist = Datalist::read(&job.datalist, job.file_root.as_deref(), &label_required)?;
         if !datalist.validation.is_empty() && !config.has_validation() {
-            return Err(TrainerError::Config {
+            return Err(TrainError::Config {
                 file: config.file.clone(),
                 key: "validate".into(),
                 message: format!(
@@ -300,7 +300,7 @@ impl Trainer {
         // checkpoint.
         let last = job.output_dir.join(LAST_CHECKPOINT);
         if job.resume && job.checkpoint.is_some() {
-            return Err(TrainerError::Checkpoint {
+            return Err(TrainError::Checkpoint {
                 path: last,
                 message: "--resume continues the run in the output folder; -c starts a new one from \
                           other weights: give one of them"
@@ -309,13 +309,13 @@ impl Trainer {
         }
         if !job.dry_run {
             if job.resume && !last.is_file() {
-                return Err(TrainerError::Checkpoint {
+                return Err(TrainError::Checkpoint {
                     path: last,
                     message: "nothing to resume: the output folder holds no last checkpoint".into(),
                 });
             }
             if !job.resume && last.exists() {
-                return Err(TrainerError::Checkpoint {
+                return Err(TrainError::Checkpoint {
                     path: last,
                     message: "the output folder already holds a training run; use --resume to continue \
                               it, or another output folder"
@@ -331,14 +331,14 @@ impl Trainer {
         tch::manual_seed(config.seed as i64);
         let mut vs = VarStore::new(device);
         let net = Network::new(&vs.root(), &config.net, config.num_channels, config.num_classes)
-            .map_err(|e| TrainerError::nets("net_config", e))?;
+            .map_err(|e| TrainError::nets("net_config", e))?;
         if device == Device::Cpu {
             channels_last(&vs)?;
         }
         let mut optimizer = config
             .optimizer
             .build(&vs)
-            .map_err(|e| TrainerError::nets("train.optimizer", e))?;
+            .map_err(|e| TrainError::nets("train.optimizer", e))?;
 
         let parallel = if extra_devices.is_empty() {
             None
@@ -350,7 +350,7 @@ impl Trainer {
                 config.num_classes,
                 &extra_devices,
             )
-            .map_err(|e| TrainerError::nets("multi_gpu", e))?;
+            .map_err(|e| TrainError::nets("multi_gpu", e))?;
             for rvs in dp.replica_var_stores() {
                 if rvs.device() == Device::Cpu {
                     channels_last(rvs)?;
@@ -378,7 +378,7 @@ impl Trainer {
             if let Some(w) = weights {
                 let r = checkpoint::load_weights(&w, &mut vs, false).map_err(|e| checkpoint_error(&w, e))?;
                 if r.loaded.is_empty() {
-                    return Err(TrainerError::Checkpoint {
+                    return Err(TrainError::Checkpoint {
                         path: w,
                         message: "none of its tensors fits the network of net_config".into(),
                     });
@@ -576,18 +576,18 @@ impl Trainer {
             let y = match &s.label {
                 Some(l) => l.to_tensor().f_unsqueeze(0)?.f_to_device(self.device)?,
                 None => {
-                    return Err(TrainerError::Data {
+                    return Err(TrainError::Data {
                         sample: s.name.clone(),
                         message: "validation needs a label".into(),
                     });
                 }
             };
-            let out = self.predict(&x).map_err(|e| TrainerError::Data {
+            let out = self.predict(&x).map_err(|e| TrainError::Data {
                 sample: s.name.clone(),
                 message: format!("validation inference: {e}"),
             })?;
             for m in &mut metrics {
-                m.update(&out, &y).map_err(|e| TrainerError::Data {
+                m.update(&out, &y).map_err(|e| TrainError::Data {
                     sample: s.name.clone(),
                     message: format!("validation metric: {e}"),
                 })?;
@@ -691,7 +691,7 @@ impl Trainer {
         let write = !self.job.dry_run;
         if write {
             std::fs::create_dir_all(&self.job.output_dir)
-                .map_err(|e| TrainerError::io(&self.job.output_dir, e))?;
+                .map_err(|e| TrainError::io(&self.job.output_dir, e))?;
         }
         let mut tb = if write {
             Some(EventWriter::create(
@@ -732,7 +732,7 @@ impl Trainer {
             let t0 = Instant::now();
             let batch = loader
                 .next_batch(self.schedule.batch_size)?
-                .ok_or_else(|| TrainerError::Data {
+                .ok_or_else(|| TrainError::Data {
                     sample: "(loader)".into(),
                     message: "the data loader ended before the schedule".into(),
                 })?;
@@ -740,12 +740,12 @@ impl Trainer {
             self.optimizer.set_lr(lr);
             let loss = self
                 .train_step(&batch.image, &batch.label, act)
-                .map_err(|e| TrainerError::Data {
+                .map_err(|e| TrainError::Data {
                     sample: batch.names.join(", "),
                     message: format!("training step {}: {e}", self.state.step + 1),
                 })?;
             if !loss.is_finite() {
-                return Err(TrainerError::Data {
+                return Err(TrainError::Data {
                     sample: batch.names.join(", "),
                     message: format!(
                         "the loss became {loss} at step {} (epoch {}); lower train.optimizer.lr",
@@ -1016,7 +1016,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        return Err(TrainerError::io(path, e));
+        return Err(TrainError::io(path, e));
     }
     Ok(())
 }

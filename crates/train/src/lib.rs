@@ -26,6 +26,7 @@
 //! Tensor layout everywhere: `[N, C, X, Y, Z]` = `N, C, i, j, k`.
 
 #![warn(missing_docs)]
+#![warn(clippy::too_many_lines)]
 
 pub mod config;
 pub mod data;

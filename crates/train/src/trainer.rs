@@ -255,74 +255,193 @@ pub fn checkpoint_file(path: &Path) -> Result<PathBuf> {
     Ok(file)
 }
 
-impl Trainer {
-    /// Checks everything and builds the network, optimizer and data; see the module docs.
-    pub fn prepare(job: TrainJob, report: &mut dyn FnMut(&Event)) -> Result<Trainer> {
-        let mut config = TrainConfig::read(&job.config)?;
-        if let Some(e) = job.epochs {
-            if e == 0 {
-                return Err(TrainError::Config {
-                    file: job.config.clone(),
-                    key: "epochs".into(),
-                    message: "--epochs must be at least 1".into(),
-                });
-            }
-            config.epochs = e;
-        }
-        let mut label_required = vec![Split::Training];
-        if config.has_validation() {
-            label_required.push(Split::Validation);
-        }
-        let datalist = Datalist::read(&job.datalist, job.file_root.as_deref(), &label_required)?;
-        if !datalist.validation.is_empty() && !config.has_validation() {
+/// The train config (with `--epochs`) and the datalist, checked against each other: a
+/// validation list needs the config's validation, and a config that validates without a
+/// validation list is told so.
+fn read_config_and_datalist(
+    job: &TrainJob,
+    report: &mut dyn FnMut(&Event),
+) -> Result<(TrainConfig, Datalist)> {
+    let mut config = TrainConfig::read(&job.config)?;
+    if let Some(e) = job.epochs {
+        if e == 0 {
             return Err(TrainError::Config {
-                file: config.file.clone(),
-                key: "validate".into(),
-                message: format!(
-                    "the datalist {} has a validation list; validating needs validate.metrics and \
-                     validate.pre_transforms",
-                    datalist.file.display()
-                ),
+                file: job.config.clone(),
+                key: "epochs".into(),
+                message: "--epochs must be at least 1".into(),
             });
         }
-        if datalist.validation.is_empty() && config.has_validation() {
-            report(&Event::Message {
-                text: format!(
-                    "the datalist {} has no validation list: no validation; {BEST_CHECKPOINT} will hold the final weights",
-                    datalist.file.display()
-                ),
-            });
-        }
-        let train_pipeline = Arc::new(config.train_pipeline()?);
-        let validate_pipeline = Arc::new(config.validate_pipeline()?);
+        config.epochs = e;
+    }
+    let mut label_required = vec![Split::Training];
+    if config.has_validation() {
+        label_required.push(Split::Validation);
+    }
+    let datalist = Datalist::read(&job.datalist, job.file_root.as_deref(), &label_required)?;
+    if !datalist.validation.is_empty() && !config.has_validation() {
+        return Err(TrainError::Config {
+            file: config.file.clone(),
+            key: "validate".into(),
+            message: format!(
+                "the datalist {} has a validation list; validating needs validate.metrics and \
+                 validate.pre_transforms",
+                datalist.file.display()
+            ),
+        });
+    }
+    if datalist.validation.is_empty() && config.has_validation() {
+        report(&Event::Message {
+            text: format!(
+                "the datalist {} has no validation list: no validation; {BEST_CHECKPOINT} will hold the final weights",
+                datalist.file.display()
+            ),
+        });
+    }
+    Ok((config, datalist))
+}
 
-        // The output folder: a new run must not overwrite another; a resumed one needs its
-        // checkpoint.
-        let last = job.output_dir.join(LAST_CHECKPOINT);
-        if job.resume && job.checkpoint.is_some() {
+/// The output folder: a new run must not overwrite another; a resumed one needs its
+/// checkpoint (a dry run writes nothing and is not checked).
+fn check_output_dir(job: &TrainJob) -> Result<()> {
+    let last = job.output_dir.join(LAST_CHECKPOINT);
+    if job.resume && job.checkpoint.is_some() {
+        return Err(TrainError::Checkpoint {
+            path: last,
+            message: "--resume continues the run in the output folder; -c starts a new one from \
+                      other weights: give one of them"
+                .into(),
+        });
+    }
+    if !job.dry_run {
+        if job.resume && !last.is_file() {
             return Err(TrainError::Checkpoint {
                 path: last,
-                message: "--resume continues the run in the output folder; -c starts a new one from \
-                          other weights: give one of them"
+                message: "nothing to resume: the output folder holds no last checkpoint".into(),
+            });
+        }
+        if !job.resume && last.exists() {
+            return Err(TrainError::Checkpoint {
+                path: last,
+                message: "the output folder already holds a training run; use --resume to continue \
+                          it, or another output folder"
                     .into(),
             });
         }
-        if !job.dry_run {
-            if job.resume && !last.is_file() {
-                return Err(TrainError::Checkpoint {
-                    path: last,
-                    message: "nothing to resume: the output folder holds no last checkpoint".into(),
-                });
-            }
-            if !job.resume && last.exists() {
-                return Err(TrainError::Checkpoint {
-                    path: last,
-                    message: "the output folder already holds a training run; use --resume to continue \
-                              it, or another output folder"
-                        .into(),
-                });
-            }
+    }
+    Ok(())
+}
+
+/// The replicas of `multi_gpu` on `extra_devices` (none without them).
+fn data_parallel(
+    vs: &VarStore,
+    config: &TrainConfig,
+    extra_devices: &[Device],
+) -> Result<Option<DataParallel>> {
+    if extra_devices.is_empty() {
+        return Ok(None);
+    }
+    let dp = DataParallel::new(
+        vs,
+        &config.net,
+        config.num_channels,
+        config.num_classes,
+        extra_devices,
+    )
+    .map_err(|e| TrainError::nets("multi_gpu", e))?;
+    for rvs in dp.replica_var_stores() {
+        if rvs.device() == Device::Cpu {
+            channels_last(rvs)?;
         }
+    }
+    Ok(Some(dp))
+}
+
+/// Where the run starts: `--resume` loads the last checkpoint (weights, optimizer, run
+/// state); otherwise `-c` or the config's pretrained weights are loaded for fine-tuning,
+/// when given.
+fn starting_weights(
+    job: &TrainJob,
+    config: &TrainConfig,
+    vs: &mut VarStore,
+    optimizer: &mut Optimizer,
+    schedule: Schedule,
+    report: &mut dyn FnMut(&Event),
+) -> Result<RunState> {
+    let last = job.output_dir.join(LAST_CHECKPOINT);
+    if job.resume && last.is_file() {
+        let meta = checkpoint::load(&last, vs, Some(optimizer)).map_err(|e| checkpoint_error(&last, e))?;
+        return Ok(state_from_meta(&meta, schedule, report));
+    }
+    let weights = match &job.checkpoint {
+        Some(c) => Some(checkpoint_file(c)?),
+        None => config.net.pretrained_weights().map(PathBuf::from),
+    };
+    if let Some(w) = weights {
+        fine_tune_from(&w, vs, report)?;
+    }
+    Ok(RunState::default())
+}
+
+/// Loads the weights of `w` that fit the network (the others stay as initialised) and says
+/// what was loaded.
+fn fine_tune_from(w: &Path, vs: &mut VarStore, report: &mut dyn FnMut(&Event)) -> Result<()> {
+    let r = checkpoint::load_weights(w, vs, false).map_err(|e| checkpoint_error(w, e))?;
+    if r.loaded.is_empty() {
+        return Err(TrainError::Checkpoint {
+            path: w.to_path_buf(),
+            message: "none of its tensors fits the network of net_config".into(),
+        });
+    }
+    let mut text = format!(
+        "fine-tuning from {}: {} variables loaded",
+        w.display(),
+        r.loaded.len()
+    );
+    if !r.missing.is_empty() || !r.mismatched.is_empty() {
+        text += &format!(
+            "; kept as initialised: {} missing, {} of another shape ({})",
+            r.missing.len(),
+            r.mismatched.len(),
+            r.missing
+                .iter()
+                .chain(&r.mismatched)
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    report(&Event::Message { text });
+    Ok(())
+}
+
+/// Every datalist file decoded and checked (foreground where a transform needs it), cached
+/// as the config says.
+fn load_files(config: &TrainConfig, datalist: &Datalist) -> Result<FileCache> {
+    let mut foreground = vec![(
+        Split::Training,
+        TrainConfig::foreground_fields(&config.train_transforms),
+    )];
+    foreground.push((
+        Split::Validation,
+        TrainConfig::foreground_fields(&config.validate_transforms),
+    ));
+    FileCache::load(
+        datalist,
+        &foreground,
+        config.cache_data,
+        AUTO_CACHE_LIMIT_BYTES,
+        config.num_workers,
+    )
+}
+
+impl Trainer {
+    /// Checks everything and builds the network, optimizer and data; see the module docs.
+    pub fn prepare(job: TrainJob, report: &mut dyn FnMut(&Event)) -> Result<Trainer> {
+        let (config, datalist) = read_config_and_datalist(&job, report)?;
+        let train_pipeline = Arc::new(config.train_pipeline()?);
+        let validate_pipeline = Arc::new(config.validate_pipeline()?);
+        check_output_dir(&job)?;
 
         if let Some(n) = job.torch_threads {
             tch::set_num_threads(n.max(1) as i32);
@@ -339,25 +458,7 @@ impl Trainer {
             .optimizer
             .build(&vs)
             .map_err(|e| TrainError::nets("train.optimizer", e))?;
-
-        let parallel = if extra_devices.is_empty() {
-            None
-        } else {
-            let dp = DataParallel::new(
-                &vs,
-                &config.net,
-                config.num_channels,
-                config.num_classes,
-                &extra_devices,
-            )
-            .map_err(|e| TrainError::nets("multi_gpu", e))?;
-            for rvs in dp.replica_var_stores() {
-                if rvs.device() == Device::Cpu {
-                    channels_last(rvs)?;
-                }
-            }
-            Some(dp)
-        };
+        let parallel = data_parallel(&vs, &config, &extra_devices)?;
         // As with the seed's Horovod runs, `batch_size` is per device: a step takes one batch
         // per device, and an epoch has that many times fewer steps.
         let schedule = Schedule {
@@ -365,62 +466,8 @@ impl Trainer {
             batch_size: config.batch_size * (1 + extra_devices.len()),
             seed: config.seed,
         };
-        let mut state = RunState::default();
-        if job.resume && last.is_file() {
-            let meta = checkpoint::load(&last, &mut vs, Some(&mut optimizer))
-                .map_err(|e| checkpoint_error(&last, e))?;
-            state = state_from_meta(&meta, schedule, report);
-        } else {
-            let weights = match &job.checkpoint {
-                Some(c) => Some(checkpoint_file(c)?),
-                None => config.net.pretrained_weights().map(PathBuf::from),
-            };
-            if let Some(w) = weights {
-                let r = checkpoint::load_weights(&w, &mut vs, false).map_err(|e| checkpoint_error(&w, e))?;
-                if r.loaded.is_empty() {
-                    return Err(TrainError::Checkpoint {
-                        path: w,
-                        message: "none of its tensors fits the network of net_config".into(),
-                    });
-                }
-                let mut text = format!(
-                    "fine-tuning from {}: {} variables loaded",
-                    w.display(),
-                    r.loaded.len()
-                );
-                if !r.missing.is_empty() || !r.mismatched.is_empty() {
-                    text += &format!(
-                        "; kept as initialised: {} missing, {} of another shape ({})",
-                        r.missing.len(),
-                        r.mismatched.len(),
-                        r.missing
-                            .iter()
-                            .chain(&r.mismatched)
-                            .take(5)
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    );
-                }
-                report(&Event::Message { text });
-            }
-        }
-
-        let mut foreground = vec![(
-            Split::Training,
-            TrainConfig::foreground_fields(&config.train_transforms),
-        )];
-        foreground.push((
-            Split::Validation,
-            TrainConfig::foreground_fields(&config.validate_transforms),
-        ));
-        let cache = FileCache::load(
-            &datalist,
-            &foreground,
-            config.cache_data,
-            AUTO_CACHE_LIMIT_BYTES,
-            config.num_workers,
-        )?;
+        let state = starting_weights(&job, &config, &mut vs, &mut optimizer, schedule, report)?;
+        let cache = load_files(&config, &datalist)?;
         let trainer = Trainer {
             job,
             config,
@@ -437,26 +484,31 @@ impl Trainer {
             state,
             validation_cache: None,
         };
-        report(&Event::Start {
-            device: trainer.devices().join(","),
-            parameters: trainer
+        report(&trainer.start_event());
+        Ok(trainer)
+    }
+
+    /// [`Event::Start`]: what the prepared run will do.
+    fn start_event(&self) -> Event {
+        Event::Start {
+            device: self.devices().join(","),
+            parameters: self
                 .vs
                 .trainable_variables()
                 .iter()
                 .map(Tensor::numel)
                 .sum::<usize>() as i64,
-            training_items: trainer.datalist.training.len(),
-            validation_items: trainer.datalist.validation.len(),
-            files: trainer.cache.files,
-            decoded_bytes: trainer.cache.total_bytes,
-            cached: trainer.cache.enabled,
-            steps_per_epoch: trainer.schedule.steps_per_epoch(),
-            epochs: trainer.config.epochs,
-            start_epoch: trainer.state.epoch,
-            start_step: trainer.state.step,
-            num_workers: trainer.config.num_workers,
-        });
-        Ok(trainer)
+            training_items: self.datalist.training.len(),
+            validation_items: self.datalist.validation.len(),
+            files: self.cache.files,
+            decoded_bytes: self.cache.total_bytes,
+            cached: self.cache.enabled,
+            steps_per_epoch: self.schedule.steps_per_epoch(),
+            epochs: self.config.epochs,
+            start_epoch: self.state.epoch,
+            start_step: self.state.step,
+            num_workers: self.config.num_workers,
+        }
     }
 
     /// The parsed config.
@@ -679,8 +731,51 @@ impl Trainer {
     /// Trains until every epoch is done, `stop` is set (checked at each step boundary), or
     /// an error; see the module docs.
     pub fn run(mut self, stop: &AtomicBool, report: &mut dyn FnMut(&Event)) -> Result<Summary> {
-        let spe = self.schedule.steps_per_epoch();
+        let mut run = self.start_run()?;
         let bs = self.schedule.batch_size as u64;
+        let base_lr = self.config.optimizer.lr();
+        let act = self.config.net.final_activation;
+        let loader = (run.start_step < run.end_step)
+            .then(|| self.train_loader(run.start_step * bs, run.end_step * bs));
+        while let Some(loader) = loader.as_ref() {
+            if self.position(&run) >= run.end_step {
+                break;
+            }
+            if stop.load(Ordering::SeqCst) {
+                run.stopped = true;
+                break;
+            }
+            let lr = self.step(loader, &mut run, base_lr, act)?;
+            let epoch_done = self.state.epoch_step == run.spe;
+            if epoch_done {
+                self.state.epoch += 1;
+                self.state.epoch_step = 0;
+            }
+            self.report_step(&mut run, lr, report);
+            if epoch_done && run.write {
+                self.end_of_epoch(&mut run, report)?;
+            }
+        }
+        drop(loader);
+        self.dry_run_validation(&mut run, report)?;
+        let seconds_this_run = run.run_start.elapsed().as_secs_f64();
+        if run.write {
+            self.final_checkpoints(&mut run, seconds_this_run, report)?;
+        }
+        let summary = self.summary(run, seconds_this_run);
+        if !self.job.dry_run {
+            let path = self.job.output_dir.join(SUMMARY_FILE);
+            let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
+            write_atomically(&path, text.as_bytes())?;
+        }
+        report(&Event::Summary(summary.clone()));
+        Ok(summary)
+    }
+
+    /// The run's bounds (a dry run takes [`DRY_RUN_STEPS`]), its output folder and
+    /// TensorBoard file (none for a dry run), its clocks started.
+    fn start_run(&self) -> Result<RunLoop> {
+        let spe = self.schedule.steps_per_epoch();
         let total_steps = self.config.epochs * spe;
         let start_step = self.state.epoch * spe + self.state.epoch_step;
         let end_step = if self.job.dry_run {
@@ -693,7 +788,7 @@ impl Trainer {
             std::fs::create_dir_all(&self.job.output_dir)
                 .map_err(|e| TrainError::io(&self.job.output_dir, e))?;
         }
-        let mut tb = if write {
+        let tb = if write {
             Some(EventWriter::create(
                 &self.job.output_dir,
                 self.job.resume.then_some(self.state.step + 1),
@@ -701,203 +796,240 @@ impl Trainer {
         } else {
             None
         };
-        let run_start = Instant::now();
-        let mut last_save = Instant::now();
-        let mut last_saved_step: Option<u64> = None;
-        let mut train_time = Duration::ZERO;
-        let mut wait_time = Duration::ZERO;
-        let mut validation_time = Duration::ZERO;
-        let mut last_validation_s: Option<f64> = None;
-        // The progress window.
-        let (mut w_loss, mut w_steps, mut w_time, mut w_wait) =
-            (0.0f64, 0u64, Duration::ZERO, Duration::ZERO);
-        let mut w_last = Instant::now();
-        let mut last_loss = None;
-        let mut stopped = false;
-        let mut best_path = None;
-        let mut last_path = None;
-        let base_lr = self.config.optimizer.lr();
-        let act = self.config.net.final_activation;
+        Ok(RunLoop {
+            spe,
+            total_steps,
+            start_step,
+            end_step,
+            write,
+            tb,
+            run_start: Instant::now(),
+            last_save: Instant::now(),
+            last_saved_step: None,
+            train_time: Duration::ZERO,
+            wait_time: Duration::ZERO,
+            validation_time: Duration::ZERO,
+            last_validation_s: None,
+            window: Window::new(),
+            last_loss: None,
+            stopped: false,
+            best_path: None,
+            last_path: None,
+            steps_this_run: 0,
+        })
+    }
 
-        let loader = (start_step < end_step).then(|| self.train_loader(start_step * bs, end_step * bs));
-        let mut steps_this_run = 0u64;
-        while let Some(loader) = loader.as_ref() {
-            if self.state.epoch * spe + self.state.epoch_step >= end_step {
-                break;
-            }
-            if stop.load(Ordering::SeqCst) {
-                stopped = true;
-                break;
-            }
-            let t0 = Instant::now();
-            let batch = loader
-                .next_batch(self.schedule.batch_size)?
-                .ok_or_else(|| TrainError::Data {
-                    sample: "(loader)".into(),
-                    message: "the data loader ended before the schedule".into(),
-                })?;
-            let lr = self.config.lr_policy.lr_at(base_lr, self.state.step);
-            self.optimizer.set_lr(lr);
-            let loss = self
-                .train_step(&batch.image, &batch.label, act)
-                .map_err(|e| TrainError::Data {
-                    sample: batch.names.join(", "),
-                    message: format!("training step {}: {e}", self.state.step + 1),
-                })?;
-            if !loss.is_finite() {
-                return Err(TrainError::Data {
-                    sample: batch.names.join(", "),
-                    message: format!(
-                        "the loss became {loss} at step {} (epoch {}); lower train.optimizer.lr",
-                        self.state.step + 1,
-                        self.state.epoch + 1
-                    ),
-                });
-            }
-            let dt = t0.elapsed();
-            train_time += dt;
-            wait_time += batch.wait;
-            steps_this_run += 1;
-            self.state.step += 1;
-            self.state.epoch_step += 1;
-            w_loss += loss;
-            w_steps += 1;
-            w_time += dt;
-            w_wait += batch.wait;
-            if let Some(tb) = tb.as_mut() {
-                tb.scalars(
-                    self.state.step,
-                    &[("train/loss", loss), ("train/learning_rate", lr)],
-                )?;
-            }
-            let epoch_done = self.state.epoch_step == spe;
-            if epoch_done {
-                self.state.epoch += 1;
-                self.state.epoch_step = 0;
-            }
-            let due = if self.job.log_every == 0 {
-                w_last.elapsed() >= Duration::from_secs(10)
-            } else {
-                w_steps >= self.job.log_every
-            };
-            let finishing = self.state.epoch * spe + self.state.epoch_step >= end_step;
-            if due || finishing {
-                let it_per_s = w_steps as f64 / w_time.as_secs_f64().max(1e-9);
-                let left_steps = total_steps.saturating_sub(self.state.step);
-                let left_validations = if self.validating() {
-                    let per = self.config.num_training_epoch_per_valid;
-                    (self.config.epochs / per).saturating_sub(self.state.epoch / per)
-                } else {
-                    0
-                };
-                let eta_s =
-                    left_steps as f64 / it_per_s + left_validations as f64 * last_validation_s.unwrap_or(0.0);
-                last_loss = Some(w_loss / w_steps as f64);
-                report(&Event::Step {
-                    epoch: self.state.epoch + u64::from(self.state.epoch_step > 0),
-                    epochs: self.config.epochs,
-                    step: self.state.step,
-                    total_steps,
-                    loss: w_loss / w_steps as f64,
-                    lr,
-                    it_per_s,
-                    data_wait: w_wait.as_secs_f64() / w_time.as_secs_f64().max(1e-9),
-                    eta_s,
-                });
-                (w_loss, w_steps, w_time, w_wait) = (0.0, 0, Duration::ZERO, Duration::ZERO);
-                w_last = Instant::now();
-            }
-            if epoch_done && write {
-                let per = self.config.num_training_epoch_per_valid;
-                let validate_now = self.validating()
-                    && (self.state.epoch.is_multiple_of(per) || self.state.epoch == self.config.epochs);
-                let mut saved_last = false;
-                if validate_now {
-                    let tv = Instant::now();
-                    let metrics = self.validate(None)?;
-                    let seconds = tv.elapsed().as_secs_f64();
-                    validation_time += tv.elapsed();
-                    last_validation_s = Some(seconds);
-                    let tag = &self.config.metrics[self.config.stopping_metric()].tag;
-                    let value = metrics.get(tag).copied().unwrap_or(0.0);
-                    let best = self.state.best_metric.is_none_or(|b| value > b);
-                    let elapsed = self.state.elapsed_before + run_start.elapsed().as_secs_f64();
-                    self.state.curve.push(CurvePoint {
-                        epoch: self.state.epoch,
-                        step: self.state.step,
-                        elapsed_s: elapsed,
-                        metrics: metrics.clone(),
-                    });
-                    if let Some(tb) = tb.as_mut() {
-                        let scalars: Vec<(String, f64)> = metrics
-                            .iter()
-                            .map(|(k, v)| (format!("validation/{k}"), *v))
-                            .collect();
-                        let refs: Vec<(&str, f64)> = scalars.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-                        tb.scalars(self.state.step, &refs)?;
-                        tb.flush()?;
-                    }
-                    if best {
-                        self.state.best_metric = Some(value);
-                        self.state.best_epoch = Some(self.state.epoch);
-                    }
-                    report(&Event::Validation {
-                        epoch: self.state.epoch,
-                        step: self.state.step,
-                        metrics,
-                        best,
-                        seconds,
-                    });
-                    if best {
-                        best_path = Some(self.save(true, run_start.elapsed().as_secs_f64(), report)?);
-                    }
-                    last_path = Some(self.save(false, run_start.elapsed().as_secs_f64(), report)?);
-                    last_save = Instant::now();
-                    last_saved_step = Some(self.state.step);
-                    saved_last = true;
-                }
-                if !saved_last && last_save.elapsed().as_secs_f64() >= self.config.checkpoint_interval_s {
-                    if let Some(tb) = tb.as_mut() {
-                        tb.flush()?;
-                    }
-                    last_path = Some(self.save(false, run_start.elapsed().as_secs_f64(), report)?);
-                    last_save = Instant::now();
-                    last_saved_step = Some(self.state.step);
-                }
-            }
-        }
-        drop(loader);
+    /// The global step the schedule stands at.
+    fn position(&self, run: &RunLoop) -> u64 {
+        self.state.epoch * run.spe + self.state.epoch_step
+    }
 
-        if self.job.dry_run && self.validating() {
-            let tv = Instant::now();
-            let metrics = self.validate(Some(1))?;
-            validation_time += tv.elapsed();
-            report(&Event::Validation {
-                epoch: self.state.epoch,
-                step: self.state.step,
-                metrics,
-                best: false,
-                seconds: tv.elapsed().as_secs_f64(),
+    /// One optimizer step on the loader's next batch at the learning rate of the policy: its
+    /// loss checked, the counters, the progress window and TensorBoard updated. Returns the
+    /// learning rate.
+    fn step(
+        &mut self,
+        loader: &Loader,
+        run: &mut RunLoop,
+        base_lr: f64,
+        act: aiaa_nets::FinalActivation,
+    ) -> Result<f64> {
+        let t0 = Instant::now();
+        let batch = loader
+            .next_batch(self.schedule.batch_size)?
+            .ok_or_else(|| TrainError::Data {
+                sample: "(loader)".into(),
+                message: "the data loader ended before the schedule".into(),
+            })?;
+        let lr = self.config.lr_policy.lr_at(base_lr, self.state.step);
+        self.optimizer.set_lr(lr);
+        let loss = self
+            .train_step(&batch.image, &batch.label, act)
+            .map_err(|e| TrainError::Data {
+                sample: batch.names.join(", "),
+                message: format!("training step {}: {e}", self.state.step + 1),
+            })?;
+        if !loss.is_finite() {
+            return Err(TrainError::Data {
+                sample: batch.names.join(", "),
+                message: format!(
+                    "the loss became {loss} at step {} (epoch {}); lower train.optimizer.lr",
+                    self.state.step + 1,
+                    self.state.epoch + 1
+                ),
             });
         }
-        let seconds_this_run = run_start.elapsed().as_secs_f64();
-        if write {
-            if let Some(tb) = tb.as_mut() {
+        let dt = t0.elapsed();
+        run.train_time += dt;
+        run.wait_time += batch.wait;
+        run.steps_this_run += 1;
+        self.state.step += 1;
+        self.state.epoch_step += 1;
+        run.window.loss += loss;
+        run.window.steps += 1;
+        run.window.time += dt;
+        run.window.wait += batch.wait;
+        if let Some(tb) = run.tb.as_mut() {
+            tb.scalars(
+                self.state.step,
+                &[("train/loss", loss), ("train/learning_rate", lr)],
+            )?;
+        }
+        Ok(lr)
+    }
+
+    /// A [`Event::Step`] when one is due (every `log_every` steps, or about every 10 s) or
+    /// the run's last step is done; the progress window starts again.
+    fn report_step(&self, run: &mut RunLoop, lr: f64, report: &mut dyn FnMut(&Event)) {
+        let w = &run.window;
+        let due = if self.job.log_every == 0 {
+            w.last.elapsed() >= Duration::from_secs(10)
+        } else {
+            w.steps >= self.job.log_every
+        };
+        let finishing = self.position(run) >= run.end_step;
+        if !(due || finishing) {
+            return;
+        }
+        let it_per_s = w.steps as f64 / w.time.as_secs_f64().max(1e-9);
+        let left_steps = run.total_steps.saturating_sub(self.state.step);
+        let left_validations = if self.validating() {
+            let per = self.config.num_training_epoch_per_valid;
+            (self.config.epochs / per).saturating_sub(self.state.epoch / per)
+        } else {
+            0
+        };
+        let eta_s =
+            left_steps as f64 / it_per_s + left_validations as f64 * run.last_validation_s.unwrap_or(0.0);
+        run.last_loss = Some(w.loss / w.steps as f64);
+        report(&Event::Step {
+            epoch: self.state.epoch + u64::from(self.state.epoch_step > 0),
+            epochs: self.config.epochs,
+            step: self.state.step,
+            total_steps: run.total_steps,
+            loss: w.loss / w.steps as f64,
+            lr,
+            it_per_s,
+            data_wait: w.wait.as_secs_f64() / w.time.as_secs_f64().max(1e-9),
+            eta_s,
+        });
+        run.window = Window::new();
+    }
+
+    /// After an epoch of a run that writes: a validation with its checkpoints when one is
+    /// due, else the last checkpoint when `checkpoint_interval_s` has passed.
+    fn end_of_epoch(&mut self, run: &mut RunLoop, report: &mut dyn FnMut(&Event)) -> Result<()> {
+        let per = self.config.num_training_epoch_per_valid;
+        let validate_now = self.validating()
+            && (self.state.epoch.is_multiple_of(per) || self.state.epoch == self.config.epochs);
+        if validate_now {
+            return self.validate_and_save(run, report);
+        }
+        if run.last_save.elapsed().as_secs_f64() >= self.config.checkpoint_interval_s {
+            if let Some(tb) = run.tb.as_mut() {
                 tb.flush()?;
             }
-            if !self.validating() && (!stopped || steps_this_run > 0) {
-                best_path = Some(self.save(true, seconds_this_run, report)?);
-            }
-            // The last checkpoint of the final step is usually written already (by the last
-            // validation): write it again only when the state moved on since.
-            if last_saved_step != Some(self.state.step) {
-                last_path = Some(self.save(false, seconds_this_run, report)?);
-            }
+            run.last_path = Some(self.save(false, run.run_start.elapsed().as_secs_f64(), report)?);
+            run.last_save = Instant::now();
+            run.last_saved_step = Some(self.state.step);
         }
-        let summary = Summary {
+        Ok(())
+    }
+
+    /// A whole validation: the curve, TensorBoard, the best metric, [`Event::Validation`],
+    /// then the best checkpoint (when it is) and the last one.
+    fn validate_and_save(&mut self, run: &mut RunLoop, report: &mut dyn FnMut(&Event)) -> Result<()> {
+        let tv = Instant::now();
+        let metrics = self.validate(None)?;
+        let seconds = tv.elapsed().as_secs_f64();
+        run.validation_time += tv.elapsed();
+        run.last_validation_s = Some(seconds);
+        let tag = &self.config.metrics[self.config.stopping_metric()].tag;
+        let value = metrics.get(tag).copied().unwrap_or(0.0);
+        let best = self.state.best_metric.is_none_or(|b| value > b);
+        let elapsed = self.state.elapsed_before + run.run_start.elapsed().as_secs_f64();
+        self.state.curve.push(CurvePoint {
+            epoch: self.state.epoch,
+            step: self.state.step,
+            elapsed_s: elapsed,
+            metrics: metrics.clone(),
+        });
+        if let Some(tb) = run.tb.as_mut() {
+            let scalars: Vec<(String, f64)> = metrics
+                .iter()
+                .map(|(k, v)| (format!("validation/{k}"), *v))
+                .collect();
+            let refs: Vec<(&str, f64)> = scalars.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            tb.scalars(self.state.step, &refs)?;
+            tb.flush()?;
+        }
+        if best {
+            self.state.best_metric = Some(value);
+            self.state.best_epoch = Some(self.state.epoch);
+        }
+        report(&Event::Validation {
+            epoch: self.state.epoch,
+            step: self.state.step,
+            metrics,
+            best,
+            seconds,
+        });
+        if best {
+            run.best_path = Some(self.save(true, run.run_start.elapsed().as_secs_f64(), report)?);
+        }
+        run.last_path = Some(self.save(false, run.run_start.elapsed().as_secs_f64(), report)?);
+        run.last_save = Instant::now();
+        run.last_saved_step = Some(self.state.step);
+        Ok(())
+    }
+
+    /// A dry run's validation: one sample.
+    fn dry_run_validation(&mut self, run: &mut RunLoop, report: &mut dyn FnMut(&Event)) -> Result<()> {
+        if !(self.job.dry_run && self.validating()) {
+            return Ok(());
+        }
+        let tv = Instant::now();
+        let metrics = self.validate(Some(1))?;
+        run.validation_time += tv.elapsed();
+        report(&Event::Validation {
+            epoch: self.state.epoch,
+            step: self.state.step,
+            metrics,
+            best: false,
+            seconds: tv.elapsed().as_secs_f64(),
+        });
+        Ok(())
+    }
+
+    /// The end of a run that writes: TensorBoard flushed, the final weights as the best
+    /// checkpoint when nothing validates, the last checkpoint unless written at this step.
+    fn final_checkpoints(
+        &mut self,
+        run: &mut RunLoop,
+        seconds_this_run: f64,
+        report: &mut dyn FnMut(&Event),
+    ) -> Result<()> {
+        if let Some(tb) = run.tb.as_mut() {
+            tb.flush()?;
+        }
+        if !self.validating() && (!run.stopped || run.steps_this_run > 0) {
+            run.best_path = Some(self.save(true, seconds_this_run, report)?);
+        }
+        // The last checkpoint of the final step is usually written already (by the last
+        // validation): write it again only when the state moved on since.
+        if run.last_saved_step != Some(self.state.step) {
+            run.last_path = Some(self.save(false, seconds_this_run, report)?);
+        }
+        Ok(())
+    }
+
+    /// The run's [`Summary`].
+    fn summary(&self, run: RunLoop, seconds_this_run: f64) -> Summary {
+        let train_s = run.train_time.as_secs_f64().max(1e-9);
+        Summary {
             outcome: if self.job.dry_run {
                 Outcome::DryRun
-            } else if stopped {
+            } else if run.stopped {
                 Outcome::Stopped
             } else {
                 Outcome::Completed
@@ -905,7 +1037,7 @@ impl Trainer {
             epochs_done: self.state.epoch,
             epochs: self.config.epochs,
             steps_done: self.state.step,
-            steps_this_run,
+            steps_this_run: run.steps_this_run,
             stopping_metric: self
                 .validating()
                 .then(|| self.config.metrics[self.config.stopping_metric()].tag.clone()),
@@ -915,26 +1047,67 @@ impl Trainer {
                 let tag = &self.config.metrics.get(self.config.stopping_metric())?.tag;
                 p.metrics.get(tag).copied()
             }),
-            last_loss,
+            last_loss: run.last_loss,
             seconds_this_run,
             seconds_total: self.state.elapsed_before + seconds_this_run,
-            it_per_s: steps_this_run as f64 / train_time.as_secs_f64().max(1e-9),
-            data_wait_share: wait_time.as_secs_f64() / train_time.as_secs_f64().max(1e-9),
-            validation_seconds: validation_time.as_secs_f64(),
+            it_per_s: run.steps_this_run as f64 / train_s,
+            data_wait_share: run.wait_time.as_secs_f64() / train_s,
+            validation_seconds: run.validation_time.as_secs_f64(),
             curve: self.state.curve.clone(),
-            best_checkpoint: best_path.or_else(|| {
+            best_checkpoint: run.best_path.or_else(|| {
                 let p = self.job.output_dir.join(BEST_CHECKPOINT);
-                (write && p.is_file()).then_some(p)
+                (run.write && p.is_file()).then_some(p)
             }),
-            last_checkpoint: last_path,
-        };
-        if write {
-            let path = self.job.output_dir.join(SUMMARY_FILE);
-            let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
-            write_atomically(&path, text.as_bytes())?;
+            last_checkpoint: run.last_path,
         }
-        report(&Event::Summary(summary.clone()));
-        Ok(summary)
+    }
+}
+
+/// What one call of [`Trainer::run`] keeps: its bounds, clocks, progress window and the
+/// checkpoints it wrote.
+struct RunLoop {
+    /// Steps per epoch.
+    spe: u64,
+    total_steps: u64,
+    start_step: u64,
+    /// Where this run stops (a dry run stops early).
+    end_step: u64,
+    /// Not a dry run: checkpoints, TensorBoard and the summary are written.
+    write: bool,
+    tb: Option<EventWriter>,
+    run_start: Instant,
+    last_save: Instant,
+    last_saved_step: Option<u64>,
+    train_time: Duration,
+    wait_time: Duration,
+    validation_time: Duration,
+    last_validation_s: Option<f64>,
+    window: Window,
+    last_loss: Option<f64>,
+    stopped: bool,
+    best_path: Option<PathBuf>,
+    last_path: Option<PathBuf>,
+    steps_this_run: u64,
+}
+
+/// The steps since the last progress event.
+struct Window {
+    loss: f64,
+    steps: u64,
+    time: Duration,
+    wait: Duration,
+    last: Instant,
+}
+
+impl Window {
+    fn new() -> Window {
+        Window {
+            loss: 0.0,
+            steps: 0,
+            time: Duration::ZERO,
+            wait: Duration::ZERO,
+            last: Instant::now(),
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`error`]: the error type, [`TrainerError`].
 
 #![warn(missing_docs)]
+#![warn(clippy::too_many_lines)]
 
 pub mod args;
 pub mod error;

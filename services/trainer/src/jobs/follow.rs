@@ -27,6 +27,16 @@ enum Stop {
     Shutdown,
 }
 
+/// What following the child gathered: its report, its log tail, how it was stopped.
+#[derive(Default)]
+struct Followed {
+    report: Report,
+    tail: LogTail,
+    stop: Option<Stop>,
+    /// SIGKILL was sent after the grace period.
+    killed: bool,
+}
+
 /// What the child reported.
 #[derive(Default)]
 struct Report {
@@ -45,8 +55,101 @@ impl Ctx {
         cancel: &CancellationToken,
         shutdown: &CancellationToken,
     ) {
-        let settings = self.inner.settings.clone();
         let (_, _, out) = self.dirs();
+        let mut child = match self.start_child(prepared).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.end(End::Failed(e, String::new())).await;
+                return;
+            }
+        };
+        let mut outputs = Outputs::new(out.clone(), self.meta.output_prefix.clone());
+        let mut followed = Followed::default();
+        self.follow(&mut child, &mut outputs, &mut followed, cancel, shutdown)
+            .await;
+        let status = child.wait(Duration::from_secs(10)).await;
+        self.meta.pid = None;
+        let uploaded = outputs.sync(&self.inner.store).await;
+        let objects = match &uploaded {
+            Ok(o) => o.clone(),
+            Err(e) => {
+                tracing::warn!(job = %self.id(), error = %e, "uploading the outputs failed");
+                Vec::new()
+            }
+        };
+        let status = match status {
+            Ok(s) => s,
+            Err(e) => {
+                self.end(End::Failed(e.to_string(), followed.tail.text())).await;
+                return;
+            }
+        };
+        let prefix = self.meta.output_prefix.clone();
+        let report = &followed.report;
+        let checkpoint_note = if objects.iter().any(|o| o.ends_with(LAST_CHECKPOINT)) {
+            format!(
+                "; last checkpoint {prefix}{LAST_CHECKPOINT} (step {}): SubmitTraining with resume=true and \
+                 output_prefix={prefix:?} continues it",
+                report.last_checkpoint_step.unwrap_or(report.last_step)
+            )
+        } else {
+            String::new()
+        };
+        let end = match followed.stop {
+            Some(Stop::Shutdown) => {
+                self.meta.recovered = true;
+                let msg = format!(
+                    "interrupted by the service's shutdown at step {}; runs again when it starts{checkpoint_note}",
+                    report.last_step
+                );
+                self.persist_as(Some(JobState::Queued), Some(msg)).await;
+                tracing::info!(job = %self.id(), "job interrupted by the shutdown; recorded to run again");
+                return;
+            }
+            Some(Stop::Cancel) => {
+                let how = if followed.killed {
+                    "killed after the grace period".to_string()
+                } else {
+                    describe_exit(&status)
+                };
+                self.progress(
+                    "cancelled",
+                    report.last_step,
+                    0,
+                    "",
+                    format!("cancelled at step {} ({how}){checkpoint_note}", report.last_step),
+                );
+                End::Cancelled
+            }
+            None if status.success() => match uploaded {
+                Ok(objects) => End::Succeeded(self.result(&objects, report, &out).await.to_string()),
+                Err(e) => End::Failed(format!("uploading the outputs: {e}"), followed.tail.text()),
+            },
+            None => {
+                let program = match self.meta.spec.kind() {
+                    KIND_TRAINING => "aiaa train",
+                    KIND_EXPORT => "aiaa export",
+                    _ => "aiaa evaluate",
+                };
+                let why = followed
+                    .tail
+                    .last_starting_with("Error: ")
+                    .map(|l| format!(": {}", l.trim_start_matches("Error: ")))
+                    .unwrap_or_default();
+                let error = format!(
+                    "{program} ended with {}{why}{checkpoint_note}",
+                    describe_exit(&status)
+                );
+                End::Failed(error, followed.tail.text())
+            }
+        };
+        self.end(end).await;
+    }
+
+    /// Starts the child (with the API key for a registry push) and records its pid; the error
+    /// of a child that cannot start.
+    async fn start_child(&mut self, prepared: Prepared) -> Result<Child, String> {
+        let settings = self.inner.settings.clone();
         let mut env = Vec::new();
         if let Some(k) = &settings.api_key {
             env.push(("AIAA_API_KEY".to_string(), k.expose().to_string()));
@@ -58,13 +161,7 @@ impl Ctx {
             env,
         };
         let kind = self.meta.spec.kind();
-        let mut child = match Child::spawn(&spec) {
-            Ok(c) => c,
-            Err(e) => {
-                self.end(End::Failed(e.to_string(), String::new())).await;
-                return;
-            }
-        };
+        let child = Child::spawn(&spec).map_err(|e| e.to_string())?;
         self.meta.pid = Some(child.pid());
         let stage = match kind {
             KIND_TRAINING => "train",
@@ -85,14 +182,24 @@ impl Ctx {
         );
         self.persist().await;
         tracing::info!(job = %self.id(), pid = child.pid(), kind, "job process started");
+        Ok(child)
+    }
 
-        let mut outputs = Outputs::new(out.clone(), self.meta.output_prefix.clone());
-        let mut tail = LogTail::default();
-        let mut report = Report::default();
-        let mut stop: Option<Stop> = None;
+    /// Follows the child until its output ends: every line into the tail and the report,
+    /// cancel and shutdown sent as SIGINT, SIGKILL after the grace period.
+    async fn follow(
+        &mut self,
+        child: &mut Child,
+        outputs: &mut Outputs,
+        followed: &mut Followed,
+        cancel: &CancellationToken,
+        shutdown: &CancellationToken,
+    ) {
+        let grace = self.inner.settings.grace;
+        let kind = self.meta.spec.kind();
         let mut kill_at: Option<tokio::time::Instant> = None;
-        let mut killed = false;
         loop {
+            let killed = followed.killed;
             let kill_timer = async {
                 match kill_at {
                     Some(t) if !killed => tokio::time::sleep_until(t).await,
@@ -102,104 +209,29 @@ impl Ctx {
             tokio::select! {
                 line = child.next_line() => {
                     let Some((pipe, line)) = line else { break };
-                    tail.push(&line);
-                    self.on_line(kind, pipe, &line, &mut report, &mut outputs).await;
+                    followed.tail.push(&line);
+                    self.on_line(kind, pipe, &line, &mut followed.report, outputs).await;
                 }
-                _ = cancel.cancelled(), if stop.is_none() => {
+                _ = cancel.cancelled(), if followed.stop.is_none() => {
                     tracing::info!(job = %self.id(), "cancelling: SIGINT to the job's process");
-                    stop = Some(Stop::Cancel);
+                    followed.stop = Some(Stop::Cancel);
                     child.interrupt();
-                    kill_at = Some(tokio::time::Instant::now() + settings.grace);
-                    self.progress("stopping", report.last_step, 0, "", "cancel requested: stopping at the next step and saving a checkpoint".into());
+                    kill_at = Some(tokio::time::Instant::now() + grace);
+                    self.progress("stopping", followed.report.last_step, 0, "", "cancel requested: stopping at the next step and saving a checkpoint".into());
                 }
-                _ = shutdown.cancelled(), if stop.is_none() => {
+                _ = shutdown.cancelled(), if followed.stop.is_none() => {
                     tracing::info!(job = %self.id(), "service stopping: SIGINT to the job's process");
-                    stop = Some(Stop::Shutdown);
+                    followed.stop = Some(Stop::Shutdown);
                     child.interrupt();
-                    kill_at = Some(tokio::time::Instant::now() + settings.grace);
+                    kill_at = Some(tokio::time::Instant::now() + grace);
                 }
                 _ = kill_timer => {
                     tracing::warn!(job = %self.id(), "the job's process did not stop in time; SIGKILL");
                     child.kill();
-                    killed = true;
+                    followed.killed = true;
                 }
             }
         }
-        let status = child.wait(Duration::from_secs(10)).await;
-        self.meta.pid = None;
-        let uploaded = outputs.sync(&self.inner.store).await;
-        let objects = match &uploaded {
-            Ok(o) => o.clone(),
-            Err(e) => {
-                tracing::warn!(job = %self.id(), error = %e, "uploading the outputs failed");
-                Vec::new()
-            }
-        };
-        let status = match status {
-            Ok(s) => s,
-            Err(e) => {
-                self.end(End::Failed(e.to_string(), tail.text())).await;
-                return;
-            }
-        };
-        let prefix = self.meta.output_prefix.clone();
-        let checkpoint_note = if objects.iter().any(|o| o.ends_with(LAST_CHECKPOINT)) {
-            format!(
-                "; last checkpoint {prefix}{LAST_CHECKPOINT} (step {}): SubmitTraining with resume=true and \
-                 output_prefix={prefix:?} continues it",
-                report.last_checkpoint_step.unwrap_or(report.last_step)
-            )
-        } else {
-            String::new()
-        };
-        let end = match stop {
-            Some(Stop::Shutdown) => {
-                self.meta.recovered = true;
-                let msg = format!(
-                    "interrupted by the service's shutdown at step {}; runs again when it starts{checkpoint_note}",
-                    report.last_step
-                );
-                self.persist_as(Some(JobState::Queued), Some(msg)).await;
-                tracing::info!(job = %self.id(), "job interrupted by the shutdown; recorded to run again");
-                return;
-            }
-            Some(Stop::Cancel) => {
-                let how = if killed {
-                    "killed after the grace period".to_string()
-                } else {
-                    describe_exit(&status)
-                };
-                self.progress(
-                    "cancelled",
-                    report.last_step,
-                    0,
-                    "",
-                    format!("cancelled at step {} ({how}){checkpoint_note}", report.last_step),
-                );
-                End::Cancelled
-            }
-            None if status.success() => match uploaded {
-                Ok(objects) => End::Succeeded(self.result(&objects, &report, &out).await.to_string()),
-                Err(e) => End::Failed(format!("uploading the outputs: {e}"), tail.text()),
-            },
-            None => {
-                let program = match kind {
-                    KIND_TRAINING => "aiaa train",
-                    KIND_EXPORT => "aiaa export",
-                    _ => "aiaa evaluate",
-                };
-                let why = tail
-                    .last_starting_with("Error: ")
-                    .map(|l| format!(": {}", l.trim_start_matches("Error: ")))
-                    .unwrap_or_default();
-                let error = format!(
-                    "{program} ended with {}{why}{checkpoint_note}",
-                    describe_exit(&status)
-                );
-                End::Failed(error, tail.text())
-            }
-        };
-        self.end(end).await;
     }
 
     /// One line of the child's output.

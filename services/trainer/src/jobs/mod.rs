@@ -31,10 +31,10 @@
 //! that is gone, from the store; without any checkpoint it starts over. A job interrupted
 //! by more than three restarts fails instead, with that reason.
 //!
-//! The module by role: [`record`] (what is persisted), [`submit`] (requests checked and
-//! queued), [`recovery`] (the records read back at start), [`driver`] (a job's worker: slot,
-//! state, persistence, end), [`inputs`] (inputs fetched, the child's command line),
-//! [`follow`] (the child run and followed: progress, stop, outcome, result).
+//! The module by role: `record` (what is persisted), `submit` (requests checked and
+//! queued), `recovery` (the records read back at start), `driver` (a job's worker: slot,
+//! state, persistence, end), `inputs` (inputs fetched, the child's command line),
+//! `follow` (the child run and followed: progress, stop, outcome, result).
 
 use std::collections::HashSet;
 use std::path::PathBuf;

@@ -17,8 +17,8 @@
 use std::path::PathBuf;
 
 use aiaa_nets::export::Precision;
-use aiaa_trainer::DeviceChoice;
-use aiaa_trainer::export::{EngineKind, ExportJob, export};
+use aiaa_train::DeviceChoice;
+use aiaa_train::export::{EngineKind, ExportJob, export};
 use anyhow::{Context, bail};
 use clap::Parser;
 

@@ -3,7 +3,7 @@
 //! `--config`, `--data_list`, `--model_dir`, `--checkpoint`), plus `--resume`, `--epochs N`,
 //! `--dry-run`, `--device`, `--progress text|json`, `--log_every N`.
 //!
-//! Progress goes to stdout, one line per event (see `aiaa_trainer::progress`); the last line
+//! Progress goes to stdout, one line per event (see `aiaa_train::progress`); the last line
 //! is the summary. Ctrl-C (SIGINT) or SIGTERM stops at the next step boundary and writes the
 //! last checkpoint (`--resume` continues from it); a second one exits at once. Exit status:
 //! 0 when every epoch was trained (or the dry run passed), 130 when stopped, 1 on an error.
@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use aiaa_trainer::progress::Outcome;
-use aiaa_trainer::{DeviceChoice, Event, TrainJob, Trainer};
+use aiaa_train::progress::Outcome;
+use aiaa_train::{DeviceChoice, Event, TrainJob, Trainer};
 use anyhow::Context;
 
 /// `aiaa train`.
@@ -120,7 +120,7 @@ fn watch_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
 /// `aiaa train`.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let TrainKind::Segmentation(a) = args.kind;
-    let cpu_replicas = match std::env::var(aiaa_trainer::trainer::CPU_REPLICAS_ENV) {
+    let cpu_replicas = match std::env::var(aiaa_train::trainer::CPU_REPLICAS_ENV) {
         Ok(v) => v
             .parse::<usize>()
             .ok()
@@ -128,7 +128,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             .with_context(|| {
                 format!(
                     "{}={v:?}: expected a replica count from 1 to 16",
-                    aiaa_trainer::trainer::CPU_REPLICAS_ENV
+                    aiaa_train::trainer::CPU_REPLICAS_ENV
                 )
             })?,
         Err(_) => 0,
@@ -234,6 +234,6 @@ mod tests {
         assert_eq!(s.model_dir.to_str(), Some("out"));
         assert!(s.resume && s.dry_run);
         assert_eq!(s.epochs, Some(3));
-        assert_eq!(s.device, aiaa_trainer::DeviceChoice::Cpu);
+        assert_eq!(s.device, aiaa_train::DeviceChoice::Cpu);
     }
 }

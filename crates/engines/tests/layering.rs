@@ -1,7 +1,8 @@
 //! Which way dependencies point (issue 13), read from the manifests so a new dependency
 //! that breaks it fails here: no crate under `crates/` depends on a crate under
-//! `services/`; no service depends on another service's crate; `crates/engines` depends on
-//! neither tonic nor the generated protos (its edge is plain Rust types).
+//! `services/`; no service depends on another service's crate; `crates/engines` and
+//! `crates/train` depend on neither tonic nor the generated protos (their edge is plain Rust
+//! types).
 //!
 //! Normal, dev and build dependencies all count, with one named exception ([`KNOWN`]): a
 //! service's tests that start another service in-process. The manifests are read line by
@@ -85,6 +86,7 @@ fn dependencies_point_down() {
     let by_name: BTreeMap<&str, &Manifest> = all.iter().map(|m| (m.name.as_str(), m)).collect();
     assert!(by_name.contains_key("aiaa-engines"), "{all:#?}");
     assert!(by_name.contains_key("aiaa-inference"), "{all:#?}");
+    assert!(by_name.contains_key("aiaa-train"), "{all:#?}");
     let mut wrong = Vec::new();
     for m in &all {
         for (dep, section) in &m.deps {
@@ -111,22 +113,48 @@ fn dependencies_point_down() {
     );
 }
 
-#[test]
-fn the_engines_have_no_grpc_at_their_edge() {
-    let engines = read("crates/engines");
-    assert_eq!(engines.name, "aiaa-engines");
-    assert!(engines.deps.iter().any(|(d, _)| d == "tch"), "{engines:?}");
-    for banned in [
-        "tonic",
-        "tonic-prost",
-        "tonic-health",
-        "prost",
-        "prost-types",
-        "aiaa-proto",
-    ] {
+/// gRPC and the generated protos: what a crate with a plain Rust edge must not depend on.
+const GRPC: &[&str] = &[
+    "tonic",
+    "tonic-prost",
+    "tonic-health",
+    "tonic-reflection",
+    "aiaa-proto",
+];
+
+/// `dir`'s package is `name`, links libtorch (tch) and depends on none of `banned`.
+fn assert_plain_edge(dir: &str, name: &str, banned: &[&str]) {
+    let m = read(dir);
+    assert_eq!(m.name, name);
+    assert!(m.deps.iter().any(|(d, _)| d == "tch"), "{m:?}");
+    for banned in banned {
         assert!(
-            !engines.deps.iter().any(|(d, _)| d == banned),
-            "crates/engines depends on {banned}: its edge must be plain Rust types"
+            !m.deps.iter().any(|(d, _)| d == banned),
+            "{dir} depends on {banned}: its edge must be plain Rust types"
         );
     }
+}
+
+#[test]
+fn the_engines_have_no_grpc_at_their_edge() {
+    let mut banned = GRPC.to_vec();
+    banned.extend(["prost", "prost-types"]);
+    assert_plain_edge("crates/engines", "aiaa-engines", &banned);
+}
+
+/// The training core: no gRPC, no protos, no service, nor the services' runtime (the trainer
+/// service runs it through the `aiaa` command). `prost` is allowed: TensorBoard's event
+/// records are protobuf messages written to a file.
+#[test]
+fn the_training_core_has_no_grpc_and_no_service() {
+    let mut banned = GRPC.to_vec();
+    banned.push("aiaa-runtime");
+    let services: Vec<String> = manifests()
+        .into_iter()
+        .filter(|m| m.dir.starts_with("services/"))
+        .map(|m| m.name)
+        .collect();
+    assert!(services.iter().any(|s| s == "aiaa-trainer"), "{services:?}");
+    banned.extend(services.iter().map(String::as_str));
+    assert_plain_edge("crates/train", "aiaa-train", &banned);
 }

@@ -1,53 +1,25 @@
-//! Training jobs: the trainer core of `aiaa train segmentation` (the seed's `tlt-train`,
-//! chapter 6), TensorBoard event files, and export (the seed's `tlt-export`, chapter 7).
-//!
-//! A job is "run this command with these files": [`trainer::TrainJob`] holds exactly what the
-//! command line of `aiaa train` gives (config, datalist, output folder, checkpoint, file
-//! root, resume, epochs, dry run), [`trainer::Trainer::prepare`] checks all of it before any
-//! step, and [`trainer::Trainer::run`] reports [`progress::Event`]s that the command prints
-//! one per line (text, or JSON with `--progress json`), so a trainer service can run
-//! `aiaa train` in a child process and follow it by its output, and stop it with SIGINT
-//! (the run stops at a step boundary and writes its last checkpoint; `--resume` continues
-//! it).
-//!
-//! - [`config`]: the train config (seed keys and ours), read strictly;
-//! - [`datalist`]: the datalist (seed 5.2, 5.3), paths resolved;
-//! - [`data`]: every datalist file decoded and checked up front, optionally cached; samples
-//!   to `[C, X, Y, Z]` tensors;
-//! - [`loader`]: `num_workers` threads, a bounded ordered prefetch queue, a seeded schedule;
-//! - [`trainer`]: the loop, validation, checkpoints, resume, fine-tuning;
-//! - [`tensorboard`]: `events.out.tfevents.*` writer (records with masked CRC32C);
-//! - [`progress`]: progress events and the run summary;
-//! - [`export`]: checkpoint to TorchScript + the inference service's model config.
-//!
 //! The trainer service (`aiaa serve trainer`, part of `aiaa up`; docs/trainer-service.md):
-//! [`args`] (its flags), [`sources`] (inputs from the datastore, the registry, its store or
-//! inline), [`runner`] (child processes, log tails, output uploads), [`jobs`] (queue,
-//! progress, cancel, persistence, recovery after a restart), [`service`] (gRPC; [`start`]).
+//! training, export and evaluation jobs, each run as a child process of the `aiaa` command
+//! (`aiaa train …`, `aiaa export …`, `aiaa evaluate …`), followed by its output and stopped
+//! with SIGINT. The training itself is the `aiaa-train` crate, which the command runs.
 //!
-//! Tensor layout everywhere: `[N, C, X, Y, Z]` = `N, C, i, j, k`.
+//! - [`args`]: its flags;
+//! - [`sources`]: inputs from the datastore, the registry, its store or inline;
+//! - [`runner`]: child processes, log tails, output uploads;
+//! - [`jobs`]: queue, progress, cancel, persistence, recovery after a restart;
+//! - [`service`]: gRPC; [`start`];
+//! - [`error`]: the error type, [`TrainerError`].
 
 #![warn(missing_docs)]
-
-pub mod config;
-pub mod data;
-pub mod datalist;
-pub mod error;
-pub mod export;
-pub mod loader;
-pub mod progress;
-pub mod tensorboard;
-pub mod trainer;
+#![warn(clippy::too_many_lines)]
 
 pub mod args;
+pub mod error;
 pub mod jobs;
 pub mod runner;
 pub mod service;
 pub mod sources;
 
 pub use args::TrainerArgs;
-pub use config::TrainConfig;
 pub use error::{Result, TrainerError};
-pub use progress::{Event, Summary};
 pub use service::{RunningTrainer, SERVICE_NAME, start};
-pub use trainer::{DeviceChoice, TrainJob, Trainer};

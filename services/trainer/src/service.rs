@@ -24,6 +24,8 @@ use futures::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use aiaa_train::TrainError;
+
 use crate::args::TrainerArgs;
 use crate::error::TrainerError;
 use crate::jobs::{Jobs, Settings};
@@ -36,22 +38,26 @@ impl From<TrainerError> for Status {
     fn from(err: TrainerError) -> Self {
         let msg = err.to_string();
         match err {
-            TrainerError::InvalidRequest(_)
-            | TrainerError::Config { .. }
-            | TrainerError::Datalist { .. }
-            | TrainerError::Data { .. }
-            | TrainerError::Transform { .. } => Status::invalid_argument(msg),
+            TrainerError::Train(e) => match e {
+                TrainError::Config { .. }
+                | TrainError::Datalist { .. }
+                | TrainError::Data { .. }
+                | TrainError::Transform { .. } => Status::invalid_argument(msg),
+                TrainError::Unsupported(_) | TrainError::Checkpoint { .. } => {
+                    Status::failed_precondition(msg)
+                }
+                TrainError::Nets { .. }
+                | TrainError::Io { .. }
+                | TrainError::Torch(_)
+                | TrainError::Internal(_) => Status::internal(msg),
+            },
+            TrainerError::InvalidRequest(_) => Status::invalid_argument(msg),
             TrainerError::NotFound(_) => Status::not_found(msg),
-            TrainerError::FailedPrecondition(_)
-            | TrainerError::Unsupported(_)
-            | TrainerError::Checkpoint { .. } => Status::failed_precondition(msg),
+            TrainerError::FailedPrecondition(_) => Status::failed_precondition(msg),
             TrainerError::Unavailable(_) => Status::unavailable(msg),
             TrainerError::Store { source, .. } => Status::new(aiaa_runtime::store::status_code(&source), msg),
             TrainerError::Runtime(e) => Status::from(e),
-            TrainerError::Nets { .. }
-            | TrainerError::Io { .. }
-            | TrainerError::Torch(_)
-            | TrainerError::Internal(_) => Status::internal(msg),
+            TrainerError::Internal(_) => Status::internal(msg),
         }
     }
 }
@@ -231,11 +237,11 @@ mod tests {
         let cases = [
             (TrainerError::InvalidRequest("x".into()), Code::InvalidArgument),
             (
-                TrainerError::Config {
+                TrainerError::Train(TrainError::Config {
                     file: "c".into(),
                     key: "epochs".into(),
                     message: "m".into(),
-                },
+                }),
                 Code::InvalidArgument,
             ),
             (TrainerError::NotFound("x".into()), Code::NotFound),
@@ -243,7 +249,10 @@ mod tests {
                 TrainerError::FailedPrecondition("x".into()),
                 Code::FailedPrecondition,
             ),
-            (TrainerError::Unsupported("x".into()), Code::FailedPrecondition),
+            (
+                TrainerError::Train(TrainError::Unsupported("x".into())),
+                Code::FailedPrecondition,
+            ),
             (TrainerError::Unavailable("x".into()), Code::Unavailable),
             (TrainerError::Internal("x".into()), Code::Internal),
             (

@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use prost::Message;
 
-use crate::error::{Result, TrainerError};
+use crate::error::{Result, TrainError};
 
 /// CRC-32C (Castagnoli, reflected polynomial `0x82F63B78`), as TensorFlow's records use.
 pub fn crc32c(data: &[u8]) -> u32 {
@@ -142,7 +142,7 @@ impl EventWriter {
     /// Creates a new event file in `dir` and writes its version record; with `resumed_at`,
     /// also the session-start marker of a resumed run whose first step is `resumed_at`.
     pub fn create(dir: &Path, resumed_at: Option<u64>) -> Result<EventWriter> {
-        std::fs::create_dir_all(dir).map_err(|e| TrainerError::io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
         let t = now();
         let path = dir.join(format!(
             "events.out.tfevents.{}.{}.{}",
@@ -150,7 +150,7 @@ impl EventWriter {
             hostname(),
             std::process::id()
         ));
-        let file = File::create(&path).map_err(|e| TrainerError::io(&path, e))?;
+        let file = File::create(&path).map_err(|e| TrainError::io(&path, e))?;
         let mut w = EventWriter {
             path,
             out: BufWriter::new(file),
@@ -191,7 +191,7 @@ impl EventWriter {
         rec.extend_from_slice(&masked_crc32c(&data).to_le_bytes());
         self.out
             .write_all(&rec)
-            .map_err(|e| TrainerError::io(&self.path, e))
+            .map_err(|e| TrainError::io(&self.path, e))
     }
 
     /// Writes scalars `(tag, value)` at `step`.
@@ -213,7 +213,7 @@ impl EventWriter {
 
     /// Flushes buffered records to the file.
     pub fn flush(&mut self) -> Result<()> {
-        self.out.flush().map_err(|e| TrainerError::io(&self.path, e))
+        self.out.flush().map_err(|e| TrainError::io(&self.path, e))
     }
 }
 
@@ -226,8 +226,8 @@ impl Drop for EventWriter {
 /// Reads back the records of an event file (for tests and tools): every record's CRCs are
 /// checked.
 pub fn read_events(path: &Path) -> Result<Vec<Event>> {
-    let bytes = std::fs::read(path).map_err(|e| TrainerError::io(path, e))?;
-    let bad = |m: String| TrainerError::io(path, std::io::Error::new(std::io::ErrorKind::InvalidData, m));
+    let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
+    let bad = |m: String| TrainError::io(path, std::io::Error::new(std::io::ErrorKind::InvalidData, m));
     let mut out = Vec::new();
     let mut at = 0usize;
     while at < bytes.len() {

@@ -6,8 +6,8 @@ mod common;
 
 use aiaa_nets::Network;
 use aiaa_nets::export::Precision;
-use aiaa_trainer::export::{EngineKind, ExportJob, export};
-use aiaa_trainer::{DeviceChoice, TrainConfig, TrainerError};
+use aiaa_train::export::{EngineKind, ExportJob, export};
+use aiaa_train::{DeviceChoice, TrainConfig, TrainError};
 use common::{run_python, tiny_config, train_tiny};
 use serde_json::json;
 use tch::nn::VarStore;
@@ -119,7 +119,7 @@ fn fp16_without_cuda_is_a_clear_error_and_writes_nothing() {
     })
     .unwrap_err();
     assert!(
-        matches!(&err, TrainerError::Unsupported(m) if m.contains("CUDA") && m.contains("FP32")),
+        matches!(&err, TrainError::Unsupported(m) if m.contains("CUDA") && m.contains("FP32")),
         "{err}"
     );
     assert!(!d.join("exported").exists());

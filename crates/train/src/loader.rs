@@ -29,7 +29,7 @@ use tch::Tensor;
 
 use crate::data::{Array, FileCache, SampleTensors, sample_tensors};
 use crate::datalist::DataItem;
-use crate::error::{Result, TrainerError};
+use crate::error::{Result, TrainError};
 
 /// Which item and sample index each slot holds; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +112,7 @@ impl Job {
         };
         self.pipeline
             .run(&mut d, index)
-            .map_err(|e| TrainerError::transform(context, e))?;
+            .map_err(|e| TrainError::transform(context, e))?;
         sample_tensors(&mut d, self.num_channels, self.size, self.with_label)
     }
 }
@@ -201,7 +201,7 @@ impl Loader {
             wait += w;
             let Some(s) = s else { break };
             let s = s?;
-            let label = s.label.ok_or_else(|| TrainerError::Data {
+            let label = s.label.ok_or_else(|| TrainError::Data {
                 sample: s.name.clone(),
                 message: "no label".into(),
             })?;
@@ -213,7 +213,7 @@ impl Loader {
             return Ok(None);
         }
         if images.len() != n {
-            return Err(TrainerError::Data {
+            return Err(TrainError::Data {
                 sample: names.join(", "),
                 message: format!(
                     "the schedule ended inside a batch ({} of {n} samples)",
@@ -260,7 +260,7 @@ fn worker(shared: &Shared, job: &Job) {
                 .cloned()
                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
-            Err(TrainerError::Data {
+            Err(TrainError::Data {
                 sample: format!("slot {slot}"),
                 message: format!("the data pipeline panicked: {what}"),
             })

@@ -44,7 +44,7 @@ use aiaa_nets::{NetConfig, NetsError};
 use aiaa_transforms::Pipeline;
 use serde_json::{Map, Value};
 
-use crate::error::{Result, TrainerError};
+use crate::error::{Result, TrainError};
 
 /// `cache_data` left automatic caches the decoded datalist files when they need at most this
 /// much memory.
@@ -130,7 +130,7 @@ struct Obj<'a> {
 
 impl<'a> Obj<'a> {
     fn new(file: &'a Path, path: &str, value: &'a Value, allowed: &[&str]) -> Result<Self> {
-        let map = value.as_object().ok_or_else(|| TrainerError::Config {
+        let map = value.as_object().ok_or_else(|| TrainError::Config {
             file: file.to_path_buf(),
             key: if path.is_empty() {
                 "(top level)".into()
@@ -158,8 +158,8 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn error(&self, key: &str, message: impl Into<String>) -> TrainerError {
-        TrainerError::Config {
+    fn error(&self, key: &str, message: impl Into<String>) -> TrainError {
+        TrainError::Config {
             file: self.file.to_path_buf(),
             key: self.key(key),
             message: message.into(),
@@ -211,7 +211,7 @@ impl<'a> Obj<'a> {
 
     /// Maps an `aiaa-nets` config error of the object at `key` onto a config error whose key
     /// path ends with the offending key.
-    fn nets(&self, key: &str, e: NetsError) -> TrainerError {
+    fn nets(&self, key: &str, e: NetsError) -> TrainError {
         match e {
             NetsError::Config {
                 key: inner, message, ..
@@ -241,8 +241,8 @@ fn short(v: &Value) -> String {
 impl TrainConfig {
     /// Reads and checks the config file at `path`.
     pub fn read(path: &Path) -> Result<TrainConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| TrainerError::io(path, e))?;
-        let json: Value = serde_json::from_str(&text).map_err(|e| TrainerError::Config {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        let json: Value = serde_json::from_str(&text).map_err(|e| TrainError::Config {
             file: path.to_path_buf(),
             key: "(file)".into(),
             message: format!("not valid JSON: {e}"),
@@ -399,8 +399,8 @@ impl TrainConfig {
             .map_err(|e| self.transform_error("validate.pre_transforms", e))
     }
 
-    fn transform_error(&self, key: &str, e: aiaa_transforms::TransformError) -> TrainerError {
-        TrainerError::Config {
+    fn transform_error(&self, key: &str, e: aiaa_transforms::TransformError) -> TrainError {
+        TrainError::Config {
             file: self.file.clone(),
             key: key.to_string(),
             message: e.to_string(),
@@ -429,13 +429,13 @@ impl TrainConfig {
 /// Builds the list to check it (every transform known, every argument valid).
 fn check_pipeline(file: &Path, key: &str, list: &Value) -> Result<()> {
     if !list.is_array() {
-        return Err(TrainerError::Config {
+        return Err(TrainError::Config {
             file: file.to_path_buf(),
             key: key.into(),
             message: format!("expected a list of transforms, got {}", short(list)),
         });
     }
-    Pipeline::from_json(list, 0).map_err(|e| TrainerError::Config {
+    Pipeline::from_json(list, 0).map_err(|e| TrainError::Config {
         file: file.to_path_buf(),
         key: key.into(),
         message: e.to_string(),
@@ -508,7 +508,7 @@ mod tests {
 
     fn err(v: Value) -> (String, String) {
         match TrainConfig::from_json(v, Path::new("cfg.json")) {
-            Err(TrainerError::Config { key, message, file }) => {
+            Err(TrainError::Config { key, message, file }) => {
                 assert_eq!(file, Path::new("cfg.json"));
                 (key, message)
             }

@@ -30,7 +30,7 @@
 use std::path::{Path, PathBuf};
 
 use aiaa_imaging::{Geometry, Volume, Voxels};
-use aiaa_nets::checkpoint;
+use aiaa_nets::checkpoint::{self, CheckpointMeta};
 use aiaa_nets::export::{ExportOptions, Precision, export_torchscript};
 use aiaa_nets::{NetsError, Network};
 use aiaa_transforms::{Data, Image, Item, Kind, Pipeline};
@@ -40,7 +40,7 @@ use tch::{CModule, Device};
 
 use crate::config::TrainConfig;
 use crate::data::volume_tensor;
-use crate::error::{Result, TrainerError};
+use crate::error::{Result, TrainError};
 use crate::trainer::{DeviceChoice, write_atomically};
 
 /// The engine the exported model is for (one mapping of class names and model types, for
@@ -172,50 +172,20 @@ fn first_arg(list: &Value, name: &str, arg: &str) -> Option<f64> {
         .and_then(Value::as_f64)
 }
 
-fn nets(context: &str, e: NetsError) -> TrainerError {
+fn nets(context: &str, e: NetsError) -> TrainError {
     match e {
-        NetsError::Unsupported(m) => TrainerError::Unsupported(m),
-        other => TrainerError::nets(context, other),
+        NetsError::Unsupported(m) => TrainError::Unsupported(m),
+        other => TrainError::nets(context, other),
     }
 }
 
 /// Exports `job.checkpoint`; see the module docs.
 pub fn export(job: &ExportJob) -> Result<Exported> {
     let ckpt = &job.checkpoint;
-    let bad = |message: String| TrainerError::Checkpoint {
-        path: ckpt.clone(),
-        message,
-    };
-    let meta = checkpoint::read_meta(ckpt).map_err(|e| bad(e.to_string()))?;
+    let meta = checkpoint::read_meta(ckpt).map_err(|e| bad_checkpoint(ckpt, e))?;
     let cfg = TrainConfig::from_json(meta.train_config.clone(), ckpt)?;
-    let device = match job.device {
-        DeviceChoice::Cpu => Device::Cpu,
-        DeviceChoice::Auto if job.precision == Precision::Fp16 && tch::Cuda::is_available() => {
-            Device::Cuda(0)
-        }
-        DeviceChoice::Auto => Device::Cpu,
-        DeviceChoice::Cuda(n) => Device::Cuda(n),
-    };
-    if job.precision == Precision::Fp16 && !device.is_cuda() {
-        return Err(TrainerError::Unsupported(format!(
-            "fp16 export needs a CUDA device and this machine has {}; export FP32 (--trt_precision_mode FP32)",
-            if tch::Cuda::is_available() {
-                "one, but --device cpu was given".to_string()
-            } else {
-                "none".to_string()
-            }
-        )));
-    }
-    let engine = job.engine.unwrap_or_else(|| {
-        let has_points = [&cfg.validate_transforms, &cfg.train_transforms]
-            .iter()
-            .any(|l| first_arg(l, "transforms.AddExtremePointsChannel", "sigma").is_some());
-        if has_points {
-            EngineKind::Dextr3dCropped
-        } else {
-            EngineKind::Segmentation
-        }
-    });
+    let device = export_device(job)?;
+    let engine = job.engine.unwrap_or_else(|| default_engine(&cfg));
     let validate = if cfg.has_validation() {
         &cfg.validate_transforms
     } else {
@@ -228,7 +198,7 @@ pub fn export(job: &ExportJob) -> Result<Exported> {
     // network's channels.
     let probe = probe_input(&pre, roi, engine)?;
     if probe.channels as i64 != cfg.num_channels {
-        return Err(TrainerError::Config {
+        return Err(TrainError::Config {
             file: ckpt.clone(),
             key: "validate.pre_transforms".into(),
             message: format!(
@@ -238,14 +208,84 @@ pub fn export(job: &ExportJob) -> Result<Exported> {
             ),
         });
     }
+    let model_file = format!("{}.pt", job.model_name);
+    let model_path = job.output_dir.join(&model_file);
+    write_model(job, &cfg, &probe, device, &model_path)?;
+    let model_bytes = std::fs::metadata(&model_path)
+        .map_err(|e| TrainError::io(&model_path, e))?
+        .len();
+    let config = model_config(job, &cfg, &meta, engine, validate, pre, &model_file);
+    let config_path = job.output_dir.join("config.json");
+    let text = serde_json::to_string_pretty(&config).unwrap_or_default() + "\n";
+    write_atomically(&config_path, text.as_bytes())?;
+    Ok(Exported {
+        model_path,
+        config_path,
+        config,
+        model_bytes,
+        engine,
+    })
+}
 
+fn bad_checkpoint(ckpt: &Path, e: NetsError) -> TrainError {
+    TrainError::Checkpoint {
+        path: ckpt.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// Where to trace: fp16 needs a CUDA device (`auto` takes one for fp16), fp32 traces on the
+/// CPU unless a device was named.
+fn export_device(job: &ExportJob) -> Result<Device> {
+    let device = match job.device {
+        DeviceChoice::Cpu => Device::Cpu,
+        DeviceChoice::Auto if job.precision == Precision::Fp16 && tch::Cuda::is_available() => {
+            Device::Cuda(0)
+        }
+        DeviceChoice::Auto => Device::Cpu,
+        DeviceChoice::Cuda(n) => Device::Cuda(n),
+    };
+    if job.precision == Precision::Fp16 && !device.is_cuda() {
+        return Err(TrainError::Unsupported(format!(
+            "fp16 export needs a CUDA device and this machine has {}; export FP32 (--trt_precision_mode FP32)",
+            if tch::Cuda::is_available() {
+                "one, but --device cpu was given".to_string()
+            } else {
+                "none".to_string()
+            }
+        )));
+    }
+    Ok(device)
+}
+
+/// The engine a config was trained for: annotation when it adds extreme points.
+fn default_engine(cfg: &TrainConfig) -> EngineKind {
+    let has_points = [&cfg.validate_transforms, &cfg.train_transforms]
+        .iter()
+        .any(|l| first_arg(l, "transforms.AddExtremePointsChannel", "sigma").is_some());
+    if has_points {
+        EngineKind::Dextr3dCropped
+    } else {
+        EngineKind::Segmentation
+    }
+}
+
+/// The checkpoint's weights traced to TorchScript at `model_path`, through a temporary name:
+/// nothing is left in place unless the module loads and answers `probe` as it should.
+fn write_model(
+    job: &ExportJob,
+    cfg: &TrainConfig,
+    probe: &Volume,
+    device: Device,
+    model_path: &Path,
+) -> Result<()> {
+    let ckpt = &job.checkpoint;
     let mut vs = VarStore::new(Device::Cpu);
     let _net = Network::new(&vs.root(), &cfg.net, cfg.num_channels, cfg.num_classes)
         .map_err(|e| nets("net_config", e))?;
-    checkpoint::load_weights(ckpt, &mut vs, true).map_err(|e| bad(e.to_string()))?;
-    std::fs::create_dir_all(&job.output_dir).map_err(|e| TrainerError::io(&job.output_dir, e))?;
-    let model_file = format!("{}.pt", job.model_name);
-    let model_path = job.output_dir.join(&model_file);
+    checkpoint::load_weights(ckpt, &mut vs, true).map_err(|e| bad_checkpoint(ckpt, e))?;
+    std::fs::create_dir_all(&job.output_dir).map_err(|e| TrainError::io(&job.output_dir, e))?;
+    let roi = cfg.network_input_size;
     let options = ExportOptions {
         precision: job.precision,
         device,
@@ -253,6 +293,7 @@ pub fn export(job: &ExportJob) -> Result<Exported> {
         include_activation: true,
     };
     // Trace into a temporary name: nothing is left in place unless the checks pass.
+    let model_file = format!("{}.pt", job.model_name);
     let staging = job
         .output_dir
         .join(format!(".{model_file}.export-{}", std::process::id()));
@@ -265,16 +306,25 @@ pub fn export(job: &ExportJob) -> Result<Exported> {
         &staging,
     )
     .map_err(|e| nets("export", e));
-    let checked = traced.and_then(|_| check_module(&staging, &probe, cfg.num_classes, roi, device));
+    let checked = traced.and_then(|_| check_module(&staging, probe, cfg.num_classes, roi, device));
     if let Err(e) = checked {
         let _ = std::fs::remove_file(&staging);
         return Err(e);
     }
-    std::fs::rename(&staging, &model_path).map_err(|e| TrainerError::io(&model_path, e))?;
-    let model_bytes = std::fs::metadata(&model_path)
-        .map_err(|e| TrainerError::io(&model_path, e))?
-        .len();
+    std::fs::rename(&staging, model_path).map_err(|e| TrainError::io(model_path, e))
+}
 
+/// The inference service's model config for the exported model (see the module docs).
+fn model_config(
+    job: &ExportJob,
+    cfg: &TrainConfig,
+    meta: &CheckpointMeta,
+    engine: EngineKind,
+    validate: &Value,
+    pre: Vec<Value>,
+    model_file: &str,
+) -> Value {
+    let roi = cfg.network_input_size;
     let mut c = Map::new();
     c.insert("model_format".into(), json!("torchscript"));
     c.insert("model_path".into(), json!(model_file));
@@ -333,7 +383,7 @@ pub fn export(job: &ExportJob) -> Result<Exported> {
     c.insert(
         "training".into(),
         json!({
-            "checkpoint": ckpt.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "checkpoint": job.checkpoint.file_name().map(|n| n.to_string_lossy().into_owned()),
             "epoch": meta.epoch,
             "step": meta.step,
             "best_metric": meta.best_metric,
@@ -343,17 +393,7 @@ pub fn export(job: &ExportJob) -> Result<Exported> {
             "precision": if job.precision == Precision::Fp16 { "fp16" } else { "fp32" },
         }),
     );
-    let config = Value::Object(c);
-    let config_path = job.output_dir.join("config.json");
-    let text = serde_json::to_string_pretty(&config).unwrap_or_default() + "\n";
-    write_atomically(&config_path, text.as_bytes())?;
-    Ok(Exported {
-        model_path,
-        config_path,
-        config,
-        model_bytes,
-        engine,
-    })
+    Value::Object(c)
 }
 
 /// Runs `pre` on a synthetic roi-sized sample the way the engine does (an intensity image;
@@ -376,9 +416,9 @@ fn probe_input(pre: &[Value], roi: [i64; 3], engine: EngineKind) -> Result<Volum
         }
     }
     let vol = Volume::scalar(dims, Geometry::default(), Voxels::F32(v))
-        .map_err(|e| TrainerError::Unsupported(format!("probe volume: {e}")))?;
+        .map_err(|e| TrainError::Unsupported(format!("probe volume: {e}")))?;
     let list = Value::Array(pre.to_vec());
-    let pipeline = Pipeline::from_json(&list, 0).map_err(|e| TrainerError::transform("pre_transforms", e))?;
+    let pipeline = Pipeline::from_json(&list, 0).map_err(|e| TrainError::transform("pre_transforms", e))?;
     let mut d = Data::named("export-probe");
     d.insert_image("image", Image::new(vol, Kind::Intensity));
     if engine == EngineKind::Dextr3dCropped {
@@ -401,10 +441,10 @@ fn probe_input(pre: &[Value], roi: [i64; 3], engine: EngineKind) -> Result<Volum
     }
     pipeline
         .run(&mut d, 0)
-        .map_err(|e| TrainerError::transform("the exported pre_transforms on the engine's input", e))?;
+        .map_err(|e| TrainError::transform("the exported pre_transforms on the engine's input", e))?;
     match d.remove("image") {
         Some(Item::Image(im)) => Ok(im.vol),
-        _ => Err(TrainerError::Unsupported(
+        _ => Err(TrainError::Unsupported(
             "the exported pre_transforms leave no image under \"image\"".into(),
         )),
     }
@@ -417,7 +457,7 @@ fn check_module(path: &Path, probe: &Volume, num_classes: i64, roi: [i64; 3], de
     let y = tch::no_grad(|| module.forward_ts(&[&x]))?;
     let want = vec![1, num_classes, roi[0], roi[1], roi[2]];
     if y.size() != want {
-        return Err(TrainerError::Unsupported(format!(
+        return Err(TrainError::Unsupported(format!(
             "the exported module answers {:?} for a {:?} input; expected {want:?}",
             y.size(),
             x.size()
@@ -425,7 +465,7 @@ fn check_module(path: &Path, probe: &Volume, num_classes: i64, roi: [i64; 3], de
     }
     let (lo, hi) = (y.f_min()?.double_value(&[]), y.f_max()?.double_value(&[]));
     if !(lo >= -1e-6 && hi <= 1.0 + 1e-6) {
-        return Err(TrainerError::Unsupported(format!(
+        return Err(TrainError::Unsupported(format!(
             "the exported module's output lies in [{lo}, {hi}], not probabilities"
         )));
     }

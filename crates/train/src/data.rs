@@ -26,7 +26,7 @@ use serde_json::Value;
 use tch::Tensor;
 
 use crate::datalist::{DataItem, Datalist, Split};
-use crate::error::{Result, TrainerError};
+use crate::error::{Result, TrainError};
 
 /// Decoded datalist files, by path.
 #[derive(Debug, Default)]
@@ -119,8 +119,8 @@ impl FileCache {
         let total = AtomicU64::new(0);
         let keep = AtomicBool::new(cache != Some(false));
         let kept: Mutex<HashMap<PathBuf, Arc<Volume>>> = Mutex::new(HashMap::new());
-        let failure: Mutex<Option<TrainerError>> = Mutex::new(None);
-        let file_error = |c: &Check, message: String| TrainerError::Datalist {
+        let failure: Mutex<Option<TrainError>> = Mutex::new(None);
+        let file_error = |c: &Check, message: String| TrainError::Datalist {
             file: datalist.file.clone(),
             item: c.blame.0.clone(),
             key: c.blame.1.clone(),
@@ -197,7 +197,7 @@ impl FileCache {
     /// A fresh sample of `item`: its JSON entry, with the cached volumes in place.
     pub fn sample(&self, item: &DataItem) -> Result<Data> {
         let mut d = Data::from_json(item.name(), &Value::Object(item.entry.clone()))
-            .map_err(|e| TrainerError::transform(item.id(), e))?;
+            .map_err(|e| TrainError::transform(item.id(), e))?;
         if self.enabled {
             for (key, path) in &item.files {
                 if item.file(key).is_none() {
@@ -243,10 +243,10 @@ impl Array {
     /// Arrays of one shape stacked into one `[N, C, X, Y, Z]` tensor.
     pub fn stack(arrays: &[Array]) -> Result<Tensor> {
         let Some(first) = arrays.first() else {
-            return Err(TrainerError::Internal("stacking no arrays".into()));
+            return Err(TrainError::Internal("stacking no arrays".into()));
         };
         if arrays.iter().any(|a| a.shape != first.shape) {
-            return Err(TrainerError::Internal(format!(
+            return Err(TrainError::Internal(format!(
                 "a batch of arrays of different shapes: {:?}",
                 arrays.iter().map(|a| a.shape).collect::<Vec<_>>()
             )));
@@ -317,7 +317,7 @@ pub fn sample_tensors(
     size: Option<[i64; 3]>,
     with_label: bool,
 ) -> Result<SampleTensors> {
-    let bad = |message: String| TrainerError::Data {
+    let bad = |message: String| TrainError::Data {
         sample: d.name.clone(),
         message,
     };

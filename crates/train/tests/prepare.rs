@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use aiaa_imaging::{Geometry, Volume, Voxels};
-use aiaa_trainer::{TrainJob, Trainer, TrainerError};
+use aiaa_train::{TrainError, TrainJob, Trainer};
 use common::{brain_datalist, testdata, tiny_config, write_json};
 use serde_json::json;
 
@@ -21,7 +21,7 @@ fn job(dir: &Path) -> TrainJob {
     }
 }
 
-fn prepare(job: TrainJob) -> Result<Trainer, TrainerError> {
+fn prepare(job: TrainJob) -> Result<Trainer, TrainError> {
     Trainer::prepare(job, &mut |_| {})
 }
 
@@ -67,7 +67,7 @@ fn config_errors_name_the_file_and_key() {
         *cfg.pointer_mut(pointer).unwrap() = value;
         write_json(dir.path(), "config.json", &cfg);
         match prepare(job(dir.path())) {
-            Err(e @ TrainerError::Config { .. }) => {
+            Err(e @ TrainError::Config { .. }) => {
                 let msg = e.to_string();
                 assert!(
                     msg.contains("config.json") && msg.contains(&format!("`{key}`")) && msg.contains(words),
@@ -101,7 +101,7 @@ fn datalist_errors_name_the_item_and_key() {
     let expect = |datalist: serde_json::Value, words: &[&str]| {
         write_json(d, "datalist.json", &datalist);
         match prepare(job(d)) {
-            Err(e @ TrainerError::Datalist { .. }) => {
+            Err(e @ TrainError::Datalist { .. }) => {
                 let msg = e.to_string();
                 for w in words {
                     assert!(msg.contains(w), "missing {w:?} in: {msg}");

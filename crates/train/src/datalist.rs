@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::error::{Result, TrainerError};
+use crate::error::{Result, TrainError};
 
 const LISTS: &[&str] = &["training", "validation"];
 const IGNORED: &[&str] = &[
@@ -126,8 +126,8 @@ impl Datalist {
     /// [`crate::data::FileCache::load`]). `label_required` lists the splits whose items need a
     /// `label`.
     pub fn read(path: &Path, file_root: Option<&Path>, label_required: &[Split]) -> Result<Datalist> {
-        let text = std::fs::read_to_string(path).map_err(|e| TrainerError::io(path, e))?;
-        let json: Value = serde_json::from_str(&text).map_err(|e| TrainerError::Datalist {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        let json: Value = serde_json::from_str(&text).map_err(|e| TrainError::Datalist {
             file: path.to_path_buf(),
             item: "(file)".into(),
             key: String::new(),
@@ -146,7 +146,7 @@ impl Datalist {
     /// Parses a datalist given as JSON; `file` is named in errors, `root` starts relative
     /// paths.
     pub fn from_json(json: &Value, file: &Path, root: PathBuf, label_required: &[Split]) -> Result<Datalist> {
-        let err = |item: &str, key: &str, message: String| TrainerError::Datalist {
+        let err = |item: &str, key: &str, message: String| TrainError::Datalist {
             file: file.to_path_buf(),
             item: item.to_string(),
             key: key.to_string(),
@@ -190,80 +190,7 @@ impl Datalist {
             };
             let mut items = Vec::with_capacity(list.len());
             for (index, v) in list.iter().enumerate() {
-                let id = format!("{}[{index}]", split.key());
-                let Value::Object(map) = v else {
-                    return Err(err(
-                        &id,
-                        "",
-                        "expected an object such as {\"image\": …, \"label\": …}".into(),
-                    ));
-                };
-                let mut entry = map.clone();
-                let mut files = Vec::new();
-                for (key, value) in map {
-                    let is_file_key = key == "image" || key == "label";
-                    let mut resolve = |s: &str| -> Result<String> {
-                        if s.trim().is_empty() {
-                            return Err(err(&id, key, "an empty path".into()));
-                        }
-                        let p = Path::new(s);
-                        let full = if p.is_absolute() {
-                            p.to_path_buf()
-                        } else {
-                            root.join(p)
-                        };
-                        if !full.is_file() {
-                            return Err(err(
-                                &id,
-                                key,
-                                format!("{} does not exist or is not a file", full.display()),
-                            ));
-                        }
-                        files.push((key.clone(), full.clone()));
-                        Ok(full.to_string_lossy().into_owned())
-                    };
-                    let resolved = match value {
-                        Value::String(s) if is_file_key || looks_like_image(s) => Value::String(resolve(s)?),
-                        Value::Array(a)
-                            if key == "image" && !a.is_empty() && a.iter().all(Value::is_string) =>
-                        {
-                            Value::Array(
-                                a.iter()
-                                    .map(|s| resolve(s.as_str().unwrap_or_default()).map(Value::String))
-                                    .collect::<Result<Vec<_>>>()?,
-                            )
-                        }
-                        _ if is_file_key => {
-                            return Err(err(
-                                &id,
-                                key,
-                                if key == "label" {
-                                    "expected a file path".into()
-                                } else {
-                                    "expected a file path or a list of file paths (one per channel)".into()
-                                },
-                            ));
-                        }
-                        other => other.clone(),
-                    };
-                    entry.insert(key.clone(), resolved);
-                }
-                if !entry.contains_key("image") {
-                    return Err(err(&id, "image", "missing".into()));
-                }
-                if label_required.contains(&split) && !entry.contains_key("label") {
-                    return Err(err(
-                        &id,
-                        "label",
-                        format!("missing ({} items need a label)", split.key()),
-                    ));
-                }
-                items.push(DataItem {
-                    split,
-                    index,
-                    entry,
-                    files,
-                });
+                items.push(parse_item(file, &root, split, index, v, label_required)?);
             }
             lists.push(items);
         }
@@ -284,6 +211,97 @@ impl Datalist {
     pub fn items(&self) -> impl Iterator<Item = &DataItem> {
         self.training.iter().chain(&self.validation)
     }
+}
+
+/// One item of a list (`v`, at `index`): its file keys (`image`, `label`, and strings that
+/// look like images) resolved against `root`, each an existing file; `image` present, and
+/// `label` where `split` needs one.
+fn parse_item(
+    file: &Path,
+    root: &Path,
+    split: Split,
+    index: usize,
+    v: &Value,
+    label_required: &[Split],
+) -> Result<DataItem> {
+    let err = |item: &str, key: &str, message: String| TrainError::Datalist {
+        file: file.to_path_buf(),
+        item: item.to_string(),
+        key: key.to_string(),
+        message,
+    };
+    let id = format!("{}[{index}]", split.key());
+    let Value::Object(map) = v else {
+        return Err(err(
+            &id,
+            "",
+            "expected an object such as {\"image\": …, \"label\": …}".into(),
+        ));
+    };
+    let mut entry = map.clone();
+    let mut files = Vec::new();
+    for (key, value) in map {
+        let is_file_key = key == "image" || key == "label";
+        let mut resolve = |s: &str| -> Result<String> {
+            if s.trim().is_empty() {
+                return Err(err(&id, key, "an empty path".into()));
+            }
+            let p = Path::new(s);
+            let full = if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                root.join(p)
+            };
+            if !full.is_file() {
+                return Err(err(
+                    &id,
+                    key,
+                    format!("{} does not exist or is not a file", full.display()),
+                ));
+            }
+            files.push((key.clone(), full.clone()));
+            Ok(full.to_string_lossy().into_owned())
+        };
+        let resolved = match value {
+            Value::String(s) if is_file_key || looks_like_image(s) => Value::String(resolve(s)?),
+            Value::Array(a) if key == "image" && !a.is_empty() && a.iter().all(Value::is_string) => {
+                Value::Array(
+                    a.iter()
+                        .map(|s| resolve(s.as_str().unwrap_or_default()).map(Value::String))
+                        .collect::<Result<Vec<_>>>()?,
+                )
+            }
+            _ if is_file_key => {
+                return Err(err(
+                    &id,
+                    key,
+                    if key == "label" {
+                        "expected a file path".into()
+                    } else {
+                        "expected a file path or a list of file paths (one per channel)".into()
+                    },
+                ));
+            }
+            other => other.clone(),
+        };
+        entry.insert(key.clone(), resolved);
+    }
+    if !entry.contains_key("image") {
+        return Err(err(&id, "image", "missing".into()));
+    }
+    if label_required.contains(&split) && !entry.contains_key("label") {
+        return Err(err(
+            &id,
+            "label",
+            format!("missing ({} items need a label)", split.key()),
+        ));
+    }
+    Ok(DataItem {
+        split,
+        index,
+        entry,
+        files,
+    })
 }
 
 #[cfg(test)]
@@ -307,7 +325,7 @@ mod tests {
             root.to_path_buf(),
             &[Split::Training],
         ) {
-            Err(TrainerError::Datalist {
+            Err(TrainError::Datalist {
                 item, key, message, ..
             }) => (item, key, message),
             other => panic!("expected a datalist error, got {other:?}"),

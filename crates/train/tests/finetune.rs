@@ -5,7 +5,7 @@
 mod common;
 
 use aiaa_nets::Network;
-use aiaa_trainer::{Event, TrainJob, Trainer, TrainerError};
+use aiaa_train::{Event, TrainError, TrainJob, Trainer};
 use common::{brain_datalist, tiny_config, train_tiny, write_json};
 use tch::Device;
 use tch::nn::VarStore;
@@ -104,7 +104,7 @@ fn fine_tuning_starts_from_the_checkpoint_weights() {
     )
     .unwrap_err();
     assert!(
-        matches!(&err, TrainerError::Checkpoint { path, .. } if path == &bogus),
+        matches!(&err, TrainError::Checkpoint { path, .. } if path == &bogus),
         "{err}"
     );
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::atomic::AtomicBool;
 
-use aiaa_trainer::{DeviceChoice, Event, TrainJob, Trainer};
+use aiaa_train::{DeviceChoice, Event, TrainJob, Trainer};
 use common::{brain_datalist, tiny_config, write_json};
 
 fn job(dir: &std::path::Path, config: &serde_json::Value, copies: usize, replicas: usize) -> TrainJob {

@@ -150,18 +150,18 @@ pub fn train_tiny(
     dir: &Path,
     config: &Value,
     copies: usize,
-) -> (aiaa_trainer::Summary, Vec<aiaa_trainer::Event>) {
-    let job = aiaa_trainer::TrainJob {
+) -> (aiaa_train::Summary, Vec<aiaa_train::Event>) {
+    let job = aiaa_train::TrainJob {
         config: write_json(dir, "config.json", config),
         datalist: write_json(dir, "datalist.json", &brain_datalist(copies)),
         output_dir: dir.join("out"),
-        device: aiaa_trainer::DeviceChoice::Cpu,
+        device: aiaa_train::DeviceChoice::Cpu,
         log_every: 1,
-        ..aiaa_trainer::TrainJob::default()
+        ..aiaa_train::TrainJob::default()
     };
     let mut events = Vec::new();
-    let mut keep = |e: &aiaa_trainer::Event| events.push(e.clone());
-    let trainer = aiaa_trainer::Trainer::prepare(job, &mut keep).expect("prepare");
+    let mut keep = |e: &aiaa_train::Event| events.push(e.clone());
+    let trainer = aiaa_train::Trainer::prepare(job, &mut keep).expect("prepare");
     let summary = trainer
         .run(&std::sync::atomic::AtomicBool::new(false), &mut keep)
         .expect("train");

@@ -4,8 +4,8 @@
 
 mod common;
 
-use aiaa_trainer::Event;
-use aiaa_trainer::tensorboard::EventWriter;
+use aiaa_train::Event;
+use aiaa_train::tensorboard::EventWriter;
 use common::{run_python, tiny_config, train_tiny};
 use serde_json::Value;
 

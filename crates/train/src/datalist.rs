@@ -4,8 +4,8 @@
 //! Relative paths are relative to the datalist's folder, or to `file_root` when given (the
 //! seed's `--file_root`). An item's `image` is a file or a list of files (one per channel);
 //! `label` a file. Other keys are kept (they reach the transforms as they are); a string
-//! value of another key that names an image file (`.nii`, `.nii.gz`, `.mha`, `.mhd`, `.png`,
-//! `.dcm`, `.npy`) is resolved and checked like `image` and `label`.
+//! value of another key that names an image file (a suffix of
+//! `aiaa_imaging::io::IMAGE_SUFFIXES`) is resolved and checked like `image` and `label`.
 //!
 //! Besides `training` and `validation`, the keys of a Medical Segmentation Decathlon
 //! `dataset.json` (`name`, `description`, `labels`, `modality`, `numTraining`, `test`, …)
@@ -35,7 +35,6 @@ const IGNORED: &[&str] = &[
     "test",
     "testing",
 ];
-const IMAGE_EXTENSIONS: &[&str] = &[".nii.gz", ".nii", ".mha", ".mhd", ".png", ".dcm", ".npy"];
 
 /// Which list an item comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,8 +115,7 @@ pub struct Datalist {
 }
 
 fn looks_like_image(s: &str) -> bool {
-    let lower = s.to_ascii_lowercase();
-    IMAGE_EXTENSIONS.iter().any(|e| lower.ends_with(e))
+    aiaa_imaging::io::image_stem(s).is_some()
 }
 
 impl Datalist {

@@ -45,9 +45,6 @@ use serde_json::Value;
 
 use crate::error::{Result, TrainerError};
 
-/// Image suffixes a datalist path may have (as the trainer's datalist reads them).
-const IMAGE_SUFFIXES: &[&str] = &[".nii.gz", ".nii", ".mha", ".mhd", ".png", ".dcm", ".npy"];
-
 /// One input of a job, as the request named it (persisted with the job).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "value")]
@@ -241,8 +238,7 @@ fn suffix_for_format(format: &str) -> &'static str {
 }
 
 fn has_image_suffix(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    IMAGE_SUFFIXES.iter().any(|s| lower.ends_with(s))
+    aiaa_imaging::io::image_stem(name).is_some()
 }
 
 /// The datastore kind of a datalist key's files.

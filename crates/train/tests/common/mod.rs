@@ -9,27 +9,8 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use serde_json::{Value, json};
 
-/// The repository root.
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// `testdata/` (MNI152 and ROBEX), fetched by `scripts/fetch-test-data.sh` when missing.
-pub fn testdata() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = repo_root().join("testdata");
-        if !dir.join("mni152/MNI152_T1.nii.gz").exists() {
-            let ok = Command::new(repo_root().join("scripts/fetch-test-data.sh"))
-                .status()
-                .expect("run scripts/fetch-test-data.sh")
-                .success();
-            assert!(ok, "scripts/fetch-test-data.sh failed");
-        }
-        dir
-    })
-    .clone()
-}
+#[allow(unused_imports)] // not every test binary uses both
+pub use aiaa_testdata::{repo_root, testdata};
 
 /// Tests that train share libtorch's global generator and the machine's cores: one at a time.
 pub fn lock() -> MutexGuard<'static, ()> {

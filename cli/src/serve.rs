@@ -182,14 +182,24 @@ async fn start(
     Ok((running, addr))
 }
 
+/// Starts `services` in order and, on SIGTERM or Ctrl-C, stops them in two waves: the
+/// gateway first, so that the requests it is draining can still call the services behind it,
+/// then the gRPC services together, each draining its own calls.
 async fn run(services: &[Service], args: &CommonServeArgs) -> anyhow::Result<()> {
     args.grpc.validate()?;
     tracing::info!(config = ?args, "effective configuration");
-    let shutdown = aiaa_runtime::shutdown::on_signal();
+    let signal = aiaa_runtime::shutdown::on_signal();
+    let front = CancellationToken::new();
+    let back = CancellationToken::new();
     let mut running = Vec::new();
     let mut bound = Bound::default();
     for &service in services {
-        match start(service, args, bound, shutdown.clone()).await {
+        let token = if matches!(service, Service::Gateway) {
+            &front
+        } else {
+            &back
+        };
+        match start(service, args, bound, token.clone()).await {
             Ok((server, addr)) => {
                 match service {
                     Service::Registry => bound.registry = Some(addr),
@@ -197,11 +207,12 @@ async fn run(services: &[Service], args: &CommonServeArgs) -> anyhow::Result<()>
                     Service::Inference => bound.inference = Some(addr),
                     Service::Trainer | Service::Gateway => {}
                 }
-                running.push(server);
+                running.push((service, server));
             }
             Err(e) => {
-                shutdown.cancel();
-                for server in running {
+                front.cancel();
+                back.cancel();
+                for (_, server) in running {
                     let _ = server.wait().await;
                 }
                 return Err(e.context(format!("starting the {}", service.name())));
@@ -209,8 +220,16 @@ async fn run(services: &[Service], args: &CommonServeArgs) -> anyhow::Result<()>
         }
     }
     println!("aiaa: ready; data in {}; Ctrl-C stops", args.store.store_url);
-    shutdown.cancelled().await;
-    for server in running {
+    signal.cancelled().await;
+    let (gateway, rest): (Vec<_>, Vec<_>) = running
+        .into_iter()
+        .partition(|(service, _)| matches!(service, Service::Gateway));
+    front.cancel();
+    for (_, server) in gateway {
+        server.wait().await?;
+    }
+    back.cancel();
+    for (_, server) in rest {
         server.wait().await?;
     }
     println!("aiaa: stopped");

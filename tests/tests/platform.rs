@@ -355,3 +355,49 @@ async fn sigterm_drains_a_download_in_flight() {
     let status = stopper.join().unwrap().expect("it exits after draining");
     assert!(status.success(), "{status:?}");
 }
+
+/// On SIGTERM `aiaa up` stops the gateway first and the services behind it after: a request
+/// the gateway accepted before the signal, whose call to inference comes after it (its
+/// upload was still arriving), is answered 200, not 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_gateway_finish_a_request_that_reaches_inference_after_the_signal() {
+    use aiaa_e2e::aiaa_client::{python_body, python_request, read_answer};
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pool = aiaa_e2e::repo_root().join("models/engine_pool.json");
+    let image = std::fs::read(aiaa_e2e::testdata().join("robex/atlas.nii.gz")).unwrap();
+    let store = dir.path().join("data");
+    let mut platform = Platform::start(
+        &[
+            "up",
+            "--engine-pool",
+            pool.to_str().unwrap(),
+            "--store-url",
+            store.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    let gw = platform.addrs["gateway"];
+    let body = python_body(&[("params", "{}")], &[("image", "atlas.nii.gz", &image)]);
+    let request = python_request("POST", "/v1/segmentation?model=segmentation_mri_brain", &body);
+    let (head, tail) = request.split_at(request.len() - 4096);
+    let mut conn = tokio::net::TcpStream::connect(gw).await.unwrap();
+    conn.write_all(head).await.unwrap();
+    conn.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopper = std::thread::spawn(move || platform.stop());
+    // Every service has seen the signal by now; the upload completes after it.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    conn.write_all(tail).await.unwrap();
+    let answer = read_answer(&mut conn).await;
+    assert_eq!(
+        answer.status,
+        200,
+        "{}; the process: {:?}",
+        String::from_utf8_lossy(&answer.body),
+        stopper.join()
+    );
+    let status = stopper.join().unwrap().expect("it exits after draining");
+    assert!(status.success(), "{status:?}");
+}

@@ -2,8 +2,9 @@
 //!
 //! - killing the inference process (`kill -9`): the gateway answers 503 JSON within 1 s, and
 //!   recovers by itself when inference comes back on its address;
-//! - a full queue (`--inference-queue-depth`): the requests beyond it get 503 with
-//!   `Retry-After` at once, the admitted ones complete;
+//! - a full queue (`--inference-queue-depth`, its places held by calls that never send their
+//!   image): the requests beyond it get 503 with `Retry-After` at once, and are served once
+//!   the places are free;
 //! - load: 16 concurrent viewers clicking dextr3d on a session for `AIAA_LOAD_SECONDS`
 //!   (default 10; the 60 s run: `AIAA_LOAD_SECONDS=60 cargo test -p aiaa-e2e --test
 //!   resilience load -- --nocapture`): no error, nothing lost, the inference process's memory
@@ -162,6 +163,8 @@ async fn the_gateway_answers_503_while_inference_is_down_and_recovers_without_a_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_answers_503_with_retry_after_at_once() {
+    use aiaa_proto::inference::v1::inference_service_client::InferenceServiceClient;
+    use aiaa_proto::inference::v1::{InferHeader, InferRequest, infer_header, infer_request};
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("data");
     let pool = repo_root().join("models/engine_pool.json");
@@ -177,7 +180,32 @@ async fn a_full_queue_answers_503_with_retry_after_at_once() {
     )
     .await;
     let gw = platform.addrs["gateway"];
-    // deepbet takes seconds per request on a CPU: 2 are admitted, the other 4 refused.
+    // Two calls straight to inference take the queue's two places and hold them: a call is
+    // admitted on its header, and their inline images never come. So the queue is full for
+    // as long as the test wants, however fast the device (no slow model needed).
+    let channel = aiaa_runtime::client::connect(&platform.url("inference"), None)
+        .await
+        .unwrap();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (tx, rx) = tokio::sync::mpsc::channel::<InferRequest>(1);
+        tx.send(InferRequest {
+            kind: Some(infer_request::Kind::Header(InferHeader {
+                model: "segmentation_mri_brain".into(),
+                image: Some(infer_header::Image::Filename("held.nii.gz".into())),
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap();
+        let mut client = InferenceServiceClient::new(channel.clone());
+        let call = tokio::spawn(async move {
+            client
+                .infer(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+        });
+        held.push((tx, call));
+    }
     let image = std::fs::read(testdata().join("robex/atlas.nii.gz")).unwrap();
     let body = python_body(&[("params", "{}")], &[("image", "atlas.nii.gz", &image)]);
     let request = python_request(
@@ -185,38 +213,43 @@ async fn a_full_queue_answers_503_with_retry_after_at_once() {
         "/v1/segmentation?model=segmentation_mri_brain&output=json",
         &body,
     );
-    let tasks: Vec<_> = (0..6)
-        .map(|i| {
-            let request = request.clone();
-            tokio::spawn(async move {
-                // The first two go first, so they are the admitted ones.
-                tokio::time::sleep(Duration::from_millis(if i < 2 { 0 } else { 500 })).await;
-                let t0 = Instant::now();
-                let answer = send(gw, &request).await;
-                (answer, t0.elapsed())
-            })
-        })
-        .collect();
-    let mut done = 0;
-    let mut refused = 0;
-    for t in tasks {
-        let (answer, took) = t.await.unwrap();
-        match answer.status {
-            200 => done += 1,
-            503 => {
-                refused += 1;
-                assert_eq!(answer.header("retry-after"), Some("1"));
-                let msg = answer.error(503);
-                assert!(msg.contains("queue is full"), "{msg}");
-                assert!(
-                    took < Duration::from_secs(2),
-                    "refused after {took:?}, not at once"
-                );
-            }
-            other => panic!("{other}: {}", String::from_utf8_lossy(&answer.body)),
+    // Until both are admitted (the gauge says so), a request could still get a place.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = send(platform.addrs["inference"], &simple("GET", "/metrics")).await;
+        let text = String::from_utf8_lossy(&page.body).to_string();
+        if text
+            .lines()
+            .any(|l| l.starts_with("aiaa_inference_queue_depth ") && l.ends_with(" 2"))
+        {
+            break;
         }
+        assert!(
+            Instant::now() < deadline,
+            "the two held calls were not admitted:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!((done, refused), (2, 4));
+    for _ in 0..4 {
+        let t0 = Instant::now();
+        let answer = send(gw, &request).await;
+        let took = t0.elapsed();
+        assert_eq!(answer.status, 503, "{}", String::from_utf8_lossy(&answer.body));
+        assert_eq!(answer.header("retry-after"), Some("1"));
+        let msg = answer.error(503);
+        assert!(msg.contains("queue is full"), "{msg}");
+        assert!(
+            took < Duration::from_secs(2),
+            "refused after {took:?}, not at once"
+        );
+    }
+    // The held calls end (their streams close without an image): the places come back.
+    for (tx, call) in held {
+        drop(tx);
+        let _ = call.await.unwrap();
+    }
+    let answer = send(gw, &request).await;
+    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
 }
 
 fn rss_kib(pid: u32) -> u64 {

@@ -401,3 +401,58 @@ async fn sigterm_lets_the_gateway_finish_a_request_that_reaches_inference_after_
     let status = stopper.join().unwrap().expect("it exits after draining");
     assert!(status.success(), "{status:?}");
 }
+
+/// One segmentation through the gateway is one trace in which the inference call's stages
+/// appear as spans (decode on the async side; pre, infer, post, encode on the blocking and
+/// device threads the work moves to).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inference_request_is_one_trace_with_its_stages() {
+    use aiaa_e2e::aiaa_client::{python_body, python_request, send};
+    let receiver = OtlpReceiver::start().await;
+    let endpoint = format!("http://{}", receiver.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let pool = aiaa_e2e::repo_root().join("models/engine_pool.json");
+    let image = std::fs::read(aiaa_e2e::testdata().join("robex/atlas.nii.gz")).unwrap();
+    let store = dir.path().join("data");
+    let platform = Platform::start(
+        &["up", "--engine-pool", pool.to_str().unwrap()],
+        &[
+            ("AIAA_STORE_URL", store.to_str().unwrap()),
+            ("AIAA_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+        ],
+    )
+    .await;
+    let body = python_body(&[("params", "{}")], &[("image", "atlas.nii.gz", &image)]);
+    let request = python_request("POST", "/v1/segmentation?model=segmentation_mri_brain", &body);
+    let answer = send(platform.addrs["gateway"], &request).await;
+    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+    let wanted = ["decode", "pre", "infer", "post", "encode"];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let spans = receiver.spans();
+        let traced = spans
+            .iter()
+            .filter(|s| s.name == "/aiaa.inference.v1.InferenceService/Infer")
+            .any(|call| {
+                wanted.iter().all(|stage| {
+                    spans
+                        .iter()
+                        .any(|s| s.trace_id == call.trace_id && s.name == *stage)
+                })
+            });
+        if traced {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Infer trace holding the spans {wanted:?}; received: {:#?}",
+            spans
+                .iter()
+                .filter(|s| s.name.starts_with('/') || wanted.contains(&s.name.as_str()))
+                .map(|s| (s.service.as_str(), s.name.as_str(), s.trace_id.as_str()))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -38,6 +38,9 @@ enum Job {
         input: Tensor,
         finish: Option<Finish>,
         reply: Reply<Tensor>,
+        /// The caller's span, entered on the device thread so the forward pass is part of
+        /// the request's trace.
+        span: tracing::Span,
     },
 }
 
@@ -246,6 +249,7 @@ impl Net {
                 input,
                 finish,
                 reply,
+                span: tracing::Span::current(),
             },
         );
         if sent.is_err() {
@@ -306,7 +310,9 @@ fn owner(device: Device, jobs: mpsc::Receiver<Job>, waiting: Arc<AtomicUsize>, b
                 input,
                 finish,
                 reply,
+                span,
             } => {
+                let _in_request = span.enter();
                 waiting.fetch_sub(1, Ordering::Relaxed);
                 metrics::gauge!("aiaa_inference_device_waiting").decrement(1.0);
                 let t0 = Instant::now();

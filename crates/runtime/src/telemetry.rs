@@ -76,7 +76,14 @@ pub fn init(args: &TelemetryArgs, service: &str) -> Result<TelemetryGuard, Runti
             let tracer = p.tracer(service.to_string());
             opentelemetry::global::set_tracer_provider(p.clone());
             provider = Some(p);
-            Some(tracing_opentelemetry::layer().with_tracer(tracer))
+            // Spans at info and above: ours (requests, stages, jobs). Below are the HTTP/2
+            // and hyper internals, a span per frame: exported, they crowd the request spans
+            // out of the exporter's queue, and merely enabled they cost every call.
+            Some(
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+            )
         }
         None => None,
     };

@@ -21,9 +21,19 @@ const MARKERS: &[&str] = &[
     "deepbet/model.pt",
 ];
 
-/// The repository's root folder.
+/// The repository's root folder: the workspace around the package under test. Found at
+/// run time from the `CARGO_MANIFEST_DIR` cargo gives the test, not from this crate's
+/// build: checkouts sharing one target folder can share this crate's build too.
 pub fn repo_root() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let root = start
+        .ancestors()
+        .find(|dir| {
+            std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|toml| toml.contains("[workspace]"))
+        })
+        .map_or_else(|| start.join("../.."), Path::to_path_buf);
     root.canonicalize().unwrap_or(root)
 }
 

@@ -18,6 +18,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use aiaa_imaging::ReadOptions;
 use aiaa_imaging::io::MaskFormat;
 use aiaa_proto::inference::v1::inference_service_server::InferenceService;
@@ -167,7 +169,15 @@ impl InferenceApi {
         let limit = ReadOptions {
             max_bytes: self.budget.per_request(),
         };
-        let image = self.images.decode(source, limit).await?;
+        let image = self
+            .images
+            .decode(source, limit)
+            .instrument(tracing::info_span!(
+                "stage",
+                otel.name = "decode",
+                stage = "decode"
+            ))
+            .await?;
         timings.add("decode", t0.elapsed());
         // Admitted requests wait here for one of the workers (two per core: one may wait
         // for the device while another computes) to prepare, post-process and encode, so CPU
@@ -180,7 +190,11 @@ impl InferenceApi {
             .await
             .map_err(|_| InferenceError::Internal("worker pool closed".into()))?;
         let model = header.model.clone();
+        // The request's span follows the work onto the blocking thread (and from there, with
+        // each forward pass, onto the device thread).
+        let span = tracing::Span::current();
         let (mut result_params, file, timings) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let _in_request = span.enter();
             let outcome = engine.infer_shared(image, &params, &mut timings)?;
             let file = if json_only {
                 None

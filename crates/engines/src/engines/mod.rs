@@ -194,10 +194,11 @@ pub struct Timings {
 }
 
 impl Timings {
-    /// Runs `f`, adding its time to `stage`.
+    /// Runs `f` in a span named after `stage` (so a request's trace shows its stages, on
+    /// whichever thread they run), adding its time to `stage`.
     pub fn time<T>(&mut self, stage: &'static str, f: impl FnOnce() -> T) -> T {
         let t0 = Instant::now();
-        let out = f();
+        let out = tracing::info_span!("stage", otel.name = stage, stage).in_scope(f);
         self.add(stage, t0.elapsed());
         out
     }

@@ -2,7 +2,8 @@
 //! that breaks it fails here: no crate under `crates/` depends on a crate under
 //! `services/`; no service depends on another service's crate; `crates/engines` and
 //! `crates/train` depend on neither tonic nor the generated protos (their edge is plain Rust
-//! types).
+//! types); the gateway, registry and datastore reach no libtorch through their normal
+//! dependencies.
 //!
 //! Normal, dev and build dependencies all count, with one named exception ([`KNOWN`]): a
 //! service's tests that start another service in-process. The manifests are read line by
@@ -157,4 +158,63 @@ fn the_training_core_has_no_grpc_and_no_service() {
     assert!(services.iter().any(|s| s == "aiaa-trainer"), "{services:?}");
     banned.extend(services.iter().map(String::as_str));
     assert_plain_edge("crates/train", "aiaa-train", &banned);
+}
+
+/// The gateway, registry and datastore images carry no libtorch: nothing they depend on
+/// (normal dependencies, followed through the workspace's crates, as `cargo tree -e normal`
+/// would) names tch, torch-sys or the libtorch link helper.
+#[test]
+fn the_services_without_models_do_not_reach_libtorch() {
+    let all = manifests();
+    let by_name: BTreeMap<&str, &Manifest> = all.iter().map(|m| (m.name.as_str(), m)).collect();
+    let torch = ["tch", "torch-sys", "aiaa-torch-link"];
+    for service in ["aiaa-gateway", "aiaa-registry", "aiaa-datastore"] {
+        let mut seen = vec![service];
+        let mut path: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut i = 0;
+        while i < seen.len() {
+            let m = by_name[seen[i]];
+            for (dep, section) in &m.deps {
+                if section != "dependencies" && !section.ends_with(".dependencies") {
+                    continue;
+                }
+                assert!(
+                    !torch.contains(&dep.as_str()),
+                    "{service} reaches {dep} through {}: its image would need libtorch",
+                    chain(&path, m.name.as_str())
+                );
+                if let Some((name, _)) = by_name.get_key_value(dep.as_str())
+                    && !seen.contains(name)
+                {
+                    seen.push(name);
+                    path.insert(name, m.name.as_str());
+                }
+            }
+            i += 1;
+        }
+        // The walk did follow the workspace: the gateway reaches imaging and files.
+        if service == "aiaa-gateway" {
+            assert!(
+                seen.contains(&"aiaa-imaging") && seen.contains(&"aiaa-files"),
+                "{seen:?}"
+            );
+        }
+    }
+    // And the check can fail: inference reaches libtorch.
+    let inference = by_name["aiaa-inference"];
+    assert!(
+        inference.deps.iter().any(|(d, _)| torch.contains(&d.as_str())),
+        "{inference:?}"
+    );
+}
+
+/// `a <- b <- ... <- service`, from the walk's parents.
+fn chain(parents: &BTreeMap<&str, &str>, from: &str) -> String {
+    let mut out = vec![from.to_string()];
+    let mut at = from;
+    while let Some(parent) = parents.get(at) {
+        out.push((*parent).to_string());
+        at = parent;
+    }
+    out.join(" <- ")
 }

@@ -8,9 +8,11 @@
 //! pages of every arena (the middle of a heap too, not only its top).
 //!
 //! Services call [`trim_when_quiet`] when something large ends (an inference request that
-//! held a big reservation, a big upload). One background thread trims once the process has
-//! gone [`QUIET`] without such a call, so a burst of requests costs one trim after the last,
-//! and none runs while requests keep arriving (a trim walks the arenas under their locks).
+//! held a big reservation; the gateway spools uploads to disk and needs none). One
+//! background thread trims once the process has gone [`QUIET`] without such a call, so a
+//! burst of requests costs one trim after the last, and none runs while requests keep
+//! arriving: a trim walks the arenas under their locks, and a thread that allocates
+//! meanwhile waits for it.
 //! On a C library other than glibc this does nothing.
 
 use std::sync::{Condvar, Mutex, OnceLock};

@@ -67,8 +67,6 @@ impl Spooled {
 impl Drop for Spooled {
     fn drop(&mut self) {
         SPOOLED.fetch_sub(self.reserved, Ordering::Relaxed);
-        // A big upload went through read and gRPC buffers on its way to the datastore.
-        aiaa_runtime::memory::trim_after(self.reserved);
     }
 }
 

@@ -225,12 +225,17 @@ async fn run(services: &[Service], args: &CommonServeArgs) -> anyhow::Result<()>
         .into_iter()
         .partition(|(service, _)| matches!(service, Service::Gateway));
     front.cancel();
+    let mut first_error = None;
     for (_, server) in gateway {
-        server.wait().await?;
+        first_error = first_error.or(server.wait().await.err());
     }
+    // The services behind drain too when the gateway's stop failed.
     back.cancel();
     for (_, server) in rest {
-        server.wait().await?;
+        first_error = first_error.or(server.wait().await.err());
+    }
+    if let Some(e) = first_error {
+        return Err(e);
     }
     println!("aiaa: stopped");
     Ok(())

@@ -245,3 +245,11 @@ pub fn parse_multipart_answer(answer: &Answer) -> MultipartAnswer {
     }
     out
 }
+
+/// The value of a metric line `name` (no labels) in a Prometheus text page (`/metrics`).
+pub fn metric(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}

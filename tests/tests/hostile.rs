@@ -162,14 +162,6 @@ async fn put_item(
     ds.put(futures::stream::iter(msgs)).await.unwrap();
 }
 
-/// The value of a metric line `name` (no labels) in a Prometheus text page.
-fn metric(page: &str, name: &str) -> Option<f64> {
-    page.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-}
-
 /// The hostile inputs, one after another; returns their count.
 async fn hostile_phase(c: &Confined, store: &Path) -> usize {
     let gw = c.gateway();

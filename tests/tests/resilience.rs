@@ -218,10 +218,7 @@ async fn a_full_queue_answers_503_with_retry_after_at_once() {
     loop {
         let page = send(platform.addrs["inference"], &simple("GET", "/metrics")).await;
         let text = String::from_utf8_lossy(&page.body).to_string();
-        if text
-            .lines()
-            .any(|l| l.starts_with("aiaa_inference_queue_depth ") && l.ends_with(" 2"))
-        {
+        if metric(&text, "aiaa_inference_queue_depth") == Some(2.0) {
             break;
         }
         assert!(

@@ -25,6 +25,11 @@ const MARKERS: &[&str] = &[
 /// run time from the `CARGO_MANIFEST_DIR` cargo gives the test, not from this crate's
 /// build: checkouts sharing one target folder can share this crate's build too.
 pub fn repo_root() -> PathBuf {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(find_repo_root).clone()
+}
+
+fn find_repo_root() -> PathBuf {
     let start = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));

@@ -6,11 +6,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use aiaa_proto::common::v1::Chunk;
+use aiaa_proto::framed::Framed;
 use aiaa_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use aiaa_proto::registry::v1::{
     DownloadRequest, GetManifestRequest, ListModelsRequest, ListVersionsRequest, Manifest, ModelFile,
-    ModelName, PullRequest, PushHeader, PushRequest, push_request,
+    ModelName, PullRequest, PushHeader, PushRequest,
 };
 use aiaa_runtime::client::{AiaaChannel, connect};
 use aiaa_runtime::config::Secret;
@@ -393,11 +393,9 @@ pub async fn push(args: PushArgs) -> anyhow::Result<()> {
     let mut client = args.registry.client().await?;
     let bar = bytes_bar(total, &format!("pushing {} {}", args.model, args.version));
     let (tx, rx) = tokio::sync::mpsc::channel::<PushRequest>(4);
-    let header = PushRequest {
-        kind: Some(push_request::Kind::Header(PushHeader {
-            manifest: Some(manifest),
-        })),
-    };
+    let header = PushRequest::header(PushHeader {
+        manifest: Some(manifest),
+    });
     let sender = {
         let bar = bar.clone();
         tokio::spawn(async move {
@@ -414,9 +412,7 @@ pub async fn push(args: PushArgs) -> anyhow::Result<()> {
                     }
                     buf.truncate(n);
                     bar.inc(n as u64);
-                    let msg = PushRequest {
-                        kind: Some(push_request::Kind::Chunk(Chunk { data: buf.into() })),
-                    };
+                    let msg = PushRequest::chunk(buf.into());
                     if tx.send(msg).await.is_err() {
                         return Ok(()); // the server ended the call; its answer says why
                     }

@@ -13,7 +13,8 @@
 # Environment: AIAA_BENCH_PROFILE=dev|release (dev, default: the profile docs/training.md
 # builds `aiaa` with; every aiaa crate is opt-level 3 in it), AIAA_BENCH_EXTREME=ours|monai
 # (the Python side's extreme-points transform), AIAA_BENCH_VARIANTS="contiguous channels_last"
-# (the PyTorch variants to run), AIAA_BENCH_OUT=DIR keeps the runs and results.
+# (the PyTorch variants to run), AIAA_BENCH_OUT=DIR keeps the runs and
+# results, AIAA_BIN=PATH runs that `aiaa` instead of building one (to compare two builds).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -27,7 +28,8 @@ bench="$here/monai_step_bench.py"
 recipe="$root/recipes/annotation_mri_brain"
 image="$data/mni152/MNI152_T1.nii.gz" label="$data/mni152/MNI152_mask.nii.gz"
 
-case $profile in
+case ${AIAA_BIN:+given}$profile in
+  given*) aiaa=$AIAA_BIN ;;
   dev) cargo build --locked -q -p aiaa-cli; aiaa="$CARGO_TARGET_DIR/debug/aiaa" ;;
   release) cargo build --release --locked -q -p aiaa-cli; aiaa="$CARGO_TARGET_DIR/release/aiaa" ;;
   *) echo "AIAA_BENCH_PROFILE must be dev or release, not $profile" >&2; exit 2 ;;

@@ -254,6 +254,29 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatus
     )
 }
 
+/// Puts `bytes` into the datastore as item `id` of `kind` over gRPC (its header, then chunks).
+pub async fn put_item(
+    ds: &mut aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient<
+        aiaa_runtime::client::AiaaChannel,
+    >,
+    kind: aiaa_proto::datastore::v1::ItemKind,
+    id: &str,
+    bytes: Vec<u8>,
+) -> aiaa_proto::datastore::v1::Item {
+    let header = aiaa_proto::datastore::v1::PutHeader {
+        kind: kind as i32,
+        id: id.into(),
+        size: bytes.len() as u64,
+        ..Default::default()
+    };
+    let messages =
+        aiaa_proto::framed::messages::<aiaa_proto::datastore::v1::PutRequest>(header, bytes.into());
+    ds.put(futures::stream::iter(messages.collect::<Vec<_>>()))
+        .await
+        .unwrap_or_else(|e| panic!("datastore put {id}: {e}"))
+        .into_inner()
+}
+
 /// Lower-case hex SHA-256 of a file.
 pub fn sha256_file(path: &Path) -> String {
     use sha2::Digest;

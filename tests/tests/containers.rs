@@ -33,12 +33,10 @@ use std::time::{Duration, Instant};
 use aiaa_e2e::aiaa_client::*;
 use aiaa_e2e::docker::{Compose, Images, build_images, docker, free_port, run};
 use aiaa_e2e::volumes::{decode, dice, foreground, read};
-use aiaa_e2e::{aiaa_bin, repo_root, testdata};
-use aiaa_proto::common::v1::{Chunk, JobRef, JobState};
+use aiaa_e2e::{aiaa_bin, put_item, repo_root, testdata};
+use aiaa_proto::common::v1::{JobRef, JobState};
 use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
-use aiaa_proto::datastore::v1::{
-    GetRequest, ItemKind, PutDatalistRequest, PutHeader, PutRequest, put_request,
-};
+use aiaa_proto::datastore::v1::{GetRequest, ItemKind, PutDatalistRequest};
 use aiaa_proto::trainer::v1::trainer_service_client::TrainerServiceClient;
 use aiaa_proto::trainer::v1::{Source, TrainingRequest, source};
 use aiaa_runtime::client::connect;
@@ -676,19 +674,7 @@ async fn train(datastore: &str, trainer: &str) -> String {
         (ItemKind::Label, "ct/robex.nii.gz", "robex/atlas_mask.nii.gz"),
     ] {
         let bytes = std::fs::read(t.join(file)).unwrap();
-        let mut msgs = vec![PutRequest {
-            kind: Some(put_request::Kind::Header(PutHeader {
-                kind: kind as i32,
-                id: id.into(),
-                ..Default::default()
-            })),
-        }];
-        msgs.extend(bytes.chunks(aiaa_proto::CHUNK_SIZE).map(|c| PutRequest {
-            kind: Some(put_request::Kind::Chunk(Chunk {
-                data: c.to_vec().into(),
-            })),
-        }));
-        ds.put(futures::stream::iter(msgs)).await.unwrap();
+        put_item(&mut ds, kind, id, bytes).await;
     }
     let mni = json!({"image": "ct/mni.nii.gz", "label": "ct/mni.nii.gz"});
     let list = json!({

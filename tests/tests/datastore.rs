@@ -5,12 +5,13 @@
 use std::time::Duration;
 
 use aiaa_e2e::{Platform, S3Server, testdata};
-use aiaa_proto::common::v1::{Chunk, JobRef, JobState};
+use aiaa_proto::common::v1::{JobRef, JobState};
 use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
 use aiaa_proto::datastore::v1::{
-    ConvertRequest, CreateSessionRequest, DatalistRef, GetRequest, ItemKind, PutDatalistRequest, PutHeader,
-    PutRequest, SessionHeader, SessionRef, create_session_request, get_response, put_request,
+    ConvertRequest, CreateSessionRequest, DatalistRef, GetRequest, GetResponse, ItemKind, PutDatalistRequest,
+    PutHeader, PutRequest, SessionHeader, SessionRef,
 };
+use aiaa_proto::framed;
 use aiaa_runtime::client::{AiaaChannel, connect};
 use futures::StreamExt;
 use sha2::Digest;
@@ -18,16 +19,8 @@ use tonic::Code;
 
 type Client = DatastoreServiceClient<AiaaChannel>;
 
-fn chunks(data: &[u8]) -> Vec<Chunk> {
-    data.chunks(aiaa_proto::CHUNK_SIZE)
-        .map(|c| Chunk {
-            data: c.to_vec().into(),
-        })
-        .collect()
-}
-
 async fn get_bytes(client: &mut Client, kind: ItemKind, id: &str) -> (String, Vec<u8>) {
-    let mut stream = client
+    let stream = client
         .get(GetRequest {
             kind: kind as i32,
             id: id.into(),
@@ -35,15 +28,9 @@ async fn get_bytes(client: &mut Client, kind: ItemKind, id: &str) -> (String, Ve
         .await
         .unwrap()
         .into_inner();
-    let mut format = String::new();
-    let mut out = Vec::new();
-    while let Some(msg) = stream.next().await {
-        match msg.unwrap().kind {
-            Some(get_response::Kind::Item(item)) => format = item.format,
-            Some(get_response::Kind::Chunk(c)) => out.extend_from_slice(&c.data),
-            None => panic!("empty message"),
-        }
-    }
+    let (item, body) = framed::receive::<GetResponse, _>(stream).await.unwrap();
+    let pieces: Vec<_> = body.map(Result::unwrap).collect().await;
+    let (format, out) = (item.format, pieces.concat());
     (format, out)
 }
 
@@ -57,18 +44,14 @@ async fn round_trip(store_url: &str, env: &[(&str, &str)]) {
     let sha = hex::encode(sha2::Sha256::digest(&mni));
 
     // An image in and out, byte-identical, with its declared size and hash checked.
-    let mut msgs = vec![PutRequest {
-        kind: Some(put_request::Kind::Header(PutHeader {
-            kind: ItemKind::Image as i32,
-            id: "brain/mni152.nii.gz".into(),
-            size: mni.len() as u64,
-            sha256: sha.clone(),
-            ..Default::default()
-        })),
-    }];
-    msgs.extend(chunks(&mni).into_iter().map(|c| PutRequest {
-        kind: Some(put_request::Kind::Chunk(c)),
-    }));
+    let header = PutHeader {
+        kind: ItemKind::Image as i32,
+        id: "brain/mni152.nii.gz".into(),
+        size: mni.len() as u64,
+        sha256: sha.clone(),
+        ..Default::default()
+    };
+    let msgs: Vec<_> = framed::messages::<PutRequest>(header, mni.clone().into()).collect();
     let item = client
         .put(futures::stream::iter(msgs))
         .await
@@ -104,16 +87,12 @@ async fn round_trip(store_url: &str, env: &[(&str, &str)]) {
     assert_eq!(a, b, "the seed-format text must round-trip");
 
     // A session expires on time.
-    let mut msgs = vec![CreateSessionRequest {
-        kind: Some(create_session_request::Kind::Header(SessionHeader {
-            expiry_seconds: 5,
-            filename: "mni152.nii.gz".into(),
-            ..Default::default()
-        })),
-    }];
-    msgs.extend(chunks(&mni).into_iter().map(|c| CreateSessionRequest {
-        kind: Some(create_session_request::Kind::Chunk(c)),
-    }));
+    let header = SessionHeader {
+        expiry_seconds: 5,
+        filename: "mni152.nii.gz".into(),
+        ..Default::default()
+    };
+    let msgs: Vec<_> = framed::messages::<CreateSessionRequest>(header, mni.clone().into()).collect();
     let session = client
         .create_session(futures::stream::iter(msgs))
         .await

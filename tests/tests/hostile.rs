@@ -32,12 +32,12 @@ use std::time::{Duration, Instant};
 use aiaa_e2e::aiaa_client::*;
 use aiaa_e2e::hostile::{Confined, DEFAULT_LIMIT, mib};
 use aiaa_e2e::volumes::{dice, foreground};
-use aiaa_e2e::{repo_root, testdata};
+use aiaa_e2e::{put_item, repo_root, testdata};
 use aiaa_imaging::resample::{Interpolation, resample_onto};
 use aiaa_imaging::{Geometry, Volume, VoxelType, io, nifti};
-use aiaa_proto::common::v1::{Chunk, JobRef, JobState};
+use aiaa_proto::common::v1::{JobRef, JobState};
 use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
-use aiaa_proto::datastore::v1::{ConvertRequest, ItemKind, PutHeader, PutRequest, put_request};
+use aiaa_proto::datastore::v1::{ConvertRequest, ItemKind};
 use futures::StreamExt;
 
 const MIB: u64 = 1 << 20;
@@ -140,28 +140,6 @@ fn dicom_bomb(name: &str) -> Vec<u8> {
     b
 }
 
-/// Puts `bytes` as datastore image `id` (gRPC).
-async fn put_item(
-    ds: &mut DatastoreServiceClient<aiaa_runtime::client::AiaaChannel>,
-    id: &str,
-    bytes: &[u8],
-) {
-    let mut msgs = vec![PutRequest {
-        kind: Some(put_request::Kind::Header(PutHeader {
-            kind: ItemKind::Image as i32,
-            id: id.into(),
-            size: bytes.len() as u64,
-            ..Default::default()
-        })),
-    }];
-    msgs.extend(bytes.chunks(aiaa_proto::CHUNK_SIZE).map(|c| PutRequest {
-        kind: Some(put_request::Kind::Chunk(Chunk {
-            data: c.to_vec().into(),
-        })),
-    }));
-    ds.put(futures::stream::iter(msgs)).await.unwrap();
-}
-
 /// The hostile inputs, one after another; returns their count.
 async fn hostile_phase(c: &Confined, store: &Path) -> usize {
     let gw = c.gateway();
@@ -233,7 +211,13 @@ async fn hostile_phase(c: &Confined, store: &Path) -> usize {
             .unwrap(),
     );
     for (dir, file) in [("rle", "MR_small_RLE.dcm"), ("jpeg", "SC_rgb_jpeg_dcmtk.dcm")] {
-        put_item(&mut ds, &format!("bombs/{dir}/{file}"), &dicom_bomb(file)).await;
+        put_item(
+            &mut ds,
+            ItemKind::Image,
+            &format!("bombs/{dir}/{file}"),
+            dicom_bomb(file),
+        )
+        .await;
         let t0 = Instant::now();
         let job = ds
             .submit_convert(ConvertRequest {

@@ -20,10 +20,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use aiaa_e2e::{Platform, testdata};
-use aiaa_proto::common::v1::{Chunk, Job, JobRef, JobState, ListJobsRequest};
+use aiaa_e2e::{Platform, put_item, testdata};
+use aiaa_proto::common::v1::{Job, JobRef, JobState, ListJobsRequest};
 use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
-use aiaa_proto::datastore::v1::{ItemKind, PutDatalistRequest, PutHeader, PutRequest, put_request};
+use aiaa_proto::datastore::v1::{ItemKind, PutDatalistRequest};
 use aiaa_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use aiaa_proto::registry::v1::{GetManifestRequest, ModelName};
 use aiaa_proto::trainer::v1::trainer_service_client::TrainerServiceClient;
@@ -144,19 +144,7 @@ async fn put_brain_data(platform: &Platform) {
         ),
     ] {
         let bytes = std::fs::read(file).unwrap();
-        let mut msgs = vec![PutRequest {
-            kind: Some(put_request::Kind::Header(PutHeader {
-                kind: kind as i32,
-                id: id.into(),
-                ..Default::default()
-            })),
-        }];
-        msgs.extend(bytes.chunks(aiaa_proto::CHUNK_SIZE).map(|c| PutRequest {
-            kind: Some(put_request::Kind::Chunk(Chunk {
-                data: c.to_vec().into(),
-            })),
-        }));
-        ds.put(futures::stream::iter(msgs)).await.unwrap();
+        put_item(&mut ds, kind, id, bytes).await;
     }
     let mni = json!({"image": "mni/t1.nii.gz", "label": "mni/t1.nii.gz"});
     let list = json!({

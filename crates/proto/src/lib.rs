@@ -1,5 +1,6 @@
 //! Generated code for the `aiaa.<service>.v1` gRPC contracts (see `proto/aiaa`), and the
-//! encoded descriptor set that every server registers for gRPC reflection.
+//! encoded descriptor set that every server registers for gRPC reflection, and the one framing
+//! of streamed payloads ([`framed`]: a header message, then chunks).
 #![allow(
     unused_qualifications,
     clippy::large_enum_variant,
@@ -11,6 +12,8 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 
 /// Largest chunk of a streamed payload, in bytes (1 MiB).
 pub const CHUNK_SIZE: usize = 1024 * 1024;
+
+pub mod framed;
 
 /// Types shared by every service.
 pub mod common {

@@ -13,10 +13,11 @@
 
 use std::time::Instant;
 
-use aiaa_proto::common::v1::Chunk;
 use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
-use aiaa_proto::datastore::v1::{GetRequest, ItemKind, PutHeader, PutRequest, get_response, put_request};
+use aiaa_proto::datastore::v1::{GetRequest, GetResponse, ItemKind, PutHeader, PutRequest};
+use aiaa_proto::framed;
 use aiaa_runtime::config::{AuthArgs, GrpcArgs};
+use bytes::Bytes;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -72,13 +73,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut client = DatastoreServiceClient::new(channel);
 
     let started = Instant::now();
-    let header = PutRequest {
-        kind: Some(put_request::Kind::Header(PutHeader {
-            kind: ItemKind::Image as i32,
-            id: "rss/synthetic.nii".into(),
-            metadata: Default::default(),
-            ..Default::default()
-        })),
+    let header = PutHeader {
+        kind: ItemKind::Image as i32,
+        id: "rss/synthetic.nii".into(),
+        metadata: Default::default(),
+        ..Default::default()
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let body = futures::stream::unfold(
@@ -92,16 +91,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             let data = chunk(i);
             hasher.update(&data);
-            Some((
-                PutRequest {
-                    kind: Some(put_request::Kind::Chunk(Chunk { data: data.into() })),
-                },
-                (i + 1, hasher, tx),
-            ))
+            Some((Bytes::from(data), (i + 1, hasher, tx)))
         },
     );
     let item = client
-        .put(futures::stream::iter([header]).chain(body))
+        .put(framed::send::<PutRequest>(header, body))
         .await?
         .into_inner();
     let sent_sha = rx.await?;
@@ -114,7 +108,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let after_put = status_kib("VmHWM:");
 
     let started = Instant::now();
-    let mut stream = client
+    let stream = client
         .get(GetRequest {
             kind: ItemKind::Image as i32,
             id: item.id.clone(),
@@ -123,11 +117,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .into_inner();
     let mut hasher = Sha256::new();
     let mut size = 0u64;
-    while let Some(msg) = stream.message().await? {
-        if let Some(get_response::Kind::Chunk(c)) = msg.kind {
-            size += c.data.len() as u64;
-            hasher.update(&c.data);
-        }
+    let (_, mut body) = framed::receive::<GetResponse, _>(stream).await?;
+    while let Some(piece) = body.next().await {
+        let piece = piece?;
+        size += piece.len() as u64;
+        hasher.update(&piece);
     }
     let get_secs = started.elapsed().as_secs_f64();
     assert_eq!(size, item.size);

@@ -5,14 +5,14 @@
 
 use std::pin::Pin;
 
-use aiaa_proto::common::v1::{Chunk, Job, JobRef, ListJobsRequest, ListJobsResponse};
+use aiaa_proto::common::v1::{Job, JobRef, ListJobsRequest, ListJobsResponse};
 use aiaa_proto::datastore::v1::datastore_service_server::DatastoreService;
 use aiaa_proto::datastore::v1::{
     ConvertRequest, CreateSessionRequest, Datalist, DatalistRef, DeleteResponse, GetRequest, GetResponse,
     Item, ListDatalistsRequest, ListDatalistsResponse, ListRequest, ListResponse, PutDatalistRequest,
-    PutRequest, RefreshSessionRequest, Session, SessionRef, create_session_request, get_response,
-    put_request,
+    PutRequest, RefreshSessionRequest, Session, SessionRef,
 };
+use aiaa_proto::framed::{self, FrameError};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
@@ -55,39 +55,27 @@ impl DatastoreApi {
     }
 }
 
-/// The bytes of a client stream after its header; `take` picks a message's chunk.
-fn body<T: Send + 'static>(
-    stream: Streaming<T>,
-    what: String,
-    take: fn(T) -> std::result::Result<Bytes, &'static str>,
-) -> impl Stream<Item = Result<Bytes>> + Send + Unpin {
-    stream.map(move |message| match message {
-        Ok(message) => take(message)
-            .map_err(|why| DatastoreError::InvalidArgument(format!("{what}: {why}; nothing was stored"))),
-        Err(status) if aiaa_runtime::error::oversized_message(&status).is_some() => Err(
-            DatastoreError::Runtime(aiaa_runtime::error::oversized_message(&status).expect("checked")),
-        ),
-        Err(status) => Err(DatastoreError::Interrupted(format!(
-            "{what}: the upload stream broke off ({}); nothing was stored",
-            status.message()
-        ))),
-    })
+/// Why an upload stream failed, for the caller: a message over the size limit says which limit,
+/// a broken framing is the client's mistake, a stream that broke off is an interruption.
+fn upload_error(what: &str, e: FrameError) -> DatastoreError {
+    match e.status() {
+        Some(status) => match aiaa_runtime::error::oversized_message(status) {
+            Some(limit) => DatastoreError::Runtime(limit),
+            None => DatastoreError::Interrupted(format!(
+                "{what}: the upload stream broke off ({}); nothing was stored",
+                status.message()
+            )),
+        },
+        None => DatastoreError::InvalidArgument(format!("{what}: {e}; nothing was stored")),
+    }
 }
 
 /// The Item first, then the bytes as chunks.
 fn item_stream(item: Item, bytes: BoxStream<'static, Result<Bytes>>) -> ResponseStream<GetResponse> {
-    let first = futures::stream::once(async move {
-        Ok(GetResponse {
-            kind: Some(get_response::Kind::Item(item)),
-        })
-    });
-    let rest = bytes.map(|piece| match piece {
-        Ok(data) => Ok(GetResponse {
-            kind: Some(get_response::Kind::Chunk(Chunk { data })),
-        }),
-        Err(e) => Err(Status::from(e)),
-    });
-    Box::pin(first.chain(rest))
+    Box::pin(framed::try_send(
+        item,
+        bytes.map(|piece| piece.map_err(Status::from)),
+    ))
 }
 
 fn joined(e: tokio::task::JoinError) -> Status {
@@ -105,41 +93,19 @@ impl DatastoreService for DatastoreApi {
         &self,
         request: Request<Streaming<PutRequest>>,
     ) -> std::result::Result<Response<Item>, Status> {
-        let mut stream = request.into_inner();
+        let stream = request.into_inner();
         let items = self.items.clone();
         let span = tracing::Span::current();
         let task = async move {
-            let header = match stream.message().await {
-                Ok(Some(PutRequest {
-                    kind: Some(put_request::Kind::Header(header)),
-                })) => header,
-                Ok(Some(_)) => {
-                    return Err(DatastoreError::InvalidArgument(
-                        "the first message of a Put must be its header".into(),
-                    ));
-                }
-                Ok(None) => {
-                    return Err(DatastoreError::InvalidArgument(
-                        "empty Put stream: no header".into(),
-                    ));
-                }
-                Err(status) => {
-                    return Err(DatastoreError::Interrupted(format!(
-                        "Put stream broke off: {}",
-                        status.message()
-                    )));
-                }
-            };
+            let (header, bytes) = framed::receive::<PutRequest, _>(stream)
+                .await
+                .map_err(|e| upload_error("Put", e))?;
             let kind = Kind::from_proto(header.kind, "header.kind")?;
             let span = tracing::Span::current();
             span.record("kind", kind.noun());
             span.record("id", header.id.as_str());
             let what = format!("{} {:?}", kind.noun(), header.id);
-            let bytes = body(stream, what, |m: PutRequest| match m.kind {
-                Some(put_request::Kind::Chunk(chunk)) => Ok(chunk.data),
-                Some(put_request::Kind::Header(_)) => Err("a second header arrived"),
-                None => Err("a message had neither header nor chunk"),
-            });
+            let bytes = bytes.map(move |piece| piece.map_err(|e| upload_error(&what, e)));
             let expect = crate::blob::Expect {
                 size: header.size,
                 sha256: header.sha256.clone(),
@@ -240,40 +206,14 @@ impl DatastoreService for DatastoreApi {
         request: Request<Streaming<CreateSessionRequest>>,
     ) -> std::result::Result<Response<Session>, Status> {
         let client = aiaa_runtime::auth::caller(&request);
-        let mut stream = request.into_inner();
+        let stream = request.into_inner();
         let sessions = self.sessions.clone();
         let span = tracing::Span::current();
         let task = async move {
-            let header = match stream.message().await {
-                Ok(Some(CreateSessionRequest {
-                    kind: Some(create_session_request::Kind::Header(header)),
-                })) => header,
-                Ok(Some(_)) => {
-                    return Err(DatastoreError::InvalidArgument(
-                        "the first message of a CreateSession must be its header".into(),
-                    ));
-                }
-                Ok(None) => {
-                    return Err(DatastoreError::InvalidArgument(
-                        "empty CreateSession stream: no header".into(),
-                    ));
-                }
-                Err(status) => {
-                    return Err(DatastoreError::Interrupted(format!(
-                        "CreateSession stream broke off: {}",
-                        status.message()
-                    )));
-                }
-            };
-            let bytes = body(
-                stream,
-                "the session image".into(),
-                |m: CreateSessionRequest| match m.kind {
-                    Some(create_session_request::Kind::Chunk(chunk)) => Ok(chunk.data),
-                    Some(create_session_request::Kind::Header(_)) => Err("a second header arrived"),
-                    None => Err("a message had neither header nor chunk"),
-                },
-            );
+            let (header, bytes) = framed::receive::<CreateSessionRequest, _>(stream)
+                .await
+                .map_err(|e| upload_error("CreateSession", e))?;
+            let bytes = bytes.map(|piece| piece.map_err(|e| upload_error("the session image", e)));
             let session = sessions
                 .create(
                     &client,

@@ -8,26 +8,19 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use aiaa_datastore::DatastoreArgs;
-use aiaa_proto::common::v1::Chunk;
-use aiaa_proto::datastore::v1::{CreateSessionRequest, ItemKind, SessionHeader, create_session_request};
+use aiaa_proto::datastore::v1::{CreateSessionRequest, ItemKind, PutHeader, PutRequest, SessionHeader};
+use aiaa_proto::framed;
 use common::*;
+use futures::StreamExt;
 use tonic::{Code, Status};
 
 /// A CreateSession of `data` for `client` (no `x-aiaa-client` when `None`).
 async fn session_for(client: &mut Client, who: Option<&str>, data: &[u8]) -> Result<String, Status> {
-    let mut msgs = vec![CreateSessionRequest {
-        kind: Some(create_session_request::Kind::Header(SessionHeader {
-            filename: "scan.nii".into(),
-            ..Default::default()
-        })),
-    }];
-    for piece in data.chunks(aiaa_proto::CHUNK_SIZE) {
-        msgs.push(CreateSessionRequest {
-            kind: Some(create_session_request::Kind::Chunk(Chunk {
-                data: piece.to_vec().into(),
-            })),
-        });
-    }
+    let header = SessionHeader {
+        filename: "scan.nii".into(),
+        ..Default::default()
+    };
+    let msgs: Vec<_> = framed::messages::<CreateSessionRequest>(header, data.to_vec().into()).collect();
     let mut request = tonic::Request::new(futures::stream::iter(msgs));
     if let Some(who) = who {
         request
@@ -175,19 +168,14 @@ async fn uploads_stop_at_the_disks_floor_and_leave_nothing_behind() {
     put(&mut client, ItemKind::Image, "small.nii", &vec![1u8; 1 << 20])
         .await
         .unwrap();
-    let header = put_messages(ItemKind::Image, "huge.nii", b"")
-        .into_iter()
-        .next()
-        .unwrap();
+    let header = PutHeader {
+        kind: ItemKind::Image as i32,
+        id: "huge.nii".into(),
+        ..Default::default()
+    };
     let chunk = bytes::Bytes::from(vec![2u8; aiaa_proto::CHUNK_SIZE]);
     let pieces = (512 << 20) / aiaa_proto::CHUNK_SIZE;
-    let body = futures::stream::iter(std::iter::once(header).chain((0..pieces).map(move |_| {
-        aiaa_proto::datastore::v1::PutRequest {
-            kind: Some(aiaa_proto::datastore::v1::put_request::Kind::Chunk(Chunk {
-                data: chunk.clone(),
-            })),
-        }
-    })));
+    let body = framed::send::<PutRequest>(header, futures::stream::repeat(chunk).take(pieces));
     let err = client.put(body).await.unwrap_err();
     assert_eq!(reason(&err), "insufficient-storage", "{}", err.message());
     let left: Vec<_> = walk_files(dir.path())

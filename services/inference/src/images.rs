@@ -20,7 +20,8 @@ use std::time::Duration;
 use aiaa_imaging::io::ImageInfo;
 use aiaa_imaging::{ReadOptions, Volume};
 use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
-use aiaa_proto::datastore::v1::{GetRequest, ItemKind, SessionRef, get_response};
+use aiaa_proto::datastore::v1::{GetRequest, GetResponse, ItemKind, SessionRef};
+use aiaa_proto::framed::{self, FrameError};
 use aiaa_runtime::client::AiaaChannel;
 use futures::StreamExt;
 use lru::LruCache;
@@ -263,47 +264,45 @@ impl Images {
 
     async fn collect(
         &self,
-        mut stream: tonic::Streaming<aiaa_proto::datastore::v1::GetResponse>,
+        stream: tonic::Streaming<GetResponse>,
         what: &str,
         reservation: &mut Reservation,
     ) -> Result<(String, Vec<u8>)> {
-        let mut format = String::new();
-        let mut bytes = Vec::new();
+        let broken = |e: &FrameError| match e.status() {
+            Some(status) => datastore_error(what, status),
+            None => InferenceError::Internal(format!("the datastore's answer for {what}: {e}")),
+        };
+        let (item, mut body) = framed::receive::<GetResponse, _>(stream)
+            .await
+            .map_err(|e| broken(&e))?;
         let fetching = || format!("{what} as stored");
         // Priced from the item's size before a byte arrives; more than that is reserved as
         // it comes.
-        let mut reserved = 0u64;
-        while let Some(msg) = stream.next().await {
-            match msg.map_err(|s| datastore_error(what, &s))?.kind {
-                Some(get_response::Kind::Item(item)) => {
-                    if item.size > self.max_bytes {
-                        return Err(InferenceError::TooLarge(format!(
-                            "{what} has {} bytes, more than --inference-max-image-bytes {}",
-                            item.size, self.max_bytes
-                        )));
-                    }
-                    reservation.grow_by(item.size, &fetching).await?;
-                    reserved = item.size;
-                    format = item.format;
-                    bytes.reserve_exact(item.size as usize);
-                }
-                Some(get_response::Kind::Chunk(c)) => {
-                    let total = bytes.len() as u64 + c.data.len() as u64;
-                    if total > self.max_bytes {
-                        return Err(InferenceError::TooLarge(format!(
-                            "{what} exceeds --inference-max-image-bytes {}",
-                            self.max_bytes
-                        )));
-                    }
-                    if total > reserved {
-                        reservation.grow_by(total - reserved, &fetching).await?;
-                        reserved = total;
-                    }
-                    bytes.extend_from_slice(&c.data);
-                }
-                None => {}
-            }
+        if item.size > self.max_bytes {
+            return Err(InferenceError::TooLarge(format!(
+                "{what} has {} bytes, more than --inference-max-image-bytes {}",
+                item.size, self.max_bytes
+            )));
         }
+        reservation.grow_by(item.size, &fetching).await?;
+        let mut reserved = item.size;
+        let mut bytes = Vec::with_capacity(item.size as usize);
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(|e| broken(&e))?;
+            let total = bytes.len() as u64 + piece.len() as u64;
+            if total > self.max_bytes {
+                return Err(InferenceError::TooLarge(format!(
+                    "{what} exceeds --inference-max-image-bytes {}",
+                    self.max_bytes
+                )));
+            }
+            if total > reserved {
+                reservation.grow_by(total - reserved, &fetching).await?;
+                reserved = total;
+            }
+            bytes.extend_from_slice(&piece);
+        }
+        let format = item.format;
         Ok((format, bytes))
     }
 }

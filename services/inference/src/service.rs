@@ -22,11 +22,12 @@ use tracing::Instrument;
 
 use aiaa_imaging::ReadOptions;
 use aiaa_imaging::io::MaskFormat;
+use aiaa_proto::framed::{self, FrameError};
 use aiaa_proto::inference::v1::inference_service_server::InferenceService;
 use aiaa_proto::inference::v1::{
     InferHeader, InferRequest, InferResponse, InferResult, ListModelsRequest, ListModelsResponse,
     LoadModelRequest, ModelInfo, UnloadModelRequest, UnloadModelResponse, UploadModelRequest, infer_header,
-    infer_request, infer_response, load_model_request, upload_model_request,
+    load_model_request,
 };
 use aiaa_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use aiaa_runtime::client::AiaaChannel;
@@ -87,23 +88,10 @@ impl InferenceApi {
         &self.models
     }
 
-    async fn infer_inner(&self, mut input: Streaming<InferRequest>) -> Result<(InferResult, Bytes)> {
-        let header = match input.next().await {
-            Some(Ok(InferRequest {
-                kind: Some(infer_request::Kind::Header(h)),
-            })) => h,
-            Some(Err(s)) => {
-                return Err(InferenceError::Invalid(format!(
-                    "reading the request: {}",
-                    s.message()
-                )));
-            }
-            _ => {
-                return Err(InferenceError::Invalid(
-                    "the first message must be the InferHeader".into(),
-                ));
-            }
-        };
+    async fn infer_inner(&self, input: Streaming<InferRequest>) -> Result<(InferResult, Bytes)> {
+        let (header, mut body) = framed::receive::<InferRequest, _>(input)
+            .await
+            .map_err(|e| stream_error("the Infer call", &e))?;
         let engine = self.models.get(&header.model)?;
         let kind = &engine.info().model_type;
         if !header.model_type.is_empty() && *kind != header.model_type {
@@ -138,7 +126,7 @@ impl InferenceApi {
             }
             Some(infer_header::Image::ImageId(id)) => self.images.fetch_image(&id, &mut reservation).await?,
             Some(infer_header::Image::Filename(name)) => Source::Encoded {
-                bytes: self.read_inline(&mut input, &mut reservation).await?,
+                bytes: self.read_inline(&mut body, &mut reservation).await?,
                 name,
                 key: None,
             },
@@ -225,27 +213,21 @@ impl InferenceApi {
     /// The inline image's bytes, counted into the request's reservation as they arrive.
     async fn read_inline(
         &self,
-        input: &mut Streaming<InferRequest>,
+        body: &mut (impl Stream<Item = std::result::Result<Bytes, FrameError>> + Unpin),
         reservation: &mut Reservation,
     ) -> Result<Vec<u8>> {
         let mut bytes = Vec::new();
         let what = || "the inline image as sent".to_string();
-        while let Some(msg) = input.next().await {
-            let msg =
-                msg.map_err(|s| InferenceError::Invalid(format!("reading the image: {}", s.message())))?;
-            match msg.kind {
-                Some(infer_request::Kind::Chunk(c)) => {
-                    if bytes.len() as u64 + c.len() as u64 > self.images.max_bytes() {
-                        return Err(InferenceError::TooLarge(format!(
-                            "the image exceeds --inference-max-image-bytes {}",
-                            self.images.max_bytes()
-                        )));
-                    }
-                    reservation.grow_by(c.len() as u64, &what).await?;
-                    bytes.extend_from_slice(&c);
-                }
-                _ => return Err(InferenceError::Invalid("a second InferHeader in one call".into())),
+        while let Some(c) = body.next().await {
+            let c = c.map_err(|e| stream_error("the inline image", &e))?;
+            if bytes.len() as u64 + c.len() as u64 > self.images.max_bytes() {
+                return Err(InferenceError::TooLarge(format!(
+                    "the image exceeds --inference-max-image-bytes {}",
+                    self.images.max_bytes()
+                )));
             }
+            reservation.grow_by(c.len() as u64, &what).await?;
+            bytes.extend_from_slice(&c);
         }
         if bytes.is_empty() {
             return Err(InferenceError::Invalid("the inline image is empty".into()));
@@ -257,17 +239,10 @@ impl InferenceApi {
 impl InferenceApi {
     /// Receives an uploaded model file into the model's upload folder (a temporary file,
     /// renamed into place whole) and loads it.
-    async fn upload(&self, mut input: Streaming<UploadModelRequest>) -> Result<ModelInfo> {
-        let header = match input.next().await {
-            Some(Ok(UploadModelRequest {
-                kind: Some(upload_model_request::Kind::Header(h)),
-            })) => h,
-            _ => {
-                return Err(InferenceError::Invalid(
-                    "the first message must be the UploadModelHeader".into(),
-                ));
-            }
-        };
+    async fn upload(&self, input: Streaming<UploadModelRequest>) -> Result<ModelInfo> {
+        let (header, mut body) = framed::receive::<UploadModelRequest, _>(input)
+            .await
+            .map_err(|e| stream_error("the UploadModel call", &e))?;
         aiaa_runtime::names::segment("model name", &header.name)
             .map_err(|e| InferenceError::Invalid(e.to_string()))?;
         let limit = self.images.max_bytes();
@@ -287,14 +262,8 @@ impl InferenceApi {
             .map_err(io)?;
         let mut out = tokio::fs::File::from_std(tmp.reopen().map_err(io)?);
         let mut size = 0u64;
-        while let Some(msg) = input.next().await {
-            let msg =
-                msg.map_err(|s| InferenceError::Invalid(format!("reading the upload: {}", s.message())))?;
-            let Some(upload_model_request::Kind::Chunk(c)) = msg.kind else {
-                return Err(InferenceError::Invalid(
-                    "a second UploadModelHeader in one call".into(),
-                ));
-            };
+        while let Some(c) = body.next().await {
+            let c = c.map_err(|e| stream_error("the model file", &e))?;
             size += c.len() as u64;
             if size > limit {
                 return Err(InferenceError::TooLarge(format!(
@@ -328,6 +297,12 @@ impl InferenceApi {
         .await
         .map_err(|e| InferenceError::Internal(format!("loading task: {e}")))?
     }
+}
+
+/// A request stream that broke off or was framed wrongly (the caller's fault either way: the
+/// inference service reads only its callers' streams).
+fn stream_error(what: &str, e: &FrameError) -> InferenceError {
+    InferenceError::Invalid(format!("{what}: {e}"))
 }
 
 /// The result format: the header's `result_extension`, else the params', else the inline
@@ -376,17 +351,7 @@ impl InferenceService for InferenceApi {
             metrics::counter!("aiaa_inference_errors_total").increment(1);
             tracing::debug!(error = %e, "infer failed");
         })?;
-        let first = InferResponse {
-            kind: Some(infer_response::Kind::Result(result)),
-        };
-        let chunks = (0..bytes.len())
-            .step_by(aiaa_proto::CHUNK_SIZE)
-            .map(move |at| InferResponse {
-                kind: Some(infer_response::Kind::Chunk(
-                    bytes.slice(at..(at + aiaa_proto::CHUNK_SIZE).min(bytes.len())),
-                )),
-            });
-        let stream = futures::stream::iter(std::iter::once(first).chain(chunks).map(Ok));
+        let stream = futures::stream::iter(framed::messages::<InferResponse>(result, bytes).map(Ok));
         Ok(Response::new(Box::pin(stream)))
     }
 

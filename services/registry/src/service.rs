@@ -4,11 +4,12 @@
 use std::pin::Pin;
 
 use aiaa_proto::common::v1::Chunk;
+use aiaa_proto::framed::{self, FrameError};
 use aiaa_proto::registry::v1::registry_service_server::RegistryService;
 use aiaa_proto::registry::v1::{
     DeleteRequest, DeleteResponse, DownloadRequest, GetManifestRequest, ListModelsRequest,
     ListModelsResponse, ListVersionsRequest, ListVersionsResponse, Manifest, PullProgress, PullRequest,
-    PushRequest, push_request,
+    PushRequest,
 };
 use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::ReceiverStream;
@@ -33,6 +34,18 @@ impl Registry {
             catalogue,
             max_model_bytes,
         }
+    }
+}
+
+/// Why a push stream failed: a message over the size limit says which limit, a broken framing is
+/// the client's mistake, a stream that broke off is a cancelled push.
+fn push_error(e: &FrameError) -> RegistryError {
+    match e.status() {
+        Some(status) => match aiaa_runtime::error::oversized_message(status) {
+            Some(limit) => limit.into(),
+            None => RegistryError::Cancelled(format!("push stream broke: {}", status.message())),
+        },
+        None => RegistryError::Invalid(format!("push stream: {e}")),
     }
 }
 
@@ -65,43 +78,17 @@ impl RegistryService for Registry {
 
     #[tracing::instrument(skip_all)]
     async fn push(&self, req: Request<Streaming<PushRequest>>) -> Result<Response<Manifest>, Status> {
-        let mut stream = req.into_inner();
-        let header = match stream.next().await {
-            Some(Ok(PushRequest {
-                kind: Some(push_request::Kind::Header(h)),
-            })) => h,
-            Some(Ok(_)) => {
-                return Err(Status::invalid_argument(
-                    "the first push message must be the header",
-                ));
-            }
-            Some(Err(status)) => {
-                return Err(match aiaa_runtime::error::oversized_message(&status) {
-                    Some(e) => RegistryError::from(e).into(),
-                    None => status,
-                });
-            }
-            None => return Err(Status::invalid_argument("empty push stream: send a header first")),
-        };
+        let (header, mut body) = framed::receive::<PushRequest, _>(req.into_inner())
+            .await
+            .map_err(|e| push_error(&e))?;
         let manifest = header
             .manifest
             .ok_or_else(|| Status::invalid_argument("push header has no manifest"))?;
         let mut session = self.catalogue.begin_push(&manifest, self.max_model_bytes).await?;
-        while let Some(msg) = stream.next().await {
-            let step = match msg {
-                Ok(PushRequest {
-                    kind: Some(push_request::Kind::Chunk(c)),
-                }) => session.write(c.data).await,
-                Ok(_) => Err(RegistryError::Invalid("a second push header was sent".into())),
-                Err(status) if aiaa_runtime::error::oversized_message(&status).is_some() => {
-                    Err(aiaa_runtime::error::oversized_message(&status)
-                        .expect("checked")
-                        .into())
-                }
-                Err(status) => Err(RegistryError::Cancelled(format!(
-                    "push stream broke: {}",
-                    status.message()
-                ))),
+        while let Some(piece) = body.next().await {
+            let step = match piece {
+                Ok(data) => session.write(data).await,
+                Err(e) => Err(push_error(&e)),
             };
             if let Err(e) = step {
                 session.abort().await;

@@ -6,15 +6,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aiaa_datastore::DatastoreArgs;
-use aiaa_proto::common::v1::Chunk;
 use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
 use aiaa_proto::datastore::v1::{
     CreateSessionRequest, GetRequest, GetResponse, Item, ItemKind, PutHeader, PutRequest, Session,
-    SessionHeader, SessionRef, create_session_request, get_response, put_request,
+    SessionHeader, SessionRef,
 };
+use aiaa_proto::framed;
 use aiaa_runtime::client::AiaaChannel;
 use aiaa_runtime::config::{AuthArgs, GrpcArgs, Secret};
 use aiaa_runtime::server::RunningServer;
+use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
@@ -103,22 +104,13 @@ pub fn sha256_hex(data: &[u8]) -> String {
 }
 
 pub fn put_messages(kind: ItemKind, id: &str, data: &[u8]) -> Vec<PutRequest> {
-    let mut msgs = vec![PutRequest {
-        kind: Some(put_request::Kind::Header(PutHeader {
-            kind: kind as i32,
-            id: id.to_string(),
-            metadata: [("source".to_string(), "test".to_string())].into(),
-            ..Default::default()
-        })),
-    }];
-    for piece in data.chunks(aiaa_proto::CHUNK_SIZE) {
-        msgs.push(PutRequest {
-            kind: Some(put_request::Kind::Chunk(Chunk {
-                data: piece.to_vec().into(),
-            })),
-        });
-    }
-    msgs
+    let header = PutHeader {
+        kind: kind as i32,
+        id: id.to_string(),
+        metadata: [("source".to_string(), "test".to_string())].into(),
+        ..Default::default()
+    };
+    framed::messages::<PutRequest>(header, data.to_vec().into()).collect()
 }
 
 pub async fn put(client: &mut Client, kind: ItemKind, id: &str, data: &[u8]) -> Result<Item, Status> {
@@ -128,18 +120,14 @@ pub async fn put(client: &mut Client, kind: ItemKind, id: &str, data: &[u8]) -> 
         .map(|r| r.into_inner())
 }
 
-pub async fn collect(mut stream: tonic::Streaming<GetResponse>) -> Result<(Item, Vec<u8>), Status> {
-    let first = stream.message().await?.expect("a first message");
-    let Some(get_response::Kind::Item(item)) = first.kind else {
-        panic!("the first message must be the item")
-    };
+pub async fn collect(stream: tonic::Streaming<GetResponse>) -> Result<(Item, Vec<u8>), Status> {
+    let broken = |e: framed::FrameError| e.status().cloned().expect("the item first, then only chunks");
+    let (item, mut body) = framed::receive::<GetResponse, _>(stream).await.map_err(broken)?;
     let mut data = Vec::new();
-    while let Some(msg) = stream.message().await? {
-        let Some(get_response::Kind::Chunk(chunk)) = msg.kind else {
-            panic!("only chunks after the item")
-        };
-        assert!(chunk.data.len() <= aiaa_proto::CHUNK_SIZE);
-        data.extend_from_slice(&chunk.data);
+    while let Some(piece) = body.next().await {
+        let piece = piece.map_err(broken)?;
+        assert!(piece.len() <= aiaa_proto::CHUNK_SIZE);
+        data.extend_from_slice(&piece);
     }
     Ok((item, data))
 }
@@ -171,21 +159,12 @@ pub async fn create_session(
     filename: &str,
     data: &[u8],
 ) -> Result<Session, Status> {
-    let mut msgs = vec![CreateSessionRequest {
-        kind: Some(create_session_request::Kind::Header(SessionHeader {
-            expiry_seconds: expiry,
-            filename: filename.to_string(),
-            metadata: Default::default(),
-            ..Default::default()
-        })),
-    }];
-    for piece in data.chunks(aiaa_proto::CHUNK_SIZE) {
-        msgs.push(CreateSessionRequest {
-            kind: Some(create_session_request::Kind::Chunk(Chunk {
-                data: piece.to_vec().into(),
-            })),
-        });
-    }
+    let header = SessionHeader {
+        expiry_seconds: expiry,
+        filename: filename.to_string(),
+        ..Default::default()
+    };
+    let msgs: Vec<_> = framed::messages::<CreateSessionRequest>(header, data.to_vec().into()).collect();
     client
         .create_session(futures::stream::iter(msgs))
         .await

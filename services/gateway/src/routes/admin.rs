@@ -7,14 +7,13 @@
 //! `model_path` the inference service can read, or `registry` (a registry reference
 //! `org/team/name:version`).
 
+use aiaa_proto::framed;
 use aiaa_proto::inference::v1::{
     LoadModelRequest, UnloadModelRequest, UploadModelHeader, UploadModelRequest, load_model_request,
-    upload_model_request,
 };
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use futures::StreamExt;
 use http::HeaderMap;
 
 use crate::app::{App, ParamsKind};
@@ -62,20 +61,15 @@ pub async fn put(
                 "the model file (\"data\") is empty".into(),
             ));
         }
-        let header = UploadModelRequest {
-            kind: Some(upload_model_request::Kind::Header(UploadModelHeader {
-                name,
-                config_json: config.to_string(),
-                filename: data.base_filename().unwrap_or("model.pt").to_string(),
-                engine: String::new(),
-                labels: Vec::new(),
-                size: data.len(),
-            })),
+        let header = UploadModelHeader {
+            name,
+            config_json: config.to_string(),
+            filename: data.base_filename().unwrap_or("model.pt").to_string(),
+            engine: String::new(),
+            labels: Vec::new(),
+            size: data.len(),
         };
-        let chunks = upload_chunks(data).map(|bytes| UploadModelRequest {
-            kind: Some(upload_model_request::Kind::Chunk(bytes)),
-        });
-        let stream = futures::stream::once(async { header }).chain(chunks);
+        let stream = framed::send::<UploadModelRequest>(header, upload_chunks(data));
         let mut client = app.backends.inference()?;
         let info = timed("inference", app.backends.timeout, async move {
             client.upload_model(stream).await.map_err(inf_err)

@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 
 use aiaa_proto::datastore::v1::SessionRef;
-use aiaa_proto::inference::v1::{InferHeader, InferRequest, infer_header, infer_request, infer_response};
+use aiaa_proto::framed::{self, FrameError};
+use aiaa_proto::inference::v1::{InferHeader, InferRequest, InferResponse, infer_header};
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
@@ -201,49 +202,40 @@ async fn run(app: &App, endpoint: Endpoint, req: Request) -> Result<Response> {
         (None, Some(id)) => infer_header::Image::SessionId(id.clone()),
         (None, None) => return Err(bad("no image and no session")),
     };
-    let header = InferRequest {
-        kind: Some(infer_request::Kind::Header(InferHeader {
-            model: req.model.clone(),
-            image: Some(image),
-            params_json: req.params_json.clone(),
-            output: if req.output == Output::Json {
-                "json"
-            } else {
-                "image"
-            }
-            .to_string(),
-            result_extension,
-            // Inference checks the model exists and is of this kind (one call, not two).
-            model_type: endpoint.model_type().unwrap_or_default().to_string(),
-        })),
+    let header = InferHeader {
+        model: req.model.clone(),
+        image: Some(image),
+        params_json: req.params_json.clone(),
+        output: if req.output == Output::Json {
+            "json"
+        } else {
+            "image"
+        }
+        .to_string(),
+        result_extension,
+        // Inference checks the model exists and is of this kind (one call, not two).
+        model_type: endpoint.model_type().unwrap_or_default().to_string(),
     };
     let chunks = match &req.image {
         Some((_, part)) => upload_chunks(part).left_stream(),
         None => futures::stream::empty().right_stream(),
-    }
-    .map(|data| InferRequest {
-        kind: Some(infer_request::Kind::Chunk(data)),
-    });
-    let stream = futures::stream::once(async { header }).chain(chunks);
+    };
+    let stream = framed::send::<InferRequest>(header, chunks);
     let err = |s: tonic::Status| GatewayError::from_status("inference", Subject::Model, &s);
+    // The answer: an error status from the service is its error; a broken framing is ours.
+    let answer_error = |e: &FrameError| match e.status() {
+        Some(status) => GatewayError::from_status("inference", Subject::Model, status),
+        None => GatewayError::Internal(format!("the inference service's answer: {e}")),
+    };
     let answer = timed("inference", app.backends.timeout, async move {
-        let mut answer = client.infer(stream).await.map_err(err)?.into_inner();
-        let mut result = None;
+        let answer = client.infer(stream).await.map_err(err)?.into_inner();
+        let (result, mut body) = framed::receive::<InferResponse, _>(answer)
+            .await
+            .map_err(|e| answer_error(&e))?;
         let mut file = BytesMut::new();
-        while let Some(message) = answer.next().await {
-            match message.map_err(err)?.kind {
-                Some(infer_response::Kind::Result(r)) if result.is_none() => result = Some(r),
-                Some(infer_response::Kind::Chunk(c)) if result.is_some() => file.extend_from_slice(&c),
-                _ => {
-                    return Err(GatewayError::Internal(
-                        "the inference service answered out of order (result first, then chunks)".into(),
-                    ));
-                }
-            }
+        while let Some(piece) = body.next().await {
+            file.extend_from_slice(&piece.map_err(|e| answer_error(&e))?);
         }
-        let result = result.ok_or_else(|| {
-            GatewayError::Internal("the inference service answered without a result".into())
-        })?;
         if result.size != file.len() as u64 {
             return Err(GatewayError::Internal(format!(
                 "the inference service announced {} result bytes and sent {}",

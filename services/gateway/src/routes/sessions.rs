@@ -5,14 +5,13 @@
 
 use std::collections::HashMap;
 
-use aiaa_proto::common::v1::Chunk;
 use aiaa_proto::datastore::v1::{
-    CreateSessionRequest, RefreshSessionRequest, Session, SessionHeader, SessionRef, create_session_request,
+    CreateSessionRequest, RefreshSessionRequest, Session, SessionHeader, SessionRef,
 };
+use aiaa_proto::framed;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
-use futures::StreamExt;
 use http::HeaderMap;
 
 use crate::app::{App, ParamsKind};
@@ -104,19 +103,14 @@ pub async fn create(
     let mut metadata = HashMap::new();
     metadata.insert(FILENAME_KEY.to_string(), filename.clone());
     metadata.insert(EXPIRY_KEY.to_string(), expiry.to_string());
-    let header = CreateSessionRequest {
-        kind: Some(create_session_request::Kind::Header(SessionHeader {
-            expiry_seconds: expiry,
-            filename,
-            metadata,
-            size: part.len(),
-            sha256: String::new(),
-        })),
+    let header = SessionHeader {
+        expiry_seconds: expiry,
+        filename,
+        metadata,
+        size: part.len(),
+        sha256: String::new(),
     };
-    let chunks = upload_chunks(part).map(|data| CreateSessionRequest {
-        kind: Some(create_session_request::Kind::Chunk(Chunk { data })),
-    });
-    let stream = futures::stream::once(async { header }).chain(chunks);
+    let stream = framed::send::<CreateSessionRequest>(header, upload_chunks(part));
     let mut client = app.backends.datastore.clone();
     let session = timed("datastore", app.backends.timeout, async move {
         client.create_session(stream).await.map_err(ds_err)

@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use aiaa_proto::datastore::v1::{GetRequest, ItemKind, get_response};
+use aiaa_proto::datastore::v1::{GetRequest, GetResponse, ItemKind};
+use aiaa_proto::framed::{self, FrameError};
 use aiaa_runtime::names;
 use aiaa_runtime::registry::local_sha256;
 use futures::StreamExt;
@@ -18,7 +19,11 @@ impl Fetcher {
     pub async fn datastore_item(&self, kind: ItemKind, id: &str, target: &Path) -> Result<PathBuf> {
         let noun = if kind == ItemKind::Label { "label" } else { "image" };
         let what = format!("datastore {noun} {id:?}");
-        let mut stream = self
+        let broken = |e: &FrameError| match e.status() {
+            Some(status) => remote("datastore", &format!("{noun} {id:?}"), status),
+            None => TrainerError::Unavailable(format!("{what}: {e}")),
+        };
+        let stream = self
             .datastore
             .clone()
             .get(GetRequest {
@@ -28,16 +33,9 @@ impl Fetcher {
             .await
             .map_err(|s| remote("datastore", &format!("{noun} {id:?}"), &s))?
             .into_inner();
-        let first = stream
-            .next()
+        let (item, body) = framed::receive::<GetResponse, _>(stream)
             .await
-            .ok_or_else(|| TrainerError::Unavailable(format!("{what}: the answer was empty")))?
-            .map_err(|s| remote("datastore", &format!("{noun} {id:?}"), &s))?;
-        let Some(get_response::Kind::Item(item)) = first.kind else {
-            return Err(TrainerError::Unavailable(format!(
-                "{what}: the answer did not start with the item"
-            )));
-        };
+            .map_err(|e| broken(&e))?;
         if item.size > self.max_bytes {
             return Err(TrainerError::FailedPrecondition(format!(
                 "{what} has {} bytes, more than --trainer-max-source-bytes {}",
@@ -57,15 +55,7 @@ impl Fetcher {
         {
             tracing::debug!(item = %id, "kept the local copy");
         } else {
-            let body = stream.map(|m| match m {
-                Ok(m) => match m.kind {
-                    Some(get_response::Kind::Chunk(c)) => Ok(c.data),
-                    _ => Err(TrainerError::Unavailable(format!(
-                        "datastore {id:?}: an unexpected message in the stream"
-                    ))),
-                },
-                Err(s) => Err(remote("datastore", &format!("{id:?}"), &s)),
-            });
+            let body = body.map(|piece| piece.map_err(|e| broken(&e)));
             let expect = (!item.sha256.is_empty()).then_some((item.size, item.sha256.as_str()));
             write_stream(body, &target, &what, self.max_bytes, expect).await?;
         }

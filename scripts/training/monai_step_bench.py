@@ -7,7 +7,7 @@ reference that scripts/training/bench_vs_monai.sh puts next to `aiaa train segme
     python3 monai_step_bench.py ours PROGRESS.jsonl --warmup 3 --steps 30   (parses our run)
     python3 monai_step_bench.py report RESULTS.jsonl                       (the table)
 
-(With the venv of scripts/torch-env.sh; bench_vs_monai.sh runs all three.) Each `torch` and
+(With the venv of scripts/python-env.sh; bench_vs_monai.sh runs all three.) Each `torch` and
 `ours` run prints one JSON line: seconds per step and the share of it spent waiting for data
 over the timed window, the parameter count, the thread count, the load average.
 

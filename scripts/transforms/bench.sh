@@ -6,5 +6,4 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 source "$root/scripts/env.sh"
 [ -f "$root/testdata/mni152/MNI152_T1.nii.gz" ] || "$root/scripts/fetch-test-data.sh"
-venv=$("$root/scripts/torch-env.sh")
-exec "$venv/bin/python" "$here/bench_vs_monai.py" "$@"
+exec "$AIAA_TORCH_VENV/bin/python" "$here/bench_vs_monai.py" "$@"

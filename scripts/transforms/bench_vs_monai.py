@@ -5,7 +5,7 @@ dictionary pipeline, side by side in one run, one thread each, per sample INCLUD
 threads.
 
     python3 scripts/transforms/bench_vs_monai.py [--samples 8] [--rounds 2]
-(with the venv of scripts/torch-env.sh; scripts/transforms/bench.sh does both.)
+(with the venv of scripts/python-env.sh; scripts/transforms/bench.sh does both.)
 
 Rounds alternate ours / MONAI so a change in machine load hits both; the ratio reported is
 the median of the per-round ratios.

@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub use aiaa_testdata::{repo_root, testdata};
+pub use aiaa_testdata::{python_env, repo_root, testdata};
 
 /// The `aiaa` binary, built once per test process with the same cargo and profile, so a test
 /// never runs a stale binary.
@@ -282,23 +282,6 @@ pub fn sha256_file(path: &Path) -> String {
     use sha2::Digest;
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     hex::encode(sha2::Sha256::digest(&bytes))
-}
-
-/// The Python virtualenv of the test tools (SimpleITK, nibabel, moto, ...), created once.
-pub fn python_env() -> PathBuf {
-    static VENV: OnceLock<PathBuf> = OnceLock::new();
-    VENV.get_or_init(|| {
-        let out = Command::new(repo_root().join("scripts/python-env.sh"))
-            .output()
-            .expect("run scripts/python-env.sh");
-        assert!(
-            out.status.success(),
-            "python-env.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-    })
-    .clone()
 }
 
 /// A local S3-compatible server (moto) on a free port, stopped on drop.

@@ -34,14 +34,14 @@ pub fn dice(a: &[bool], b: &[bool]) -> f64 {
     2.0 * both as f64 / sum as f64
 }
 
-/// Runs `scripts/models/<script> <out>` with the torch venv's Python: writes one of the
-/// fixture TorchScript networks.
+/// Runs `scripts/models/<script> <out>` with the project's Python (`$AIAA_TORCH_VENV` of
+/// scripts/env.sh): writes one of the fixture TorchScript networks.
 pub fn fixture_network(script: &str, out: &Path) {
     let venv = std::env::var("AIAA_TORCH_VENV").expect("AIAA_TORCH_VENV (source scripts/env.sh)");
     let status = Command::new(Path::new(&venv).join("bin/python"))
         .arg(crate::repo_root().join("scripts/models").join(script))
         .arg(out)
         .status()
-        .expect("run the torch venv's python");
+        .expect("run the venv's python");
     assert!(status.success(), "{script} failed");
 }

@@ -26,14 +26,13 @@
 //! Takes a few minutes (most of it Docker's first image build); `cargo test -p aiaa-e2e --test
 //! containers -- --nocapture` shows the timings.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aiaa_e2e::aiaa_client::*;
 use aiaa_e2e::docker::{Compose, Images, build_images, docker, free_port, run};
 use aiaa_e2e::volumes::{decode, dice, foreground, read};
-use aiaa_e2e::{aiaa_bin, put_item, repo_root, testdata};
+use aiaa_e2e::{aiaa_bin, put_item, python_env, repo_root, testdata};
 use aiaa_proto::common::v1::{JobRef, JobState};
 use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
 use aiaa_proto::datastore::v1::{GetRequest, ItemKind, PutDatalistRequest};
@@ -374,9 +373,9 @@ async fn compose_deployment_serves_survives_faults_and_keeps_its_data() {
 }
 
 /// A NIfTI-1 volume of 1024^3 zero bytes (1 GiB decoded), gzip-compressed to about 1 MB,
-/// written by the test venv's nibabel header and gzip.
+/// written by the Python environment's nibabel header and gzip.
 fn decompression_bomb() -> Vec<u8> {
-    let venv = PathBuf::from(run(&mut Command::new(repo_root().join("scripts/python-env.sh"))).trim());
+    let venv = python_env();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("zeros.nii.gz");
     let script = r#"
@@ -622,9 +621,10 @@ fn push_and_pull(registry: &str) {
 }
 
 /// Runs examples/python-grpc against the published ports, with stubs generated now from
-/// proto/ in the test venv (scripts/python-env.sh): returns the datastore item it stored.
+/// proto/ in the project's Python environment (scripts/python-env.sh): returns the datastore
+/// item it stored.
 fn python_client(registry: u16, datastore: u16, inference: u16) -> String {
-    let venv = PathBuf::from(run(&mut Command::new(repo_root().join("scripts/python-env.sh"))).trim());
+    let venv = python_env();
     let t = testdata();
     let out = tempfile::tempdir().unwrap();
     let stdout = run(Command::new(venv.join("bin/python"))

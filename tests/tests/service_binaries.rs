@@ -30,7 +30,7 @@ fn dynamic(path: &Path, kind: &str) -> Vec<String> {
         .collect()
 }
 
-/// The libtorch the binaries were linked against (the torch venv of scripts/env.sh).
+/// The libtorch the binaries were linked against (the venv of scripts/env.sh).
 fn torch_lib() -> Option<PathBuf> {
     let venv = std::env::var("AIAA_TORCH_VENV").ok()?;
     let lib = std::fs::read_dir(Path::new(&venv).join("lib"))

@@ -1,5 +1,6 @@
 //! Runs scripts/imaging/compare_sitk.py (SimpleITK + nibabel as independent readers) against
-//! the `dump` example. The venv is created by scripts/python-env.sh on first use.
+//! the `dump` example, in the project's Python environment (scripts/python-env.sh, created on
+//! first use).
 
 mod common;
 
@@ -25,17 +26,7 @@ fn dump_example() -> PathBuf {
 fn agrees_with_simpleitk_and_nibabel() {
     let data = common::testdata();
     let root = repo_root();
-    let env = Command::new("bash")
-        .arg(root.join("scripts/python-env.sh"))
-        .output()
-        .expect("run scripts/python-env.sh");
-    assert!(
-        env.status.success(),
-        "python-env.sh failed: {}",
-        String::from_utf8_lossy(&env.stderr)
-    );
-    let venv = String::from_utf8(env.stdout).unwrap().trim().to_string();
-    let out = Command::new(format!("{venv}/bin/python"))
+    let out = Command::new(aiaa_testdata::python())
         .arg(root.join("scripts/imaging/compare_sitk.py"))
         .arg("--dump")
         .arg(dump_example())

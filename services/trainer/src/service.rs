@@ -13,8 +13,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 
 use aiaa_proto::common::v1::{Job, JobRef, ListJobsRequest, ListJobsResponse};
-use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
-use aiaa_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use aiaa_proto::trainer::v1::trainer_service_server::{TrainerService, TrainerServiceServer};
 use aiaa_proto::trainer::v1::{EvaluationRequest, ExportRequest, TrainingRequest};
 use aiaa_runtime::config::{AuthArgs, GrpcArgs};
@@ -180,16 +178,12 @@ pub async fn start(
     args.validate()?;
     let work_root = args.work_dir();
     std::fs::create_dir_all(&work_root).map_err(|e| TrainerError::io(&work_root, e))?;
-    let datastore = DatastoreServiceClient::new(aiaa_runtime::client::lazy(
+    let (datastore, registry) = aiaa_runtime::client::datastore_and_registry(
         &args.datastore_url,
-        auth.api_key.clone(),
-    )?)
-    .max_decoding_message_size(grpc.message.max_message_bytes);
-    let registry = RegistryServiceClient::new(aiaa_runtime::client::lazy(
         &args.registry_url,
-        auth.api_key.clone(),
-    )?)
-    .max_decoding_message_size(grpc.message.max_message_bytes);
+        auth,
+        &grpc.message,
+    )?;
     let fetcher = Fetcher::new(
         datastore,
         registry,

@@ -30,24 +30,20 @@
 //! `fail_fast` the first failure stops the run with [`EvaluateError::CaseFailed`].
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, channel, sync_channel};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aiaa_engines::Timings;
 use aiaa_engines::device::{Devices, parse_devices};
-use aiaa_imaging::resample::{Interpolation, resample_like};
-use aiaa_imaging::{ReadOptions, Volume};
-use aiaa_metrics::{Classes, MetricOptions, PairMetrics, Report};
+use aiaa_metrics::{MetricOptions, PairMetrics, Report};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
 
-use crate::clicks;
 use crate::datalist::{self, Case};
 use crate::error::{EvaluateError, Result};
-use crate::model::{Model, ModelKind, ModelSource};
-use crate::outputs::{CaseOutputs, Writers};
+use crate::model::{Model, ModelSource};
+use crate::outputs::Writers;
+
+mod pipeline;
+
+use pipeline::{Outcome, Pipeline};
 
 /// Options shared by `infer` and `evaluate` (the seed's flags and ours).
 #[derive(Clone, Debug)]
@@ -325,51 +321,6 @@ fn run(opts: &Options, eval: Option<&EvaluateOptions>, observer: &dyn Observer) 
     Ok(summary)
 }
 
-/// The stages' thread counts: readers, model workers, writers.
-fn threads(opts: &Options, devices: usize) -> [usize; 3] {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let readers = if opts.readers > 0 {
-        opts.readers
-    } else {
-        (cores / 2).clamp(2, 8)
-    };
-    let model = if opts.model_workers > 0 {
-        opts.model_workers
-    } else {
-        2 * devices.max(1)
-    };
-    [readers, model, 2]
-}
-
-/// A case read and ready for the model.
-struct Ready {
-    case: Case,
-    image: Volume,
-    label: Option<Volume>,
-    points: Option<Vec<[usize; 3]>>,
-    seconds: CaseSeconds,
-}
-
-/// A case through the model.
-struct Predicted {
-    ready: Ready,
-    mask: Volume,
-}
-
-enum Message {
-    Done(Box<CaseResult>),
-    Failed(Failure),
-}
-
-fn fail(case: &Case, stage: &'static str, error: impl ToString) -> Message {
-    Message::Failed(Failure {
-        index: case.index,
-        file: case.name.clone(),
-        stage,
-        error: error.to_string(),
-    })
-}
-
 /// Runs an already loaded model over `cases` (see the module docs); writes outputs and,
 /// with `eval`, the reports under `opts.output`, but not the summary file.
 pub fn run_cases(
@@ -382,167 +333,21 @@ pub fn run_cases(
     check(opts, eval)?;
     let writers = Writers::from_config(&model.json, &opts.source.config.display().to_string())?;
     if !writers.is_empty() {
-        let mut seen: std::collections::HashMap<String, &Case> = std::collections::HashMap::new();
-        for c in cases {
-            if let Some(first) = seen.insert(c.input_name(), c) {
-                return Err(EvaluateError::Option {
-                    flag: "--data_file",
-                    reason: format!(
-                        "{} and {} would both write under {}/{}/ (the same image file name); rename one",
-                        first.name,
-                        c.name,
-                        opts.output.display(),
-                        c.input_name()
-                    ),
-                });
-            }
-        }
+        check_output_names(cases, &opts.output)?;
     }
     std::fs::create_dir_all(&opts.output).map_err(|source| EvaluateError::Io {
         path: opts.output.clone(),
         source,
     })?;
-    let need_label =
-        eval.is_some() || model.kind == ModelKind::Annotation || writers.keys().contains(&"label");
-    let classes = if model.labels.len() <= 1 {
-        Classes::Binary
-    } else {
-        Classes::first_n(model.labels.len() as u32)
-    };
-    let metric_opts = eval.map(|e| MetricOptions {
-        nsd_tolerance_mm: e.nsd_tolerance_mm,
-        resample_prediction: e.resample_prediction,
-        grid_tolerance: e.grid_tolerance,
-    });
-    let resample = eval.is_some_and(|e| e.resample_prediction);
-    let evaluating = eval.is_some();
-    let grid_tolerance = eval.map_or(aiaa_metrics::compare::DEFAULT_GRID_TOLERANCE, |e| {
-        e.grid_tolerance
-    });
-    let [n_readers, n_model, n_writers] = threads(opts, model.devices.count());
-
+    let pipeline = Pipeline::new(model, cases, opts, eval, &writers);
+    let threads = pipeline.threads;
     observer.event(&Event::Started { total: cases.len() });
     let start = Instant::now();
     let busy0 = model.devices.busy();
-    let stop = AtomicBool::new(false);
-    let next = AtomicUsize::new(0);
-    let last_model_end = Mutex::new(None::<Instant>);
-    let queue_wait = Mutex::new(Duration::ZERO);
-    let mut results = Vec::new();
-    let mut failed = Vec::new();
-
-    std::thread::scope(|s| -> Result<()> {
-        let (ready_tx, ready_rx) = sync_channel::<Ready>(opts.queue_depth);
-        let (pred_tx, pred_rx) = sync_channel::<Predicted>(opts.queue_depth);
-        let (msg_tx, msg_rx) = channel::<Message>();
-        let ready_rx = Arc::new(Mutex::new(ready_rx));
-        let pred_rx = Arc::new(Mutex::new(pred_rx));
-
-        for _ in 0..n_readers {
-            let (tx, msg) = (ready_tx.clone(), msg_tx.clone());
-            let (stop, next) = (&stop, &next);
-            s.spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(case) = cases.get(i) else { break };
-                    let sent = match read_case(
-                        case,
-                        model,
-                        opts,
-                        need_label,
-                        evaluating,
-                        resample,
-                        grid_tolerance,
-                    ) {
-                        Ok(r) => tx.send(r).is_ok(),
-                        Err(m) => msg.send(m).is_ok(),
-                    };
-                    if !sent {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(ready_tx);
-
-        for _ in 0..n_model {
-            let (rx, tx, msg) = (ready_rx.clone(), pred_tx.clone(), msg_tx.clone());
-            let (stop, last, waited) = (&stop, &last_model_end, &queue_wait);
-            s.spawn(move || {
-                loop {
-                    let t = Instant::now();
-                    let Some(mut ready) = next_item(&rx) else { break };
-                    *waited.lock().unwrap_or_else(|e| e.into_inner()) += t.elapsed();
-                    if stop.load(Ordering::Relaxed) {
-                        continue;
-                    }
-                    let params = match &ready.points {
-                        Some(p) => Map::from_iter([("points".to_string(), json!(p))]),
-                        None => Map::new(),
-                    };
-                    let t = Instant::now();
-                    let mut timings = Timings::default();
-                    let out = model.engine.infer(&ready.image, &params, &mut timings);
-                    ready.seconds.model = t.elapsed().as_secs_f64();
-                    ready.seconds.forward = stage_seconds(&timings, &model.name, "infer");
-                    {
-                        let mut l = last.lock().unwrap_or_else(|e| e.into_inner());
-                        *l = Some(Instant::now());
-                    }
-                    let sent = match out {
-                        Ok(o) => tx.send(Predicted { ready, mask: o.mask }).is_ok(),
-                        Err(e) => msg.send(fail(&ready.case, "model", e)).is_ok(),
-                    };
-                    if !sent {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(pred_tx);
-
-        for _ in 0..n_writers {
-            let (rx, msg) = (pred_rx.clone(), msg_tx.clone());
-            let (stop, writers, classes) = (&stop, &writers, &classes);
-            s.spawn(move || {
-                while let Some(p) = next_item(&rx) {
-                    if stop.load(Ordering::Relaxed) {
-                        continue;
-                    }
-                    let m = finish_case(p, model, writers, opts, classes, metric_opts.as_ref());
-                    if msg.send(m).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(msg_tx);
-
-        for m in msg_rx {
-            match m {
-                Message::Done(r) => {
-                    observer.event(&Event::Done {
-                        index: r.index,
-                        file: r.file.clone(),
-                    });
-                    results.push(*r);
-                }
-                Message::Failed(f) => {
-                    tracing::warn!(file = %f.file, stage = f.stage, "case failed: {}", f.error);
-                    observer.event(&Event::Failed(f.clone()));
-                    if opts.fail_fast && !stop.swap(true, Ordering::Relaxed) {
-                        failed.insert(0, f);
-                    } else {
-                        failed.push(f);
-                    }
-                }
-            }
-        }
-        Ok(())
-    })?;
+    let mut outcome = pipeline.run(observer);
 
     if opts.fail_fast
-        && let Some(f) = failed.first()
+        && let Some(f) = outcome.failed.first()
     {
         return Err(EvaluateError::CaseFailed {
             file: f.file.clone(),
@@ -550,66 +355,14 @@ pub fn run_cases(
             reason: f.error.clone(),
         });
     }
-    results.sort_by_key(|r| r.index);
-    failed.sort_by_key(|f| f.index);
-
-    let wall = start.elapsed();
-    let busy = model.devices.busy().saturating_sub(busy0);
-    let span = last_model_end
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
-        .map(|end| end.duration_since(start).as_secs_f64() * model.devices.count().max(1) as f64);
-    let sum = |f: fn(&CaseSeconds) -> f64| results.iter().map(|r| f(&r.seconds)).sum::<f64>();
-    let throughput = Throughput {
-        wall_s: wall.as_secs_f64(),
-        load_s: 0.0,
-        cases_per_s: cases.len() as f64 / wall.as_secs_f64().max(1e-9),
-        device_busy_s: busy.as_secs_f64(),
-        model_span_s: span.unwrap_or(0.0),
-        model_wait_share: span
-            .filter(|s| *s > 0.0)
-            .map(|s| (1.0 - busy.as_secs_f64() / s).clamp(0.0, 1.0)),
-        read_s: sum(|s| s.read),
-        model_s: sum(|s| s.model),
-        write_s: sum(|s| s.write),
-        metrics_s: sum(|s| s.metrics),
-        model_queue_wait_s: queue_wait
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_secs_f64(),
-        threads: [n_readers, n_model, n_writers],
-    };
-
+    outcome.results.sort_by_key(|r| r.index);
+    outcome.failed.sort_by_key(|f| f.index);
+    let throughput = throughput(model, cases.len(), &outcome, start, busy0, threads);
     let (report, reports, mean_dice) = match eval {
         None => (None, None, None),
         Some(e) => {
-            let mut report = Report::new(e.nsd_tolerance_mm);
-            for (i, name) in model.labels.iter().enumerate() {
-                report.class_names.insert(i as u32 + 1, name.clone());
-            }
-            for r in &results {
-                if let Some(m) = &r.metrics {
-                    report.push(r.file.clone(), m.clone());
-                }
-            }
-            let files = crate::reports::write(&report, &failed, cases.len(), &opts.output)?;
-            let dice: Vec<f64> = report
-                .files
-                .iter()
-                .flat_map(|f| &f.classes)
-                .map(|c| c.dice)
-                .collect();
-            let mean = (!dice.is_empty()).then(|| dice.iter().sum::<f64>() / dice.len() as f64);
-            (
-                Some(report),
-                Some([
-                    files.raw_text,
-                    files.summary_text,
-                    files.raw_json,
-                    files.summary_json,
-                ]),
-                mean,
-            )
+            let (report, files, mean) = evaluation_reports(model, e, &outcome, cases.len(), &opts.output)?;
+            (Some(report), Some(files), mean)
         }
     };
     let command = if eval.is_some() { "evaluate" } else { "infer" };
@@ -620,9 +373,9 @@ pub fn run_cases(
         model_path: model.model_path.clone(),
         devices: model.devices.names(),
         cases: cases.len(),
-        succeeded: results.len(),
-        failed,
-        results,
+        succeeded: outcome.results.len(),
+        failed: outcome.failed,
+        results: outcome.results,
         mean_dice,
         reports,
         summary_file: opts.output.join(format!("aiaa_{command}_summary.json")),
@@ -632,162 +385,100 @@ pub fn run_cases(
     })
 }
 
+/// Refuses a list in which two entries would write under one folder (the writers name it
+/// after the image's file name).
+fn check_output_names(cases: &[Case], output: &Path) -> Result<()> {
+    let mut seen: std::collections::HashMap<String, &Case> = std::collections::HashMap::new();
+    for c in cases {
+        if let Some(first) = seen.insert(c.input_name(), c) {
+            return Err(EvaluateError::Option {
+                flag: "--data_file",
+                reason: format!(
+                    "{} and {} would both write under {}/{}/ (the same image file name); rename one",
+                    first.name,
+                    c.name,
+                    output.display(),
+                    c.input_name()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The run's times (see [`Throughput`]), from `start` and the devices' busy time at the
+/// start, `busy0`; model loading is not in them.
+fn throughput(
+    model: &Model,
+    cases: usize,
+    outcome: &Outcome,
+    start: Instant,
+    busy0: Duration,
+    threads: [usize; 3],
+) -> Throughput {
+    let wall = start.elapsed();
+    let busy = model.devices.busy().saturating_sub(busy0);
+    let span = outcome
+        .last_model_end
+        .map(|end| end.duration_since(start).as_secs_f64() * model.devices.count().max(1) as f64);
+    let sum = |f: fn(&CaseSeconds) -> f64| outcome.results.iter().map(|r| f(&r.seconds)).sum::<f64>();
+    Throughput {
+        wall_s: wall.as_secs_f64(),
+        load_s: 0.0,
+        cases_per_s: cases as f64 / wall.as_secs_f64().max(1e-9),
+        device_busy_s: busy.as_secs_f64(),
+        model_span_s: span.unwrap_or(0.0),
+        model_wait_share: span
+            .filter(|s| *s > 0.0)
+            .map(|s| (1.0 - busy.as_secs_f64() / s).clamp(0.0, 1.0)),
+        read_s: sum(|s| s.read),
+        model_s: sum(|s| s.model),
+        write_s: sum(|s| s.write),
+        metrics_s: sum(|s| s.metrics),
+        model_queue_wait_s: outcome.queue_wait.as_secs_f64(),
+        threads,
+    }
+}
+
+/// The evaluation report of the cases through, written with the failures under `output`:
+/// the report, its four files (raw and summary, text and JSON) and the mean Dice over every
+/// file and class.
+fn evaluation_reports(
+    model: &Model,
+    eval: &EvaluateOptions,
+    outcome: &Outcome,
+    cases: usize,
+    output: &Path,
+) -> Result<(Report, [PathBuf; 4], Option<f64>)> {
+    let mut report = Report::new(eval.nsd_tolerance_mm);
+    for (i, name) in model.labels.iter().enumerate() {
+        report.class_names.insert(i as u32 + 1, name.clone());
+    }
+    for r in &outcome.results {
+        if let Some(m) = &r.metrics {
+            report.push(r.file.clone(), m.clone());
+        }
+    }
+    let files = crate::reports::write(&report, &outcome.failed, cases, output)?;
+    let dice: Vec<f64> = report
+        .files
+        .iter()
+        .flat_map(|f| &f.classes)
+        .map(|c| c.dice)
+        .collect();
+    let mean = (!dice.is_empty()).then(|| dice.iter().sum::<f64>() / dice.len() as f64);
+    let files = [
+        files.raw_text,
+        files.summary_text,
+        files.raw_json,
+        files.summary_json,
+    ];
+    Ok((report, files, mean))
+}
+
 /// Writes `summary.summary_file` (JSON, atomically).
 pub fn write_summary(summary: &Summary) -> Result<()> {
     let text = serde_json::to_string_pretty(summary).map_err(aiaa_metrics::MetricsError::from)? + "\n";
     aiaa_imaging::io::write_atomic(&summary.summary_file, text.as_bytes())?;
     Ok(())
-}
-
-fn next_item<T>(rx: &Mutex<Receiver<T>>) -> Option<T> {
-    rx.lock().unwrap_or_else(|e| e.into_inner()).recv().ok()
-}
-
-fn stage_seconds(t: &Timings, model: &str, stage: &str) -> f64 {
-    let Value::Object(m) = t.report(model) else {
-        return 0.0;
-    };
-    m.get(stage).and_then(Value::as_f64).unwrap_or(0.0)
-}
-
-fn read_volume(path: &Path) -> std::result::Result<Volume, String> {
-    aiaa_imaging::io::read_volume(path, &ReadOptions::default()).map_err(|e| e.to_string())
-}
-
-/// Reads a case and simulates its clicks.
-fn read_case(
-    case: &Case,
-    model: &Model,
-    opts: &Options,
-    need_label: bool,
-    evaluating: bool,
-    resample: bool,
-    tolerance: f64,
-) -> std::result::Result<Ready, Message> {
-    let t = Instant::now();
-    let image = read_volume(&case.image).map_err(|e| fail(case, "read", e))?;
-    if image.channels != 1 {
-        return Err(fail(
-            case,
-            "read",
-            format!(
-                "{}: {} channels; a single-channel image is expected",
-                case.image.display(),
-                image.channels
-            ),
-        ));
-    }
-    let label = match (&case.label, need_label) {
-        (Some(p), true) => Some(read_volume(p).map_err(|e| fail(case, "read", e))?),
-        (None, _) if model.kind == ModelKind::Annotation => {
-            return Err(fail(
-                case,
-                "read",
-                "no label: the clicks of an annotation model are simulated from it",
-            ));
-        }
-        (None, _) if evaluating => {
-            return Err(fail(case, "read", "no label: evaluation needs the ground truth"));
-        }
-        _ => None,
-    };
-    let points = match (model.kind, &label) {
-        (ModelKind::Annotation, Some(l)) => {
-            let same = l.dims == image.dims && l.geometry.approx_eq(&image.geometry, tolerance);
-            let resampled;
-            let on_image = if same {
-                l
-            } else if resample {
-                resampled =
-                    resample_like(l, &image, Interpolation::Nearest).map_err(|e| fail(case, "clicks", e))?;
-                &resampled
-            } else {
-                return Err(fail(
-                    case,
-                    "clicks",
-                    format!(
-                        "the label {} lies on another grid ({}) than the image ({}), so its voxels are not the image's; pass --resample_prediction to resample it onto the image's grid",
-                        case.label.as_deref().unwrap_or(Path::new("")).display(),
-                        aiaa_metrics::compare::describe_grid(l),
-                        aiaa_metrics::compare::describe_grid(&image)
-                    ),
-                ));
-            };
-            Some(
-                clicks::simulate(on_image, opts.pert, opts.seed, case.index).ok_or_else(|| {
-                    fail(
-                        case,
-                        "clicks",
-                        "the label has no foreground: there is nothing to click on",
-                    )
-                })?,
-            )
-        }
-        _ => None,
-    };
-    Ok(Ready {
-        case: case.clone(),
-        image,
-        label,
-        points,
-        seconds: CaseSeconds {
-            read: t.elapsed().as_secs_f64(),
-            ..CaseSeconds::default()
-        },
-    })
-}
-
-/// Writes a predicted case and computes its metrics.
-fn finish_case(
-    p: Predicted,
-    model: &Model,
-    writers: &Writers,
-    opts: &Options,
-    classes: &Classes,
-    metrics: Option<&MetricOptions>,
-) -> Message {
-    let Predicted { ready, mask } = p;
-    let mut seconds = ready.seconds;
-    let case = &ready.case;
-    let t = Instant::now();
-    let file_name = case
-        .image
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let outputs = CaseOutputs {
-        image: &ready.image,
-        label: ready.label.as_ref(),
-        mask: &mask,
-        points: ready.points.as_deref(),
-        sigma: model.sigma,
-    };
-    let written = match writers.write(&opts.output, &file_name, &outputs) {
-        Ok(w) => w,
-        Err(e) => return fail(case, "write", e),
-    };
-    seconds.write = t.elapsed().as_secs_f64();
-    let metrics = match metrics {
-        None => None,
-        Some(m) => {
-            let t = Instant::now();
-            let Some(label) = &ready.label else {
-                return fail(case, "read", "no label: evaluation needs the ground truth");
-            };
-            let pair = match aiaa_metrics::evaluate(&mask, label, classes, m) {
-                Ok(p) => p,
-                Err(e) => return fail(case, "metrics", e),
-            };
-            seconds.metrics = t.elapsed().as_secs_f64();
-            Some(pair)
-        }
-    };
-    Message::Done(Box::new(CaseResult {
-        index: case.index,
-        file: case.name.clone(),
-        outputs: written,
-        points: ready.points,
-        metrics,
-        seconds,
-    }))
 }

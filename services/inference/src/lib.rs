@@ -18,6 +18,7 @@ pub mod service;
 use aiaa_engines::{device, engines, pool};
 
 use aiaa_proto::inference::v1::inference_service_server::InferenceServiceServer;
+use aiaa_runtime::client;
 use aiaa_runtime::config::{AuthArgs, GrpcArgs};
 use aiaa_runtime::server::{self, RunningServer, ServerSpec};
 use tokio_util::sync::CancellationToken;
@@ -69,12 +70,8 @@ pub async fn start(
     };
     let devices = device::Devices::start(&device::parse_devices(&args.device)?, args.threads)?;
     let models = models::Models::new(devices.clone(), args.model_dir(), args.model_roots());
-    let (datastore, registry) = aiaa_runtime::client::datastore_and_registry(
-        &args.datastore_url,
-        &args.registry_url,
-        auth,
-        &grpc.message,
-    )?;
+    let (datastore, registry) =
+        client::datastore_and_registry(&args.datastore_url, &args.registry_url, auth, &grpc.message)?;
     let limits = args.limits();
     tracing::info!(?limits, "inference memory limits");
     let images = images::Images::new(

@@ -20,6 +20,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
+/// The largest gRPC message the CLI sends or accepts (files travel as 1 MiB chunks; a
+/// listing of many models or items is one message).
+pub(crate) const MAX_MESSAGE_BYTES: usize = 8 << 20;
+
 /// Where the registry is and who we are.
 #[derive(Debug, clap::Args)]
 pub struct RegistryClientArgs {
@@ -49,9 +53,7 @@ impl RegistryClientArgs {
                 self.registry
             )
         })?;
-        Ok(RegistryServiceClient::new(channel)
-            .max_decoding_message_size(8 << 20)
-            .max_encoding_message_size(8 << 20))
+        Ok(aiaa_runtime::client::registry(channel, MAX_MESSAGE_BYTES))
     }
 
     fn model(&self, name: &str) -> ModelName {

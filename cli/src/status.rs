@@ -1,10 +1,8 @@
 //! `aiaa status`: one look at what the running services hold (models in the registry, images,
 //! labels and datalists in the datastore). All calls share one trace.
 
-use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
 use aiaa_proto::datastore::v1::{ItemKind, ListDatalistsRequest, ListRequest};
 use aiaa_proto::registry::v1::ListModelsRequest;
-use aiaa_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use aiaa_runtime::client::connect;
 use aiaa_runtime::config::Secret;
 use anyhow::Context;
@@ -39,7 +37,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         let registry = connect(&args.registry, args.key.clone())
             .await
             .with_context(|| format!("cannot reach the registry at {}", args.registry))?;
-        let models = RegistryServiceClient::new(registry)
+        let models = aiaa_runtime::client::registry(registry, crate::models::MAX_MESSAGE_BYTES)
             .list_models(ListModelsRequest::default())
             .await
             .context("registry ListModels")?
@@ -56,7 +54,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         let datastore = connect(&args.datastore, args.key.clone())
             .await
             .with_context(|| format!("cannot reach the datastore at {}", args.datastore))?;
-        let mut ds = DatastoreServiceClient::new(datastore);
+        let mut ds = aiaa_runtime::client::datastore(datastore, crate::models::MAX_MESSAGE_BYTES);
         let images = ds
             .list(ListRequest {
                 kind: ItemKind::Image as i32,

@@ -29,6 +29,7 @@ use aiaa_proto::registry::v1::{GetManifestRequest, ModelName};
 use aiaa_proto::trainer::v1::trainer_service_client::TrainerServiceClient;
 use aiaa_proto::trainer::v1::{EvaluationRequest, ExportRequest, Source, TrainingRequest, source};
 use aiaa_runtime::client::{AiaaChannel, connect};
+use aiaa_testdata::train::TinyTrain;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -42,38 +43,15 @@ static TURN: Mutex<()> = Mutex::const_new(());
 /// 24³ crops, a 2-level U-Net of 4 filters, one loader thread, a last checkpoint after every
 /// epoch.
 fn small_config(epochs: u64, per_valid: u64) -> Value {
-    let crop = |pad: u64| {
-        json!({"name": "transforms.CropForegroundObject", "size": [24, 24, 24],
-               "image_field": "image", "label_field": "label", "pad": pad})
-    };
-    json!({
-        "num_channels": 2, "num_classes": 2, "batch_size": 2, "epochs": epochs, "num_workers": 1,
-        "network_input_size": [24, 24, 24], "num_training_epoch_per_valid": per_valid, "seed": 3,
-        "checkpoint_interval_s": 0,
-        "net_config": {"name": "UNet3D", "num_filters": 4, "levels": 2},
-        "train": {
-            "loss": {"name": "losses.dice_ce_loss"},
-            "optimizer": {"name": "Adam", "lr": 1e-2},
-            "pre_transforms": [
-                {"name": "transforms.LoadNifty", "fields": ["image", "label"]},
-                crop(20),
-                {"name": "transforms.NormalizeIntensity", "fields": "image"},
-                {"name": "transforms.AddExtremePointsChannel", "image_field": "image",
-                 "label_field": "label", "sigma": 2, "pert": 1}
-            ]
-        },
-        "validate": {
-            "metrics": [{"name": "MetricAverageFromArrayDice", "tag": "mean_dice",
-                         "stopping_metric": true, "applied_key": "model"}],
-            "pre_transforms": [
-                {"name": "transforms.LoadNifty", "fields": ["image", "label"]},
-                crop(13),
-                {"name": "transforms.NormalizeIntensity", "fields": "image"},
-                {"name": "transforms.AddExtremePointsChannel", "image_field": "image",
-                 "label_field": "label", "sigma": 2, "pert": 0}
-            ]
-        }
-    })
+    TinyTrain {
+        size: 24,
+        levels: 2,
+        num_workers: 1,
+        epochs,
+        per_valid,
+        ..TinyTrain::default()
+    }
+    .config()
 }
 
 fn inline(v: &Value) -> Option<Source> {

@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use aiaa_e2e::aiaa_client::*;
 use aiaa_e2e::volumes::{decode, dice, foreground, read};
 use aiaa_e2e::{Platform, aiaa_bin, repo_root, run_cli, testdata};
+use aiaa_testdata::train::{TinyTrain, brain_datalist, flip};
 use serde_json::{Value, json};
 
 fn write_json(dir: &Path, name: &str, v: &Value) -> PathBuf {
@@ -30,56 +31,26 @@ fn summary(out: &Path) -> Value {
 
 /// A small config on the brain data: 24³ crops, a 2-level U-Net of 4 filters, one loader
 /// thread (so the loop waits for data and a kill lands inside a step), a last checkpoint
-/// after every epoch.
+/// after every epoch, zoom, flip and noise augmentation, a cosine learning rate.
 fn small_config(epochs: u64) -> Value {
-    let crop = |pad: u64| {
-        json!({"name": "transforms.CropForegroundObject", "size": [24, 24, 24],
-               "image_field": "image", "label_field": "label", "pad": pad})
-    };
-    json!({
-        "num_channels": 2, "num_classes": 2, "batch_size": 2, "epochs": epochs, "num_workers": 1,
-        "network_input_size": [24, 24, 24], "num_training_epoch_per_valid": 2, "seed": 5,
-        "checkpoint_interval_s": 0,
-        "net_config": {"name": "UNet3D", "num_filters": 4, "levels": 2},
-        "train": {
-            "loss": {"name": "losses.dice_ce_loss"},
-            "optimizer": {"name": "Adam", "lr": 1e-2},
-            "lr_policy": {"name": "lr_policy.CosineAnnealing", "total_steps": 2 * epochs},
-            "pre_transforms": [
-                {"name": "transforms.LoadNifty", "fields": ["image", "label"]},
-                crop(20),
-                {"name": "transforms.NPRandomZoom3D", "applied_keys": ["image", "label"],
-                 "lower_limits": [0.9, 0.9, 0.9], "upper_limits": [1.1, 1.1, 1.1], "keep_size": true},
-                {"name": "transforms.FlipAxisRandom", "fields": ["image", "label"], "axis": [0]},
-                {"name": "transforms.NormalizeIntensity", "fields": "image"},
-                {"name": "transforms.AddGaussianNoise", "field": "image", "std": 0.05},
-                {"name": "transforms.AddExtremePointsChannel", "image_field": "image",
-                 "label_field": "label", "sigma": 2, "pert": 1}
-            ]
-        },
-        "validate": {
-            "metrics": [{"name": "MetricAverageFromArrayDice", "tag": "mean_dice",
-                         "stopping_metric": true, "applied_key": "model"}],
-            "pre_transforms": [
-                {"name": "transforms.LoadNifty", "fields": ["image", "label"]},
-                crop(13),
-                {"name": "transforms.NormalizeIntensity", "fields": "image"},
-                {"name": "transforms.AddExtremePointsChannel", "image_field": "image",
-                 "label_field": "label", "sigma": 2, "pert": 0}
-            ]
-        }
-    })
-}
-
-/// Four copies of the MNI152 head (two steps per epoch of two samples) and the ROBEX head.
-fn brain_datalist() -> Value {
-    let t = testdata();
-    let mni =
-        json!({"image": t.join("mni152/MNI152_T1.nii.gz"), "label": t.join("mni152/MNI152_mask.nii.gz")});
-    json!({
-        "training": [mni, mni, mni, mni],
-        "validation": [{"image": t.join("robex/atlas.nii.gz"), "label": t.join("robex/atlas_mask.nii.gz")}]
-    })
+    TinyTrain {
+        size: 24,
+        levels: 2,
+        num_workers: 1,
+        epochs,
+        per_valid: 2,
+        seed: 5,
+        lr_policy: Some(json!({"name": "lr_policy.CosineAnnealing", "total_steps": 2 * epochs})),
+        spatial_augment: vec![
+            json!({"name": "transforms.NPRandomZoom3D", "applied_keys": ["image", "label"],
+                   "lower_limits": [0.9, 0.9, 0.9], "upper_limits": [1.1, 1.1, 1.1], "keep_size": true}),
+            flip(),
+        ],
+        intensity_augment: vec![
+            json!({"name": "transforms.AddGaussianNoise", "field": "image", "std": 0.05}),
+        ],
+    }
+    .config()
 }
 
 fn train_args<'a>(cfg: &'a str, dl: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
@@ -149,7 +120,8 @@ fn interrupted_killed_and_resumed_runs_end_like_an_uninterrupted_one() {
     let d = dir.path();
     let epochs = 10;
     let cfg = write_json(d, "config.json", &small_config(epochs));
-    let dl = write_json(d, "datalist.json", &brain_datalist());
+    // Four copies of the MNI152 head: two steps per epoch of two samples.
+    let dl = write_json(d, "datalist.json", &brain_datalist(4));
     let (cfg, dl) = (cfg.to_str().unwrap(), dl.to_str().unwrap());
     let a = d.join("a");
     let b = d.join("b");

@@ -26,15 +26,7 @@ pub enum Layout {
 pub fn to_tensor(vol: &Volume, layout: Layout) -> Tensor {
     let [nx, ny, nz] = vol.dims;
     let c = vol.channels as i64;
-    let floats;
-    let data: &[f32] = match &vol.voxels {
-        Voxels::F32(v) => v,
-        other => {
-            floats = other.to_f32_vec();
-            &floats
-        }
-    };
-    let t = Tensor::from_slice(data).view([c, nz as i64, ny as i64, nx as i64]);
+    let t = Tensor::from_slice(&vol.voxels.as_f32()).view([c, nz as i64, ny as i64, nx as i64]);
     // A view: the device thread makes it contiguous (see `device::Finish` for why).
     let t = match layout {
         Layout::Kji => t,
@@ -78,14 +70,7 @@ pub fn foreground_channel(out: &Volume) -> Result<Volume> {
 pub fn labels(out: &Volume, thresh: f64) -> Result<Volume> {
     let n = out.voxel_count();
     let k = out.channels;
-    let owned;
-    let probs: &[f32] = match &out.voxels {
-        Voxels::F32(v) => v,
-        other => {
-            owned = other.to_f32_vec();
-            &owned
-        }
-    };
+    let probs = out.voxels.as_f32();
     let argmax = |o: usize| {
         let mut best = 0;
         for c in 1..k {

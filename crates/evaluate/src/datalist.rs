@@ -1,4 +1,5 @@
-//! The seed's `datalist.json` (seed 5.2, 5.3), read for inference and evaluation:
+//! The datalist as inference and evaluation read it (seed 5.2, 5.3): the format is
+//! `aiaa_datalist`'s,
 //!
 //! ```json
 //! {"training": [{"image": "train/im1.nii.gz", "label": "train/lb1.nii.gz"}],
@@ -6,18 +7,19 @@
 //!                 {"image": "val/im2.nii.gz"}]}
 //! ```
 //!
-//! `tlt-infer` and `tlt-evaluate` run over the `validation` section (another section with
-//! `--data_list_key`). Entries are objects with a string `image` and an optional string
-//! `label` (inference runs on entries without one; evaluation and click simulation need it);
-//! other keys are ignored. A relative path is relative to `--file_root` when given, else to
-//! the datalist's folder; absolute paths are used as they are. Whether the files exist is
-//! not checked here: a missing file fails its case only, when it is read.
+//! and what `tlt-infer` and `tlt-evaluate` add on top: they run over one list, `validation`
+//! (another with `--data_list_key`); the other lists and keys are not looked at. An entry
+//! needs one `image` file and may have a `label` (inference runs on entries without one;
+//! evaluation and click simulation need it); an empty string is no file; other keys are
+//! ignored. A relative path is relative to `--file_root` when given, else to the
+//! datalist's folder. Whether the files exist is not checked here: a missing file fails its
+//! case only, when it is read.
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use aiaa_datalist::{Datalist, DatalistError, Entry, IMAGE, LABEL};
 
-use crate::error::{EvaluateError, Result};
+use crate::error::Result;
 
 /// One entry of the datalist's section.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,82 +44,54 @@ impl Case {
 /// Reads `section` of the datalist at `path`; relative paths start at `file_root`, else at
 /// the datalist's folder.
 pub fn read(path: &Path, section: &str, file_root: Option<&Path>) -> Result<Vec<Case>> {
-    let bad = |reason: String| EvaluateError::Datalist {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let json: Value = serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
-    let root = match file_root {
-        Some(r) => r.to_path_buf(),
-        None => path.parent().unwrap_or(Path::new(".")).to_path_buf(),
-    };
-    parse(&json, section, &root).map_err(bad)
+    let list = Datalist::read(path)?;
+    Ok(cases(&list, section, &list.root(file_root))?)
 }
 
-/// Parses `section` of a datalist already read; errors name the entry.
-pub fn parse(json: &Value, section: &str, root: &Path) -> std::result::Result<Vec<Case>, String> {
-    let obj = json
-        .as_object()
-        .ok_or("must be a JSON object with a \"training\" and/or \"validation\" list")?;
-    let list = match obj.get(section) {
-        Some(Value::Array(items)) => items,
-        Some(_) => {
-            return Err(format!(
-                "\"{section}\" must be a list of {{\"image\", \"label\"}} objects"
-            ));
-        }
-        None => {
-            let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
-            return Err(format!(
+/// The cases of `section` of a datalist already read; relative paths start at `root`.
+pub fn cases(list: &Datalist, section: &str, root: &Path) -> std::result::Result<Vec<Case>, DatalistError> {
+    let Some(entries) = list.list(section)? else {
+        let keys: Vec<&str> = list.keys().collect();
+        return Err(list.invalid(
+            "",
+            "",
+            format!(
                 "has no \"{section}\" section (it has: {}); pick one with --data_list_key",
                 if keys.is_empty() {
                     "nothing".to_string()
                 } else {
                     keys.join(", ")
                 }
-            ));
-        }
+            ),
+        ));
     };
-    let resolve = |p: &str| {
-        let p = Path::new(p);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            root.join(p)
-        }
+    entries.iter().map(|e| case(e, root)).collect()
+}
+
+/// One entry as a case: its `image` (required) and `label`, an empty path being none.
+fn case(e: &Entry<'_>, root: &Path) -> std::result::Result<Case, DatalistError> {
+    let file = |key: &str| -> std::result::Result<Option<&str>, DatalistError> {
+        Ok(e.path(key)?.filter(|s| !s.trim().is_empty()))
     };
-    list.iter()
-        .enumerate()
-        .map(|(index, entry)| {
-            let fields = entry.as_object().ok_or_else(|| {
-                format!("{section}[{index}] must be an object with \"image\" (and \"label\")")
-            })?;
-            let text = |key: &str| -> std::result::Result<Option<&str>, String> {
-                match fields.get(key) {
-                    None | Some(Value::Null) => Ok(None),
-                    Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-                    Some(Value::String(s)) => Ok(Some(s)),
-                    Some(v) => Err(format!(
-                        "{section}[{index}].{key} must be a path (a string), not {v}"
-                    )),
-                }
-            };
-            let image = text("image")?.ok_or_else(|| format!("{section}[{index}].image is missing"))?;
-            Ok(Case {
-                index,
-                name: image.to_string(),
-                image: resolve(image),
-                label: text("label")?.map(resolve),
-            })
-        })
-        .collect()
+    let image = file(IMAGE)?.ok_or_else(|| e.invalid(IMAGE, "missing"))?;
+    Ok(Case {
+        index: e.index(),
+        name: image.to_string(),
+        image: aiaa_datalist::resolve(root, image),
+        label: file(LABEL)?.map(|l| aiaa_datalist::resolve(root, l)),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    /// The cases of `section`, or the error's text.
+    fn parse(json: &Value, section: &str, root: &Path) -> std::result::Result<Vec<Case>, String> {
+        let list = Datalist::from_json(json.clone(), "dl.json").map_err(|e| e.to_string())?;
+        cases(&list, section, root).map_err(|e| e.to_string())
+    }
 
     #[test]
     fn sections_paths_and_errors() {
@@ -151,16 +125,16 @@ mod tests {
             Path::new("/"),
         )
         .unwrap_err();
-        assert_eq!(e, "validation[0].image is missing");
+        assert_eq!(e, "datalist dl.json: validation[0].image: missing");
         let e = parse(
             &json!({"validation": [{"image": 3}]}),
             "validation",
             Path::new("/"),
         )
         .unwrap_err();
-        assert!(e.contains("validation[0].image must be a path"), "{e}");
+        assert!(e.contains("validation[0].image: expected a file path"), "{e}");
         let e = parse(&json!({"validation": ["a.nii"]}), "validation", Path::new("/")).unwrap_err();
-        assert!(e.contains("validation[0] must be an object"), "{e}");
+        assert!(e.contains("validation[0]: expected an object"), "{e}");
         assert!(parse(&json!([]), "validation", Path::new("/")).is_err());
     }
 

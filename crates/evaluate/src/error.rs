@@ -15,14 +15,10 @@ pub enum EvaluateError {
         /// What is wrong.
         reason: String,
     },
-    /// The datalist is unreadable or malformed; the message names the file and the entry.
-    #[error("datalist {path}: {reason}")]
-    Datalist {
-        /// The datalist file.
-        path: PathBuf,
-        /// What is wrong, e.g. `validation[3].image is missing`.
-        reason: String,
-    },
+    /// The datalist is unreadable or malformed; the message names the file and the entry
+    /// (e.g. `validation[3].image: missing`).
+    #[error(transparent)]
+    Datalist(#[from] aiaa_datalist::DatalistError),
     /// The model or its config cannot be used; the message names the file and the key.
     #[error("{0}")]
     Model(String),

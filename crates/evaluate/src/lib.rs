@@ -8,7 +8,7 @@
 //! in-process, so `aiaa infer` predicts exactly what the annotation server returns for the
 //! same image (and, for annotation models, the same clicks).
 //!
-//! * [`datalist`]: the seed's `datalist.json`, sections and path rules;
+//! * [`datalist`]: the section of a datalist it runs over (the format read by `aiaa_datalist`);
 //! * [`model`]: `--model_save_path` + `--config` → an engine (seed configs adapted);
 //! * [`clicks`]: simulated extreme-point clicks for DEXTR 3D models, seeded perturbation;
 //! * [`outputs`]: the config's writers, keys and file naming;
@@ -20,6 +20,8 @@
 //! [`Observer`] for progress, and returning a [`Summary`]; a service can run them as a job.
 //! The behaviour on edge cases (empty prediction or reference, classes on one side only,
 //! grids that differ, unreadable files) is documented in `docs/evaluate.md`.
+
+#![warn(clippy::too_many_lines)]
 
 pub mod clicks;
 pub mod datalist;

@@ -263,6 +263,15 @@ impl Voxels {
         with_voxels!(self, v => v.iter().map(|x| x.to_f64() as f32).collect())
     }
 
+    /// All values as `f32`: borrowed when they already are, converted otherwise (what a
+    /// network tensor is made from without copying an `f32` volume).
+    pub fn as_f32(&self) -> std::borrow::Cow<'_, [f32]> {
+        match self {
+            Voxels::F32(v) => std::borrow::Cow::Borrowed(v),
+            other => std::borrow::Cow::Owned(other.to_f32_vec()),
+        }
+    }
+
     /// Copies `len` elements starting at `start` into a new buffer.
     pub fn slice(&self, start: usize, len: usize) -> Voxels {
         with_voxels!(self, v => Element::wrap(v[start..start + len].to_vec()))

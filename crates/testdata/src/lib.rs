@@ -7,6 +7,10 @@
 //! linked as `testdata/`. `$AIAA_TESTDATA` names the folder when set (the test command sets
 //! it); otherwise a test that finds the data missing runs the script itself once, so
 //! `cargo test -p <crate>` works on a fresh checkout and a test never skips silently.
+//!
+//! [`train`] holds the small training setups on these data that several test suites share.
+
+pub mod train;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

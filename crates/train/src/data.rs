@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aiaa_imaging::voxels::Element;
-use aiaa_imaging::{ReadOptions, Volume, VoxelType, Voxels, with_voxels};
+use aiaa_imaging::{ReadOptions, Volume, VoxelType, with_voxels};
 use aiaa_transforms::{Data, Image, Item, Kind};
 use serde_json::Value;
 use tch::Tensor;
@@ -280,14 +280,7 @@ pub fn volume_tensor(vol: &Volume) -> Tensor {
 /// reorder done in plain Rust (see [`Array`] why not in torch).
 pub fn volume_array(vol: &Volume) -> Array {
     let [nx, ny, nz] = vol.dims;
-    let floats;
-    let data: &[f32] = match &vol.voxels {
-        Voxels::F32(v) => v,
-        other => {
-            floats = other.to_f32_vec();
-            &floats
-        }
-    };
+    let data = vol.voxels.as_f32();
     let mut out = vec![0f32; data.len()];
     let per_channel = nx * ny * nz;
     for (src, dst) in data
@@ -378,7 +371,7 @@ pub fn sample_tensors(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aiaa_imaging::Geometry;
+    use aiaa_imaging::{Geometry, Voxels};
 
     #[test]
     fn tensors_are_n_c_i_j_k() {

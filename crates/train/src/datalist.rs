@@ -1,25 +1,29 @@
-//! The datalist (seed 5.2, 5.3): `training` (required, non-empty) and `validation`
-//! (optional) lists of items such as `{"image": "train/im1.nii.gz", "label": "train/lb1.nii.gz"}`.
+//! The datalist as training reads it (seed 5.2, 5.3): the format is `aiaa_datalist`'s (lists
+//! of entries such as `{"image": "train/im1.nii.gz", "label": "train/lb1.nii.gz"}`, file
+//! paths relative to the datalist's folder or to `file_root`, the seed's `--file_root`; an
+//! `image` a file or a list of files, one per channel; other keys' strings that name image
+//! files resolved like `image` and `label`; other keys kept, they reach the transforms as
+//! they are). What training adds on top:
 //!
-//! Relative paths are relative to the datalist's folder, or to `file_root` when given (the
-//! seed's `--file_root`). An item's `image` is a file or a list of files (one per channel);
-//! `label` a file. Other keys are kept (they reach the transforms as they are); a string
-//! value of another key that names an image file (a suffix of
-//! `aiaa_imaging::io::IMAGE_SUFFIXES`) is resolved and checked like `image` and `label`.
-//!
-//! Besides `training` and `validation`, the keys of a Medical Segmentation Decathlon
-//! `dataset.json` (`name`, `description`, `labels`, `modality`, `numTraining`, `test`, …)
-//! are accepted and ignored; any other top-level key is an error (a misspelt `validation`
-//! must not silently mean "no validation").
+//! - `training` is required and non-empty, `validation` optional;
+//! - besides these two lists, the keys of a Medical Segmentation Decathlon `dataset.json`
+//!   (`name`, `description`, `labels`, `modality`, `numTraining`, `test`, …) are accepted and
+//!   ignored; any other top-level key is an error (a misspelt `validation` must not silently
+//!   mean "no validation");
+//! - every file named exists, every item has an `image`, and a `label` where its list needs
+//!   one.
 
 use std::path::{Path, PathBuf};
 
+use aiaa_datalist::{Entry, IMAGE, LABEL};
 use serde_json::{Map, Value};
 
-use crate::error::{Result, TrainError};
+use crate::error::Result;
 
-const LISTS: &[&str] = &["training", "validation"];
-const IGNORED: &[&str] = &[
+/// The top-level keys read: the two lists, and a Decathlon `dataset.json`'s others.
+const KNOWN: &[&str] = &[
+    "training",
+    "validation",
     "name",
     "description",
     "reference",
@@ -76,12 +80,7 @@ impl DataItem {
 
     /// The sample name used in errors: `training[3] (im1.nii.gz)`.
     pub fn name(&self) -> String {
-        match self
-            .files
-            .iter()
-            .find(|(k, _)| k == "image")
-            .or(self.files.first())
-        {
+        match self.files.iter().find(|(k, _)| k == IMAGE).or(self.files.first()) {
             Some((_, p)) => format!(
                 "{} ({})",
                 self.id(),
@@ -114,91 +113,61 @@ pub struct Datalist {
     pub validation: Vec<DataItem>,
 }
 
-fn looks_like_image(s: &str) -> bool {
-    aiaa_imaging::io::image_stem(s).is_some()
-}
-
 impl Datalist {
-    /// Reads `path`; relative file paths start at `file_root`, else at the datalist's folder.
-    /// Checks the structure and that every named file exists (not yet that it decodes: see
-    /// [`crate::data::FileCache::load`]). `label_required` lists the splits whose items need a
-    /// `label`.
+    /// Reads `path` (with `aiaa_datalist`); relative file paths start at `file_root`, else at
+    /// the datalist's folder. Checks what training needs on top of the format (see the
+    /// module docs) and that every named file exists (not yet that it decodes: see
+    /// [`crate::data::FileCache::load`]). `label_required` lists the splits whose items need
+    /// a `label`.
     pub fn read(path: &Path, file_root: Option<&Path>, label_required: &[Split]) -> Result<Datalist> {
-        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-        let json: Value = serde_json::from_str(&text).map_err(|e| TrainError::Datalist {
-            file: path.to_path_buf(),
-            item: "(file)".into(),
-            key: String::new(),
-            message: format!("not valid JSON: {e}"),
-        })?;
-        let root = match file_root {
-            Some(r) => r.to_path_buf(),
-            None => path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
-        };
-        Datalist::from_json(&json, path, root, label_required)
+        let list = aiaa_datalist::Datalist::read(path)?;
+        let root = list.root(file_root);
+        Datalist::check(&list, root, label_required)
     }
 
     /// Parses a datalist given as JSON; `file` is named in errors, `root` starts relative
     /// paths.
     pub fn from_json(json: &Value, file: &Path, root: PathBuf, label_required: &[Split]) -> Result<Datalist> {
-        let err = |item: &str, key: &str, message: String| TrainError::Datalist {
-            file: file.to_path_buf(),
-            item: item.to_string(),
-            key: key.to_string(),
-            message,
-        };
-        let obj = json
-            .as_object()
-            .ok_or_else(|| err("(top level)", "", "expected a JSON object".into()))?;
-        if let Some(k) = obj
-            .keys()
-            .find(|k| !LISTS.contains(&k.as_str()) && !IGNORED.contains(&k.as_str()))
-        {
-            return Err(err(
-                k,
-                "",
-                "unknown key (the lists are \"training\" and \"validation\")".into(),
-            ));
+        let list = aiaa_datalist::Datalist::from_json(json.clone(), file)?;
+        Datalist::check(&list, root, label_required)
+    }
+
+    /// The lists of `list` as training reads them: no unknown top-level key, a non-empty
+    /// `training`, every item checked by [`item`].
+    fn check(list: &aiaa_datalist::Datalist, root: PathBuf, label_required: &[Split]) -> Result<Datalist> {
+        if let Some(k) = list.unknown_key(KNOWN) {
+            return Err(list
+                .invalid(
+                    k,
+                    "",
+                    "unknown key (the lists are \"training\" and \"validation\")",
+                )
+                .into());
         }
         let mut lists = Vec::new();
         for split in [Split::Training, Split::Validation] {
-            let list = match obj.get(split.key()) {
-                None | Some(Value::Null) if split == Split::Validation => Vec::new(),
-                None | Some(Value::Null) => {
-                    return Err(err(
-                        "training",
-                        "",
-                        "the list is missing (seed 5.2: it is required)".into(),
-                    ));
-                }
-                Some(Value::Array(a)) => a.clone(),
-                Some(other) => {
-                    return Err(err(
-                        split.key(),
-                        "",
-                        format!(
-                            "expected a list of items, got {}",
-                            other.to_string().chars().take(40).collect::<String>()
-                        ),
-                    ));
+            let entries = match list.list(split.key())? {
+                Some(entries) => entries,
+                None if split == Split::Validation => Vec::new(),
+                None => {
+                    return Err(list
+                        .invalid("training", "", "the list is missing (seed 5.2: it is required)")
+                        .into());
                 }
             };
-            let mut items = Vec::with_capacity(list.len());
-            for (index, v) in list.iter().enumerate() {
-                items.push(parse_item(file, &root, split, index, v, label_required)?);
-            }
+            let items = entries
+                .iter()
+                .map(|e| item(e, &root, split, label_required))
+                .collect::<Result<Vec<_>>>()?;
             lists.push(items);
         }
         let validation = lists.pop().unwrap_or_default();
         let training = lists.pop().unwrap_or_default();
         if training.is_empty() {
-            return Err(err("training", "", "the list is empty".into()));
+            return Err(list.invalid("training", "", "the list is empty").into());
         }
         Ok(Datalist {
-            file: file.to_path_buf(),
+            file: list.file().to_path_buf(),
             root,
             training,
             validation,
@@ -211,92 +180,32 @@ impl Datalist {
     }
 }
 
-/// One item of a list (`v`, at `index`): its file keys (`image`, `label`, and strings that
-/// look like images) resolved against `root`, each an existing file; `image` present, and
-/// `label` where `split` needs one.
-fn parse_item(
-    file: &Path,
-    root: &Path,
-    split: Split,
-    index: usize,
-    v: &Value,
-    label_required: &[Split],
-) -> Result<DataItem> {
-    let err = |item: &str, key: &str, message: String| TrainError::Datalist {
-        file: file.to_path_buf(),
-        item: item.to_string(),
-        key: key.to_string(),
-        message,
-    };
-    let id = format!("{}[{index}]", split.key());
-    let Value::Object(map) = v else {
-        return Err(err(
-            &id,
-            "",
-            "expected an object such as {\"image\": …, \"label\": …}".into(),
-        ));
-    };
-    let mut entry = map.clone();
+/// One entry of a list: its files resolved against `root`, each an existing file; `image`
+/// present, and `label` where `split` needs one.
+fn item(e: &Entry<'_>, root: &Path, split: Split, label_required: &[Split]) -> Result<DataItem> {
     let mut files = Vec::new();
-    for (key, value) in map {
-        let is_file_key = key == "image" || key == "label";
-        let mut resolve = |s: &str| -> Result<String> {
-            if s.trim().is_empty() {
-                return Err(err(&id, key, "an empty path".into()));
-            }
-            let p = Path::new(s);
-            let full = if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                root.join(p)
-            };
-            if !full.is_file() {
-                return Err(err(
-                    &id,
-                    key,
-                    format!("{} does not exist or is not a file", full.display()),
-                ));
-            }
-            files.push((key.clone(), full.clone()));
-            Ok(full.to_string_lossy().into_owned())
-        };
-        let resolved = match value {
-            Value::String(s) if is_file_key || looks_like_image(s) => Value::String(resolve(s)?),
-            Value::Array(a) if key == "image" && !a.is_empty() && a.iter().all(Value::is_string) => {
-                Value::Array(
-                    a.iter()
-                        .map(|s| resolve(s.as_str().unwrap_or_default()).map(Value::String))
-                        .collect::<Result<Vec<_>>>()?,
-                )
-            }
-            _ if is_file_key => {
-                return Err(err(
-                    &id,
-                    key,
-                    if key == "label" {
-                        "expected a file path".into()
-                    } else {
-                        "expected a file path or a list of file paths (one per channel)".into()
-                    },
-                ));
-            }
-            other => other.clone(),
-        };
-        entry.insert(key.clone(), resolved);
+    let entry = e.map_files(|key, s| {
+        if s.trim().is_empty() {
+            return Err(e.invalid(key, "an empty path"));
+        }
+        let full = aiaa_datalist::resolve(root, s);
+        if !full.is_file() {
+            return Err(e.invalid(key, format!("{} does not exist or is not a file", full.display())));
+        }
+        files.push((key.to_string(), full.clone()));
+        Ok(full.to_string_lossy().into_owned())
+    })?;
+    if !entry.contains_key(IMAGE) {
+        return Err(e.invalid(IMAGE, "missing").into());
     }
-    if !entry.contains_key("image") {
-        return Err(err(&id, "image", "missing".into()));
-    }
-    if label_required.contains(&split) && !entry.contains_key("label") {
-        return Err(err(
-            &id,
-            "label",
-            format!("missing ({} items need a label)", split.key()),
-        ));
+    if label_required.contains(&split) && !entry.contains_key(LABEL) {
+        return Err(e
+            .invalid(LABEL, format!("missing ({} items need a label)", split.key()))
+            .into());
     }
     Ok(DataItem {
         split,
-        index,
+        index: e.index(),
         entry,
         files,
     })
@@ -305,6 +214,7 @@ fn parse_item(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TrainError;
     use serde_json::json;
 
     fn setup() -> tempfile::TempDir {

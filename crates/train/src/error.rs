@@ -117,3 +117,25 @@ impl TrainError {
 
 /// The crate's result type.
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;
+
+/// The datalist reader's errors as training reports them: a file that cannot be read as
+/// [`TrainError::Io`], anything else as [`TrainError::Datalist`] (`(file)` for the whole
+/// file).
+impl From<aiaa_datalist::DatalistError> for TrainError {
+    fn from(e: aiaa_datalist::DatalistError) -> Self {
+        match e {
+            aiaa_datalist::DatalistError::Read { file, source } => TrainError::io(file, source),
+            aiaa_datalist::DatalistError::Invalid {
+                file,
+                at,
+                field,
+                message,
+            } => TrainError::Datalist {
+                file,
+                item: if at.is_empty() { "(file)".into() } else { at },
+                key: field,
+                message,
+            },
+        }
+    }
+}

@@ -6,13 +6,16 @@
 //! ```
 //!
 //! `training` is required and every training case needs a label; `validation` is optional and
-//! its cases may lack a label (lists that only feed inference). Paths are relative item ids
-//! (no `..`, no leading `/`). Errors name the entry, e.g. `training[3].image is missing`.
+//! its cases may lack a label (lists that only feed inference); an entry has these two keys
+//! only. Paths are relative item ids (no `..`, no leading `/`). The text is read by
+//! `aiaa_datalist` (the format's one reader); these checks are the datastore's, on top.
+//! Errors name the entry, e.g. `training[3].image is missing`.
 //!
 //! A datalist is stored as JSON text at `datalists/<name>.json`: the text the client sent
 //! (after validation) when it sent text, else the canonical rendering of the structured list,
 //! so the text read back is the text stored.
 
+use aiaa_datalist::{Entry, IMAGE, LABEL};
 use aiaa_proto::datastore::v1::{Datalist, DatalistItem};
 use aiaa_runtime::names;
 use aiaa_runtime::store::Store;
@@ -53,69 +56,45 @@ pub fn validate(training: &[DatalistItem], validation: &[DatalistItem]) -> Resul
     check_items("validation", validation, false)
 }
 
-fn parse_section(section: &str, value: &Value) -> Result<Vec<DatalistItem>> {
-    let Value::Array(entries) = value else {
-        return Err(DatastoreError::InvalidArgument(format!(
-            "{section} must be a list of {{\"image\", \"label\"}} objects"
-        )));
-    };
+/// One list of a datalist as stored: entries of a path `image` and an optional path `label`,
+/// nothing else (a stored datalist holds only these: another key would be lost).
+fn parse_section(entries: &[Entry<'_>]) -> Result<Vec<DatalistItem>> {
     let mut items = Vec::with_capacity(entries.len());
-    for (i, entry) in entries.iter().enumerate() {
-        let Value::Object(fields) = entry else {
+    for e in entries {
+        if let Some(key) = e.fields().keys().find(|k| *k != IMAGE && *k != LABEL) {
             return Err(DatastoreError::InvalidArgument(format!(
-                "{section}[{i}] must be an object with \"image\" and \"label\""
+                "{} has an unknown key {key:?} (entries have \"image\" and \"label\")",
+                e.id()
             )));
-        };
-        for key in fields.keys() {
-            if key != "image" && key != "label" {
-                return Err(DatastoreError::InvalidArgument(format!(
-                    "{section}[{i}] has an unknown key {key:?} (entries have \"image\" and \"label\")"
-                )));
-            }
         }
-        let text = |key: &str| -> Result<String> {
-            match fields.get(key) {
-                None => Ok(String::new()),
-                Some(Value::String(s)) => Ok(s.clone()),
-                Some(_) => Err(DatastoreError::InvalidArgument(format!(
-                    "{section}[{i}].{key} must be a string"
-                ))),
-            }
-        };
         items.push(DatalistItem {
-            image: text("image")?,
-            label: text("label")?,
+            image: e.path(IMAGE)?.unwrap_or_default().to_string(),
+            label: e.path(LABEL)?.unwrap_or_default().to_string(),
         });
     }
     Ok(items)
 }
 
-/// Parses and validates the seed's `datalist.json` text.
-pub fn parse(json: &str) -> Result<(Vec<DatalistItem>, Vec<DatalistItem>)> {
-    let value: Value = serde_json::from_str(json)
-        .map_err(|e| DatastoreError::InvalidArgument(format!("datalist JSON does not parse: {e}")))?;
-    let Value::Object(top) = value else {
-        return Err(DatastoreError::InvalidArgument(
-            "datalist JSON must be an object with \"training\" (and optionally \"validation\")".into(),
-        ));
-    };
-    for key in top.keys() {
-        if key != "training" && key != "validation" {
-            return Err(DatastoreError::InvalidArgument(format!(
-                "datalist has an unknown key {key:?} (a datalist has \"training\" and \"validation\")"
-            )));
-        }
+/// Parses and validates the seed's `datalist.json` text (read by `aiaa_datalist`; `name`
+/// names it in errors): the lists `training` (required) and `validation`, no other key, each
+/// entry checked by [`validate`].
+pub fn parse(name: &str, json: &str) -> Result<(Vec<DatalistItem>, Vec<DatalistItem>)> {
+    let list = aiaa_datalist::Datalist::parse(json, name)?;
+    if let Some(key) = list.unknown_key(&["training", "validation"]) {
+        return Err(DatastoreError::InvalidArgument(format!(
+            "datalist has an unknown key {key:?} (a datalist has \"training\" and \"validation\")"
+        )));
     }
-    let training = match top.get("training") {
-        Some(v) => parse_section("training", v)?,
+    let training = match list.list("training")? {
+        Some(entries) => parse_section(&entries)?,
         None => {
             return Err(DatastoreError::InvalidArgument(
                 "datalist: training is missing".into(),
             ));
         }
     };
-    let validation = match top.get("validation") {
-        Some(v) => parse_section("validation", v)?,
+    let validation = match list.list("validation")? {
+        Some(entries) => parse_section(&entries)?,
         None => Vec::new(),
     };
     validate(&training, &validation)?;
@@ -191,7 +170,7 @@ impl Datalists {
                 )
             }
             None if !json.trim().is_empty() => {
-                let (training, validation) = parse(json)?;
+                let (training, validation) = parse(name, json)?;
                 (training, validation, json.to_string())
             }
             None => {
@@ -235,7 +214,7 @@ impl Datalists {
             .map_err(|e| DatastoreError::store(format!("read datalist {name:?}"), e))?;
         let text = String::from_utf8(bytes.to_vec())
             .map_err(|_| DatastoreError::Internal(format!("stored datalist {name:?} is not UTF-8")))?;
-        let (training, validation) = parse(&text).map_err(|e| {
+        let (training, validation) = parse(name, &text).map_err(|e| {
             DatastoreError::Internal(format!("stored datalist {name:?} no longer validates: {e}"))
         })?;
         Ok(Datalist {
@@ -293,12 +272,12 @@ mod tests {
     {"image": "val/im2.nii.gz"}
   ]
 }"#;
-        let (t, v) = parse(text).unwrap();
+        let (t, v) = parse("spleen", text).unwrap();
         assert_eq!(t.len(), 2);
         assert_eq!(v[1].label, "");
         let again: Value = serde_json::from_str(&render(&t, &v)).unwrap();
         assert_eq!(again, serde_json::from_str::<Value>(text).unwrap());
-        let (t, v) = parse(r#"{"training": []}"#).unwrap();
+        let (t, v) = parse("empty", r#"{"training": []}"#).unwrap();
         assert!(t.is_empty() && v.is_empty());
         assert_eq!(render(&t, &v).trim(), "{\n  \"training\": []\n}");
     }
@@ -324,7 +303,7 @@ mod tests {
             ),
             (
                 r#"{"training": [{"image": 3, "label": "b"}]}"#,
-                "training[0].image must be a string",
+                "datalist bad: training[0].image: expected a file path",
             ),
             (
                 r#"{"training": [{"image": "a", "label": "b", "x": 1}]}"#,
@@ -332,15 +311,15 @@ mod tests {
             ),
             (r#"{"validation": []}"#, "training is missing"),
             (r#"{"training": [], "testing": []}"#, "unknown key \"testing\""),
-            (r#"[1]"#, "must be an object"),
-            (r#"{"training": {}}"#, "training must be a list"),
-            ("{nope", "does not parse"),
+            (r#"[1]"#, "expected a JSON object"),
+            (r#"{"training": {}}"#, "training: expected a list"),
+            ("{nope", "datalist bad: not valid JSON"),
         ];
         for (text, expected) in cases {
-            let err = parse(text).unwrap_err().to_string();
+            let err = parse("bad", text).unwrap_err().to_string();
             assert!(err.contains(expected), "{text}: {err}");
         }
-        let err = parse(r#"{"training": [{"image": "a/../../b", "label": "b"}]}"#)
+        let err = parse("bad", r#"{"training": [{"image": "a/../../b", "label": "b"}]}"#)
             .unwrap_err()
             .to_string();
         assert!(err.contains("training[0].image") && err.contains(".."), "{err}");

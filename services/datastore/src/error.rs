@@ -66,6 +66,14 @@ impl DatastoreError {
     }
 }
 
+/// A datalist that does not read (the message names it, the entry and the field) is the
+/// client's to fix.
+impl From<aiaa_datalist::DatalistError> for DatastoreError {
+    fn from(e: aiaa_datalist::DatalistError) -> Self {
+        DatastoreError::InvalidArgument(e.to_string())
+    }
+}
+
 pub use aiaa_runtime::error::{Exhausted, REASON_KEY};
 
 /// Shorthand for results in this crate.

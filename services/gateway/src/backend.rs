@@ -73,9 +73,7 @@ impl Backends {
             None => (None, None),
         };
         Ok(Self {
-            datastore: DatastoreServiceClient::new(ds.clone())
-                .max_decoding_message_size(max_message_bytes)
-                .max_encoding_message_size(max_message_bytes),
+            datastore: aiaa_runtime::client::datastore(ds.clone(), max_message_bytes),
             datastore_health: HealthClient::new(ds),
             inference,
             inference_health,

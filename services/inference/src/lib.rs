@@ -17,9 +17,8 @@ pub mod service;
 
 use aiaa_engines::{device, engines, pool};
 
-use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
 use aiaa_proto::inference::v1::inference_service_server::InferenceServiceServer;
-use aiaa_proto::registry::v1::registry_service_client::RegistryServiceClient;
+use aiaa_runtime::client;
 use aiaa_runtime::config::{AuthArgs, GrpcArgs};
 use aiaa_runtime::server::{self, RunningServer, ServerSpec};
 use tokio_util::sync::CancellationToken;
@@ -71,16 +70,8 @@ pub async fn start(
     };
     let devices = device::Devices::start(&device::parse_devices(&args.device)?, args.threads)?;
     let models = models::Models::new(devices.clone(), args.model_dir(), args.model_roots());
-    let datastore = DatastoreServiceClient::new(aiaa_runtime::client::lazy(
-        &args.datastore_url,
-        auth.api_key.clone(),
-    )?)
-    .max_decoding_message_size(grpc.message.max_message_bytes);
-    let registry = RegistryServiceClient::new(aiaa_runtime::client::lazy(
-        &args.registry_url,
-        auth.api_key.clone(),
-    )?)
-    .max_decoding_message_size(grpc.message.max_message_bytes);
+    let (datastore, registry) =
+        client::datastore_and_registry(&args.datastore_url, &args.registry_url, auth, &grpc.message)?;
     let limits = args.limits();
     tracing::info!(?limits, "inference memory limits");
     let images = images::Images::new(

@@ -38,6 +38,14 @@ pub enum TrainerError {
     Internal(String),
 }
 
+/// A datalist in a request that does not read (the message names it, the entry and the
+/// field) is the caller's to fix.
+impl From<aiaa_datalist::DatalistError> for TrainerError {
+    fn from(e: aiaa_datalist::DatalistError) -> Self {
+        TrainerError::InvalidRequest(e.to_string())
+    }
+}
+
 impl TrainerError {
     /// A file-system error for `path` (the core's [`aiaa_train::TrainError::Io`]).
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

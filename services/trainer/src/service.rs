@@ -13,10 +13,9 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 
 use aiaa_proto::common::v1::{Job, JobRef, ListJobsRequest, ListJobsResponse};
-use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
-use aiaa_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use aiaa_proto::trainer::v1::trainer_service_server::{TrainerService, TrainerServiceServer};
 use aiaa_proto::trainer::v1::{EvaluationRequest, ExportRequest, TrainingRequest};
+use aiaa_runtime::client;
 use aiaa_runtime::config::{AuthArgs, GrpcArgs};
 use aiaa_runtime::server::{self, RunningServer, ServerSpec};
 use aiaa_runtime::store::Store;
@@ -180,16 +179,8 @@ pub async fn start(
     args.validate()?;
     let work_root = args.work_dir();
     std::fs::create_dir_all(&work_root).map_err(|e| TrainerError::io(&work_root, e))?;
-    let datastore = DatastoreServiceClient::new(aiaa_runtime::client::lazy(
-        &args.datastore_url,
-        auth.api_key.clone(),
-    )?)
-    .max_decoding_message_size(grpc.message.max_message_bytes);
-    let registry = RegistryServiceClient::new(aiaa_runtime::client::lazy(
-        &args.registry_url,
-        auth.api_key.clone(),
-    )?)
-    .max_decoding_message_size(grpc.message.max_message_bytes);
+    let (datastore, registry) =
+        client::datastore_and_registry(&args.datastore_url, &args.registry_url, auth, &grpc.message)?;
     let fetcher = Fetcher::new(
         datastore,
         registry,

@@ -1,5 +1,6 @@
-//! Shared by the trainer's integration tests: the real test data, tiny train configs on it,
-//! and the Python that reads TensorBoard files and runs TorchScript.
+//! Shared by the trainer's integration tests: the real test data and the tiny train config
+//! on it (both from `aiaa_testdata`), and the Python that reads TensorBoard files and runs
+//! TorchScript.
 
 #![allow(dead_code)]
 
@@ -9,6 +10,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde_json::{Value, json};
 
+#[allow(unused_imports)] // not every test binary uses them all
+pub use aiaa_testdata::train::brain_datalist;
+use aiaa_testdata::train::{TinyTrain, flip};
 #[allow(unused_imports)] // not every test binary uses both
 pub use aiaa_testdata::{repo_root, testdata};
 
@@ -18,60 +22,18 @@ pub fn lock() -> MutexGuard<'static, ()> {
     L.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A tiny DEXTR3D-style config on the real brain data: 16³ crops around the brain, a
-/// one-level U-Net with 4 filters, two input channels (image + extreme points).
+/// A tiny DEXTR3D-style config on the real brain data ([`TinyTrain`]): 16³ crops around the
+/// brain, a one-level U-Net with 4 filters, random flips, the learning rate halved every 10
+/// steps.
 pub fn tiny_config(epochs: u64, per_valid: u64) -> Value {
-    let crop = |pad: u64| {
-        json!({"name": "transforms.CropForegroundObject", "size": [16, 16, 16],
-               "image_field": "image", "label_field": "label", "pad": pad})
-    };
-    json!({
-        "num_channels": 2,
-        "num_classes": 2,
-        "batch_size": 2,
-        "epochs": epochs,
-        "num_workers": 2,
-        "network_input_size": [16, 16, 16],
-        "num_training_epoch_per_valid": per_valid,
-        "seed": 3,
-        "checkpoint_interval_s": 0,
-        "net_config": {"name": "UNet3D", "num_filters": 4, "levels": 1},
-        "train": {
-            "loss": {"name": "losses.dice_ce_loss"},
-            "optimizer": {"name": "Adam", "lr": 1e-2},
-            "lr_policy": {"name": "lr_policy.DecayLRonStep", "decay_ratio": 0.5, "decay_freq": 10},
-            "pre_transforms": [
-                {"name": "transforms.LoadNifty", "fields": ["image", "label"]},
-                crop(20),
-                {"name": "transforms.FlipAxisRandom", "fields": ["image", "label"], "axis": [0]},
-                {"name": "transforms.NormalizeIntensity", "fields": "image"},
-                {"name": "transforms.AddExtremePointsChannel", "image_field": "image",
-                 "label_field": "label", "sigma": 2, "pert": 1}
-            ]
-        },
-        "validate": {
-            "metrics": [{"name": "MetricAverageFromArrayDice", "tag": "mean_dice",
-                         "stopping_metric": true, "applied_key": "model"}],
-            "pre_transforms": [
-                {"name": "transforms.LoadNifty", "fields": ["image", "label"]},
-                crop(13),
-                {"name": "transforms.NormalizeIntensity", "fields": "image"},
-                {"name": "transforms.AddExtremePointsChannel", "image_field": "image",
-                 "label_field": "label", "sigma": 2, "pert": 0}
-            ]
-        }
-    })
-}
-
-/// A datalist with the MNI152 head `copies` times in `training` (each copy gets its own
-/// augmentation) and the ROBEX atlas in `validation`.
-pub fn brain_datalist(copies: usize) -> Value {
-    let t = testdata();
-    let item = |dir: &str, image: &str, label: &str| json!({"image": t.join(dir).join(image), "label": t.join(dir).join(label)});
-    json!({
-        "training": (0..copies).map(|_| item("mni152", "MNI152_T1.nii.gz", "MNI152_mask.nii.gz")).collect::<Vec<_>>(),
-        "validation": [item("robex", "atlas.nii.gz", "atlas_mask.nii.gz")]
-    })
+    TinyTrain {
+        epochs,
+        per_valid,
+        lr_policy: Some(json!({"name": "lr_policy.DecayLRonStep", "decay_ratio": 0.5, "decay_freq": 10})),
+        spatial_augment: vec![flip()],
+        ..TinyTrain::default()
+    }
+    .config()
 }
 
 /// Writes `value` as JSON to `dir/name` and returns the path.

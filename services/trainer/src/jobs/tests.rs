@@ -5,8 +5,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use aiaa_proto::common::v1::{Job, JobState};
-use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
-use aiaa_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use aiaa_proto::trainer::v1::{Source, TrainingRequest, source};
 use aiaa_runtime::store::Store;
 use futures::StreamExt;
@@ -23,9 +21,16 @@ use crate::sources::{Fetcher, SourceSpec};
 fn jobs(dir: &Path, program: &Path, shutdown: CancellationToken) -> (Jobs, Store) {
     let store = aiaa_runtime::store::open(dir.join("store").to_str().unwrap()).unwrap();
     let nowhere = "http://127.0.0.1:9";
+    let (datastore, registry) = aiaa_runtime::client::datastore_and_registry(
+        nowhere,
+        nowhere,
+        &Default::default(),
+        &Default::default(),
+    )
+    .unwrap();
     let fetcher = Fetcher::new(
-        DatastoreServiceClient::new(aiaa_runtime::client::lazy(nowhere, None).unwrap()),
-        RegistryServiceClient::new(aiaa_runtime::client::lazy(nowhere, None).unwrap()),
+        datastore,
+        registry,
         store.clone(),
         1 << 20,
         Some(dir.join("files")),

@@ -1,5 +1,6 @@
 //! Fetching a datalist: the list itself (inline, datastore, trainer object or registry), then
-//! every file it names, and the list rewritten with the local paths.
+//! every file it names (the files of `aiaa_datalist`'s format, in every list), and the list
+//! rewritten with the local paths.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -7,11 +8,10 @@ use std::path::{Path, PathBuf};
 use aiaa_proto::datastore::v1::{DatalistRef, ItemKind};
 use aiaa_proto::registry::v1::ModelFile;
 use aiaa_runtime::names;
-use serde_json::Value;
 
 use crate::error::{Result, TrainerError};
 
-use super::{Fetcher, RegistryRef, Role, SourceSpec, has_image_suffix, invalid, io, remote, safe_relative};
+use super::{Fetcher, RegistryRef, Role, SourceSpec, invalid, io, remote, safe_relative};
 
 impl Fetcher {
     /// Fetches a datalist and every file it names into `dir` (see the module docs) and
@@ -72,20 +72,15 @@ impl Fetcher {
                 (text, Some(version_dir))
             }
         };
+        // Read as every datalist is (`aiaa_datalist`), named as the request names it.
+        let mut list = aiaa_datalist::Datalist::parse(&text, format!("({})", spec.describe()))?;
         let what = format!("datalist ({})", spec.describe());
-        let mut list: Value =
-            serde_json::from_str(&text).map_err(|e| invalid(format!("{what} is not valid JSON: {e}")))?;
-        let Value::Object(sections) = &mut list else {
-            return Err(invalid(format!(
-                "{what} must be a JSON object with a training (and validation) list"
-            )));
-        };
         // Every path to its local place (datastore items are noted in `wanted`), then the
         // downloads, then the places the downloads actually took (a suffix may be added).
         let mut wanted: BTreeMap<(i32, String), PathBuf> = BTreeMap::new();
-        for_each_path(sections, &what, &mut |key, p| {
+        list.map_files(|key, p| {
             let local = self.local_path(&what, key, p, registry_dir.as_deref(), dir, &mut wanted)?;
-            Ok(local.to_string_lossy().into_owned())
+            Ok::<_, TrainerError>(local.to_string_lossy().into_owned())
         })?;
         let total = wanted.len() as u64;
         progress(0, total);
@@ -102,12 +97,13 @@ impl Fetcher {
             progress(done as u64 + 1, total);
         }
         if !moved.is_empty() {
-            for_each_path(sections, &what, &mut |_, p| {
-                Ok(moved.get(p).cloned().unwrap_or_else(|| p.to_string()))
+            list.map_files(|_, p| {
+                Ok::<_, TrainerError>(moved.get(p).cloned().unwrap_or_else(|| p.to_string()))
             })?;
         }
         let path = dir.join("datalist.json");
-        let text = serde_json::to_string_pretty(&list).map_err(|e| TrainerError::Internal(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&list.into_json())
+            .map_err(|e| TrainerError::Internal(e.to_string()))?;
         tokio::fs::write(&path, text).await.map_err(|e| io(&path, e))?;
         Ok(path)
     }
@@ -157,45 +153,6 @@ impl Fetcher {
             .or_insert(target.clone());
         Ok(target)
     }
-}
-
-/// Calls `f(key, path)` on every path of a datalist's lists (`image` strings or lists,
-/// `label`, and other keys' strings that name image files) and replaces the path with its
-/// answer.
-fn for_each_path(
-    sections: &mut serde_json::Map<String, Value>,
-    what: &str,
-    f: &mut dyn FnMut(&str, &str) -> Result<String>,
-) -> Result<()> {
-    let mut one = |key: &str, value: &mut Value| -> Result<()> {
-        if let Value::String(p) = value
-            && (key == "image" || key == "label" || has_image_suffix(p))
-        {
-            *value = Value::String(f(key, p)?);
-        }
-        Ok(())
-    };
-    for (section, entries) in sections.iter_mut() {
-        let Value::Array(entries) = entries else {
-            continue;
-        };
-        for (i, entry) in entries.iter_mut().enumerate() {
-            let Value::Object(fields) = entry else {
-                return Err(invalid(format!("{what}: {section}[{i}] must be an object")));
-            };
-            for (key, value) in fields.iter_mut() {
-                match value {
-                    Value::Array(items) if key == "image" => {
-                        for v in items {
-                            one(key, v)?;
-                        }
-                    }
-                    v => one(key, v)?,
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The datastore kind of a datalist key's files.

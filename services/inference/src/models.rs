@@ -34,6 +34,7 @@ pub fn proto_info(i: &aiaa_engines::ModelInfo) -> ModelInfo {
         padding: i.padding,
         sigma: i.sigma,
         engine: i.engine.clone(),
+        torchscript: i.torchscript.to_string(),
     }
 }
 
@@ -105,7 +106,7 @@ impl Models {
             .write()
             .map_err(|_| InferenceError::Internal("model table poisoned".into()))?
             .insert(spec.name.clone(), engine);
-        tracing::info!(model = %info.name, engine = %info.engine, "model loaded");
+        tracing::info!(model = %info.name, engine = %info.engine, torchscript = %info.torchscript, "model loaded");
         metrics::gauge!("aiaa_inference_models_loaded").set(self.list("", "").len() as f64);
         Ok(info)
     }

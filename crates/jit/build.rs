@@ -11,9 +11,10 @@
 //! - `LIBTORCH_USE_PYTORCH` set (the project's scripts, `scripts/env.sh`): ask the active
 //!   Python's torch (`python` inside a virtualenv, else `python3`, as torch-sys does) for
 //!   `cpp_extension.include_paths()`, `library_paths()` and `_GLIBCXX_USE_CXX11_ABI`;
-//! - otherwise (a `LIBTORCH` folder or `/usr`): `LIBTORCH_INCLUDE`, else the folder above
-//!   the library folder, with `include` and `include/torch/csrc/api/include`; the ABI from
-//!   `LIBTORCH_CXX11_ABI`, default 1 (torch-sys' defaults).
+//! - otherwise (a `LIBTORCH` folder, as the container build uses, or `/usr`):
+//!   `LIBTORCH_INCLUDE`, else `LIBTORCH`, else the folder above the library folder, with
+//!   `include` and `include/torch/csrc/api/include`; the ABI from `LIBTORCH_CXX11_ABI`,
+//!   default 1 (torch-sys' defaults).
 //!
 //! Nothing is downloaded: a missing libtorch is torch-sys' error, which comes first.
 
@@ -113,7 +114,10 @@ fn from_python(lib: &Path) -> Libtorch {
 }
 
 fn from_folder(lib: &Path) -> Libtorch {
+    // torch-sys: LIBTORCH_INCLUDE, else the LIBTORCH folder, else (a system install, /usr)
+    // the folder above the libraries.
     let root = std::env::var_os("LIBTORCH_INCLUDE")
+        .or_else(|| std::env::var_os("LIBTORCH"))
         .map(PathBuf::from)
         .or_else(|| lib.parent().map(Path::to_path_buf))
         .expect("the libtorch library folder has a parent");

@@ -1,5 +1,6 @@
 //! Forward time of a TorchScript file as loaded ("plain") and frozen + optimised for
-//! inference ("frozen"), both under inference mode, on the CPU.
+//! inference ("frozen", as `prepare()` serves it: warmed up), both under inference mode, on
+//! the CPU.
 //!
 //! ```sh
 //! source scripts/env.sh
@@ -9,15 +10,17 @@
 //! ```
 //!
 //! Arguments: the file, the input shape, rounds (default 20), threads (default 2). Prints
-//! the first [`COLD`] calls of each form (what a warm-up must absorb), then the median of
-//! `rounds` alternating rounds (plain, frozen, plain, ...: both see the same machine load),
-//! and the largest difference between their outputs. The work is libtorch's, so a dev build
+//! the first [`COLD`] calls of each form (what a warm-up must absorb) and of the frozen form
+//! after `prepare()`'s warm-up (what the first request after a load costs), then the median of
+//! `rounds` alternating rounds (plain, frozen only, frozen, plain, ...: all see the same
+//! machine load; "frozen only" is `freeze` without `optimize_for_inference`), and the largest
+//! difference between the plain and frozen outputs. The work is libtorch's, so a dev build
 //! measures the same as a release one (dependencies are optimised in every profile).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use aiaa_jit::Module;
+use aiaa_jit::{Form, Module, Policy, WARM_RUNS, prepare};
 use tch::{Device, Kind, Tensor};
 
 /// Calls timed one by one from the start.
@@ -54,33 +57,62 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let plain = Module::load(&path, Device::Cpu)?;
     let t = Instant::now();
-    let frozen = plain.freeze()?.optimize_for_inference()?;
+    let cold = plain.freeze()?.optimize_for_inference()?;
     let freeze_ms = t.elapsed().as_secs_f64() * 1e3;
     println!(
         "{} input {shape:?}, {threads} threads, freeze + optimize_for_inference {freeze_ms:.0} ms",
         path.display()
     );
-    for (name, m) in [("plain", &plain), ("frozen", &frozen)] {
-        let cold: Vec<String> = (0..COLD)
+    let first = |m: &Module| -> String {
+        (0..COLD)
             .map(|_| format!("{:.0}", ms(|| drop(m.forward(&x).unwrap()))))
-            .collect();
-        println!("  first {COLD} calls, {name}: {} ms", cold.join(", "));
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("  first {COLD} calls, plain: {} ms", first(&plain));
+    println!("  first {COLD} calls, frozen, no warm-up: {} ms", first(&cold));
+    drop(cold);
+    // The serving path: frozen, optimised and warmed up as the engines load a model.
+    let t = Instant::now();
+    let prepared = prepare("bench", &path, Device::Cpu, Policy::Freeze, &[x.shallow_clone()])?;
+    let prepare_ms = t.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(prepared.form, Form::Frozen);
+    let frozen = prepared.module;
+    println!(
+        "  first {COLD} calls, frozen, after prepare() ({prepare_ms:.0} ms, {WARM_RUNS} warm-up calls): {} ms",
+        first(&frozen)
+    );
+    // Frozen without optimize_for_inference, for comparison (what it alone contributes).
+    let frozen_only = plain.freeze()?;
+    for _ in 0..WARM_RUNS {
+        drop(frozen_only.forward(&x)?);
     }
-    let (mut p, mut f) = (Vec::new(), Vec::new());
+    let forms = [
+        ("plain", &plain),
+        ("frozen only", &frozen_only),
+        ("frozen", &frozen),
+    ];
+    let mut times = vec![Vec::new(); forms.len()];
     for _ in 0..rounds {
-        p.push(ms(|| drop(plain.forward(&x).unwrap())));
-        f.push(ms(|| drop(frozen.forward(&x).unwrap())));
+        for (i, (_, m)) in forms.iter().enumerate() {
+            times[i].push(ms(|| drop(m.forward(&x).unwrap())));
+        }
     }
     let diff = (plain.forward(&x)? - frozen.forward(&x)?)
         .abs()
         .max()
         .double_value(&[]);
-    let (mp, mf) = (median(p.clone()), median(f.clone()));
+    let medians: Vec<f64> = times.iter().map(|t| median(t.clone())).collect();
     println!(
-        "  median of {rounds} alternating rounds: plain {mp:.1} ms, frozen {mf:.1} ms ({:.2}x); max |plain - frozen| {diff:.2e}",
-        mp / mf
+        "  median of {rounds} alternating rounds: plain {:.1} ms, frozen only {:.1} ms, frozen {:.1} ms (plain / frozen {:.2}x); max |plain - frozen| {diff:.2e}",
+        medians[0],
+        medians[1],
+        medians[2],
+        medians[0] / medians[2]
     );
     let list = |v: &[f64]| v.iter().map(|t| format!("{t:.0}")).collect::<Vec<_>>().join(" ");
-    println!("  rounds, plain: {}\n  rounds, frozen: {}", list(&p), list(&f));
+    for ((name, _), t) in forms.iter().zip(&times) {
+        println!("  rounds, {name}: {}", list(t));
+    }
     Ok(())
 }

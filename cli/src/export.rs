@@ -185,7 +185,7 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<()> {
     };
     let out = tokio::task::spawn_blocking(move || export(&job)).await??;
     println!(
-        "Exported {} ({:.2} MB, TorchScript, {}) and {} for {}.",
+        "Exported {} ({:.2} MB, TorchScript, {}, serves {}) and {} for {}.",
         out.model_path.display(),
         out.model_bytes as f64 / 1e6,
         if precision == Precision::Fp16 {
@@ -193,6 +193,7 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<()> {
         } else {
             "fp32"
         },
+        out.torchscript,
         out.config_path.display(),
         out.engine.class()
     );

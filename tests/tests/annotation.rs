@@ -53,6 +53,11 @@ async fn deepbet_segments_the_held_out_robex_head_through_the_gateway() {
     assert_eq!(m["type"], "segmentation");
     assert_eq!(m["labels"], serde_json::json!(["brain"]));
     assert!(m["version"].is_string() && m["description"].is_string(), "{m}");
+    // Every shipped model serves its TorchScript frozen and optimised for inference (the
+    // inference service's ModelInfo.torchscript, through the gateway).
+    for m in models.as_array().unwrap() {
+        assert_eq!(m["torchscript"], "frozen", "{m}");
+    }
 
     // The Python client's shape, the image inline.
     let body = python_body(&[("params", "{}")], &[("image", "atlas.nii.gz", &image_bytes)]);

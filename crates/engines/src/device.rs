@@ -1,6 +1,11 @@
 //! The model backend: TorchScript modules on libtorch, each device served by one owner
 //! thread that loads, runs and drops the modules placed on it.
 //!
+//! Modules are made ready to serve by `aiaa-jit` on their device's thread: frozen and
+//! optimised for inference (unless [`Devices::start_with`] says [`Policy::Plain`]), warmed
+//! up on the engine's inputs, run under inference mode; [`Net::form`] says which form serves
+//! (the simpler forms take over, with a warning in the log, when freezing fails).
+//!
 //! Why one thread per device: libtorch's intra-op thread pool (CPU) or a CUDA stream already
 //! uses the whole device for one forward pass, so running passes one after another on one
 //! thread is as fast as running them together and keeps memory bounded (one activation set at
@@ -15,7 +20,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tch::{CModule, Device, IValue, Kind, Tensor};
+use aiaa_jit::{Form, JitError, Module, Policy};
+use tch::{Device, Kind, Tensor};
 
 use crate::engines::Activation;
 use crate::error::{EngineError, Result};
@@ -28,7 +34,10 @@ enum Job {
         key: u64,
         name: String,
         path: PathBuf,
-        reply: Reply<()>,
+        /// Network inputs of every shape the engine will send, for the warm-up.
+        warm: Vec<Tensor>,
+        policy: Policy,
+        reply: Reply<Form>,
     },
     Unload {
         key: u64,
@@ -72,6 +81,7 @@ struct Worker {
 pub struct Devices {
     workers: Arc<Vec<Worker>>,
     next_key: Arc<AtomicU64>,
+    policy: Policy,
 }
 
 impl std::fmt::Debug for Devices {
@@ -112,7 +122,14 @@ pub fn parse_devices(spec: &str) -> Result<Vec<Device>> {
 
 impl Devices {
     /// Starts one owner thread per device; `threads` > 0 sets libtorch's intra-op threads.
+    /// Modules are frozen and optimised for inference ([`Policy::Freeze`]).
     pub fn start(devices: &[Device], threads: usize) -> Result<Devices> {
+        Self::start_with(devices, threads, Policy::Freeze)
+    }
+
+    /// [`Devices::start`] with modules served as `policy` says ([`Policy::Plain`]: as
+    /// loaded, for comparisons).
+    pub fn start_with(devices: &[Device], threads: usize, policy: Policy) -> Result<Devices> {
         if threads > 0 {
             tch::set_num_threads(threads as i32);
         }
@@ -136,6 +153,7 @@ impl Devices {
         Ok(Devices {
             workers: Arc::new(workers),
             next_key: Arc::new(AtomicU64::new(1)),
+            policy,
         })
     }
 
@@ -172,13 +190,17 @@ impl Devices {
         self.workers.len()
     }
 
-    /// Loads a TorchScript file onto every device (blocking: call from a blocking thread).
-    pub fn load(&self, name: &str, path: &Path) -> Result<Net> {
+    /// Loads a TorchScript file onto every device, ready to serve (blocking: call from a
+    /// blocking thread): frozen and optimised as the devices' policy says, then warmed up
+    /// with `warm`, network inputs (`[N, C, ...]` `f32` on the CPU) of every shape the
+    /// engine will send, so the first request after the load costs what later ones do.
+    pub fn load(&self, name: &str, path: &Path, warm: &[Tensor]) -> Result<Net> {
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
-        let net = Net {
+        let mut net = Net {
             key,
             name: name.to_string(),
             devices: self.clone(),
+            form: Form::Frozen,
         };
         for w in self.workers.iter() {
             let (reply, rx) = mpsc::sync_channel(1);
@@ -188,10 +210,15 @@ impl Devices {
                     key,
                     name: name.to_string(),
                     path: path.to_path_buf(),
+                    warm: warm.iter().map(Tensor::shallow_clone).collect(),
+                    policy: self.policy,
                     reply,
                 },
             )?;
-            receive(rx)?;
+            net.form = net.form.min(receive(rx)?);
+        }
+        if self.workers.is_empty() {
+            net.form = Form::Plain;
         }
         Ok(net)
     }
@@ -213,11 +240,16 @@ pub struct Net {
     key: u64,
     name: String,
     devices: Devices,
+    /// The least optimised form serving on any device.
+    form: Form,
 }
 
 impl std::fmt::Debug for Net {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Net").field("name", &self.name).finish()
+        f.debug_struct("Net")
+            .field("name", &self.name)
+            .field("form", &self.form)
+            .finish()
     }
 }
 
@@ -270,6 +302,11 @@ impl Net {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// Which form of the module serves (the least optimised one over the devices).
+    pub fn form(&self) -> Form {
+        self.form
+    }
 }
 
 impl Drop for Net {
@@ -282,24 +319,25 @@ impl Drop for Net {
 
 /// The owner thread: holds the modules of its device and runs their jobs in order.
 fn owner(device: Device, jobs: mpsc::Receiver<Job>, waiting: Arc<AtomicUsize>, busy_ns: Arc<AtomicU64>) {
+    // The forward pass itself runs under inference mode (in the shim); what the thread does
+    // to its output (activation, reordering) needs no gradients either.
     let _guard = tch::no_grad_guard();
-    let mut modules: HashMap<u64, CModule> = HashMap::new();
+    let mut modules: HashMap<u64, Module> = HashMap::new();
     while let Ok(job) = jobs.recv() {
         match job {
             Job::Load {
                 key,
                 name,
                 path,
+                warm,
+                policy,
                 reply,
             } => {
-                let loaded = CModule::load_on_device(&path, device)
-                    .map(|mut m| {
-                        m.set_eval();
-                        m
-                    })
+                let loaded = aiaa_jit::prepare(&name, &path, device, policy, &warm)
                     .map_err(|e| load_error(&name, &path, &e));
-                let _ = reply.send(loaded.map(|m| {
-                    modules.insert(key, m);
+                let _ = reply.send(loaded.map(|p| {
+                    modules.insert(key, p.module);
+                    p.form
                 }));
             }
             Job::Unload { key } => {
@@ -329,10 +367,12 @@ fn owner(device: Device, jobs: mpsc::Receiver<Job>, waiting: Arc<AtomicUsize>, b
 
 /// A model file libtorch could not load, as the caller sees it: the file's name and the
 /// first line of libtorch's reason (e.g. "PytorchStreamReader failed reading zip archive"),
-/// as a configuration error (the gateway's 400). The whole message, with libtorch's
-/// backtrace, goes to the log only.
-fn load_error(name: &str, path: &Path, e: &tch::TchError) -> EngineError {
-    let full = e.to_string();
+/// as a configuration error (the gateway's 400). The whole message goes to the log only.
+fn load_error(name: &str, path: &Path, e: &JitError) -> EngineError {
+    let full = match e {
+        JitError::Load { reason, .. } => reason.clone(),
+        e => e.to_string(),
+    };
     tracing::warn!(model = %name, path = %path.display(), error = %full, "loading a TorchScript file failed");
     let reason = full
         .lines()
@@ -349,14 +389,13 @@ fn load_error(name: &str, path: &Path, e: &tch::TchError) -> EngineError {
     ))
 }
 
-fn run(m: &CModule, input: Tensor, finish: Option<Finish>, device: Device) -> Result<Tensor> {
-    let failed = |e: tch::TchError| EngineError::Model {
+fn run(m: &Module, input: Tensor, finish: Option<Finish>, device: Device) -> Result<Tensor> {
+    let x = input.to_device(device).contiguous();
+    // The shim answers the first tensor of the module's output (a tuple's or list's too).
+    let t = m.forward(&x).map_err(|e| EngineError::Model {
         model: String::new(),
         reason: e.to_string(),
-    };
-    let x = input.to_device(device).contiguous();
-    let out = m.forward_is(&[IValue::Tensor(x)]).map_err(failed)?;
-    let t = first_tensor(out).ok_or_else(|| EngineError::Internal("the model returned no tensor".into()))?;
+    })?;
     let t = t.to_kind(Kind::Float);
     let t = match finish {
         None => t,
@@ -369,13 +408,4 @@ fn run(m: &CModule, input: Tensor, finish: Option<Finish>, device: Device) -> Re
         }
     };
     Ok(t.to_device(Device::Cpu))
-}
-
-fn first_tensor(v: IValue) -> Option<Tensor> {
-    match v {
-        IValue::Tensor(t) => Some(t),
-        IValue::Tuple(items) | IValue::GenericList(items) => items.into_iter().find_map(first_tensor),
-        IValue::TensorList(ts) => ts.into_iter().next(),
-        _ => None,
-    }
 }

@@ -6,7 +6,9 @@
 //! - [`pool`]: the seed's `engine_pool.json` and model configs, typed; paths of configs
 //!   that came through an API confined to the model roots;
 //! - [`kind`]: [`EngineKind`], the one mapping of engine classes, model types and endpoints;
-//! - [`device`]: TorchScript modules on libtorch, one owner thread per device;
+//! - [`device`]: TorchScript modules on libtorch, one owner thread per device, served
+//!   frozen and optimised for inference through `aiaa-jit` ([`Form`] says which form
+//!   serves, [`Policy`] whether to freeze);
 //! - [`tensor`]: volumes to network tensors and back;
 //! - [`engines`]: the [`Engine`] trait, `Dextr3dCroppedEngine`, `SegmentationEngine`;
 //! - [`error`]: the error type, [`EngineError`].
@@ -18,6 +20,7 @@ pub mod kind;
 pub mod pool;
 pub mod tensor;
 
+pub use aiaa_jit::{Form, Policy};
 pub use device::{Devices, parse_devices};
 pub use engines::{Engine, EngineSpec, ModelInfo, Outcome, Timings, build};
 pub use error::{EngineError, Result};

@@ -2,8 +2,8 @@
 //! that breaks it fails here: no crate under `crates/` depends on a crate under
 //! `services/`; no service depends on another service's crate; `crates/engines` and
 //! `crates/train` depend on neither tonic nor the generated protos (their edge is plain Rust
-//! types); the gateway, registry and datastore reach no libtorch through their normal
-//! dependencies.
+//! types), nor does `crates/jit`; the gateway, registry and datastore reach no libtorch
+//! (tch, torch-sys, the link helper, the jit shim) through their normal dependencies.
 //!
 //! Normal, dev and build dependencies all count, with one named exception ([`KNOWN`]): a
 //! service's tests that start another service in-process. The manifests are read line by
@@ -143,6 +143,15 @@ fn the_engines_have_no_grpc_at_their_edge() {
     assert_plain_edge("crates/engines", "aiaa-engines", &banned);
 }
 
+/// The TorchScript serving path (aiaa-jit, under the engines and the training core's export):
+/// libtorch and nothing of the services.
+#[test]
+fn the_jit_crate_has_no_grpc_and_no_service() {
+    let mut banned = GRPC.to_vec();
+    banned.push("aiaa-runtime");
+    assert_plain_edge("crates/jit", "aiaa-jit", &banned);
+}
+
 /// The training core: no gRPC, no protos, no service, nor the services' runtime (the trainer
 /// service runs it through the `aiaa` command). `prost` is allowed: TensorBoard's event
 /// records are protobuf messages written to a file.
@@ -167,7 +176,8 @@ fn the_training_core_has_no_grpc_and_no_service() {
 fn the_services_without_models_do_not_reach_libtorch() {
     let all = manifests();
     let by_name: BTreeMap<&str, &Manifest> = all.iter().map(|m| (m.name.as_str(), m)).collect();
-    let torch = ["tch", "torch-sys", "aiaa-torch-link"];
+    // aiaa-jit builds a C++ shim against libtorch: a service reaching it needs libtorch too.
+    let torch = ["tch", "torch-sys", "aiaa-torch-link", "aiaa-jit"];
     for service in ["aiaa-gateway", "aiaa-registry", "aiaa-datastore"] {
         let mut seen = vec![service];
         let mut path: BTreeMap<&str, &str> = BTreeMap::new();

@@ -24,19 +24,22 @@
 //! `"torchscript"`, `output_activation` `"none"` (the module ends in its activation), and a
 //! `training` block (checkpoint, epoch, step, best metric, network). Before anything is
 //! written the export checks itself: the config's `pre_transforms` run on a synthetic
-//! roi-sized sample must give `num_channels` channels, and the traced module must answer
-//! `[1, num_classes, roi]` probabilities for it.
+//! roi-sized sample must give `num_channels` channels, and the traced module, loaded as the
+//! inference service loads it (`aiaa-jit`: frozen and optimised for inference, warmed up on
+//! that sample), must answer `[1, num_classes, roi]` probabilities for it, within 1e-3 of
+//! the module as loaded. [`Exported::torchscript`] says which form will serve.
 
 use std::path::{Path, PathBuf};
 
 use aiaa_imaging::{Geometry, Volume, Voxels};
+use aiaa_jit::{Form, Module, Policy};
 use aiaa_nets::checkpoint::{self, CheckpointMeta};
 use aiaa_nets::export::{ExportOptions, Precision, export_torchscript};
 use aiaa_nets::{NetsError, Network};
 use aiaa_transforms::{Data, Image, Item, Kind, Pipeline};
 use serde_json::{Map, Value, json};
 use tch::nn::VarStore;
-use tch::{CModule, Device};
+use tch::{Device, Tensor};
 
 use crate::config::TrainConfig;
 use crate::data::volume_tensor;
@@ -92,6 +95,9 @@ pub struct Exported {
     pub model_bytes: u64,
     /// The engine.
     pub engine: EngineKind,
+    /// Which form of the module the inference service will serve (`frozen` unless freezing
+    /// fails; the log says why).
+    pub torchscript: Form,
 }
 
 /// Transforms the annotation engine's own crop and resize replace (and loading).
@@ -210,7 +216,7 @@ pub fn export(job: &ExportJob) -> Result<Exported> {
     }
     let model_file = format!("{}.pt", job.model_name);
     let model_path = job.output_dir.join(&model_file);
-    write_model(job, &cfg, &probe, device, &model_path)?;
+    let torchscript = write_model(job, &cfg, &probe, device, &model_path)?;
     let model_bytes = std::fs::metadata(&model_path)
         .map_err(|e| TrainError::io(&model_path, e))?
         .len();
@@ -224,6 +230,7 @@ pub fn export(job: &ExportJob) -> Result<Exported> {
         config,
         model_bytes,
         engine,
+        torchscript,
     })
 }
 
@@ -271,14 +278,15 @@ fn default_engine(cfg: &TrainConfig) -> EngineKind {
 }
 
 /// The checkpoint's weights traced to TorchScript at `model_path`, through a temporary name:
-/// nothing is left in place unless the module loads and answers `probe` as it should.
+/// nothing is left in place unless the module loads and answers `probe` as it should. The
+/// form it will serve in.
 fn write_model(
     job: &ExportJob,
     cfg: &TrainConfig,
     probe: &Volume,
     device: Device,
     model_path: &Path,
-) -> Result<()> {
+) -> Result<Form> {
     let ckpt = &job.checkpoint;
     let mut vs = VarStore::new(Device::Cpu);
     let _net = Network::new(&vs.root(), &cfg.net, cfg.num_channels, cfg.num_classes)
@@ -307,11 +315,16 @@ fn write_model(
     )
     .map_err(|e| nets("export", e));
     let checked = traced.and_then(|_| check_module(&staging, probe, cfg.num_classes, roi, device));
-    if let Err(e) = checked {
-        let _ = std::fs::remove_file(&staging);
-        return Err(e);
+    match checked {
+        Err(e) => {
+            let _ = std::fs::remove_file(&staging);
+            Err(e)
+        }
+        Ok(form) => {
+            std::fs::rename(&staging, model_path).map_err(|e| TrainError::io(model_path, e))?;
+            Ok(form)
+        }
     }
-    std::fs::rename(&staging, model_path).map_err(|e| TrainError::io(model_path, e))
 }
 
 /// The inference service's model config for the exported model (see the module docs).
@@ -450,11 +463,25 @@ fn probe_input(pre: &[Value], roi: [i64; 3], engine: EngineKind) -> Result<Volum
     }
 }
 
-/// Loads the traced module and runs it on the probe input.
-fn check_module(path: &Path, probe: &Volume, num_classes: i64, roi: [i64; 3], device: Device) -> Result<()> {
-    let module = CModule::load_on_device(path, device)?;
-    let x = volume_tensor(probe).f_unsqueeze(0)?.f_to_device(device)?;
-    let y = tch::no_grad(|| module.forward_ts(&[&x]))?;
+/// The largest difference allowed between the served (frozen) module's answer and the
+/// module's as loaded: what freezing's folding and oneDNN's kernels may change.
+const FROZEN_TOLERANCE: f64 = 1e-3;
+
+/// Loads the traced module as the inference service will (frozen and optimised, warmed up on
+/// the probe input), runs it on the probe input and checks its answer, and that freezing did
+/// not change it. The form that will serve.
+fn check_module(
+    path: &Path,
+    probe: &Volume,
+    num_classes: i64,
+    roi: [i64; 3],
+    device: Device,
+) -> Result<Form> {
+    let x = volume_tensor(probe).f_unsqueeze(0)?;
+    let served =
+        aiaa_jit::prepare("export", path, device, Policy::Freeze, &[x.shallow_clone()]).map_err(jit_error)?;
+    let x = x.f_to_device(device)?;
+    let y = served.module.forward(&x).map_err(jit_error)?;
     let want = vec![1, num_classes, roi[0], roi[1], roi[2]];
     if y.size() != want {
         return Err(TrainError::Unsupported(format!(
@@ -469,7 +496,28 @@ fn check_module(path: &Path, probe: &Volume, num_classes: i64, roi: [i64; 3], de
             "the exported module's output lies in [{lo}, {hi}], not probabilities"
         )));
     }
-    Ok(())
+    if served.form != Form::Plain {
+        let plain = Module::load(path, device).map_err(jit_error)?;
+        let reference = plain.forward(&x).map_err(jit_error)?;
+        let d = max_abs_diff(&y, &reference)?;
+        if d.is_nan() || d > FROZEN_TOLERANCE {
+            return Err(TrainError::Unsupported(format!(
+                "the exported module answers differently once frozen for serving ({}): max |difference| {d:e} > {FROZEN_TOLERANCE:e}",
+                served.form
+            )));
+        }
+    }
+    Ok(served.form)
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
+    Ok(a.f_sub(b)?.f_abs()?.f_max()?.double_value(&[]))
+}
+
+fn jit_error(e: aiaa_jit::JitError) -> TrainError {
+    TrainError::Unsupported(format!(
+        "the exported module as the inference service runs it: {e}"
+    ))
 }
 
 #[cfg(test)]

@@ -39,6 +39,8 @@ fn exported_torchscript_matches_the_network_in_libtorch_and_pytorch() {
     train_tiny(d, &tiny_config(3, 3), 2);
     let out = export(&job(d)).unwrap();
     assert_eq!(out.engine, EngineKind::Dextr3dCropped);
+    // Checked as the inference service will run it: frozen and optimised for inference.
+    assert_eq!(out.torchscript, aiaa_engines::Form::Frozen);
     assert_eq!(out.model_path, d.join("exported/model.pt"));
     let c = &out.config;
     assert_eq!(c["model_format"], "torchscript");

@@ -26,7 +26,7 @@ use serde_json::{Map, Value, json};
 use super::grid::{Interp, paste, resize, resize_back};
 use super::{
     Activation, Engine, EngineSpec, FORWARD_BYTES_PER_VOXEL, ModelInfo, Outcome, Timings, labels_of, points,
-    sample, take_image, transforms,
+    sample, take_image, transforms, warm_input,
 };
 use crate::device::{Devices, Finish, Net};
 use crate::error::Result;
@@ -77,7 +77,17 @@ impl Dextr3d {
             .get::<f64>("sigma")?
             .or_else(|| extreme.and_then(|t| t.get("sigma")).and_then(Value::as_f64))
             .unwrap_or(3.0);
-        let net = devices.load(&spec.name, &c.model_path)?;
+        let layout: Layout = c.get("input_layout")?.unwrap_or_default();
+        let pre = transforms(c, "pre_transforms")?;
+        // The network only ever sees `roi`-sized crops: one warm-up shape.
+        let warm = warm_input(
+            &spec.name,
+            &pre,
+            roi,
+            layout,
+            Some((&points_key, six_points(roi))),
+        );
+        let net = devices.load(&spec.name, &c.model_path, warm.as_slice())?;
         let info = ModelInfo {
             name: spec.name.clone(),
             model_type: c
@@ -90,20 +100,38 @@ impl Dextr3d {
             padding,
             sigma,
             engine: spec.class.clone(),
+            torchscript: net.form(),
         };
         Ok(Box::new(Dextr3d {
             info,
             net,
             roi,
             padding,
-            layout: c.get("input_layout")?.unwrap_or_default(),
+            layout,
             activation: c.get("output_activation")?.unwrap_or_default(),
             thresh: c.thresh,
             points_key,
-            pre: transforms(c, "pre_transforms")?,
+            pre,
         }))
     }
+}
 
+/// Six extreme points of a [`super::warm_volume`]'s blob, on the box 15% in from its faces.
+fn six_points(dims: [usize; 3]) -> Vec<[f64; 3]> {
+    let at = |a: usize, f: f64| (dims[a] as f64 - 1.0) * f;
+    let mid = [at(0, 0.5), at(1, 0.5), at(2, 0.5)];
+    let mut pts = Vec::with_capacity(6);
+    for a in 0..3 {
+        for f in [0.15, 0.85] {
+            let mut p = mid;
+            p[a] = at(a, f);
+            pts.push(p);
+        }
+    }
+    pts
+}
+
+impl Dextr3d {
     /// The crop around the points on a `dims` grid of `spacing`: `(start, size)` in voxels.
     fn region(&self, dims: [usize; 3], spacing: [f64; 3], pts: &[[f64; 3]]) -> ([usize; 3], [usize; 3]) {
         let mut start = [0usize; 3];

@@ -10,6 +10,10 @@
 //!
 //! Every engine runs on a blocking thread; only the forward pass goes to the device's owner
 //! thread ([`crate::device`]). Stage times go into [`Timings`].
+//!
+//! An engine warms its networks up as it loads them, with an input of every shape it will
+//! send ([`warm_input`]: a synthetic image through the engine's own transforms), so the
+//! first request after the service reports SERVING is not the slow one.
 
 pub mod dextr3d;
 pub mod grid;
@@ -19,8 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aiaa_imaging::Volume;
 use aiaa_imaging::io::ImageInfo;
+use aiaa_imaging::{Geometry, Volume, Voxels};
+use aiaa_jit::Form;
 use aiaa_transforms::{Data, Image, Kind, Pipeline};
 use serde_json::{Map, Value, json};
 
@@ -28,6 +33,7 @@ use crate::device::Devices;
 use crate::error::{EngineError, Result};
 use crate::kind::{self, EngineKind};
 use crate::pool::{ModelConfig, PoolEntry};
+use crate::tensor::{Layout, to_tensor};
 
 /// What a loaded model is, as the services list it (the inference service's `ModelInfo`).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -50,6 +56,9 @@ pub struct ModelInfo {
     pub sigma: f64,
     /// The engine class as configured.
     pub engine: String,
+    /// Which form of its TorchScript serves: frozen and optimised for inference unless that
+    /// failed (the log says why); the least optimised over its networks.
+    pub torchscript: Form,
 }
 
 /// What an engine is built from.
@@ -295,6 +304,53 @@ impl Activation {
             Activation::Sigmoid => t.sigmoid(),
         }
     }
+}
+
+/// A smooth bright blob of `dims` voxels (one `f32` channel, unit spacing): the image an
+/// engine's warm-up inputs are made from. Not constant, so that percentile and z-score
+/// normalisations have something to normalise.
+pub fn warm_volume(dims: [usize; 3]) -> Result<Volume> {
+    let centre = dims.map(|d| (d as f64 - 1.0) / 2.0);
+    let mut v = Vec::with_capacity(dims.iter().product());
+    for k in 0..dims[2] {
+        for j in 0..dims[1] {
+            for i in 0..dims[0] {
+                let r2: f64 = [i, j, k]
+                    .iter()
+                    .zip(centre)
+                    .zip(dims)
+                    .map(|((&x, c), d)| ((x as f64 - c) / (d as f64 / 3.0)).powi(2))
+                    .sum();
+                v.push((100.0 * (-r2).exp()) as f32);
+            }
+        }
+    }
+    Ok(Volume::scalar(dims, Geometry::default(), Voxels::F32(v))?)
+}
+
+/// A network input like the ones a request produces, for the warm-up at load: a
+/// [`warm_volume`] of `dims` (with `points` under their key, for engines that take them)
+/// through `pipeline`, as a `[1, C, ...]` tensor in `layout`. `None`, with a warning, when the
+/// transforms refuse it: the model then loads without a warm-up rather than not at all.
+pub fn warm_input(
+    model: &str,
+    pipeline: &Pipeline,
+    dims: [usize; 3],
+    layout: Layout,
+    points: Option<(&str, Vec<[f64; 3]>)>,
+) -> Option<tch::Tensor> {
+    let made = (|| -> Result<tch::Tensor> {
+        let mut d = sample(warm_volume(dims)?);
+        if let Some((key, pts)) = points {
+            d.insert(key.to_string(), aiaa_transforms::Item::Points(pts));
+        }
+        pipeline.run(&mut d, 0)?;
+        Ok(to_tensor(&take_image(&mut d, "image")?.vol, layout))
+    })();
+    made.map_err(|e| {
+        tracing::warn!(model = %model, error = %e, "no warm-up input: the transforms refused a synthetic image; loading without a warm-up")
+    })
+    .ok()
 }
 
 /// The label names, for `ModelInfo`.

@@ -48,7 +48,7 @@ use serde_json::{Map, Value, json};
 use super::grid::{Box3, Interp, paste, resize, resize_back};
 use super::{
     Activation, Engine, EngineSpec, FORWARD_BYTES_PER_VOXEL, ModelInfo, Outcome, Timings,
-    extreme_points_json, labels_of, sample, take_image, transforms, transforms_in,
+    extreme_points_json, labels_of, sample, take_image, transforms, transforms_in, warm_input,
 };
 use aiaa_nets::sliding_window::{BlendMode, SlidingWindow};
 
@@ -137,6 +137,34 @@ struct Locator {
     largest: Pipeline,
 }
 
+/// The main network's warm-up inputs: every shape `mode` sends it. `resize`: one, the
+/// resized image. `sliding_window`: windows of `roi_size`, in batches of `sw_batch_size` and,
+/// for the last batch of an image, of any smaller count. `whole`: none, since the shape is
+/// the image's (logged).
+fn warm_inputs(name: &str, input: &Pipeline, mode: &Mode, layout: Layout) -> Vec<tch::Tensor> {
+    match mode {
+        Mode::Resize { size, .. } => warm_input(name, input, *size, layout, None).into_iter().collect(),
+        Mode::SlidingWindow {
+            roi_size,
+            sw_batch_size,
+            ..
+        } => {
+            // Windows are cut from the network tensor with `roi_size` along its axes as they
+            // are, whatever the layout: so `ijk`, whose tensor axes are the volume's.
+            let Some(one) = warm_input(name, input, *roi_size, Layout::Ijk, None) else {
+                return Vec::new();
+            };
+            (1..=*sw_batch_size as i64)
+                .map(|n| one.expand([n, -1, -1, -1, -1], false))
+                .collect()
+        }
+        Mode::Whole => {
+            tracing::info!(model = %name, "whole-image inference: the input shape is each image's; no warm-up");
+            Vec::new()
+        }
+    }
+}
+
 /// The engine.
 pub struct Segmentation {
     info: ModelInfo,
@@ -173,6 +201,7 @@ impl Segmentation {
                 "sliding_window needs roi_size > 0, overlap in [0, 1), blend gaussian|constant, sw_batch_size >= 1",
             ));
         }
+        let layout: Layout = c.get("input_layout")?.unwrap_or_default();
         let locator = match c.get::<LocatorConfig>("locator")? {
             None => None,
             Some(lc) => {
@@ -188,7 +217,10 @@ impl Segmentation {
                 )]);
                 let input = transforms_in(c, &block, "input_transforms")?;
                 let path = c.resolve("locator.model_path", &lc.model_path)?;
-                let net = devices.load(&format!("{} (locator)", spec.name), &path)?;
+                let name = format!("{} (locator)", spec.name);
+                // The locator sees the image resized to `size`: one warm-up shape.
+                let warm = warm_input(&name, &input, lc.size, layout, None);
+                let net = devices.load(&name, &path, warm.as_slice())?;
                 Some(Locator {
                     net,
                     input,
@@ -197,7 +229,12 @@ impl Segmentation {
                 })
             }
         };
-        let net = devices.load(&spec.name, &c.model_path)?;
+        let input = transforms(c, "input_transforms")?;
+        let warm = warm_inputs(&spec.name, &input, &mode, layout);
+        let net = devices.load(&spec.name, &c.model_path, &warm)?;
+        let torchscript = locator
+            .as_ref()
+            .map_or(net.form(), |l| l.net.form().min(net.form()));
         let info = ModelInfo {
             name: spec.name.clone(),
             model_type: c
@@ -214,17 +251,18 @@ impl Segmentation {
             padding: 0.0,
             sigma: 0.0,
             engine: spec.class.clone(),
+            torchscript,
         };
         let engine = Segmentation {
             info,
             net,
-            layout: c.get("input_layout")?.unwrap_or_default(),
+            layout,
             mode,
             activation: c.get("output_activation")?.unwrap_or_default(),
             output_channel: c.get("output_channel")?,
             thresh: c.thresh,
             pre: transforms(c, "pre_transforms")?,
-            input: transforms(c, "input_transforms")?,
+            input,
             post: transforms(c, "post_transforms")?,
             locator,
         };

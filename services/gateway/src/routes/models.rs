@@ -41,6 +41,10 @@ pub fn model_json(m: &ModelInfo) -> Value {
     if m.sigma > 0.0 {
         o["sigma"] = json!(m.sigma);
     }
+    // Ours, not the seed's: which form of the TorchScript serves ("frozen" is the fast path).
+    if !m.torchscript.is_empty() {
+        o["torchscript"] = json!(m.torchscript);
+    }
     o
 }
 
@@ -93,6 +97,7 @@ mod tests {
             roi: vec![128, 128, 128],
             padding: 20.0,
             engine: "Dextr3dCroppedEngine".into(),
+            torchscript: "frozen".into(),
             ..Default::default()
         };
         let o = model_json(&m);
@@ -101,5 +106,9 @@ mod tests {
         assert_eq!(o["roi"], json!([128, 128, 128]));
         assert_eq!(o["padding"], json!(20.0));
         assert_eq!(o["internal name"], json!("Dextr3dCroppedEngine"));
+        assert_eq!(o["torchscript"], json!("frozen"));
+        // Absent when the inference service does not say (an older one).
+        let o = model_json(&ModelInfo::default());
+        assert!(o.get("torchscript").is_none(), "{o}");
     }
 }

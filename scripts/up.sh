@@ -15,7 +15,8 @@ aiaa="$CARGO_TARGET_DIR/$dir/aiaa"
 if [ ! -x "$aiaa" ]; then
   echo "aiaa: building the platform ($profile) once: 10-20 minutes on 2 cores; later starts take seconds" >&2
 fi
-cargo build --profile "$profile" --locked -p aiaa-cli --bin aiaa
+# aiaa-convert: `aiaa convert` runs it (no libtorch to load; see crates/convert).
+cargo build --profile "$profile" --locked -p aiaa-cli --bin aiaa -p aiaa-convert --bin aiaa-convert
 echo "aiaa: the ./aiaa command runs this binary (e.g. ./aiaa pull -lm, ./aiaa status)" >&2
 "$aiaa" up --engine-pool models/engine_pool.json "$@" &
 pid=$!

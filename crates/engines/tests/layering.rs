@@ -169,16 +169,18 @@ fn the_training_core_has_no_grpc_and_no_service() {
     assert_plain_edge("crates/train", "aiaa-train", &banned);
 }
 
-/// The gateway, registry and datastore images carry no libtorch: nothing they depend on
-/// (normal dependencies, followed through the workspace's crates, as `cargo tree -e normal`
-/// would) names tch, torch-sys or the libtorch link helper.
+/// The gateway, registry and datastore images carry no libtorch, and `aiaa-convert` (the
+/// binary `aiaa convert` hands over to, so a conversion does not pay libtorch's start-up)
+/// loads none: nothing they depend on (normal dependencies, followed through the
+/// workspace's crates, as `cargo tree -e normal` would) names tch, torch-sys or the libtorch
+/// link helper.
 #[test]
 fn the_services_without_models_do_not_reach_libtorch() {
     let all = manifests();
     let by_name: BTreeMap<&str, &Manifest> = all.iter().map(|m| (m.name.as_str(), m)).collect();
     // aiaa-jit builds a C++ shim against libtorch: a service reaching it needs libtorch too.
     let torch = ["tch", "torch-sys", "aiaa-torch-link", "aiaa-jit"];
-    for service in ["aiaa-gateway", "aiaa-registry", "aiaa-datastore"] {
+    for service in ["aiaa-gateway", "aiaa-registry", "aiaa-datastore", "aiaa-convert"] {
         let mut seen = vec![service];
         let mut path: BTreeMap<&str, &str> = BTreeMap::new();
         let mut i = 0;
@@ -190,7 +192,7 @@ fn the_services_without_models_do_not_reach_libtorch() {
                 }
                 assert!(
                     !torch.contains(&dep.as_str()),
-                    "{service} reaches {dep} through {}: its image would need libtorch",
+                    "{service} reaches {dep} through {}: it would need (and load) libtorch",
                     chain(&path, m.name.as_str())
                 );
                 if let Some((name, _)) = by_name.get_key_value(dep.as_str())

@@ -46,6 +46,33 @@ fn member(block: &[u8], level: u32) -> Vec<u8> {
     out
 }
 
+/// The level of files written to disk (`.nii.gz`): zlib's default, 6, which SimpleITK
+/// (zlib-ng) also writes; our output is then within 0.1% of its size (the 4 MiB members
+/// cost a few bytes each). Level 1, kept for answers over the network where latency counts
+/// ([`crate::io::encode_bytes`]), is zlib-rs' `deflate_quick` and gives files 10-70%
+/// larger on CT and MR volumes.
+pub const FILE_LEVEL: u32 = 6;
+
+/// Gzip-compresses the concatenation of `parts` in parallel blocks at `level` (0-9) and
+/// writes the members to `w` in order as they are done, a few blocks per thread at a time,
+/// so neither the concatenation nor the whole compressed file is ever held. Each part
+/// starts a new member (a header can be written ahead of the voxels without copying them).
+pub fn compress_to(w: &mut dyn Write, parts: &[&[u8]], level: u32) -> std::io::Result<()> {
+    let level = level.min(9);
+    let blocks: Vec<&[u8]> = parts.iter().flat_map(|p| p.chunks(BLOCK_SIZE)).collect();
+    if blocks.is_empty() {
+        return w.write_all(&member(&[], level));
+    }
+    let batch = 2 * rayon::current_num_threads().max(1);
+    for group in blocks.chunks(batch) {
+        let members: Vec<Vec<u8>> = group.par_iter().map(|b| member(b, level)).collect();
+        for m in &members {
+            w.write_all(m)?;
+        }
+    }
+    Ok(())
+}
+
 /// Gzip-compresses `data` in parallel blocks at `level` (0-9).
 pub fn compress(data: &[u8], level: u32) -> Vec<u8> {
     let level = level.min(9);
@@ -306,6 +333,28 @@ mod tests {
         bad[n - 9] ^= 0xff;
         assert!(matches!(decompress_indexed(&bad, u64::MAX), Some(Err(_))));
         assert!(decompress_indexed(&gz[..gz.len() - 1], u64::MAX).is_none());
+    }
+
+    /// Parts written by `compress_to` read back as their concatenation, with the standard
+    /// decoder and with the parallel one (each part starts a member; the blocks in between
+    /// are written in batches).
+    #[test]
+    fn compress_to_writes_the_parts_as_members() {
+        let head: Vec<u8> = (0..352).map(|i| i as u8).collect();
+        let body: Vec<u8> = (0..(BLOCK_SIZE * 5 + 77)).map(|i| (i % 239) as u8).collect();
+        let mut gz = Vec::new();
+        compress_to(&mut gz, &[&head, &body], FILE_LEVEL).unwrap();
+        let whole = [head.clone(), body.clone()].concat();
+        assert_eq!(members(&gz).unwrap().len(), 1 + 6);
+        assert_eq!(decompress_indexed(&gz, u64::MAX).unwrap().unwrap(), whole);
+        let mut std_out = Vec::new();
+        flate2::read::MultiGzDecoder::new(&gz[..])
+            .read_to_end(&mut std_out)
+            .unwrap();
+        assert_eq!(std_out, whole);
+        let mut empty = Vec::new();
+        compress_to(&mut empty, &[], FILE_LEVEL).unwrap();
+        assert!(decompress_indexed(&empty, u64::MAX).unwrap().unwrap().is_empty());
     }
 
     #[test]

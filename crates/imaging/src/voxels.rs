@@ -223,9 +223,18 @@ impl Voxels {
 
     /// Little-endian bytes of the buffer.
     pub fn to_le_bytes(&self) -> Vec<u8> {
+        self.le_bytes().into_owned()
+    }
+
+    /// The little-endian bytes of the buffer: the buffer itself on a little-endian machine
+    /// (no copy; writers hand it straight to the file), a converted copy otherwise.
+    pub fn le_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        if cfg!(target_endian = "little") {
+            return with_voxels!(self, v => std::borrow::Cow::Borrowed(bytemuck::cast_slice(v.as_slice())));
+        }
         let mut out = Vec::new();
         self.write_le(&mut out);
-        out
+        std::borrow::Cow::Owned(out)
     }
 
     /// Appends the little-endian bytes of the buffer to `out` (one copy, no temporary).

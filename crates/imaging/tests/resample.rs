@@ -112,3 +112,57 @@ fn crop_and_pad_keep_physical_positions() {
     assert_eq!(p.get(0, 0, 0, 0), 0.0);
     assert!(crop(&v, [180, 0, 0], [5, 1, 1]).is_err());
 }
+
+/// A CT-like int16 volume with odd sizes (rows, slices and tasks that do not divide evenly).
+fn ct_like(dims: [usize; 3], spacing: [f64; 3]) -> Volume {
+    let mut v = Vec::with_capacity(dims.iter().product());
+    for k in 0..dims[2] {
+        for j in 0..dims[1] {
+            for i in 0..dims[0] {
+                let x = 1000.0 * (i as f64 / 7.0).sin() * (j as f64 / 5.0).cos() + 30.0 * k as f64 - 1024.0;
+                let noise = ((i * 7919 + j * 104_729 + k * 1_299_709) % 41) as f64 - 20.0;
+                v.push((x + noise) as i16);
+            }
+        }
+    }
+    let mut g = Geometry::with_spacing(spacing);
+    g.origin = [-12.5, 7.25, 3.0];
+    Volume::scalar(dims, g, Voxels::I16(v)).unwrap()
+}
+
+/// Linear resampling writes straight into the input's type (no volume-sized `f32` copy):
+/// the `i16` result is exactly the `f32` resample of the same values, rounded, on grids
+/// finer and coarser than the input and with a non-integer origin shift.
+#[test]
+fn int16_linear_resample_is_the_f32_resample_rounded() {
+    let v = ct_like([61, 47, 23], [0.7, 0.7, 2.5]);
+    let f = v.cast(VoxelType::F32);
+    for spacing in [[1.0; 3], [0.45, 1.9, 0.8], [2.3, 0.6, 5.0]] {
+        let a = resample_to_spacing(&v, spacing, Interpolation::Linear).unwrap();
+        let b = resample_to_spacing(&f, spacing, Interpolation::Linear).unwrap();
+        assert_eq!(a.voxel_type(), VoxelType::I16);
+        assert_eq!(a.dims, b.dims);
+        assert_eq!(a.voxels, b.voxels.cast(VoxelType::I16), "{spacing:?}");
+    }
+}
+
+/// The slices are split among tasks, each resampling the input planes it needs again: the
+/// values do not depend on how many threads there are.
+#[test]
+fn linear_resample_does_not_depend_on_the_thread_count() {
+    let v = ct_like([53, 41, 29], [0.7, 0.7, 2.5]);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            [Interpolation::Linear, Interpolation::Nearest]
+                .map(|interp| resample_to_spacing(&v, [1.0, 0.9, 0.6], interp).unwrap().voxels)
+        })
+    };
+    let one = run(1);
+    for threads in [2, 3, 7] {
+        assert_eq!(run(threads), one, "{threads} threads");
+    }
+}

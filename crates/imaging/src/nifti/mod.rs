@@ -36,7 +36,8 @@ fn fmt_err(path: &Path, reason: impl Into<String>) -> ImagingError {
 
 /// Reads a `.nii` or `.nii.gz` file.
 ///
-/// Gzip files written by [`crate::gz::compress`] (our writer: independent members that
+/// A plain `.nii` is read from the file straight into the voxel buffer (one copy from the
+/// page cache). Gzip files written by [`crate::gz::compress`] (our writer: independent members that
 /// record their length) are read whole and their members inflated in parallel; any other
 /// gzip file is inflated as a stream from the file; both inflate straight into the final
 /// voxel buffer.
@@ -49,13 +50,18 @@ pub fn read(path: &Path, opts: &ReadOptions) -> Result<Volume> {
         .read(&mut head)
         .and_then(|n| file.rewind().map(|_| n))
         .map_err(|e| ImagingError::io(path, e))?;
-    if !gz::is_gzip(&head[..n]) || gz::looks_indexed(&head[..n]) {
+    if !gz::is_gzip(&head[..n]) {
+        // Plain: the voxels are read from the file straight into their buffer (the header's
+        // claims are checked against the file's length before anything is allocated).
+        return read_stream(path, BufReader::with_capacity(1 << 16, file), len, opts, false);
+    }
+    if gz::looks_indexed(&head[..n]) {
         drop(file);
         let bytes = crate::io::read_file(path, opts)?;
         return read_bytes(path, &bytes, opts);
     }
     let dec = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 18, file));
-    read_stream(path, dec, inflated_bound(len), opts)
+    read_stream(path, dec, inflated_bound(len), opts, true)
 }
 
 /// Reads NIfTI from the bytes of a (possibly gzipped) file; `path` names it in errors.
@@ -65,9 +71,15 @@ pub fn read_bytes(path: &Path, bytes: &[u8], opts: &ReadOptions) -> Result<Volum
             return read_indexed(path, bytes, &members, opts);
         }
         let available = inflated_bound(bytes.len() as u64);
-        return read_stream(path, flate2::read::MultiGzDecoder::new(bytes), available, opts);
+        return read_stream(
+            path,
+            flate2::read::MultiGzDecoder::new(bytes),
+            available,
+            opts,
+            true,
+        );
     }
-    read_stream(path, bytes, bytes.len() as u64, opts)
+    read_stream(path, bytes, bytes.len() as u64, opts, false)
 }
 
 /// What the header of a (possibly gzipped) NIfTI file in memory says, without decoding
@@ -265,7 +277,14 @@ impl Plan {
     }
 }
 
-fn read_stream<R: Read + Send>(path: &Path, mut r: R, available: u64, opts: &ReadOptions) -> Result<Volume> {
+/// Reads header and voxels from `r` (`gzip`: a decoder, whose trailer is checked too).
+fn read_stream<R: Read + Send>(
+    path: &Path,
+    mut r: R,
+    available: u64,
+    opts: &ReadOptions,
+    gzip: bool,
+) -> Result<Volume> {
     let h = read_header(path, &mut r)?;
     let plan = Plan::new(path, h, opts)?;
     plan.check_available(path, available)?;
@@ -276,6 +295,19 @@ fn read_stream<R: Read + Send>(path: &Path, mut r: R, available: u64, opts: &Rea
         return Err(fmt_err(path, "truncated: file ends before the voxel data"));
     }
     let voxels = plan.decode.read(path, FORMAT, &mut r, plan.count)?;
+    if gzip {
+        // One more read makes the decoder reach the end of the member that held the last
+        // voxels and check its trailer (CRC and length): a file cut inside the trailer, or
+        // inside the final bytes of the deflate stream, is refused rather than read.
+        let mut next = [0u8; 1];
+        r.read(&mut next).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                fmt_err(path, "truncated: the gzip stream ends before its trailer")
+            } else {
+                fmt_err(path, format!("gzip: {e}"))
+            }
+        })?;
+    }
     plan.volume(voxels)
 }
 
@@ -345,8 +377,8 @@ pub fn header_for(vol: &Volume) -> Header {
     }
 }
 
-/// Encodes `vol` as NIfTI-1 bytes, gzipped (parallel blocks) when `gzip` is set.
-pub fn to_bytes(vol: &Volume, gzip: bool) -> Result<Vec<u8>> {
+/// Refuses a volume NIfTI-1's 16-bit dimensions cannot describe.
+fn check_nifti1(vol: &Volume) -> Result<()> {
     if vol
         .dims
         .iter()
@@ -358,16 +390,37 @@ pub fn to_bytes(vol: &Volume, gzip: bool) -> Result<Vec<u8>> {
             vol.dims, vol.channels
         )));
     }
+    Ok(())
+}
+
+/// Encodes `vol` as NIfTI-1 bytes, gzipped (parallel blocks, level 1: these bytes answer a
+/// request, where latency counts) when `gzip` is set.
+pub fn to_bytes(vol: &Volume, gzip: bool) -> Result<Vec<u8>> {
+    check_nifti1(vol)?;
     let mut out = header::write_nifti1(&header_for(vol));
     vol.voxels.write_le(&mut out);
     Ok(if gzip { gz::compress(&out, 1) } else { out })
 }
 
-/// Writes `vol` to `path` (`.nii.gz` compresses), atomically (temp file + rename).
+/// Writes `vol` to `path` (`.nii.gz` compresses at [`gz::FILE_LEVEL`]), atomically (temp
+/// file + rename). The voxels go from the volume's own buffer to the file (or to the
+/// compressor, block by block): no copy of the volume is made.
 pub fn write(vol: &Volume, path: &Path) -> Result<()> {
+    use std::io::Write;
+    check_nifti1(vol)?;
     let gzip = crate::io::has_suffix(path, ".gz");
-    let bytes = to_bytes(vol, gzip)?;
-    crate::io::write_atomic(path, &bytes)
+    let head = header::write_nifti1(&header_for(vol));
+    let voxels = vol.voxels.le_bytes();
+    aiaa_files::write_with(path, |tmp| {
+        let mut f = std::fs::OpenOptions::new().write(true).open(tmp)?;
+        if gzip {
+            gz::compress_to(&mut f, &[&head, &voxels], gz::FILE_LEVEL)
+        } else {
+            f.write_all(&head)?;
+            f.write_all(&voxels)
+        }
+    })
+    .map_err(|e| ImagingError::io(path, e))
 }
 
 /// Geometry-only helper for tests and tools: the LPS geometry a header describes.

@@ -12,25 +12,27 @@ type IndexMap = ([[f64; 3]; 3], [f64; 3]);
 
 pub(super) fn resample(vol: &Volume, dims: [usize; 3], map: IndexMap, interp: Interpolation) -> Voxels {
     let n_in = vol.voxel_count();
+    let n_out = dims[0] * dims[1] * dims[2];
     with_voxels!(&vol.voxels, v => {
-        let mut out = Vec::with_capacity(dims[0] * dims[1] * dims[2] * vol.channels);
-        for c in 0..vol.channels {
-            out.extend(channel(&v[c * n_in..(c + 1) * n_in], vol.dims, dims, &map, interp));
+        // One buffer for the result, each channel written in place (no per-channel copy).
+        let mut out = vec![Default::default(); n_out * vol.channels];
+        for (c, dst) in out.chunks_mut(n_out.max(1)).enumerate() {
+            channel(&v[c * n_in..(c + 1) * n_in], vol.dims, dims, &map, interp, dst);
         }
         Element::wrap(out)
     })
 }
 
-fn channel<T: Element + Default>(
+fn channel<T: Element>(
     src: &[T],
     din: [usize; 3],
     dout: [usize; 3],
     map: &IndexMap,
     interp: Interpolation,
-) -> Vec<T> {
+    out: &mut [T],
+) {
     let (m, b) = map;
     let plane = dout[0] * dout[1];
-    let mut out = vec![T::default(); plane * dout[2]];
     let at = |i: usize, j: usize, k: usize| src[i + din[0] * (j + din[1] * k)].to_f64();
     out.par_chunks_mut(plane).enumerate().for_each(|(k, slab)| {
         for (j, row) in slab.chunks_mut(dout[0]).enumerate() {
@@ -73,5 +75,4 @@ fn channel<T: Element + Default>(
             }
         }
     });
-    out
 }

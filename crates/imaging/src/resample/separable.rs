@@ -60,6 +60,13 @@ pub(super) fn resample(
     with_voxels!(&vol.voxels, v => Element::wrap(typed(v, vol, dims, maps, interp)))
 }
 
+/// Output slices per parallel task: a few tasks per thread so the threads stay busy to the
+/// end, but few enough that each task's start-up (the up to two input planes it resamples
+/// again, see [`linear`]) stays a small share of its work.
+fn slices_per_task(nz: usize) -> usize {
+    nz.div_ceil(4 * rayon::current_num_threads()).max(1)
+}
+
 fn typed<T: Element>(
     v: &[T],
     vol: &Volume,
@@ -70,8 +77,10 @@ fn typed<T: Element>(
     let n_in = vol.voxel_count();
     let n_out = dims[0] * dims[1] * dims[2];
     let pos = |a: usize, i: usize| maps[a].0 * i as f64 + maps[a].1;
-    let mut out: Vec<T> = Vec::with_capacity(n_out * vol.channels);
-    for c in 0..vol.channels {
+    // The result is the only volume-sized buffer: every channel is written in place, in
+    // the input's type (zeroed pages: voxels outside the input stay 0).
+    let mut out: Vec<T> = vec![T::default(); n_out * vol.channels];
+    for (c, dst) in out.chunks_mut(n_out.max(1)).enumerate() {
         let src = &v[c * n_in..(c + 1) * n_in];
         match interp {
             Interpolation::Nearest => {
@@ -80,7 +89,7 @@ fn typed<T: Element>(
                         .map(|i| nearest_index(pos(a, i), vol.dims[a]))
                         .collect()
                 });
-                out.extend(nearest(src, vol.dims, dims, &idx));
+                nearest(src, vol.dims, dims, &idx, dst);
             }
             Interpolation::Linear => {
                 let taps: [Vec<Taps>; 3] = std::array::from_fn(|a| {
@@ -88,22 +97,21 @@ fn typed<T: Element>(
                         .map(|i| linear_taps(pos(a, i), vol.dims[a]))
                         .collect()
                 });
-                let f = linear(src, vol.dims, dims, &taps);
-                out.extend(f.into_iter().map(|x| T::from_f64(x as f64)));
+                linear(src, vol.dims, dims, &taps, dst);
             }
         }
     }
     out
 }
 
-fn nearest<T: Element + Default>(
+fn nearest<T: Element>(
     src: &[T],
     din: [usize; 3],
     dout: [usize; 3],
     idx: &[Vec<Option<usize>>; 3],
-) -> Vec<T> {
+    out: &mut [T],
+) {
     let plane = dout[0] * dout[1];
-    let mut out = vec![T::default(); plane * dout[2]];
     out.par_chunks_mut(plane).enumerate().for_each(|(k, slab)| {
         let Some(kk) = idx[2][k] else { return };
         for (j, row) in slab.chunks_mut(dout[0]).enumerate() {
@@ -116,42 +124,84 @@ fn nearest<T: Element + Default>(
             }
         }
     });
-    out
 }
 
-fn linear<T: Element>(src: &[T], din: [usize; 3], dout: [usize; 3], taps: &[Vec<Taps>; 3]) -> Vec<f32> {
-    // Pass 1: along x, (nx', ny, nz).
-    let (nx, ny, nz) = (dout[0], din[1], din[2]);
-    let mut a = vec![0f32; nx * ny * nz];
-    a.par_chunks_mut(nx).enumerate().for_each(|(row, o)| {
-        let s = &src[row * din[0]..][..din[0]];
-        for (x, t) in o.iter_mut().zip(&taps[0]) {
-            *x = t.w0 * s[t.i0].to_f64() as f32 + t.w1 * s[t.i1].to_f64() as f32;
+/// Input planes resampled in x and y (`nx' * ny'` values each), the two a task used last:
+/// consecutive output slices mostly interpolate between the same two input planes.
+struct Planes {
+    /// The input plane each slot holds (`usize::MAX`: none yet).
+    held: [usize; 2],
+    slots: [Vec<f32>; 2],
+    /// One input plane resampled in x only (`nx' * ny`).
+    rows: Vec<f32>,
+}
+
+impl Planes {
+    fn new(nx: usize, ny: usize, ny2: usize) -> Planes {
+        Planes {
+            held: [usize::MAX; 2],
+            slots: [vec![0f32; nx * ny2], vec![0f32; nx * ny2]],
+            rows: vec![0f32; nx * ny],
         }
-    });
-    // Pass 2: along y, (nx', ny', nz).
-    let ny2 = dout[1];
-    let mut b = vec![0f32; nx * ny2 * nz];
-    b.par_chunks_mut(nx * ny2).enumerate().for_each(|(k, slab)| {
-        let sslab = &a[k * nx * ny..][..nx * ny];
-        for (j, orow) in slab.chunks_mut(nx).enumerate() {
-            let t = taps[1][j];
-            let (r0, r1) = (&sslab[t.i0 * nx..][..nx], &sslab[t.i1 * nx..][..nx]);
+    }
+
+    /// The slot holding input plane `kz`, resampling it into the slot not holding `keep`
+    /// when it is not held.
+    fn slot<T: Element>(
+        &mut self,
+        kz: usize,
+        keep: usize,
+        src: &[T],
+        din: [usize; 3],
+        taps: &[Vec<Taps>; 3],
+    ) -> usize {
+        if let Some(s) = self.held.iter().position(|&h| h == kz) {
+            return s;
+        }
+        let s = if self.held[0] == keep { 1 } else { 0 };
+        let nx = taps[0].len();
+        let plane = &src[kz * din[0] * din[1]..][..din[0] * din[1]];
+        // Along x: (nx', ny).
+        for (o, s) in self.rows.chunks_mut(nx).zip(plane.chunks(din[0])) {
+            for (x, t) in o.iter_mut().zip(&taps[0]) {
+                *x = t.w0 * s[t.i0].to_f64() as f32 + t.w1 * s[t.i1].to_f64() as f32;
+            }
+        }
+        // Along y: (nx', ny').
+        for (orow, t) in self.slots[s].chunks_mut(nx).zip(&taps[1]) {
+            let (r0, r1) = (&self.rows[t.i0 * nx..][..nx], &self.rows[t.i1 * nx..][..nx]);
             for ((o, p), q) in orow.iter_mut().zip(r0).zip(r1) {
                 *o = t.w0 * p + t.w1 * q;
             }
         }
-    });
-    drop(a);
-    // Pass 3: along z, (nx', ny', nz').
-    let plane = nx * ny2;
-    let mut c = vec![0f32; plane * dout[2]];
-    c.par_chunks_mut(plane).enumerate().for_each(|(k, slab)| {
-        let t = taps[2][k];
-        let (s0, s1) = (&b[t.i0 * plane..][..plane], &b[t.i1 * plane..][..plane]);
-        for ((o, p), q) in slab.iter_mut().zip(s0).zip(s1) {
-            *o = t.w0 * p + t.w1 * q;
-        }
-    });
-    c
+        self.held[s] = kz;
+        s
+    }
+}
+
+/// Trilinear as three 1D passes (x, y, then z), in `f32`, written straight into `out` in the
+/// output type. Each task resamples the input planes its output slices need in x and y
+/// (two at a time) and blends them along z, so nothing volume-sized but `src` and `out`
+/// is ever held. Same arithmetic in the same order as resampling the whole volume axis by
+/// axis, so the values do not depend on how the slices are split among tasks.
+fn linear<T: Element>(src: &[T], din: [usize; 3], dout: [usize; 3], taps: &[Vec<Taps>; 3], out: &mut [T]) {
+    let plane = dout[0] * dout[1];
+    let per_task = slices_per_task(dout[2]);
+    out.par_chunks_mut(plane * per_task)
+        .enumerate()
+        .for_each(|(task, slabs)| {
+            let mut planes = Planes::new(dout[0], din[1], dout[1]);
+            for (n, slab) in slabs.chunks_mut(plane).enumerate() {
+                let t = taps[2][task * per_task + n];
+                if t.w0 == 0.0 && t.w1 == 0.0 {
+                    continue; // outside the input: stays 0
+                }
+                let s0 = planes.slot(t.i0, t.i1, src, din, taps);
+                let s1 = planes.slot(t.i1, t.i0, src, din, taps);
+                let (p0, p1) = (&planes.slots[s0], &planes.slots[s1]);
+                for ((o, p), q) in slab.iter_mut().zip(p0).zip(p1) {
+                    *o = T::from_f64((t.w0 * p + t.w1 * q) as f64);
+                }
+            }
+        });
 }

@@ -444,7 +444,7 @@ fn the_tutorial_runs_as_written() {
     assert!(dextr3d >= 0.70, "dextr3d Dice {dextr3d}");
     assert!(deepbet >= 0.90, "deepbet Dice {deepbet}");
 
-    // 7. Evaluate: the report holds the Dice of the server's mask (and `cmp` in the doc
+    // 7. Evaluate: the report holds the Dice of the server's mask (and `zcmp` in the doc
     // already found the files equal).
     let reported = reported_dice(
         &work.join("eval/mean_dice_raw_results.txt"),

@@ -142,28 +142,51 @@ where
     Ok((header, body))
 }
 
-/// `Framed` for a message whose oneof `kind` (module `$kind`) has `$header` and a chunk variant,
-/// the chunk being either raw `bytes` or the common `Chunk` message.
+/// A chunk variant's payload: raw `bytes` in some contracts, the common `Chunk` message in
+/// others.
+trait Payload {
+    fn wrap(data: Bytes) -> Self;
+    fn unwrap(self) -> Bytes;
+}
+
+impl Payload for Bytes {
+    fn wrap(data: Bytes) -> Self {
+        data
+    }
+    fn unwrap(self) -> Bytes {
+        self
+    }
+}
+
+impl Payload for Chunk {
+    fn wrap(data: Bytes) -> Self {
+        Chunk { data }
+    }
+    fn unwrap(self) -> Bytes {
+        self.data
+    }
+}
+
+/// `Framed` for a message whose oneof `kind` (module `$kind`) has the header variant named
+/// here and a `Chunk` variant.
 macro_rules! framed {
-    ($message:ident, $kind:ident, $header_variant:ident($header:ty), bytes) => {
-        framed!(@impl $message, $kind, $header_variant($header), |data| data, |chunk| chunk);
-    };
-    ($message:ident, $kind:ident, $header_variant:ident($header:ty), Chunk) => {
-        framed!(@impl $message, $kind, $header_variant($header), |data| Chunk { data }, |chunk| chunk.data);
-    };
-    (@impl $message:ident, $kind:ident, $header_variant:ident($header:ty), |$data:ident| $wrap:expr, |$chunk:ident| $unwrap:expr) => {
+    ($message:ident, $kind:ident, $header_variant:ident($header:ty)) => {
         impl Framed for $message {
             type Header = $header;
             fn header(header: $header) -> Self {
-                Self { kind: Some($kind::Kind::$header_variant(header)) }
+                Self {
+                    kind: Some($kind::Kind::$header_variant(header)),
+                }
             }
-            fn chunk($data: Bytes) -> Self {
-                Self { kind: Some($kind::Kind::Chunk($wrap)) }
+            fn chunk(data: Bytes) -> Self {
+                Self {
+                    kind: Some($kind::Kind::Chunk(Payload::wrap(data))),
+                }
             }
             fn into_frame(self) -> Frame<$header> {
                 match self.kind {
                     Some($kind::Kind::$header_variant(header)) => Frame::Header(header),
-                    Some($kind::Kind::Chunk($chunk)) => Frame::Chunk($unwrap),
+                    Some($kind::Kind::Chunk(chunk)) => Frame::Chunk(chunk.unwrap()),
                     None => Frame::Empty,
                 }
             }
@@ -171,23 +194,21 @@ macro_rules! framed {
     };
 }
 
-framed!(PutRequest, put_request, Header(PutHeader), Chunk);
-framed!(GetResponse, get_response, Item(Item), Chunk);
+framed!(PutRequest, put_request, Header(PutHeader));
+framed!(GetResponse, get_response, Item(Item));
 framed!(
     CreateSessionRequest,
     create_session_request,
-    Header(SessionHeader),
-    Chunk
+    Header(SessionHeader)
 );
-framed!(InferRequest, infer_request, Header(InferHeader), bytes);
-framed!(InferResponse, infer_response, Result(InferResult), bytes);
+framed!(InferRequest, infer_request, Header(InferHeader));
+framed!(InferResponse, infer_response, Result(InferResult));
 framed!(
     UploadModelRequest,
     upload_model_request,
-    Header(UploadModelHeader),
-    bytes
+    Header(UploadModelHeader)
 );
-framed!(PushRequest, push_request, Header(PushHeader), Chunk);
+framed!(PushRequest, push_request, Header(PushHeader));
 
 #[cfg(test)]
 mod tests {

@@ -12,7 +12,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$AIAA_CACHE_DIR/target-rust-$rust_ve
 # The interpreter that creates the venv (scripts/python-env.sh, also when a test runs it): the
 # system one, not the venv's own python, which is first on PATH below.
 export PYTHON=${PYTHON:-$(command -v python3)}
-AIAA_TORCH_VENV=$("$_aiaa_scripts/python-env.sh")
+# The base only: the test tools' layers are installed by the tests that use them.
+AIAA_TORCH_VENV=$("$_aiaa_scripts/python-env.sh" --base)
 export AIAA_TORCH_VENV
 export LIBTORCH_USE_PYTORCH=1
 export VIRTUAL_ENV=$AIAA_TORCH_VENV

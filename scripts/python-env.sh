@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # The project's one Python environment: creates (or completes) it and prints its path,
 #   ${AIAA_CACHE_DIR:-$HOME/.cache/aiaa}/venv-torch-<hash of requirements-torch.txt + python version>
+#   scripts/python-env.sh [--base]
+# --base: the base only (what tch links and the MONAI references run on), without the test
+# tools' layers: scripts/env.sh asks for that, so the platform's own commands (scripts/up.sh,
+# ./aiaa) never install test tools; tests and scripts/test.sh ask for the whole.
 # Every Python user of the project runs this venv: tch links the libtorch of its torch
 # (scripts/env.sh: LIBTORCH_USE_PYTORCH=1 with "$venv/bin/python" first on PATH), the MONAI
 # references and benchmarks, the test tools and the Rust tests' Python checks.
@@ -38,6 +42,9 @@ layers=(
   requirements-tensorboard.txt # reads the trainer's TensorBoard event files back
   requirements-scipy.txt       # MONAI's surface-distance metrics on CPU
 )
+if [ "${1:-}" = --base ]; then
+  layers=()
+fi
 py=${PYTHON:-python3}
 cache=${AIAA_CACHE_DIR:-$HOME/.cache/aiaa}
 key=$( (cat "$base"; "$py" -c 'import sys; print(sys.version_info[:2])') | sha256sum | cut -c1-12)

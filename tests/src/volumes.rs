@@ -34,11 +34,10 @@ pub fn dice(a: &[bool], b: &[bool]) -> f64 {
     2.0 * both as f64 / sum as f64
 }
 
-/// Runs `scripts/models/<script> <out>` with the project's Python (`$AIAA_TORCH_VENV` of
-/// scripts/env.sh): writes one of the fixture TorchScript networks.
+/// Runs `scripts/models/<script> <out>` with the project's Python environment: writes one of
+/// the fixture TorchScript networks.
 pub fn fixture_network(script: &str, out: &Path) {
-    let venv = std::env::var("AIAA_TORCH_VENV").expect("AIAA_TORCH_VENV (source scripts/env.sh)");
-    let status = Command::new(Path::new(&venv).join("bin/python"))
+    let status = Command::new(aiaa_testdata::python())
         .arg(crate::repo_root().join("scripts/models").join(script))
         .arg(out)
         .status()

@@ -4,7 +4,7 @@
 //! Python is the torch virtualenv of `scripts/env.sh` (`$AIAA_TORCH_VENV/bin/python`, torch
 //! and monai installed). Without it these tests print why and pass without checking.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 
@@ -21,23 +21,6 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
     let guard = TORCH.lock().unwrap_or_else(|e| e.into_inner());
     tch::set_num_threads(2);
     guard
-}
-
-/// The venv's python, or `None` (after printing why) when it is absent.
-fn python() -> Option<PathBuf> {
-    let Some(venv) = std::env::var_os("AIAA_TORCH_VENV") else {
-        eprintln!("SKIPPED: AIAA_TORCH_VENV is not set (source scripts/env.sh); Python parity not checked");
-        return None;
-    };
-    let py = Path::new(&venv).join("bin/python");
-    if !py.is_file() {
-        eprintln!(
-            "SKIPPED: {} does not exist; Python parity not checked",
-            py.display()
-        );
-        return None;
-    }
-    Some(py)
 }
 
 fn run_python(py: &Path, script: &str, args: &[&Path]) -> String {
@@ -136,7 +119,7 @@ fn exported_torchscript_matches_rust_and_python() {
             expected.push((name, output, want));
         }
     }
-    let Some(py) = python() else { return };
+    let py = aiaa_testdata::python();
     let cases_path = dir.path().join("cases.json");
     std::fs::write(&cases_path, serde_json::to_vec(&cases).unwrap()).unwrap();
     run_python(&py, JIT_SCRIPT, &[&cases_path]);
@@ -233,7 +216,7 @@ fn sliding_window_matches_monai() {
         );
         ours.push((name, output, y));
     }
-    let Some(py) = python() else { return };
+    let py = aiaa_testdata::python();
     let cases_path = dir.path().join("cases.json");
     std::fs::write(&cases_path, serde_json::to_vec(&cases).unwrap()).unwrap();
     run_python(&py, MONAI_SCRIPT, &[&model_path, &cases_path]);

@@ -23,7 +23,8 @@ use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
 use aiaa_proto::datastore::v1::{GetRequest, GetResponse, ItemKind, SessionRef};
 use aiaa_proto::framed::{self, FrameError};
 use aiaa_runtime::client::AiaaChannel;
-use futures::StreamExt;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
 use lru::LruCache;
 
 use crate::budget::Reservation;
@@ -275,18 +276,36 @@ impl Images {
         let (item, mut body) = framed::receive::<GetResponse, _>(stream)
             .await
             .map_err(|e| broken(&e))?;
-        let fetching = || format!("{what} as stored");
-        // Priced from the item's size before a byte arrives; more than that is reserved as
-        // it comes.
         if item.size > self.max_bytes {
             return Err(InferenceError::TooLarge(format!(
                 "{what} has {} bytes, more than --inference-max-image-bytes {}",
                 item.size, self.max_bytes
             )));
         }
+        // Priced from the item's size before a byte arrives; more than that is reserved as
+        // it comes.
+        let fetching = || format!("{what} as stored");
         reservation.grow_by(item.size, &fetching).await?;
-        let mut reserved = item.size;
-        let mut bytes = Vec::with_capacity(item.size as usize);
+        let bytes = self
+            .read_body(&mut body, item.size, reservation, what, &fetching, broken)
+            .await?;
+        Ok((item.format, bytes))
+    }
+
+    /// A streamed image into memory: at most --inference-max-image-bytes, every byte past the
+    /// `reserved` already held counted into the request's reservation as it arrives (`what`
+    /// names the image in errors, `reserving` in the budget's refusal).
+    pub async fn read_body(
+        &self,
+        body: &mut (impl Stream<Item = std::result::Result<Bytes, FrameError>> + Unpin),
+        reserved: u64,
+        reservation: &mut Reservation,
+        what: &str,
+        reserving: &(dyn Fn() -> String + Sync),
+        broken: impl Fn(&FrameError) -> InferenceError,
+    ) -> Result<Vec<u8>> {
+        let mut reserved = reserved;
+        let mut bytes = Vec::with_capacity(reserved as usize);
         while let Some(piece) = body.next().await {
             let piece = piece.map_err(|e| broken(&e))?;
             let total = bytes.len() as u64 + piece.len() as u64;
@@ -297,13 +316,12 @@ impl Images {
                 )));
             }
             if total > reserved {
-                reservation.grow_by(total - reserved, &fetching).await?;
+                reservation.grow_by(total - reserved, reserving).await?;
                 reserved = total;
             }
             bytes.extend_from_slice(&piece);
         }
-        let format = item.format;
-        Ok((format, bytes))
+        Ok(bytes)
     }
 }
 

@@ -216,19 +216,17 @@ impl InferenceApi {
         body: &mut (impl Stream<Item = std::result::Result<Bytes, FrameError>> + Unpin),
         reservation: &mut Reservation,
     ) -> Result<Vec<u8>> {
-        let mut bytes = Vec::new();
-        let what = || "the inline image as sent".to_string();
-        while let Some(c) = body.next().await {
-            let c = c.map_err(|e| stream_error("the inline image", &e))?;
-            if bytes.len() as u64 + c.len() as u64 > self.images.max_bytes() {
-                return Err(InferenceError::TooLarge(format!(
-                    "the image exceeds --inference-max-image-bytes {}",
-                    self.images.max_bytes()
-                )));
-            }
-            reservation.grow_by(c.len() as u64, &what).await?;
-            bytes.extend_from_slice(&c);
-        }
+        let bytes = self
+            .images
+            .read_body(
+                body,
+                0,
+                reservation,
+                "the image",
+                &|| "the inline image as sent".to_string(),
+                |e| stream_error("the inline image", e),
+            )
+            .await?;
         if bytes.is_empty() {
             return Err(InferenceError::Invalid("the inline image is empty".into()));
         }

@@ -271,7 +271,7 @@ pub async fn put_item(
     };
     let messages =
         aiaa_proto::framed::messages::<aiaa_proto::datastore::v1::PutRequest>(header, bytes.into());
-    ds.put(futures::stream::iter(messages.collect::<Vec<_>>()))
+    ds.put(futures::stream::iter(messages))
         .await
         .unwrap_or_else(|e| panic!("datastore put {id}: {e}"))
         .into_inner()

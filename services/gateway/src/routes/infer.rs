@@ -221,14 +221,14 @@ async fn run(app: &App, endpoint: Endpoint, req: Request) -> Result<Response> {
         None => futures::stream::empty().right_stream(),
     };
     let stream = framed::send::<InferRequest>(header, chunks);
-    let err = |s: tonic::Status| GatewayError::from_status("inference", Subject::Model, &s);
+    let err = |s: &tonic::Status| GatewayError::from_status("inference", Subject::Model, s);
     // The answer: an error status from the service is its error; a broken framing is ours.
     let answer_error = |e: &FrameError| match e.status() {
-        Some(status) => GatewayError::from_status("inference", Subject::Model, status),
+        Some(status) => err(status),
         None => GatewayError::Internal(format!("the inference service's answer: {e}")),
     };
     let answer = timed("inference", app.backends.timeout, async move {
-        let answer = client.infer(stream).await.map_err(err)?.into_inner();
+        let answer = client.infer(stream).await.map_err(|s| err(&s))?.into_inner();
         let (result, mut body) = framed::receive::<InferResponse, _>(answer)
             .await
             .map_err(|e| answer_error(&e))?;

@@ -8,6 +8,11 @@ source scripts/env.sh
 echo "== test data: $(scripts/fetch-test-data.sh)"
 echo "== python tools: $(scripts/python-env.sh)"
 echo "== cargo target dir: $CARGO_TARGET_DIR"
+# The target dir is shared by every clone (see scripts/env.sh); incremental caches are kept
+# per checkout path and never reused by the next clone, so they only pile up (40 GiB seen,
+# until the e2e datastore refused work for lack of disk). A test run builds without them.
+export CARGO_INCREMENTAL=0
+echo "== free disk: $(df -h --output=avail "$CARGO_TARGET_DIR" | tail -1 | tr -d ' ')"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked "$@"

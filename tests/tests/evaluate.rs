@@ -242,3 +242,159 @@ async fn evaluate_with_the_dextr3d_model_agrees_with_the_gateway() {
     assert!((reported - expected).abs() < 1e-6, "{reported} vs {expected}");
     assert!(reported >= 0.85, "Dice {reported}");
 }
+
+/// Evaluation configs written the way the seed's users write them: the `validate`
+/// `pre_transforms` of every recipe in `recipes/` and of the seed's own train config
+/// (loaders, `VolumeTo4dArray` and `CropForegroundObject` on `["image", "label"]`, a
+/// normalisation, `AddExtremePointsChannel`), the seed's 4.1.1 annotation model config and
+/// its evaluation config, each run by `aiaa evaluate` as the evaluation config of the
+/// trained DEXTR3D brain model over both brain heads, and each loaded unchanged by the
+/// platform as a model: every case is evaluated (none skipped for meeting the clicks under
+/// "label"), and the Dice `aiaa evaluate` reports is the Dice of the gateway's mask for the
+/// same clicks within 1e-4. The normalisations are the recipes' own (CT windows on an MR
+/// head give poor masks): what is checked is that both paths run the config the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_style_evaluation_configs_evaluate_every_case_and_agree_with_the_gateway() {
+    let data = testdata();
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo_root();
+    let read_json = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
+    let validate = |p: &Path| json!({"pre_transforms": read_json(p)["validate"]["pre_transforms"].clone()});
+
+    // name -> the evaluation config as its user writes it.
+    let mut configs: Vec<(String, serde_json::Value)> = Vec::new();
+    let mut recipes: Vec<_> = std::fs::read_dir(root.join("recipes"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    recipes.sort();
+    for r in &recipes {
+        let name = r.file_name().unwrap().to_string_lossy().into_owned();
+        configs.push((name, validate(&r.join("config_train.json"))));
+    }
+    assert!(configs.len() >= 14, "recipes: {}", configs.len());
+    let seed = root.join("examples/configs");
+    configs.push((
+        "seed_train_validate".into(),
+        validate(&seed.join("config_train_Task09_Spleen.json")),
+    ));
+    configs.push((
+        "seed_model_config".into(),
+        read_json(&seed.join("config_aiaa_annotation_spleen.json")),
+    ));
+    configs.push((
+        "seed_eval_config".into(),
+        read_json(&seed.join("config_eval_aiaa_Task09_Spleen.json")),
+    ));
+
+    // Each written as a model folder: the trained model's file, the seed's format name
+    // replaced (its "trtmodel" is a TensorRT graph), the threshold the model was exported with.
+    let model = root.join("models/annotation_mri_brain/model.pt");
+    let models = dir.path().join("models");
+    let mut pool = Vec::new();
+    for (name, config) in &mut configs {
+        let c = config.as_object_mut().unwrap();
+        c.insert("model_path".into(), json!(model));
+        c.insert("model_format".into(), json!("torchscript"));
+        c.entry("thresh").or_insert(json!(0.5));
+        let folder = models.join(&*name);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("config.json"), config.to_string()).unwrap();
+        pool.push(json!({"name": name, "class": "Dextr3dCroppedEngine", "config_file": format!("{name}/config.json")}));
+    }
+    let pool_file = models.join("engine_pool.json");
+    std::fs::write(&pool_file, json!(pool).to_string()).unwrap();
+
+    let cases = [
+        ("mni152/MNI152_T1.nii.gz", "mni152/MNI152_mask.nii.gz"),
+        ("robex/atlas.nii.gz", "robex/atlas_mask.nii.gz"),
+    ];
+    let list = dir.path().join("datalist.json");
+    let entries: Vec<_> = cases
+        .iter()
+        .map(|(i, l)| json!({"image": i, "label": l}))
+        .collect();
+    std::fs::write(&list, json!({"validation": entries}).to_string()).unwrap();
+
+    // The gateway's Dice for each config and case, the clicks simulated from the label as
+    // `aiaa evaluate` does (its extreme points, no perturbation).
+    let store = dir.path().join("store");
+    let mut platform = Platform::start(
+        &["up", "--engine-pool", pool_file.to_str().unwrap()],
+        &[("AIAA_STORE_URL", store.to_str().unwrap())],
+    )
+    .await;
+    let mut expected = Vec::new();
+    for (image, label) in &cases {
+        let truth = read(&data.join(label));
+        let points = aiaa_transforms::extreme::extreme_points(&truth).unwrap();
+        let params = json!({ "points": points }).to_string();
+        let bytes = std::fs::read(data.join(image)).unwrap();
+        for (name, _) in &configs {
+            let body = python_body(&[("params", &params)], &[("image", "image.nii.gz", &bytes)]);
+            let answer = send(
+                platform.addrs["gateway"],
+                &python_request("POST", &format!("/v1/dextr3d?model={name}"), &body),
+            )
+            .await;
+            let answer = parse_multipart_answer(&answer);
+            let mask = decode(
+                "result.nii.gz",
+                answer
+                    .file
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("{name} on {image}: no mask in the answer")),
+            );
+            expected.push((
+                (name.clone(), *image),
+                dice(&foreground(&mask), &foreground(&truth)),
+            ));
+        }
+    }
+    platform.stop();
+
+    for (name, _) in &configs {
+        let out = dir.path().join("eval").join(name);
+        let config = models.join(name).join("config.json");
+        let (status, _, stderr) = run_cli(
+            &[
+                "evaluate",
+                "--config",
+                config.to_str().unwrap(),
+                "--file_root",
+                data.to_str().unwrap(),
+                "--output_path",
+                out.to_str().unwrap(),
+                "--data_file",
+                list.to_str().unwrap(),
+                "--device",
+                "cpu",
+            ],
+            &[],
+        );
+        assert!(status.success(), "{name}: {stderr}");
+        assert!(!stderr.contains("FAILED"), "{name}: a case was skipped: {stderr}");
+        let raw = std::fs::read_to_string(out.join("mean_dice_raw_results.txt")).unwrap();
+        assert!(!raw.contains("# failed"), "{name}: {raw}");
+        for (image, _) in &cases {
+            let row = raw
+                .lines()
+                .find(|l| l.starts_with(&format!("{image}\t1\t")))
+                .unwrap_or_else(|| panic!("{name}: no row for {image}: {raw}"));
+            let reported: f64 = row.split('\t').nth(3).unwrap().parse().unwrap();
+            let gateway = expected
+                .iter()
+                .find(|((n, i), _)| n == name && i == image)
+                .map(|(_, d)| *d)
+                .unwrap();
+            eprintln!("{name} on {image}: gateway Dice {gateway:.6}, aiaa evaluate {reported:.6}");
+            assert!(
+                (reported - gateway).abs() <= 1e-4,
+                "{name} on {image}: {reported} vs {gateway}"
+            );
+        }
+    }
+}

@@ -5,6 +5,8 @@
 //!
 //! - [`pool`]: the seed's `engine_pool.json` and model configs, typed; paths of configs
 //!   that came through an API confined to the model roots;
+//! - [`adapt`]: offline transform lists (validation sections, the seed's inference and
+//!   evaluation configs) as an engine's `pre_transforms`;
 //! - [`kind`]: [`EngineKind`], the one mapping of engine classes, model types and endpoints;
 //! - [`device`]: TorchScript modules on libtorch, one owner thread per device, served
 //!   frozen and optimised for inference through `aiaa-jit` ([`Form`] says which form
@@ -13,6 +15,7 @@
 //! - [`engines`]: the [`Engine`] trait, `Dextr3dCroppedEngine`, `SegmentationEngine`;
 //! - [`error`]: the error type, [`EngineError`].
 
+pub mod adapt;
 pub mod device;
 pub mod engines;
 pub mod error;

@@ -13,13 +13,12 @@
 //! * `--model_format` replaces the config's `model_format`; `"trtmodel"` is refused by the
 //!   config reader with the message saying to export to TorchScript.
 //!
-//! The seed's offline configs are adapted, each change logged and listed in the summary's
-//! `notes`: loaders (`transforms.LoadNifty`, `LoadNumpyFromFilename`, `LoadPng`,
-//! `LoadResolutionFromNifty`, `Load3DShapeFromNumpy`) are dropped from `pre_transforms`
-//! (this tool reads the files); `transforms.CropForegroundObject` is dropped too (it crops
-//! around the label, which the server never has: the annotation engine crops around the
-//! clicks itself, by `padding` mm, and resizes to `roi`), its `size` becoming the engine's
-//! `roi` when the config sets none.
+//! The seed's offline configs (a training config's validation list copied into an
+//! evaluation config, the seed's own 4.1.1 model config) are adapted as the engines adapt
+//! them (`aiaa_engines::adapt`: loaders, label-driven crops dropped, the label field taken
+//! out of the other transforms' keys, since the engine holds the clicks or nothing there),
+//! each change logged and listed in the summary's `notes`; for an annotation model the
+//! dropped `CropForegroundObject`'s `size` is the engine's `roi` when the config sets none.
 //!
 //! The engine class: `--engine` when given, else the config's `engine`, else by its `type`
 //! ([`EngineKind::for_type`]: `annotation`: `Dextr3dCroppedEngine`, `deepgrow` refused, else
@@ -108,14 +107,6 @@ impl std::fmt::Debug for Model {
     }
 }
 
-const LOADERS: &[&str] = &[
-    "transforms.LoadNifty",
-    "transforms.LoadNumpyFromFilename",
-    "transforms.LoadPng",
-    "transforms.LoadResolutionFromNifty",
-    "transforms.Load3DShapeFromNumpy",
-];
-
 /// The TorchScript file `--model_save_path` names (a file, or a folder holding `model.pt`
 /// or exactly one `.pt` / `.ts` file).
 pub fn model_file(path: &Path) -> Result<PathBuf> {
@@ -198,29 +189,6 @@ pub fn prepare(src: &ModelSource) -> Result<Prepared> {
         json.insert("model_format".into(), json!(f));
     }
 
-    // The seed's offline pre_transforms: drop loaders and the label-driven crop.
-    let crop_size = named(json.get("pre_transforms"), "transforms.CropForegroundObject")
-        .and_then(|t| t.get("size"))
-        .cloned();
-    if let Some(Value::Array(list)) = json.get_mut("pre_transforms") {
-        let before = list.len();
-        list.retain(|t| {
-            let name = t.get("name").and_then(Value::as_str).unwrap_or_default();
-            let drop = LOADERS.contains(&name) || name == "transforms.CropForegroundObject";
-            if drop {
-                notes.push(format!(
-                    "pre_transforms: {name} dropped (aiaa infer reads the files; the engines crop themselves)"
-                ));
-            }
-            !drop
-        });
-        if list.len() != before && crop_size.is_some() && !json.contains_key("roi") {
-            let size = crop_size.unwrap_or_default();
-            notes.push(format!("roi set to CropForegroundObject's size {size}"));
-            json.insert("roi".into(), size);
-        }
-    }
-
     let class = match (&src.engine, json.get("engine").and_then(Value::as_str)) {
         (Some(c), _) => c.clone(),
         (None, Some(c)) => c.to_string(),
@@ -237,6 +205,25 @@ pub fn prepare(src: &ModelSource) -> Result<Prepared> {
             None => EngineKind::Segmentation.class().to_string(),
         },
     };
+    let kind = EngineKind::require_class(&class)
+        .map_err(|e| EvaluateError::Engine(EngineError::Config(format!("model config {origin}: {e}"))))?;
+
+    // The seed's offline pre_transforms, as the engine runs them.
+    let crop_size = json.get("pre_transforms").and_then(aiaa_engines::adapt::crop_roi);
+    let adapted = json
+        .get("pre_transforms")
+        .filter(|l| l.is_array())
+        .map(|l| aiaa_engines::adapt::pre_transforms(l, kind));
+    if let Some(adapted) = adapted {
+        notes.extend(adapted.notes);
+        json.insert("pre_transforms".into(), Value::Array(adapted.transforms));
+    }
+    // Recorded: the engine would take it from the crop, which the adapted list no longer has.
+    if let Some(size) = crop_size.filter(|_| kind == EngineKind::Dextr3dCropped && !json.contains_key("roi"))
+    {
+        notes.push(format!("roi set to CropForegroundObject's size {size:?}"));
+        json.insert("roi".into(), json!(size));
+    }
     // Recorded, so the adapted config loads as the same engine on the server too.
     json.insert("engine".into(), json!(class));
     let name = match path.file_stem().and_then(|s| s.to_str()) {

@@ -166,3 +166,84 @@ fn linear_resample_does_not_depend_on_the_thread_count() {
         assert_eq!(run(threads), one, "{threads} threads");
     }
 }
+
+/// `threshold_onto` gives, inside its grid, exactly the thresholded `resample_onto` (on the
+/// separable path and on a rotated grid's general one) and leaves the rest of the mask alone.
+#[test]
+fn threshold_onto_is_the_thresholded_resample_pasted() {
+    use aiaa_imaging::resample::threshold_onto;
+    // Probabilities on a small grid (a smooth blob in [0, 1]) covering a crop of MNI152.
+    let head = mni();
+    let (at, size) = ([20usize, 30, 25], [120usize, 140, 110]);
+    let crop_vol = crop(&head, at, size).unwrap();
+    let small = [24usize, 28, 22];
+    let grid = resize_grid(&crop_vol, small);
+    let mut p = Vec::new();
+    for k in 0..small[2] {
+        for j in 0..small[1] {
+            for i in 0..small[0] {
+                let r2 = [(i, 0), (j, 1), (k, 2)]
+                    .iter()
+                    .map(|&(x, a)| ((x as f64 - small[a] as f64 / 2.0) / (small[a] as f64 / 3.0)).powi(2))
+                    .sum::<f64>();
+                p.push((-r2).exp() as f32);
+            }
+        }
+    }
+    let prob = Volume::scalar(small, grid, Voxels::F32(p)).unwrap();
+    let mut rotated = crop_vol.geometry;
+    rotated.direction = [[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]];
+    for (n_target, target) in [crop_vol.geometry, rotated].into_iter().enumerate() {
+        let expected = resample_onto(&prob, size, &target, Interpolation::Linear).unwrap();
+        let expected = expected.voxels.as_f32();
+        let mut mask = vec![7u8; head.voxel_count()];
+        threshold_onto(&prob, size, &target, 0.5, &mut mask, head.dims, at).unwrap();
+        let (mut ones, mut n) = (0, 0);
+        for k in 0..head.dims[2] {
+            for j in 0..head.dims[1] {
+                for i in 0..head.dims[0] {
+                    let m = mask[i + head.dims[0] * (j + head.dims[1] * k)];
+                    let inside = [i, j, k]
+                        .iter()
+                        .enumerate()
+                        .all(|(a, &x)| x >= at[a] && x < at[a] + size[a]);
+                    if inside {
+                        let o = (i - at[0]) + size[0] * ((j - at[1]) + size[1] * (k - at[2]));
+                        assert_eq!(m, u8::from(f64::from(expected[o]) > 0.5), "at {i} {j} {k}");
+                        ones += usize::from(m == 1);
+                        n += 1;
+                    } else {
+                        assert_eq!(m, 7, "outside the grid at {i} {j} {k}");
+                    }
+                }
+            }
+        }
+        if n_target == 0 {
+            assert!(ones > n / 20 && ones < n / 2, "{ones} of {n}");
+        }
+    }
+    // A grid that does not fit is refused.
+    let mut mask = vec![0u8; head.voxel_count()];
+    let e = threshold_onto(
+        &prob,
+        size,
+        &crop_vol.geometry,
+        0.5,
+        &mut mask,
+        head.dims,
+        [100, 0, 0],
+    );
+    assert!(e.is_err());
+}
+
+/// The grid of a resize covering the same extent (voxel centres at `(x + 0.5) * n / m - 0.5`).
+fn resize_grid(vol: &Volume, out: [usize; 3]) -> Geometry {
+    let r: [f64; 3] = std::array::from_fn(|a| vol.dims[a] as f64 / out[a] as f64);
+    Geometry {
+        spacing: std::array::from_fn(|a| vol.geometry.spacing[a] * r[a]),
+        origin: vol
+            .geometry
+            .index_to_physical(std::array::from_fn(|a| 0.5 * r[a] - 0.5)),
+        direction: vol.geometry.direction,
+    }
+}

@@ -12,12 +12,12 @@
 //! - `Dextr3dCroppedEngine` (annotation models: the pipelines add an extreme-points
 //!   channel): `roi` = `network_input_size`, `padding` (mm around the points), `sigma` (of
 //!   `AddExtremePointsChannel`), `thresh`, and as `pre_transforms` the validation
-//!   `pre_transforms` minus what the engine itself does (loading, cropping, resizing): what
-//!   is left runs on the engine's roi-sized crop, with the points under the label key, so
-//!   the label key is taken out of the other transforms' key lists and the extreme-points
-//!   perturbation is set to 0;
-//! - `SegmentationEngine` (other models): the validation `pre_transforms` minus loading and
-//!   cropping, and `inference` = sliding window over `network_input_size`.
+//!   `pre_transforms` as the engine runs them (`aiaa_engines::adapt`: loading, cropping
+//!   and resizing dropped, the label key taken out of the other transforms' key lists, the
+//!   extreme-points perturbation set to 0): they run on the engine's roi-sized crop, with
+//!   the points under the label key;
+//! - `SegmentationEngine` (other models): the validation `pre_transforms` adapted the same
+//!   way (resizing kept), and `inference` = sliding window over `network_input_size`.
 //!
 //! Both record the seed's `input_nodes` / `output_nodes` (from `--input_node_names` /
 //! `--output_node_names`; a TorchScript module has one input and one output), `model_format`
@@ -31,12 +31,13 @@
 
 use std::path::{Path, PathBuf};
 
-use aiaa_imaging::{Geometry, Volume, Voxels};
+use aiaa_engines::{EngineError, engines};
+use aiaa_imaging::Volume;
 use aiaa_jit::{Form, Module, Policy};
 use aiaa_nets::checkpoint::{self, CheckpointMeta};
 use aiaa_nets::export::{ExportOptions, Precision, export_torchscript};
 use aiaa_nets::{NetsError, Network};
-use aiaa_transforms::{Data, Image, Item, Kind, Pipeline};
+use aiaa_transforms::Pipeline;
 use serde_json::{Map, Value, json};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
@@ -100,74 +101,8 @@ pub struct Exported {
     pub torchscript: Form,
 }
 
-/// Transforms the annotation engine's own crop and resize replace (and loading).
-fn engine_does(name: &str, engine: EngineKind) -> bool {
-    let loading = name.starts_with("transforms.Load") || name.starts_with("writers.");
-    let cropping = matches!(
-        name,
-        "transforms.CropForegroundObject"
-            | "transforms.CropSubVolumeRandomWithinBounds"
-            | "transforms.CropSubVolumeCenter"
-            | "transforms_ctrl.CropSubVolumePosNegRatioCtrlEpoch"
-            | "transforms_fastaug.TransformVolumeCropROIFastPosNegRatio"
-            | "transforms.CropRandomSubImageInRange"
-    );
-    let resizing = matches!(name, "transforms.NPResizeImage" | "transforms.ResampleVolume");
-    loading || cropping || (engine == EngineKind::Dextr3dCropped && resizing)
-}
-
 fn name_of(t: &Value) -> &str {
     t.get("name").and_then(Value::as_str).unwrap_or_default()
-}
-
-/// The engine's `pre_transforms` from the validation list; see the module docs.
-pub fn engine_pre_transforms(validate: &Value, engine: EngineKind) -> Vec<Value> {
-    let list = validate.as_array().cloned().unwrap_or_default();
-    // Keys that hold labels (or points) at inference time.
-    let mut label_keys = vec!["label".to_string()];
-    for t in &list {
-        if name_of(t) == "transforms.AddExtremePointsChannel"
-            && let Some(k) = t.get("label_field").and_then(Value::as_str)
-        {
-            label_keys.push(k.to_string());
-        }
-    }
-    let mut out = Vec::new();
-    for t in list {
-        let name = name_of(&t).to_string();
-        if engine_does(&name, engine) {
-            continue;
-        }
-        let mut t = t;
-        if name == "transforms.AddExtremePointsChannel" {
-            t["pert"] = json!(0);
-            out.push(t);
-            continue;
-        }
-        let mut keep = true;
-        if let Some(obj) = t.as_object_mut() {
-            for arg in ["fields", "applied_keys", "field"] {
-                match obj.get(arg).cloned() {
-                    Some(Value::String(s)) if label_keys.contains(&s) => keep = false,
-                    Some(Value::Array(a)) => {
-                        let rest: Vec<Value> = a
-                            .into_iter()
-                            .filter(|v| v.as_str().is_none_or(|s| !label_keys.iter().any(|l| l == s)))
-                            .collect();
-                        if rest.is_empty() {
-                            keep = false;
-                        }
-                        obj.insert(arg.into(), Value::Array(rest));
-                    }
-                    _ => {}
-                }
-            }
-        }
-        if keep {
-            out.push(t);
-        }
-    }
-    out
 }
 
 fn first_arg(list: &Value, name: &str, arg: &str) -> Option<f64> {
@@ -197,7 +132,7 @@ pub fn export(job: &ExportJob) -> Result<Exported> {
     } else {
         &cfg.train_transforms
     };
-    let pre = engine_pre_transforms(validate, engine);
+    let pre = aiaa_engines::adapt::pre_transforms(validate, engine).transforms;
     let roi = cfg.network_input_size;
 
     // The engine's input for a synthetic roi-sized sample: the pre_transforms must give the
@@ -409,58 +344,25 @@ fn model_config(
     Value::Object(c)
 }
 
-/// Runs `pre` on a synthetic roi-sized sample the way the engine does (an intensity image;
-/// for annotation, six points under the label key) and returns the network input volume.
+/// Runs `pre` on a synthetic roi-sized sample the way the engine warms up (an intensity
+/// image; for annotation, six points under the label key) and returns the network input.
 fn probe_input(pre: &[Value], roi: [i64; 3], engine: EngineKind) -> Result<Volume> {
     let dims = roi.map(|d| d as usize);
-    let n = dims.iter().product::<usize>();
-    // A smooth blob, so normalisations have something to normalise.
-    let c: [f64; 3] = dims.map(|d| (d as f64 - 1.0) / 2.0);
-    let mut v = Vec::with_capacity(n);
-    for k in 0..dims[2] {
-        for j in 0..dims[1] {
-            for i in 0..dims[0] {
-                let r2 = [(i, 0), (j, 1), (k, 2)]
-                    .iter()
-                    .map(|&(x, a)| ((x as f64 - c[a]) / (dims[a] as f64 / 3.0)).powi(2))
-                    .sum::<f64>();
-                v.push((100.0 * (-r2).exp()) as f32);
-            }
-        }
-    }
-    let vol = Volume::scalar(dims, Geometry::default(), Voxels::F32(v))
-        .map_err(|e| TrainError::Unsupported(format!("probe volume: {e}")))?;
     let list = Value::Array(pre.to_vec());
     let pipeline = Pipeline::from_json(&list, 0).map_err(|e| TrainError::transform("pre_transforms", e))?;
-    let mut d = Data::named("export-probe");
-    d.insert_image("image", Image::new(vol, Kind::Intensity));
-    if engine == EngineKind::Dextr3dCropped {
-        let key = pre
-            .iter()
-            .find(|t| name_of(t) == "transforms.AddExtremePointsChannel")
-            .and_then(|t| t.get("label_field"))
-            .and_then(Value::as_str)
-            .unwrap_or("label");
-        let q = |a: usize, f: f64| (dims[a] as f64 - 1.0) * f;
-        let pts: Vec<[f64; 3]> = vec![
-            [q(0, 0.15), q(1, 0.5), q(2, 0.5)],
-            [q(0, 0.85), q(1, 0.5), q(2, 0.5)],
-            [q(0, 0.5), q(1, 0.15), q(2, 0.5)],
-            [q(0, 0.5), q(1, 0.85), q(2, 0.5)],
-            [q(0, 0.5), q(1, 0.5), q(2, 0.15)],
-            [q(0, 0.5), q(1, 0.5), q(2, 0.85)],
-        ];
-        d.insert(key.to_string(), Item::Points(pts));
-    }
-    pipeline
-        .run(&mut d, 0)
-        .map_err(|e| TrainError::transform("the exported pre_transforms on the engine's input", e))?;
-    match d.remove("image") {
-        Some(Item::Image(im)) => Ok(im.vol),
-        _ => Err(TrainError::Unsupported(
-            "the exported pre_transforms leave no image under \"image\"".into(),
-        )),
-    }
+    let key = pre
+        .iter()
+        .find(|t| name_of(t) == "transforms.AddExtremePointsChannel")
+        .and_then(|t| t.get("label_field"))
+        .and_then(Value::as_str)
+        .unwrap_or("label");
+    let points = (engine == EngineKind::Dextr3dCropped).then(|| (key, engines::six_points(dims)));
+    engines::synthetic_input(&pipeline, dims, points).map_err(|e| match e {
+        EngineError::Transform(t) => {
+            TrainError::transform("the exported pre_transforms on the engine's input", t)
+        }
+        other => TrainError::Internal(format!("the export's probe input: {other}")),
+    })
 }
 
 /// The largest difference allowed between the served (frozen) module's answer and the
@@ -525,30 +427,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_engine_keeps_what_it_does_not_do_itself() {
+    fn the_probe_is_the_engines_input() {
         let validate = json!([
             {"name": "transforms.LoadNifty", "fields": ["image", "label"]},
             {"name": "transforms.VolumeTo4dArray", "fields": ["image", "label"]},
-            {"name": "transforms.CropForegroundObject", "size": [64, 64, 64], "image_field": "image",
-             "label_field": "label", "pad": 20},
             {"name": "transforms.NormalizeIntensity", "fields": "image"},
-            {"name": "transforms.ScaleIntensityRange", "field": "label", "magnitude": 0.1},
             {"name": "transforms.AddExtremePointsChannel", "image_field": "image", "label_field": "label",
              "sigma": 3, "pert": 2}
         ]);
-        let pre = engine_pre_transforms(&validate, EngineKind::Dextr3dCropped);
-        assert_eq!(
-            pre,
-            vec![
-                json!({"name": "transforms.VolumeTo4dArray", "fields": ["image"]}),
-                json!({"name": "transforms.NormalizeIntensity", "fields": "image"}),
-                json!({"name": "transforms.AddExtremePointsChannel", "image_field": "image",
-                       "label_field": "label", "sigma": 3, "pert": 0}),
-            ]
-        );
+        let pre = aiaa_engines::adapt::pre_transforms(&validate, EngineKind::Dextr3dCropped).transforms;
         let probe = probe_input(&pre, [16, 16, 8], EngineKind::Dextr3dCropped).unwrap();
         assert_eq!((probe.channels, probe.dims), (2, [16, 16, 8]));
-        let seg = engine_pre_transforms(&validate, EngineKind::Segmentation);
-        assert_eq!(seg.len(), 3);
     }
 }

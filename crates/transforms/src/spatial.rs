@@ -158,13 +158,16 @@ pub fn permute(vol: &Volume, order: [usize; 3]) -> Result<Volume> {
 /// centres aligned as in `scipy.ndimage.zoom(grid_mode=True)` / `skimage.transform.resize`:
 /// output index `x` samples input index `(x + 0.5) * n_in / n_out - 0.5`.
 pub fn resize_geometry(vol: &Volume, out_dims: [usize; 3]) -> Geometry {
-    let r: [f64; 3] = std::array::from_fn(|a| vol.dims[a] as f64 / out_dims[a] as f64);
+    resize_grid(vol.dims, &vol.geometry, out_dims)
+}
+
+/// [`resize_geometry`] of a grid of `dims` on `geometry`, without its voxels.
+pub fn resize_grid(dims: [usize; 3], geometry: &Geometry, out_dims: [usize; 3]) -> Geometry {
+    let r: [f64; 3] = std::array::from_fn(|a| dims[a] as f64 / out_dims[a] as f64);
     Geometry {
-        spacing: std::array::from_fn(|a| vol.geometry.spacing[a] * r[a]),
-        origin: vol
-            .geometry
-            .index_to_physical(std::array::from_fn(|a| 0.5 * r[a] - 0.5)),
-        direction: vol.geometry.direction,
+        spacing: std::array::from_fn(|a| geometry.spacing[a] * r[a]),
+        origin: geometry.index_to_physical(std::array::from_fn(|a| 0.5 * r[a] - 0.5)),
+        direction: geometry.direction,
     }
 }
 

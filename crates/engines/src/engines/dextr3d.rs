@@ -1,7 +1,7 @@
 //! `Dextr3dCroppedEngine`: annotation from extreme points (DEXTR 3D).
 //!
-//! Model config keys besides the seed's (all optional): `roi` (network input `[x, y, z]`,
-//! default 128³), `padding` (mm around the points, default 20), `sigma` (the Gaussian of
+//! Model config keys besides the seed's (all optional): `roi` (network input `[x, y, z]`;
+//! default the `size` of a `CropForegroundObject` in `pre_transforms`, else 128³), `padding` (mm around the points, default 20), `sigma` (the Gaussian of
 //! the extreme-points channel, voxels; reported to clients; the transform's own `sigma`
 //! is what the network gets), `input_layout`, `output_activation`, `labels`, `description`.
 //!
@@ -9,29 +9,32 @@
 //! axis' spacing), clamped to the image, is cropped and resized (linear) to `roi`; the points
 //! move with it and are put under the label key of `transforms.AddExtremePointsChannel` (or
 //! `label`), then the config's `pre_transforms` run (e.g. `VolumeTo4dArray`, intensity
-//! normalisation, `AddExtremePointsChannel`); the network's foreground probability (channel
-//! 1 of a multi-channel output) goes back onto the crop's grid (linear), is thresholded at
-//! `thresh` and pasted into an empty mask on the request's grid.
+//! normalisation, `AddExtremePointsChannel`; a training config's validation list adapted by
+//! [`crate::adapt`]); the network's foreground probability (channel
+//! 1 of a multi-channel output) goes back onto the crop's grid (linear) and is thresholded at
+//! `thresh` straight into an empty mask on the request's grid (the work after the forward
+//! is bounded by the crop: no crop-sized float copy, no pasting).
 //!
 //! Pre-cropped requests (the clients crop around the points with the same `padding` mm and
 //! resize to `roi` themselves) need no special case: the box of their points plus `padding`
 //! mm is the whole crop they sent, already of size `roi`, so the server's crop and resize are
 //! the identity and the mask comes back on the grid they sent.
 
-use aiaa_imaging::Volume;
 use aiaa_imaging::io::ImageInfo;
+use aiaa_imaging::resample::threshold_onto;
+use aiaa_imaging::{Volume, Voxels};
 use aiaa_transforms::{Item, Pipeline};
 use serde_json::{Map, Value, json};
 
-use super::grid::{Interp, paste, resize, resize_back};
+use super::grid::{Interp, resize};
 use super::{
     Activation, Engine, EngineSpec, FORWARD_BYTES_PER_VOXEL, ModelInfo, Outcome, Timings, labels_of, points,
-    sample, take_image, transforms, warm_input,
+    pre_transforms, sample, six_points, take_image, warm_input,
 };
 use crate::device::{Devices, Finish, Net};
 use crate::error::Result;
 use crate::kind::EngineKind;
-use crate::tensor::{Layout, foreground_channel, labels, to_tensor, to_volume};
+use crate::tensor::{Layout, foreground_channel, to_tensor, to_volume};
 
 /// The engine.
 pub struct Dextr3d {
@@ -50,7 +53,16 @@ impl Dextr3d {
     /// Loads the network and checks every key.
     pub fn build(spec: &EngineSpec, devices: &Devices) -> Result<Box<dyn Engine>> {
         let c = &spec.config;
-        let roi = c.get::<[usize; 3]>("roi")?.unwrap_or([128; 3]);
+        let roi = match c.get::<[usize; 3]>("roi")? {
+            Some(roi) => roi,
+            None => match c.json.get("pre_transforms").and_then(crate::adapt::crop_roi) {
+                Some(size) => {
+                    tracing::info!(model = %spec.name, ?size, "roi set to CropForegroundObject's size");
+                    size
+                }
+                None => [128; 3],
+            },
+        };
         if roi.contains(&0) {
             return Err(c.error("roi", "every size must be more than 0"));
         }
@@ -78,7 +90,7 @@ impl Dextr3d {
             .or_else(|| extreme.and_then(|t| t.get("sigma")).and_then(Value::as_f64))
             .unwrap_or(3.0);
         let layout: Layout = c.get("input_layout")?.unwrap_or_default();
-        let pre = transforms(c, "pre_transforms")?;
+        let pre = pre_transforms(&spec.name, c, EngineKind::Dextr3dCropped)?;
         // The network only ever sees `roi`-sized crops: one warm-up shape.
         let warm = warm_input(
             &spec.name,
@@ -114,21 +126,6 @@ impl Dextr3d {
             pre,
         }))
     }
-}
-
-/// Six extreme points of a [`super::warm_volume`]'s blob, on the box 15% in from its faces.
-fn six_points(dims: [usize; 3]) -> Vec<[f64; 3]> {
-    let at = |a: usize, f: f64| (dims[a] as f64 - 1.0) * f;
-    let mid = [at(0, 0.5), at(1, 0.5), at(2, 0.5)];
-    let mut pts = Vec::with_capacity(6);
-    for a in 0..3 {
-        for f in [0.15, 0.85] {
-            let mut p = mid;
-            p[a] = at(a, f);
-            pts.push(p);
-        }
-    }
-    pts
 }
 
 impl Dextr3d {
@@ -167,14 +164,14 @@ impl Engine for Dextr3d {
     }
 
     /// The crop (the image's type), its roi-sized `f32` copy and the network's pass on it,
-    /// the foreground back on the crop (`f32`) and its labels, and the mask on the whole
-    /// grid (one byte a voxel).
+    /// and the mask on the whole grid (one byte a voxel), which the foreground is
+    /// thresholded into.
     fn working_bytes(&self, image: &ImageInfo, params: &Map<String, Value>) -> Result<u64> {
         let pts = Self::points(params, image.dims)?;
         let (_, size) = self.region(image.dims, image.geometry.spacing, &pts);
         let crop = size.iter().map(|&d| d as u64).product::<u64>() * image.channels as u64;
         let roi = self.roi.iter().map(|&d| d as u64).product::<u64>();
-        Ok(crop.saturating_mul(image.voxel_type.size() as u64 + 4 + 1)
+        Ok(crop.saturating_mul(image.voxel_type.size() as u64)
             + roi.saturating_mul(FORWARD_BYTES_PER_VOXEL)
             + image.voxel_count())
     }
@@ -182,7 +179,7 @@ impl Engine for Dextr3d {
     fn infer(&self, image: &Volume, params: &Map<String, Value>, t: &mut Timings) -> Result<Outcome> {
         let pts = Self::points(params, image.dims)?;
         let (start, size) = self.region(image.dims, image.geometry.spacing, &pts);
-        let (crop, x) = t.time("pre", || -> Result<_> {
+        let ((crop_dims, crop_geometry), x) = t.time("pre", || -> Result<_> {
             let crop = aiaa_imaging::crop::crop(image, start, size)?;
             let roi = resize(&crop, self.roi, Interp::Linear)?;
             // Points into the roi grid: voxel centres map as (p - start + 0.5) * roi / size - 0.5.
@@ -199,24 +196,32 @@ impl Engine for Dextr3d {
             d.insert(self.points_key.clone(), Item::Points(moved));
             self.pre.run(&mut d, 0)?;
             let im = take_image(&mut d, "image")?;
-            Ok((crop, to_tensor(&im.vol, self.layout)))
+            // Only the crop's grid is needed after this: its voxels are dropped here.
+            Ok(((crop.dims, crop.geometry), to_tensor(&im.vol, self.layout)))
         })?;
         let finish = Finish {
             layout: self.layout,
             activation: self.activation,
         };
         let y = t.time("infer", || self.net.forward_finished(x, Some(finish)))?;
+        // The mask is empty outside the crop: the foreground goes back onto the crop's grid
+        // and is thresholded straight into a zeroed whole-image mask, so the work after the
+        // forward is bounded by the crop.
         let mask = t.time("post", || -> Result<Volume> {
-            let grid = aiaa_transforms::spatial::resize_geometry(&crop, self.roi);
+            let grid = aiaa_transforms::spatial::resize_grid(crop_dims, &crop_geometry, self.roi);
             let out = to_volume(&y, Layout::Kji, self.roi, grid)?;
-            let prob = resize_back(
-                &foreground_channel(&out)?,
-                crop.dims,
-                crop.geometry,
-                Interp::Linear,
+            let prob = foreground_channel(&out)?;
+            let mut mask = vec![0u8; image.voxel_count()];
+            threshold_onto(
+                &prob,
+                crop_dims,
+                &crop_geometry,
+                self.thresh,
+                &mut mask,
+                image.dims,
+                start,
             )?;
-            let mask = labels(&prob, self.thresh)?;
-            paste(&mask, image.dims, image.geometry, start)
+            Ok(Volume::scalar(image.dims, image.geometry, Voxels::U8(mask))?)
         })?;
         let mut params = Map::new();
         params.insert(

@@ -257,6 +257,21 @@ pub fn transforms(config: &ModelConfig, key: &str) -> Result<Pipeline> {
     Pipeline::from_json(&list, 0).map_err(|e| config.error(key, e))
 }
 
+/// The config's `pre_transforms` as an engine of `kind` runs them: offline lists (a training
+/// config's validation section, the seed's inference and evaluation configs) adapted by
+/// [`crate::adapt`], each change logged for `model`.
+pub fn pre_transforms(model: &str, config: &ModelConfig, kind: EngineKind) -> Result<Pipeline> {
+    let Some(list @ Value::Array(_)) = config.json.get("pre_transforms") else {
+        // Absent (none), or not a list: the plain reader says so.
+        return transforms(config, "pre_transforms");
+    };
+    let adapted = crate::adapt::pre_transforms(list, kind);
+    for note in &adapted.notes {
+        tracing::info!(model = %model, "{note}");
+    }
+    Pipeline::from_json(&Value::Array(adapted.transforms), 0).map_err(|e| config.error("pre_transforms", e))
+}
+
 /// A transform list given inline (e.g. a locator's), under `key` of `block`.
 pub fn transforms_in(config: &ModelConfig, block: &Map<String, Value>, key: &str) -> Result<Pipeline> {
     let list = block.get(key).cloned().unwrap_or(Value::Array(Vec::new()));
@@ -328,10 +343,41 @@ pub fn warm_volume(dims: [usize; 3]) -> Result<Volume> {
     Ok(Volume::scalar(dims, Geometry::default(), Voxels::F32(v))?)
 }
 
-/// A network input like the ones a request produces, for the warm-up at load: a
-/// [`warm_volume`] of `dims` (with `points` under their key, for engines that take them)
-/// through `pipeline`, as a `[1, C, ...]` tensor in `layout`. `None`, with a warning, when the
-/// transforms refuse it: the model then loads without a warm-up rather than not at all.
+/// A network input like the ones a request produces: a [`warm_volume`] of `dims` (with
+/// `points` under their key, for engines that take them) through `pipeline`, the volume
+/// the network's tensor is made from. Used for the warm-up at load and by the trainer's
+/// export to check its config.
+pub fn synthetic_input(
+    pipeline: &Pipeline,
+    dims: [usize; 3],
+    points: Option<(&str, Vec<[f64; 3]>)>,
+) -> Result<Volume> {
+    let mut d = sample(warm_volume(dims)?);
+    if let Some((key, pts)) = points {
+        d.insert(key.to_string(), aiaa_transforms::Item::Points(pts));
+    }
+    pipeline.run(&mut d, 0)?;
+    Ok(take_image(&mut d, "image")?.vol)
+}
+
+/// Six extreme points of a [`warm_volume`]'s blob, on the box 15% in from its faces.
+pub fn six_points(dims: [usize; 3]) -> Vec<[f64; 3]> {
+    let at = |a: usize, f: f64| (dims[a] as f64 - 1.0) * f;
+    let mid = [at(0, 0.5), at(1, 0.5), at(2, 0.5)];
+    let mut pts = Vec::with_capacity(6);
+    for a in 0..3 {
+        for f in [0.15, 0.85] {
+            let mut p = mid;
+            p[a] = at(a, f);
+            pts.push(p);
+        }
+    }
+    pts
+}
+
+/// The warm-up input at load: a [`synthetic_input`] as a `[1, C, ...]` tensor in `layout`.
+/// `None`, with a warning, when the transforms refuse it: the model then loads without a
+/// warm-up rather than not at all.
 pub fn warm_input(
     model: &str,
     pipeline: &Pipeline,
@@ -339,18 +385,12 @@ pub fn warm_input(
     layout: Layout,
     points: Option<(&str, Vec<[f64; 3]>)>,
 ) -> Option<tch::Tensor> {
-    let made = (|| -> Result<tch::Tensor> {
-        let mut d = sample(warm_volume(dims)?);
-        if let Some((key, pts)) = points {
-            d.insert(key.to_string(), aiaa_transforms::Item::Points(pts));
-        }
-        pipeline.run(&mut d, 0)?;
-        Ok(to_tensor(&take_image(&mut d, "image")?.vol, layout))
-    })();
-    made.map_err(|e| {
-        tracing::warn!(model = %model, error = %e, "no warm-up input: the transforms refused a synthetic image; loading without a warm-up")
-    })
-    .ok()
+    synthetic_input(pipeline, dims, points)
+        .map(|vol| to_tensor(&vol, layout))
+        .map_err(|e| {
+            tracing::warn!(model = %model, error = %e, "no warm-up input: the transforms refused a synthetic image; loading without a warm-up")
+        })
+        .ok()
 }
 
 /// The label names, for `ModelInfo`.

@@ -48,7 +48,8 @@ use serde_json::{Map, Value, json};
 use super::grid::{Box3, Interp, paste, resize, resize_back};
 use super::{
     Activation, Engine, EngineSpec, FORWARD_BYTES_PER_VOXEL, ModelInfo, Outcome, Timings,
-    extreme_points_json, labels_of, sample, take_image, transforms, transforms_in, warm_input,
+    extreme_points_json, labels_of, pre_transforms, sample, take_image, transforms, transforms_in,
+    warm_input,
 };
 use aiaa_nets::sliding_window::{BlendMode, SlidingWindow};
 
@@ -261,7 +262,7 @@ impl Segmentation {
             activation: c.get("output_activation")?.unwrap_or_default(),
             output_channel: c.get("output_channel")?,
             thresh: c.thresh,
-            pre: transforms(c, "pre_transforms")?,
+            pre: pre_transforms(&spec.name, c, EngineKind::Segmentation)?,
             input,
             post: transforms(c, "post_transforms")?,
             locator,

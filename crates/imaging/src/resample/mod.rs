@@ -98,6 +98,73 @@ pub fn resample_onto(
     Volume::new(dims, vol.channels, *geometry, voxels)
 }
 
+/// A one-channel volume resampled (trilinear) onto the grid `dims` / `geometry`, thresholded
+/// (above `thresh`: 1, else 0) and written into `mask`, a `u8` volume of `mask_dims` in
+/// which that grid starts at voxel `at`. This is how a network's probabilities on a crop
+/// become the crop's part of a whole-image mask without a crop-sized float volume or a
+/// pasting copy; for a floating-point `vol` the values compared are those
+/// [`resample_onto`] gives. Voxels of `mask`
+/// outside the grid are left as they are.
+pub fn threshold_onto(
+    vol: &Volume,
+    dims: [usize; 3],
+    geometry: &Geometry,
+    thresh: f64,
+    mask: &mut [u8],
+    mask_dims: [usize; 3],
+    at: [usize; 3],
+) -> Result<()> {
+    let fits = (0..3).all(|a| dims[a] > 0 && at[a].checked_add(dims[a]).is_some_and(|e| e <= mask_dims[a]));
+    if vol.channels != 1 || !fits || mask.len() != mask_dims.iter().product::<usize>() {
+        return Err(ImagingError::InvalidArgument(format!(
+            "thresholding a {}-channel volume onto {dims:?} at {at:?} of a mask of {mask_dims:?} ({} bytes)",
+            vol.channels,
+            mask.len()
+        )));
+    }
+    let plane = mask_dims[0] * mask_dims[1];
+    let mut slices: Vec<&mut [u8]> = mask.chunks_mut(plane).skip(at[2]).take(dims[2]).collect();
+    // One output slice (`dims[0] * dims[1]` values, x fastest) into its mask plane.
+    let put = |dst: &mut [u8], value: &mut dyn FnMut(&mut [u8], usize)| {
+        for j in 0..dims[1] {
+            value(
+                &mut dst[(at[1] + j) * mask_dims[0] + at[0]..][..dims[0]],
+                j * dims[0],
+            );
+        }
+    };
+    let above = |x: f32| u8::from(f64::from(x) > thresh);
+    match axis_maps(&vol.geometry, geometry) {
+        Some(maps) => {
+            let taps: [Vec<separable::Taps>; 3] = std::array::from_fn(|a| {
+                (0..dims[a])
+                    .map(|i| separable::linear_taps(maps[a].0 * i as f64 + maps[a].1, vol.dims[a]))
+                    .collect()
+            });
+            crate::with_voxels!(&vol.voxels, v => separable::linear_with(v, vol.dims, &taps, &mut slices, |p0, p1, t, dst| {
+                put(dst, &mut |row, o| {
+                    for ((d, p), q) in row.iter_mut().zip(&p0[o..]).zip(&p1[o..]) {
+                        *d = above(t.w0 * p + t.w1 * q);
+                    }
+                })
+            }));
+        }
+        None => {
+            let onto = resample_onto(vol, dims, geometry, Interpolation::Linear)?;
+            let values = onto.voxels.as_f32();
+            let n = dims[0] * dims[1];
+            for (k, dst) in slices.iter_mut().enumerate() {
+                put(dst, &mut |row, o| {
+                    for (d, x) in row.iter_mut().zip(&values[k * n + o..]) {
+                        *d = above(*x);
+                    }
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Resamples onto a grid with the general (per-voxel affine) path even when the separable
 /// path would apply; the two agree, which the tests check.
 pub fn resample_onto_general(

@@ -185,23 +185,39 @@ impl Planes {
 /// is ever held. Same arithmetic in the same order as resampling the whole volume axis by
 /// axis, so the values do not depend on how the slices are split among tasks.
 fn linear<T: Element>(src: &[T], din: [usize; 3], dout: [usize; 3], taps: &[Vec<Taps>; 3], out: &mut [T]) {
-    let plane = dout[0] * dout[1];
-    let per_task = slices_per_task(dout[2]);
-    out.par_chunks_mut(plane * per_task)
+    let mut slices: Vec<&mut [T]> = out.chunks_mut((dout[0] * dout[1]).max(1)).collect();
+    linear_with(src, din, taps, &mut slices, |p0, p1, t, slab| {
+        for ((o, p), q) in slab.iter_mut().zip(p0).zip(p1) {
+            *o = T::from_f64((t.w0 * p + t.w1 * q) as f64);
+        }
+    });
+}
+
+/// The trilinear pass of [`linear`] with the writing left to `write`: `outs` holds one
+/// destination per output z-slice, and `write(p0, p1, taps, out)` gets the two input planes
+/// already resampled in x and y (`nx' * ny'` values each, x fastest) and the z taps that
+/// blend them (`w0 * p0 + w1 * p1`). Slices outside the input are not written.
+pub fn linear_with<T: Element, U: Send>(
+    src: &[T],
+    din: [usize; 3],
+    taps: &[Vec<Taps>; 3],
+    outs: &mut [U],
+    write: impl Fn(&[f32], &[f32], Taps, &mut U) + Sync,
+) {
+    let (nx, ny) = (taps[0].len(), taps[1].len());
+    let per_task = slices_per_task(outs.len());
+    outs.par_chunks_mut(per_task)
         .enumerate()
-        .for_each(|(task, slabs)| {
-            let mut planes = Planes::new(dout[0], din[1], dout[1]);
-            for (n, slab) in slabs.chunks_mut(plane).enumerate() {
+        .for_each(|(task, group)| {
+            let mut planes = Planes::new(nx, din[1], ny);
+            for (n, out) in group.iter_mut().enumerate() {
                 let t = taps[2][task * per_task + n];
                 if t.w0 == 0.0 && t.w1 == 0.0 {
-                    continue; // outside the input: stays 0
+                    continue; // outside the input: not written
                 }
                 let s0 = planes.slot(t.i0, t.i1, src, din, taps);
                 let s1 = planes.slot(t.i1, t.i0, src, din, taps);
-                let (p0, p1) = (&planes.slots[s0], &planes.slots[s1]);
-                for ((o, p), q) in slab.iter_mut().zip(p0).zip(p1) {
-                    *o = T::from_f64((t.w0 * p + t.w1 * q) as f64);
-                }
+                write(&planes.slots[s0], &planes.slots[s1], t, out);
             }
         });
 }

@@ -29,6 +29,44 @@ async fn gateway_mask(platform: &Platform, image: &Path) -> Volume {
     decode("result.nii.gz", result.file.as_ref().expect("a mask"))
 }
 
+/// The Dice of class 1 that `mean_dice_raw_results.txt` (`raw`) reports for `image`.
+fn reported_dice(raw: &str, image: &str) -> f64 {
+    let row = raw
+        .lines()
+        .find(|l| l.starts_with(&format!("{image}\t1\t")))
+        .unwrap_or_else(|| panic!("no row for {image}: {raw}"));
+    row.split('\t').nth(3).unwrap().parse().unwrap()
+}
+
+/// `aiaa evaluate` of the datalist `list` (files under `data`) with `config` (and the model
+/// file `model`, when given) on the CPU, into `out`: its exit status and stderr.
+fn evaluate(
+    config: &Path,
+    model: Option<&Path>,
+    data: &Path,
+    list: &Path,
+    out: &Path,
+) -> (std::process::ExitStatus, String) {
+    let mut args = vec!["evaluate"];
+    if let Some(m) = model {
+        args.extend(["--model_save_path", m.to_str().unwrap()]);
+    }
+    args.extend([
+        "--config",
+        config.to_str().unwrap(),
+        "--file_root",
+        data.to_str().unwrap(),
+        "--output_path",
+        out.to_str().unwrap(),
+        "--data_file",
+        list.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    let (status, _, stderr) = run_cli(&args, &[]);
+    (status, stderr)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evaluate_reports_the_dice_of_the_gateways_masks() {
     let data = testdata();
@@ -95,11 +133,7 @@ async fn evaluate_reports_the_dice_of_the_gateways_masks() {
     for ((image, label, min_dice), mask) in cases.iter().zip(&masks) {
         let truth = read(&data.join(label));
         let expected = dice(&foreground(mask), &foreground(&truth));
-        let row = raw
-            .lines()
-            .find(|l| l.starts_with(&format!("{image}\t1\t")))
-            .unwrap_or_else(|| panic!("no row for {image}: {raw}"));
-        let reported: f64 = row.split('\t').nth(3).unwrap().parse().unwrap();
+        let reported = reported_dice(&raw, image);
         eprintln!("{image}: gateway Dice {expected:.6}, reported {reported:.6}");
         assert!(
             (reported - expected).abs() < 1e-6,
@@ -213,31 +247,10 @@ async fn evaluate_with_the_dextr3d_model_agrees_with_the_gateway() {
     let out = dir.path().join("eval");
     let model_dir = repo_root().join("models/annotation_mri_brain");
     let config = model_dir.join("config.json");
-    let (status, _, stderr) = run_cli(
-        &[
-            "evaluate",
-            "--model_save_path",
-            model_dir.join("model.pt").to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--file_root",
-            data.to_str().unwrap(),
-            "--output_path",
-            out.to_str().unwrap(),
-            "--data_file",
-            list.to_str().unwrap(),
-            "--device",
-            "cpu",
-        ],
-        &[],
-    );
+    let (status, stderr) = evaluate(&config, Some(&model_dir.join("model.pt")), &data, &list, &out);
     assert!(status.success(), "{stderr}");
     let raw = std::fs::read_to_string(out.join("mean_dice_raw_results.txt")).unwrap();
-    let row = raw
-        .lines()
-        .find(|l| l.starts_with(&format!("{image}\t1\t")))
-        .unwrap_or_else(|| panic!("no row for {image}: {raw}"));
-    let reported: f64 = row.split('\t').nth(3).unwrap().parse().unwrap();
+    let reported = reported_dice(&raw, image);
     eprintln!("annotation_mri_brain on ROBEX: gateway Dice {expected:.6}, aiaa evaluate {reported:.6}");
     assert!((reported - expected).abs() < 1e-6, "{reported} vs {expected}");
     assert!(reported >= 0.85, "Dice {reported}");
@@ -359,32 +372,13 @@ async fn seed_style_evaluation_configs_evaluate_every_case_and_agree_with_the_ga
     for (name, _) in &configs {
         let out = dir.path().join("eval").join(name);
         let config = models.join(name).join("config.json");
-        let (status, _, stderr) = run_cli(
-            &[
-                "evaluate",
-                "--config",
-                config.to_str().unwrap(),
-                "--file_root",
-                data.to_str().unwrap(),
-                "--output_path",
-                out.to_str().unwrap(),
-                "--data_file",
-                list.to_str().unwrap(),
-                "--device",
-                "cpu",
-            ],
-            &[],
-        );
+        let (status, stderr) = evaluate(&config, None, &data, &list, &out);
         assert!(status.success(), "{name}: {stderr}");
         assert!(!stderr.contains("FAILED"), "{name}: a case was skipped: {stderr}");
         let raw = std::fs::read_to_string(out.join("mean_dice_raw_results.txt")).unwrap();
         assert!(!raw.contains("# failed"), "{name}: {raw}");
         for (image, _) in &cases {
-            let row = raw
-                .lines()
-                .find(|l| l.starts_with(&format!("{image}\t1\t")))
-                .unwrap_or_else(|| panic!("{name}: no row for {image}: {raw}"));
-            let reported: f64 = row.split('\t').nth(3).unwrap().parse().unwrap();
+            let reported = reported_dice(&raw, image);
             let gateway = expected
                 .iter()
                 .find(|((n, i), _)| n == name && i == image)

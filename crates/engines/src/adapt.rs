@@ -21,7 +21,7 @@
 //!
 //! A list that needs none of this comes back unchanged, so adapting twice changes nothing.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::kind::EngineKind;
 
@@ -34,7 +34,8 @@ pub struct Adapted {
     pub notes: Vec<String>,
 }
 
-const EXTREME_POINTS: &str = "transforms.AddExtremePointsChannel";
+/// The seed's extreme-points transform: where the annotation engine puts the clicks.
+pub const EXTREME_POINTS: &str = "transforms.AddExtremePointsChannel";
 
 fn name_of(t: &Value) -> &str {
     t.get("name").and_then(Value::as_str).unwrap_or_default()
@@ -67,30 +68,37 @@ fn done_by_engine(name: &str, kind: EngineKind) -> Option<&'static str> {
     }
 }
 
+/// The first transform of `list` (a JSON array) named `name`.
+pub fn find<'a>(list: &'a Value, name: &str) -> Option<&'a Map<String, Value>> {
+    list.as_array()?
+        .iter()
+        .filter_map(Value::as_object)
+        .find(|t| t.get("name").and_then(Value::as_str) == Some(name))
+}
+
+/// The key the extreme-points transform reads its points from (its `label_field`, else
+/// `label`): where an annotation engine puts the clicks.
+pub fn points_key(list: &Value) -> &str {
+    find(list, EXTREME_POINTS)
+        .and_then(|t| t.get("label_field"))
+        .and_then(Value::as_str)
+        .unwrap_or("label")
+}
+
 /// The `size` of a list's `CropForegroundObject`: the crop the network was trained on, so
 /// the annotation engine's `roi` when its config sets none.
 pub fn crop_roi(list: &Value) -> Option<[usize; 3]> {
-    list.as_array()?
-        .iter()
-        .find(|t| name_of(t) == "transforms.CropForegroundObject")
+    find(list, "transforms.CropForegroundObject")
         .and_then(|t| serde_json::from_value::<[usize; 3]>(t.get("size")?.clone()).ok())
         .filter(|s| !s.contains(&0))
 }
 
 /// `list` (a JSON array of transforms) adapted for an engine of `kind`; see the module docs.
 pub fn pre_transforms(list: &Value, kind: EngineKind) -> Adapted {
-    let list = list.as_array().cloned().unwrap_or_default();
     // Keys that hold labels (or the clicks) in a training list, and nothing image-like here.
-    let mut label_keys = vec!["label".to_string()];
-    for t in &list {
-        if name_of(t) == EXTREME_POINTS
-            && let Some(k) = t.get("label_field").and_then(Value::as_str)
-            && !label_keys.iter().any(|l| l == k)
-        {
-            label_keys.push(k.to_string());
-        }
-    }
-    let is_label = |v: &Value| v.as_str().is_some_and(|s| label_keys.iter().any(|l| l == s));
+    let label_keys = ["label", points_key(list)];
+    let is_label = |v: &Value| v.as_str().is_some_and(|s| label_keys.contains(&s));
+    let list = list.as_array().cloned().unwrap_or_default();
     let mut out = Adapted::default();
     for (n, mut t) in list.into_iter().enumerate() {
         let name = name_of(&t).to_string();

@@ -29,6 +29,7 @@
 
 use std::path::{Path, PathBuf};
 
+use aiaa_engines::adapt;
 use aiaa_engines::device::Devices;
 use aiaa_engines::engines::{self, Engine, EngineSpec};
 use aiaa_engines::pool::ModelConfig;
@@ -148,14 +149,6 @@ pub fn model_file(path: &Path) -> Result<PathBuf> {
     }
 }
 
-fn named<'a>(list: Option<&'a Value>, name: &str) -> Option<&'a Map<String, Value>> {
-    list?
-        .as_array()?
-        .iter()
-        .filter_map(Value::as_object)
-        .find(|t| t.get("name").and_then(Value::as_str) == Some(name))
-}
-
 /// Reads and adapts the config (see the module docs); loads nothing.
 pub fn prepare(src: &ModelSource) -> Result<Prepared> {
     let path = &src.config;
@@ -199,7 +192,11 @@ pub fn prepare(src: &ModelSource) -> Result<Prepared> {
                 })?
                 .class()
                 .to_string(),
-            None if named(json.get("pre_transforms"), "transforms.AddExtremePointsChannel").is_some() => {
+            None if json
+                .get("pre_transforms")
+                .and_then(|l| adapt::find(l, adapt::EXTREME_POINTS))
+                .is_some() =>
+            {
                 EngineKind::Dextr3dCropped.class().to_string()
             }
             None => EngineKind::Segmentation.class().to_string(),
@@ -209,11 +206,11 @@ pub fn prepare(src: &ModelSource) -> Result<Prepared> {
         .map_err(|e| EvaluateError::Engine(EngineError::Config(format!("model config {origin}: {e}"))))?;
 
     // The seed's offline pre_transforms, as the engine runs them.
-    let crop_size = json.get("pre_transforms").and_then(aiaa_engines::adapt::crop_roi);
+    let crop_size = json.get("pre_transforms").and_then(adapt::crop_roi);
     let adapted = json
         .get("pre_transforms")
         .filter(|l| l.is_array())
-        .map(|l| aiaa_engines::adapt::pre_transforms(l, kind));
+        .map(|l| adapt::pre_transforms(l, kind));
     if let Some(adapted) = adapted {
         notes.extend(adapted.notes);
         json.insert("pre_transforms".into(), Value::Array(adapted.transforms));
@@ -264,14 +261,15 @@ impl Model {
     pub fn load(src: &ModelSource, devices: &Devices) -> Result<Model> {
         let p = prepare(src)?;
         let labels: Vec<String> = p.config.get("labels")?.unwrap_or_default();
-        let sigma = named(
-            p.config.json.get("pre_transforms"),
-            "transforms.AddExtremePointsChannel",
-        )
-        .and_then(|t| t.get("sigma"))
-        .and_then(Value::as_f64)
-        .or(p.config.get::<f64>("sigma")?)
-        .unwrap_or(3.0);
+        let sigma = p
+            .config
+            .json
+            .get("pre_transforms")
+            .and_then(|l| adapt::find(l, adapt::EXTREME_POINTS))
+            .and_then(|t| t.get("sigma"))
+            .and_then(Value::as_f64)
+            .or(p.config.get::<f64>("sigma")?)
+            .unwrap_or(3.0);
         let version = p.config.text("version").unwrap_or_else(|| "1".into());
         let engine = engines::build(
             &EngineSpec {

@@ -31,7 +31,7 @@
 
 use std::path::{Path, PathBuf};
 
-use aiaa_engines::{EngineError, engines};
+use aiaa_engines::{EngineError, adapt, engines};
 use aiaa_imaging::Volume;
 use aiaa_jit::{Form, Module, Policy};
 use aiaa_nets::checkpoint::{self, CheckpointMeta};
@@ -101,14 +101,8 @@ pub struct Exported {
     pub torchscript: Form,
 }
 
-fn name_of(t: &Value) -> &str {
-    t.get("name").and_then(Value::as_str).unwrap_or_default()
-}
-
 fn first_arg(list: &Value, name: &str, arg: &str) -> Option<f64> {
-    list.as_array()?
-        .iter()
-        .find(|t| name_of(t) == name)
+    adapt::find(list, name)
         .and_then(|t| t.get(arg))
         .and_then(Value::as_f64)
 }
@@ -132,7 +126,7 @@ pub fn export(job: &ExportJob) -> Result<Exported> {
     } else {
         &cfg.train_transforms
     };
-    let pre = aiaa_engines::adapt::pre_transforms(validate, engine).transforms;
+    let pre = adapt::pre_transforms(validate, engine).transforms;
     let roi = cfg.network_input_size;
 
     // The engine's input for a synthetic roi-sized sample: the pre_transforms must give the
@@ -204,7 +198,7 @@ fn export_device(job: &ExportJob) -> Result<Device> {
 fn default_engine(cfg: &TrainConfig) -> EngineKind {
     let has_points = [&cfg.validate_transforms, &cfg.train_transforms]
         .iter()
-        .any(|l| first_arg(l, "transforms.AddExtremePointsChannel", "sigma").is_some());
+        .any(|l| first_arg(l, adapt::EXTREME_POINTS, "sigma").is_some());
     if has_points {
         EngineKind::Dextr3dCropped
     } else {
@@ -313,7 +307,7 @@ fn model_config(
                 .unwrap_or(20.0);
             c.insert("roi".into(), json!(roi));
             c.insert("padding".into(), json!(padding));
-            if let Some(s) = first_arg(validate, "transforms.AddExtremePointsChannel", "sigma") {
+            if let Some(s) = first_arg(validate, adapt::EXTREME_POINTS, "sigma") {
                 c.insert("sigma".into(), json!(s));
             }
         }
@@ -350,13 +344,8 @@ fn probe_input(pre: &[Value], roi: [i64; 3], engine: EngineKind) -> Result<Volum
     let dims = roi.map(|d| d as usize);
     let list = Value::Array(pre.to_vec());
     let pipeline = Pipeline::from_json(&list, 0).map_err(|e| TrainError::transform("pre_transforms", e))?;
-    let key = pre
-        .iter()
-        .find(|t| name_of(t) == "transforms.AddExtremePointsChannel")
-        .and_then(|t| t.get("label_field"))
-        .and_then(Value::as_str)
-        .unwrap_or("label");
-    let points = (engine == EngineKind::Dextr3dCropped).then(|| (key, engines::six_points(dims)));
+    let points =
+        (engine == EngineKind::Dextr3dCropped).then(|| (adapt::points_key(&list), engines::six_points(dims)));
     engines::synthetic_input(&pipeline, dims, points).map_err(|e| match e {
         EngineError::Transform(t) => {
             TrainError::transform("the exported pre_transforms on the engine's input", t)
@@ -435,7 +424,7 @@ mod tests {
             {"name": "transforms.AddExtremePointsChannel", "image_field": "image", "label_field": "label",
              "sigma": 3, "pert": 2}
         ]);
-        let pre = aiaa_engines::adapt::pre_transforms(&validate, EngineKind::Dextr3dCropped).transforms;
+        let pre = adapt::pre_transforms(&validate, EngineKind::Dextr3dCropped).transforms;
         let probe = probe_input(&pre, [16, 16, 8], EngineKind::Dextr3dCropped).unwrap();
         assert_eq!((probe.channels, probe.dims), (2, [16, 16, 8]));
     }

@@ -31,6 +31,7 @@ use super::{
     Activation, Engine, EngineSpec, FORWARD_BYTES_PER_VOXEL, ModelInfo, Outcome, Timings, labels_of, points,
     pre_transforms, sample, six_points, take_image, warm_input,
 };
+use crate::adapt;
 use crate::device::{Devices, Finish, Net};
 use crate::error::Result;
 use crate::kind::EngineKind;
@@ -55,7 +56,7 @@ impl Dextr3d {
         let c = &spec.config;
         let roi = match c.get::<[usize; 3]>("roi")? {
             Some(roi) => roi,
-            None => match c.json.get("pre_transforms").and_then(crate::adapt::crop_roi) {
+            None => match c.json.get("pre_transforms").and_then(adapt::crop_roi) {
                 Some(size) => {
                     tracing::info!(model = %spec.name, ?size, "roi set to CropForegroundObject's size");
                     size
@@ -71,20 +72,9 @@ impl Dextr3d {
             return Err(c.error("padding", "must be a number of mm >= 0"));
         }
         // Where AddExtremePointsChannel looks for the points, and its sigma.
-        let extreme = c
-            .json
-            .get("pre_transforms")
-            .and_then(Value::as_array)
-            .and_then(|l| {
-                l.iter().find(|t| {
-                    t.get("name").and_then(Value::as_str) == Some("transforms.AddExtremePointsChannel")
-                })
-            });
-        let points_key = extreme
-            .and_then(|t| t.get("label_field"))
-            .and_then(Value::as_str)
-            .unwrap_or("label")
-            .to_string();
+        let list = c.json.get("pre_transforms").unwrap_or(&Value::Null);
+        let extreme = adapt::find(list, adapt::EXTREME_POINTS);
+        let points_key = adapt::points_key(list).to_string();
         let sigma = c
             .get::<f64>("sigma")?
             .or_else(|| extreme.and_then(|t| t.get("sigma")).and_then(Value::as_f64))

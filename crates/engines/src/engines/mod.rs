@@ -269,7 +269,20 @@ pub fn pre_transforms(model: &str, config: &ModelConfig, kind: EngineKind) -> Re
     for note in &adapted.notes {
         tracing::info!(model = %model, "{note}");
     }
-    Pipeline::from_json(&Value::Array(adapted.transforms), 0).map_err(|e| config.error("pre_transforms", e))
+    Pipeline::from_json(&Value::Array(adapted.transforms), 0).map_err(|e| {
+        if adapted.notes.is_empty() {
+            config.error("pre_transforms", e)
+        } else {
+            // The numbers in `e` count the adapted list, not the file's: say how it was adapted.
+            config.error(
+                "pre_transforms",
+                format!(
+                    "{e} (in the list as adapted for the engine: {})",
+                    adapted.notes.join("; ")
+                ),
+            )
+        }
+    })
 }
 
 /// A transform list given inline (e.g. a locator's), under `key` of `block`.

@@ -1,9 +1,10 @@
 //! Our side of `scripts/inference/bench_sliding_window.sh`: sliding-window segmentation of a
 //! 256³ volume (MNI152 resized) with a TorchScript model through the SegmentationEngine, the
 //! way the server runs it (input normalisation, windows on the device thread, Gaussian
-//! blending, labels). Prints one JSON line with the median seconds per volume.
+//! blending, labels), the module frozen and warmed up at load as served. Prints one JSON line
+//! with the median seconds per volume.
 //!
-//! usage: bench_sliding_window MODEL.pt IMAGE.nii.gz ROUNDS ROI OVERLAP THREADS
+//! usage: bench_sliding_window MODEL.pt IMAGE.nii.gz ROUNDS ROI OVERLAP THREADS [SW_BATCH]
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -16,8 +17,8 @@ use aiaa_imaging::ReadOptions;
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     anyhow::ensure!(
-        args.len() == 7,
-        "usage: {} MODEL IMAGE ROUNDS ROI OVERLAP THREADS",
+        args.len() == 7 || args.len() == 8,
+        "usage: {} MODEL IMAGE ROUNDS ROI OVERLAP THREADS [SW_BATCH]",
         args[0]
     );
     let (model, image) = (PathBuf::from(&args[1]), PathBuf::from(&args[2]));
@@ -25,12 +26,13 @@ fn main() -> anyhow::Result<()> {
     let roi: usize = args[4].parse()?;
     let overlap: f64 = args[5].parse()?;
     let threads: usize = args[6].parse()?;
+    let sw_batch_size: usize = args.get(7).map_or(Ok(1), |v| v.parse())?;
     let devices = Devices::start(&parse_devices("cpu")?, threads)?;
     let config = serde_json::json!({
         "model_format": "torchscript", "model_path": model, "type": "segmentation",
         "input_transforms": [{"name": "transforms.NormalizeIntensity", "fields": "image"}],
         "inference": {"mode": "sliding_window", "roi_size": [roi, roi, roi], "overlap": overlap,
-                      "blend": "gaussian", "sw_batch_size": 1}
+                      "blend": "gaussian", "sw_batch_size": sw_batch_size}
     });
     let config = ModelConfig::parse(&config.to_string(), "bench", std::path::Path::new("."))?;
     let spec = EngineSpec {

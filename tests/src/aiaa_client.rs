@@ -29,6 +29,11 @@ impl Answer {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The body as text (lossy), for messages.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     pub fn json(&self) -> serde_json::Value {
         assert!(
             self.header("content-type")
@@ -53,6 +58,19 @@ impl Answer {
 
 /// Reads one answer: headers, then exactly Content-Length bytes (chunking is a failure).
 pub async fn read_answer(stream: &mut TcpStream) -> Answer {
+    let answer = read_head(stream).await;
+    let len: usize = answer
+        .header("content-length")
+        .unwrap_or_else(|| panic!("no Content-Length: {:?}", answer.headers))
+        .parse()
+        .unwrap();
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await.unwrap();
+    Answer { body, ..answer }
+}
+
+/// Reads an answer's status line and headers (no chunking, no compression).
+async fn read_head(stream: &mut TcpStream) -> Answer {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
@@ -91,21 +109,19 @@ pub async fn read_answer(stream: &mut TcpStream) -> Answer {
         "{:?}",
         answer.headers
     );
-    let len: usize = answer
-        .header("content-length")
-        .unwrap_or_else(|| panic!("no Content-Length: {:?}", answer.headers))
-        .parse()
-        .unwrap();
-    let mut body = vec![0u8; len];
-    stream.read_exact(&mut body).await.unwrap();
-    Answer { body, ..answer }
+    answer
 }
 
-/// Sends raw bytes on a new connection and reads one answer.
+/// Sends raw bytes on a new connection and reads one answer (headers only for a HEAD
+/// request, whose answer has no body).
 pub async fn send(addr: SocketAddr, request: &[u8]) -> Answer {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(request).await.unwrap();
-    read_answer(&mut stream).await
+    if request.starts_with(b"HEAD ") {
+        read_head(&mut stream).await
+    } else {
+        read_answer(&mut stream).await
+    }
 }
 
 /// A GET/DELETE over HTTP/1.1 as Python's http.client sends it.

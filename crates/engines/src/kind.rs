@@ -51,6 +51,16 @@ impl EngineKind {
         }
     }
 
+    /// The model type MONAI Label's clients (3D Slicer, OHIF) know this engine as. DEXTR3D
+    /// has no type of its own there: it is `deepgrow`, whose clients send every click as
+    /// `foreground` points, so a user clicks the six extreme points as foreground clicks.
+    pub fn monailabel_type(self) -> &'static str {
+        match self {
+            EngineKind::Dextr3dCropped => "deepgrow",
+            EngineKind::Segmentation => "segmentation",
+        }
+    }
+
     /// The REST endpoint (`/v1/<endpoint>`) that serves models of this kind.
     pub fn endpoint(self) -> &'static str {
         match self {

@@ -57,7 +57,13 @@ pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
 /// Whether the headers carry `key` as a bearer token; the compare takes the same time
 /// wherever a guess differs, so timing does not reveal how much of it was right.
 pub fn key_matches(headers: &http::HeaderMap, key: &Secret) -> bool {
-    bearer(headers).is_some_and(|given| bool::from(given.as_bytes().ct_eq(key.expose().as_bytes())))
+    bearer(headers).is_some_and(|given| secret_matches(given, key))
+}
+
+/// Whether `given` is `key`, compared in constant time (a bearer token, or the password of
+/// MONAI Label's `/auth/token`).
+pub fn secret_matches(given: &str, key: &Secret) -> bool {
+    bool::from(given.as_bytes().ct_eq(key.expose().as_bytes()))
 }
 
 /// The gRPC metadata key naming the client a call is made for: the REST gateway sends

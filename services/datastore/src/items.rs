@@ -281,6 +281,34 @@ impl Items {
         .await
     }
 
+    /// Changes an item's metadata (`set` added or replaced, then `remove` dropped) without
+    /// touching its bytes; the result is checked as an upload's metadata is. Two concurrent
+    /// updates of one item: the last record written wins.
+    pub async fn update_metadata(
+        &self,
+        kind: Kind,
+        id: &str,
+        set: &HashMap<String, String>,
+        remove: &[String],
+    ) -> Result<StoredItem> {
+        let mut stored = self.stat(kind, id).await?;
+        let what = describe(kind, id);
+        let mut merged: HashMap<String, String> = stored.metadata.clone().into_iter().collect();
+        merged.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for key in remove {
+            merged.remove(key);
+        }
+        stored.metadata = check_metadata(&what, &merged)?;
+        blob::write_json(
+            &self.store,
+            &Self::meta_path(kind, id)?,
+            &stored,
+            &format!("the record of {what}"),
+        )
+        .await?;
+        Ok(stored)
+    }
+
     /// Describes an item.
     pub async fn stat(&self, kind: Kind, id: &str) -> Result<StoredItem> {
         Self::check_id(kind, id)?;

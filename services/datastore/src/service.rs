@@ -10,7 +10,7 @@ use aiaa_proto::datastore::v1::datastore_service_server::DatastoreService;
 use aiaa_proto::datastore::v1::{
     ConvertRequest, CreateSessionRequest, Datalist, DatalistRef, DeleteResponse, GetRequest, GetResponse,
     Item, ListDatalistsRequest, ListDatalistsResponse, ListRequest, ListResponse, PutDatalistRequest,
-    PutRequest, RefreshSessionRequest, Session, SessionRef,
+    PutRequest, RefreshSessionRequest, Session, SessionRef, UpdateMetadataRequest,
 };
 use aiaa_proto::framed::{self, FrameError};
 use bytes::Bytes;
@@ -159,6 +159,20 @@ impl DatastoreService for DatastoreApi {
         let req = request.into_inner();
         let kind = Kind::from_proto(req.kind, "kind")?;
         Ok(deleted(self.items.delete(kind, &req.id).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(kind = request.get_ref().kind, id = %request.get_ref().id))]
+    async fn update_metadata(
+        &self,
+        request: Request<UpdateMetadataRequest>,
+    ) -> std::result::Result<Response<Item>, Status> {
+        let req = request.into_inner();
+        let kind = Kind::from_proto(req.kind, "kind")?;
+        let stored = self
+            .items
+            .update_metadata(kind, &req.id, &req.set, &req.remove)
+            .await?;
+        Ok(Response::new(stored.to_proto()))
     }
 
     #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]

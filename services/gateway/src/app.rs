@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::routing::{MethodRouter, delete, get, head, post, put};
 use http::HeaderMap;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
@@ -52,7 +52,7 @@ pub struct App {
 /// One REST route: method, path (axum syntax, no trailing slash) and who may call it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Route {
-    /// `GET`, `PUT`, `POST` or `DELETE`.
+    /// `GET`, `HEAD`, `PUT`, `POST` or `DELETE`.
     pub method: &'static str,
     /// The path, e.g. `/session/{id}`.
     pub path: &'static str,
@@ -93,10 +93,34 @@ pub const ROUTES: &[Route] = &[
     route!(Admin "GET" "/admin/model/{name}"),
     route!(Admin "PUT" "/admin/model/{name}"),
     route!(Admin "DELETE" "/admin/model/{name}"),
+    // MONAI Label's API (routes::monailabel).
+    route!(Open "GET" "/auth"),
+    route!(Open "POST" "/auth/token"),
+    route!(Annotate "GET" "/auth/token/valid"),
+    route!(Annotate "GET" "/info"),
+    route!(Annotate "POST" "/infer/{model}"),
+    route!(Annotate "POST" "/activelearning/{strategy}"),
+    route!(Annotate "GET" "/datastore"),
+    route!(Annotate "PUT" "/datastore"),
+    route!(Admin "DELETE" "/datastore"),
+    route!(Annotate "PUT" "/datastore/image"),
+    route!(Annotate "GET" "/datastore/image"),
+    route!(Annotate "HEAD" "/datastore/image"),
+    route!(Admin "DELETE" "/datastore/image"),
+    route!(Annotate "GET" "/datastore/image/info"),
+    route!(Annotate "PUT" "/datastore/image/info"),
+    route!(Annotate "PUT" "/datastore/label"),
+    route!(Annotate "GET" "/datastore/label"),
+    route!(Annotate "HEAD" "/datastore/label"),
+    route!(Admin "DELETE" "/datastore/label"),
+    route!(Annotate "GET" "/datastore/label/info"),
+    route!(Annotate "PUT" "/datastore/label/info"),
+    route!(Annotate "PUT" "/datastore/updatelabelinfo"),
 ];
 
 /// The handler of a route of [`ROUTES`].
 fn handler(route: &Route) -> MethodRouter<App> {
+    use routes::monailabel as ml;
     use routes::{admin, health, infer, models, polygons, sessions};
     match (route.method, route.path) {
         ("GET", "/livez") => get(health::livez),
@@ -115,6 +139,26 @@ fn handler(route: &Route) -> MethodRouter<App> {
         ("GET", "/admin/model/{name}") => get(admin::get),
         ("PUT", "/admin/model/{name}") => put(admin::put),
         ("DELETE", "/admin/model/{name}") => delete(admin::delete),
+        ("GET", "/auth") => get(ml::auth::status),
+        ("POST", "/auth/token") => post(ml::auth::token),
+        ("GET", "/auth/token/valid") => get(ml::auth::valid),
+        ("GET", "/info") => get(ml::info::info),
+        ("POST", "/infer/{model}") => post(ml::infer::infer),
+        ("POST", "/activelearning/{strategy}") => post(ml::activelearning::next_sample),
+        ("GET", "/datastore") => get(ml::datastore::list),
+        ("PUT", "/datastore" | "/datastore/image") => put(ml::datastore::put_image),
+        ("DELETE", "/datastore" | "/datastore/image") => delete(ml::datastore::delete_image),
+        ("GET", "/datastore/image") => get(ml::datastore::get_image),
+        ("HEAD", "/datastore/image") => head(ml::datastore::head_image),
+        ("GET", "/datastore/image/info") => get(ml::datastore::get_image_info),
+        ("PUT", "/datastore/image/info") => put(ml::datastore::put_image_info),
+        ("PUT", "/datastore/label") => put(ml::datastore::put_label),
+        ("GET", "/datastore/label") => get(ml::datastore::get_label),
+        ("HEAD", "/datastore/label") => head(ml::datastore::head_label),
+        ("DELETE", "/datastore/label") => delete(ml::datastore::delete_label),
+        ("GET", "/datastore/label/info") => get(ml::datastore::get_label_info),
+        ("PUT", "/datastore/label/info") => put(ml::datastore::put_label_info),
+        ("PUT", "/datastore/updatelabelinfo") => put(ml::datastore::put_update_label_info),
         (method, path) => panic!("{method} {path} is in ROUTES but has no handler"),
     }
 }
@@ -274,7 +318,7 @@ mod tests {
             .filter(|r| r.access == Access::Open)
             .map(|r| r.path)
             .collect();
-        assert_eq!(open, ["/livez", "/readyz", "/metrics"]);
+        assert_eq!(open, ["/livez", "/readyz", "/metrics", "/auth", "/auth/token"]);
         assert!(
             ROUTES
                 .iter()

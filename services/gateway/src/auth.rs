@@ -118,6 +118,11 @@ impl Gate {
         })
     }
 
+    /// The configured API key.
+    pub fn key(&self) -> Option<&Secret> {
+        self.key.as_ref()
+    }
+
     /// Whether `peer` is inside a trusted network.
     pub fn trusts(&self, peer: IpAddr) -> bool {
         let peer = peer.to_canonical();

@@ -1,5 +1,6 @@
 //! The gateway's one error type, [`GatewayError`], mapped once to HTTP: a JSON body
-//! `{"error": {"message": ["..."], "type": "..."}, "success": false}` with an exact
+//! `{"error": {"message": ["..."], "type": "..."}, "success": false, "detail": "..."}` (the
+//! AIAA clients' shape, and MONAI Label's `detail`) with an exact
 //! Content-Length and the status the AIAA clients expect (400, 401, 404, 408, 413, 429, 440,
 //! 503, 507, 500).
 //! Backend failures arrive as `tonic::Status` and are mapped by [`GatewayError::from_status`],
@@ -182,9 +183,11 @@ impl IntoResponse for GatewayError {
         } else {
             tracing::debug!(status = status.as_u16(), error = %self, "request refused");
         }
+        // `error` and `success` as the AIAA clients read them; `detail` as MONAI Label's.
         let body = serde_json::json!({
             "error": {"message": [self.to_string()], "type": self.kind()},
             "success": false,
+            "detail": self.to_string(),
         });
         let mut response = response::json_with_status(status, &body);
         if let Self::Unauthorized(_) = self {

@@ -25,7 +25,7 @@ const HEADER_PREFIX: u64 = 1 << 20;
 /// bytes), a header that parses, voxels the file can hold, and a decoded size within the
 /// decode limit. Reads the first MiB, and the whole file only when that is not enough to
 /// tell (a long MetaImage or NRRD header); never all of a NIfTI file. Blocking.
-pub fn probe(filename: Option<&str>, part: &crate::form::Part) -> Result<()> {
+pub fn probe(filename: Option<&str>, part: &crate::form::Part) -> Result<aiaa_imaging::io::ImageInfo> {
     use aiaa_imaging::io::{Format, format_from_bytes, format_from_name};
     let name = filename.unwrap_or("upload");
     let read_err = |e: std::io::Error| GatewayError::Internal(format!("reading the spooled upload: {e}"));
@@ -67,7 +67,7 @@ pub fn probe(filename: Option<&str>, part: &crate::form::Part) -> Result<()> {
         );
         return Err(too_large(decoded.bytes(), what));
     }
-    Ok(())
+    Ok(decoded)
 }
 
 pub use aiaa_imaging::io::MaskFormat;

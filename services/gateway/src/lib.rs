@@ -14,6 +14,8 @@
 //! - [`polygon`]: contour tracing, rasterisation and vertex edits;
 //! - [`auth`]: the API key on every route, anonymous annotation from trusted networks;
 //!   [`caller`]: who a backend call is made for (forwarded credentials, `x-aiaa-client`);
+//! - [`labelstore`]: MONAI Label's datastore (images, labels by tag, info) on the datastore
+//!   service;
 //! - [`backend`]: lazily connected gRPC clients of the datastore and inference services;
 //! - [`app`]: the route table and its layers; [`routes`]: the handlers;
 //! - [`start`]: binds and serves until the shutdown token is cancelled.
@@ -31,6 +33,7 @@ pub mod error;
 pub mod form;
 pub mod geometry;
 pub mod image;
+pub mod labelstore;
 pub mod multipart;
 pub mod params;
 pub mod polygon;

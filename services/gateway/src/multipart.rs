@@ -53,6 +53,7 @@ pub enum Event {
 /// Field names under which the clients send the image.
 pub fn is_image_field(name: &str) -> bool {
     name == "datapoint"
+        || name == "files"
         || name == "image"
         || name == "file"
         || name

@@ -36,6 +36,27 @@ pub fn json(value: &serde_json::Value) -> Response {
     json_with_status(StatusCode::OK, value)
 }
 
+/// A file download: `application/octet-stream` with `Content-Disposition: attachment;
+/// filename="<name>"` (MONAI Label's clients need the name; quotes and controls in it are
+/// replaced by `_`).
+pub fn attachment(name: &str, data: Bytes) -> Response {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c == '"' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let mut response = bytes(StatusCode::OK, "application/octet-stream", data);
+    if let Ok(v) = http::HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
+        response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    response
+}
+
 /// A result file of a POST endpoint.
 #[derive(Clone, Debug)]
 pub struct ResultFile {

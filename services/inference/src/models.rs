@@ -35,6 +35,9 @@ pub fn proto_info(i: &aiaa_engines::ModelInfo) -> ModelInfo {
         sigma: i.sigma,
         engine: i.engine.clone(),
         torchscript: i.torchscript.to_string(),
+        monailabel_type: EngineKind::from_class(&i.engine)
+            .map(|k| k.monailabel_type().to_string())
+            .unwrap_or_default(),
     }
 }
 

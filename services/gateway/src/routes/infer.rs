@@ -115,16 +115,28 @@ pub fn validate(endpoint: Endpoint, p: &Map<String, Value>) -> Result<()> {
     Ok(())
 }
 
+/// Where a request's image comes from besides a session.
+pub enum Upload {
+    /// A part of the request (spooled or in memory).
+    Part(Part),
+    /// Bytes the gateway holds (an item of the datastore).
+    Bytes(Bytes),
+}
+
 /// A validated model request.
-struct Request {
-    model: String,
-    session_id: Option<String>,
-    output: Output,
-    params: Map<String, Value>,
+pub struct Request {
+    /// The model to run.
+    pub model: String,
+    /// The session holding the image, when no image is uploaded.
+    pub session_id: Option<String>,
+    /// The answer's shape.
+    pub output: Output,
+    /// The params, parsed.
+    pub params: Map<String, Value>,
     /// The params' JSON object text, forwarded as sent (never re-serialised).
-    params_json: String,
-    /// The image's file name and its part.
-    image: Option<(String, Part)>,
+    pub params_json: String,
+    /// The image's file name and its bytes.
+    pub image: Option<(String, Upload)>,
 }
 
 async fn read(
@@ -164,7 +176,7 @@ async fn read(
                 return Err(bad("the uploaded image is empty"));
             }
             let name = part.base_filename().unwrap_or("image.nii.gz").to_string();
-            Some((name, part.clone()))
+            Some((name, Upload::Part(part.clone())))
         }
         (None, Some(_)) => None,
         (None, None) => {
@@ -184,6 +196,12 @@ async fn read(
 }
 
 async fn run(app: &App, endpoint: Endpoint, req: Request) -> Result<Response> {
+    let output = req.output;
+    Ok(call(app, endpoint, req).await?.into_response(output))
+}
+
+/// Runs a validated request on the inference service; the answer's params and file.
+pub async fn call(app: &App, endpoint: Endpoint, req: Request) -> Result<ResultAnswer> {
     let mut client = app.backends.inference()?;
     if let Some(id) = &req.session_id {
         let mut ds = app.backends.datastore.clone();
@@ -217,8 +235,11 @@ async fn run(app: &App, endpoint: Endpoint, req: Request) -> Result<Response> {
         model_type: endpoint.model_type().unwrap_or_default().to_string(),
     };
     let chunks = match &req.image {
-        Some((_, part)) => upload_chunks(part).left_stream(),
-        None => futures::stream::empty().right_stream(),
+        Some((_, Upload::Part(part))) => upload_chunks(part).left_stream(),
+        Some((_, Upload::Bytes(data))) => crate::labelstore::chunks(data.clone())
+            .left_stream()
+            .right_stream(),
+        None => futures::stream::empty().right_stream().right_stream(),
     };
     let stream = framed::send::<InferRequest>(header, chunks);
     let err = |s: &tonic::Status| GatewayError::from_status("inference", Subject::Model, s);
@@ -262,7 +283,7 @@ async fn run(app: &App, endpoint: Endpoint, req: Request) -> Result<Response> {
             .to_string(),
         data: bytes,
     });
-    Ok(ResultAnswer { params, file }.into_response(req.output))
+    Ok(ResultAnswer { params, file })
 }
 
 /// A part's bytes in gRPC chunks; a spool file that cannot be read ends the stream early

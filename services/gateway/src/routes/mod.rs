@@ -5,5 +5,6 @@ pub mod admin;
 pub mod health;
 pub mod infer;
 pub mod models;
+pub mod monailabel;
 pub mod polygons;
 pub mod sessions;

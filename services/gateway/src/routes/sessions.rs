@@ -119,6 +119,12 @@ pub async fn create(
     .into_inner();
     let mut answer = describe(&session);
     answer["success"] = serde_json::Value::Bool(true);
+    // MONAI Label's clients read `session_id` and `session_info` (its SessionInfo shape).
+    let now = crate::labelstore::now_ts();
+    answer["session_info"] = serde_json::json!({
+        "name": session.id, "path": "", "image": answer["name"], "meta": {},
+        "create_ts": now, "last_access_ts": now, "expiry": expiry,
+    });
     Ok(response::json(&answer))
 }
 

@@ -14,13 +14,15 @@
 //! `--device`, and `--push NAME` to upload the two files as version `--version` of model
 //! `NAME` in the registry, through `aiaa push`'s own code.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use aiaa_nets::export::Precision;
 use aiaa_train::DeviceChoice;
 use aiaa_train::export::{EngineKind, ExportJob, export};
 use anyhow::{Context, bail};
 use clap::Parser;
+
+use aiaa_runtime::registry::{TRAIN_CHECKPOINT, TRAIN_CONFIG};
 
 use crate::models::{PushArgs, RegistryClientArgs};
 
@@ -95,6 +97,11 @@ pub struct ExportArgs {
     /// Push the exported files as a new version (--version) of this registry model.
     #[arg(long)]
     push: Option<String>,
+    /// With --push: the version also holds the checkpoint (as model.ckpt) and its train
+    /// config (as config_train.json), so it can be fine-tuned from the registry (MONAI
+    /// Label's /train/ loop).
+    #[arg(long, requires = "push")]
+    push_checkpoint: bool,
     #[command(flatten)]
     registry: RegistryClientArgs,
 }
@@ -169,7 +176,7 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<()> {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| a.model_name.clone());
     let job = ExportJob {
-        checkpoint,
+        checkpoint: checkpoint.clone(),
         output_dir,
         model_name,
         precision,
@@ -226,10 +233,36 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<()> {
         argv.extend(["--description".into(), description]);
         argv.push(out.model_path.to_string_lossy().into_owned());
         argv.push(out.config_path.to_string_lossy().into_owned());
+        if a.push_checkpoint {
+            for f in training_files(&checkpoint, out.config_path.parent().unwrap_or(Path::new(".")))? {
+                argv.push(f.to_string_lossy().into_owned());
+            }
+        }
         let push = PushCommand::try_parse_from(argv).context("building the push request")?;
         crate::models::push(push.args).await?;
     }
     Ok(())
+}
+
+/// The checkpoint as `model.ckpt` and its train config as `config_train.json` in `dir`
+/// (beside the exported model), for `--push-checkpoint`: the registry's trainer roles pick
+/// these names.
+fn training_files(checkpoint: &Path, dir: &Path) -> anyhow::Result<[PathBuf; 2]> {
+    let ckpt = dir.join(TRAIN_CHECKPOINT);
+    let same = match (checkpoint.canonicalize(), ckpt.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if !same {
+        aiaa_files::write_with(&ckpt, |tmp| std::fs::copy(checkpoint, tmp).map(|_| ()))
+            .with_context(|| format!("copying {} to {}", checkpoint.display(), ckpt.display()))?;
+    }
+    let meta = aiaa_nets::checkpoint::read_meta(checkpoint)
+        .with_context(|| format!("reading the train config of {}", checkpoint.display()))?;
+    let config = dir.join(TRAIN_CONFIG);
+    let text = serde_json::to_string_pretty(&meta.train_config)? + "\n";
+    aiaa_files::write(&config, text.as_bytes()).with_context(|| format!("writing {}", config.display()))?;
+    Ok([ckpt, config])
 }
 
 #[cfg(test)]

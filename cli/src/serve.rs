@@ -110,6 +110,7 @@ struct Bound {
     registry: Option<std::net::SocketAddr>,
     datastore: Option<std::net::SocketAddr>,
     inference: Option<std::net::SocketAddr>,
+    trainer: Option<std::net::SocketAddr>,
 }
 
 async fn start(
@@ -172,6 +173,12 @@ async fn start(
             if let Some(inf) = bound.inference {
                 gateway.inference_url = Some(format!("http://{inf}"));
             }
+            if let Some(t) = bound.trainer {
+                gateway.trainer_url = Some(format!("http://{t}"));
+            }
+            if let Some(reg) = bound.registry {
+                gateway.registry_url = Some(format!("http://{reg}"));
+            }
             let (addr, task) =
                 aiaa_gateway::start(&gateway, &args.grpc.message, &args.auth, shutdown).await?;
             (Running::Http(task), addr, "AIAA REST, /livez, /readyz, /metrics")
@@ -205,7 +212,8 @@ async fn run(services: &[Service], args: &CommonServeArgs) -> anyhow::Result<()>
                     Service::Registry => bound.registry = Some(addr),
                     Service::Datastore => bound.datastore = Some(addr),
                     Service::Inference => bound.inference = Some(addr),
-                    Service::Trainer | Service::Gateway => {}
+                    Service::Trainer => bound.trainer = Some(addr),
+                    Service::Gateway => {}
                 }
                 running.push((service, server));
             }

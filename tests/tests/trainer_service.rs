@@ -311,6 +311,7 @@ async fn training_export_and_evaluation_jobs_run_to_success_and_failures_say_why
             config: inline(&json!({"labels": ["brain"], "description": "tiny brain"})),
             precision: "fp32".into(),
             push_to: "aiaa/default/tiny_brain:1".into(),
+            with_checkpoint: false,
         })
         .await
         .unwrap()

@@ -16,6 +16,13 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::RuntimeError;
+
+/// A registry version's checkpoint file (an `aiaa train` checkpoint): what a training job
+/// fine-tunes from when it names the version, and with [`TRAIN_CONFIG`] what makes a served
+/// model trainable from MONAI Label's `/train/`.
+pub const TRAIN_CHECKPOINT: &str = "model.ckpt";
+/// A registry version's train config file (the seed's `config_train.json`).
+pub const TRAIN_CONFIG: &str = "config_train.json";
 use crate::client::AiaaChannel;
 use crate::names;
 

@@ -47,6 +47,8 @@ pub struct App {
     pub session_max_expiry: Duration,
     /// Who may call what (the API key, the trusted networks).
     pub gate: Arc<Gate>,
+    /// MONAI Label's train tasks.
+    pub training: crate::training::Training,
 }
 
 /// One REST route: method, path (axum syntax, no trailing slash) and who may call it.
@@ -116,6 +118,10 @@ pub const ROUTES: &[Route] = &[
     route!(Annotate "GET" "/datastore/label/info"),
     route!(Annotate "PUT" "/datastore/label/info"),
     route!(Annotate "PUT" "/datastore/updatelabelinfo"),
+    route!(Annotate "GET" "/train"),
+    route!(Admin "POST" "/train"),
+    route!(Admin "POST" "/train/{model}"),
+    route!(Admin "DELETE" "/train"),
 ];
 
 /// The handler of a route of [`ROUTES`].
@@ -159,6 +165,10 @@ fn handler(route: &Route) -> MethodRouter<App> {
         ("GET", "/datastore/label/info") => get(ml::datastore::get_label_info),
         ("PUT", "/datastore/label/info") => put(ml::datastore::put_label_info),
         ("PUT", "/datastore/updatelabelinfo") => put(ml::datastore::put_update_label_info),
+        ("GET", "/train") => get(ml::train::status),
+        ("POST", "/train") => post(ml::train::run_all),
+        ("POST", "/train/{model}") => post(ml::train::run_model),
+        ("DELETE", "/train") => delete(ml::train::stop),
         (method, path) => panic!("{method} {path} is in ROUTES but has no handler"),
     }
 }
@@ -289,6 +299,7 @@ mod tests {
             max_spool_bytes: 1 << 20,
             session_max_expiry: Duration::from_secs(60),
             gate: Arc::new(Gate::new(key.map(Secret::new), Vec::new()).unwrap()),
+            training: Default::default(),
         }
     }
 

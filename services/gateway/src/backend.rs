@@ -1,5 +1,6 @@
 //! The gRPC backends the gateway translates to: the datastore (sessions) and, when
-//! configured, the inference service (models). Channels connect lazily and reconnect by
+//! configured, the inference service (models), the trainer and the registry (MONAI Label's
+//! `/train/`). Channels connect lazily and reconnect by
 //! themselves, so the gateway starts while a backend is still down and recovers when it
 //! comes back without a restart of its own. Every call carries the trace context (the
 //! runtime's `ClientInterceptor`, given no key) and the credentials and `x-aiaa-client`
@@ -10,6 +11,8 @@ use std::time::Duration;
 
 use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
 use aiaa_proto::inference::v1::inference_service_client::InferenceServiceClient;
+use aiaa_proto::registry::v1::registry_service_client::RegistryServiceClient;
+use aiaa_proto::trainer::v1::trainer_service_client::TrainerServiceClient;
 use aiaa_runtime::client::AiaaChannel;
 use tonic::service::interceptor::InterceptedService;
 use tonic_health::pb::HealthCheckRequest;
@@ -45,6 +48,10 @@ pub struct Backends {
     pub inference: Option<InferenceServiceClient<BackendChannel>>,
     /// Its health, when configured.
     pub inference_health: Option<HealthClient<BackendChannel>>,
+    /// The trainer, when configured (MONAI Label's `/train/`).
+    pub trainer: Option<TrainerServiceClient<BackendChannel>>,
+    /// The registry, when configured (where `/train/` publishes).
+    pub registry: Option<RegistryServiceClient<BackendChannel>>,
     /// How long one backend call may take.
     pub timeout: Duration,
 }
@@ -77,8 +84,39 @@ impl Backends {
             datastore_health: HealthClient::new(ds),
             inference,
             inference_health,
+            trainer: None,
+            registry: None,
             timeout,
         })
+    }
+
+    /// Adds the trainer and the registry, when configured.
+    pub fn with_training(mut self, trainer_url: Option<&str>, registry_url: Option<&str>) -> Result<Self> {
+        self.trainer = trainer_url
+            .map(|u| lazy_channel(u).map(TrainerServiceClient::new))
+            .transpose()?;
+        self.registry = registry_url
+            .map(|u| lazy_channel(u).map(RegistryServiceClient::new))
+            .transpose()?;
+        Ok(self)
+    }
+
+    /// The trainer and registry clients, or 503 naming the missing configuration.
+    pub fn training(
+        &self,
+    ) -> Result<(
+        TrainerServiceClient<BackendChannel>,
+        RegistryServiceClient<BackendChannel>,
+    )> {
+        match (&self.trainer, &self.registry) {
+            (Some(t), Some(r)) => Ok((t.clone(), r.clone())),
+            (None, _) => Err(GatewayError::unavailable(
+                "training is not configured: start the gateway with --trainer-url (AIAA_TRAINER_URL)",
+            )),
+            (_, None) => Err(GatewayError::unavailable(
+                "training is not configured: start the gateway with --registry-url (AIAA_REGISTRY_URL)",
+            )),
+        }
     }
 
     /// The inference client, or 503 naming the missing configuration.

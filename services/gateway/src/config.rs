@@ -28,6 +28,13 @@ pub struct GatewayArgs {
     /// The inference service's gRPC address; without it, model endpoints answer 503.
     #[arg(long, env = "AIAA_INFERENCE_URL")]
     pub inference_url: Option<String>,
+    /// The trainer's gRPC address; without it, MONAI Label's `/train/` answers 503.
+    #[arg(long, env = "AIAA_TRAINER_URL")]
+    pub trainer_url: Option<String>,
+    /// The registry's gRPC address (where `/train/` publishes new model versions); without
+    /// it, `/train/` answers 503.
+    #[arg(long, env = "AIAA_REGISTRY_URL")]
+    pub registry_url: Option<String>,
     /// Largest request body accepted, in bytes; larger ones answer 413.
     #[arg(long = "gateway-max-body-bytes", env = "AIAA_GATEWAY_MAX_BODY_BYTES", default_value_t = 1 << 30)]
     pub max_body_bytes: usize,
@@ -219,6 +226,8 @@ impl GatewayArgs {
                 "--inference-url (AIAA_INFERENCE_URL)",
                 self.inference_url.as_ref(),
             ),
+            ("--trainer-url (AIAA_TRAINER_URL)", self.trainer_url.as_ref()),
+            ("--registry-url (AIAA_REGISTRY_URL)", self.registry_url.as_ref()),
         ] {
             let Some(url) = url else { continue };
             let full = if url.contains("://") {

@@ -31,6 +31,9 @@ pub enum GatewayError {
     /// The caller has used up its quota (429; the datastore's per-client session quota).
     #[error("{0}")]
     Quota(String),
+    /// A task of that kind already runs (429, as MONAI Label answers a second `/train/`).
+    #[error("{0}")]
+    TaskRunning(String),
     /// The request body is larger than the limit (413).
     #[error(
         "the request body exceeds the limit of {limit} bytes (--gateway-max-body-bytes, AIAA_GATEWAY_MAX_BODY_BYTES)"
@@ -146,7 +149,7 @@ impl GatewayError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Quota(_) | Self::TaskRunning(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::TooLarge { .. } | Self::BackendTooLarge(_) | Self::FieldTooLarge(_) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -165,6 +168,7 @@ impl GatewayError {
             Self::NotFound(_) => "not_found",
             Self::Unauthorized(_) => "unauthorized",
             Self::Quota(_) => "quota",
+            Self::TaskRunning(_) => "task_running",
             Self::TooLarge { .. } | Self::BackendTooLarge(_) | Self::FieldTooLarge(_) => "too_large",
             Self::Timeout(_) => "timeout",
             Self::Storage(_) => "storage",

@@ -39,6 +39,7 @@ pub mod params;
 pub mod polygon;
 pub mod response;
 pub mod routes;
+pub mod training;
 pub mod work;
 
 use std::net::SocketAddr;
@@ -73,7 +74,8 @@ pub async fn start(
         args.inference_url.as_deref(),
         args.backend_timeout,
         message.max_message_bytes,
-    )?;
+    )?
+    .with_training(args.trainer_url.as_deref(), args.registry_url.as_deref())?;
     let spool_dir = args.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
     let app = app::App {
         backends,
@@ -88,6 +90,7 @@ pub async fn start(
             auth.api_key.clone(),
             args.anonymous_from.0.clone(),
         )?),
+        training: Default::default(),
     };
     let max_connections =
         aiaa_runtime::server::connection_cap("gateway", args.max_connections, "--gateway-max-connections");

@@ -13,7 +13,9 @@ use aiaa_proto::inference::v1::ModelInfo;
 use aiaa_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use aiaa_proto::registry::v1::{GetManifestRequest, Manifest, ModelName};
 use aiaa_runtime::client::AiaaChannel;
-use aiaa_runtime::registry::{DownloadError, RegistryRef, download_file, local_sha256};
+use aiaa_runtime::registry::{
+    DownloadError, RegistryRef, TRAIN_CHECKPOINT, TRAIN_CONFIG, download_file, local_sha256,
+};
 
 use aiaa_engines::EngineKind;
 use aiaa_engines::device::Devices;
@@ -38,13 +40,29 @@ pub fn proto_info(i: &aiaa_engines::ModelInfo) -> ModelInfo {
         monailabel_type: EngineKind::from_class(&i.engine)
             .map(|k| k.monailabel_type().to_string())
             .unwrap_or_default(),
+        registry_ref: String::new(),
+        trainable: false,
     }
+}
+
+/// Where a loaded model came from, when it was the registry: shown in [`ModelInfo`].
+#[derive(Clone, Debug, Default)]
+struct Origin {
+    registry_ref: String,
+    trainable: bool,
+}
+
+/// A loaded model and its origin.
+#[derive(Clone)]
+struct Loaded {
+    engine: Arc<dyn Engine>,
+    origin: Origin,
 }
 
 /// The loaded models.
 #[derive(Clone)]
 pub struct Models {
-    loaded: Arc<RwLock<BTreeMap<String, Arc<dyn Engine>>>>,
+    loaded: Arc<RwLock<BTreeMap<String, Loaded>>>,
     devices: Devices,
     model_dir: PathBuf,
     /// Folders models loaded through the API may be read from (`model_dir` included).
@@ -78,7 +96,7 @@ impl Models {
             .read()
             .map_err(|_| InferenceError::Internal("model table poisoned".into()))?
             .get(name)
-            .cloned()
+            .map(|l| Arc::clone(&l.engine))
             .ok_or_else(|| {
                 InferenceError::NotFound(format!(
                     "model {name:?} is not loaded (GET /v1/models lists the loaded ones)"
@@ -95,7 +113,11 @@ impl Models {
             .unwrap_or_default();
         loaded
             .iter()
-            .map(|e| proto_info(e.info()))
+            .map(|l| ModelInfo {
+                registry_ref: l.origin.registry_ref.clone(),
+                trainable: l.origin.trainable,
+                ..proto_info(l.engine.info())
+            })
             .filter(|i| model_type.is_empty() || i.model_type == model_type)
             .filter(|i| label.is_empty() || i.labels.iter().any(|l| l == label))
             .collect()
@@ -103,15 +125,23 @@ impl Models {
 
     /// Builds and installs an engine (blocking).
     pub fn install(&self, spec: EngineSpec) -> Result<ModelInfo> {
+        self.install_from(spec, Origin::default())
+    }
+
+    fn install_from(&self, spec: EngineSpec, origin: Origin) -> Result<ModelInfo> {
         let engine: Arc<dyn Engine> = Arc::from(engines::build(&spec, &self.devices)?);
         // The warm-up's forward passes leave hundreds of MB of freed activations in malloc's
         // arenas (deepbet: RSS +350 MB after its load, +140 MB after a trim).
         aiaa_runtime::memory::trim_when_quiet();
-        let info = proto_info(engine.info());
+        let info = ModelInfo {
+            registry_ref: origin.registry_ref.clone(),
+            trainable: origin.trainable,
+            ..proto_info(engine.info())
+        };
         self.loaded
             .write()
             .map_err(|_| InferenceError::Internal("model table poisoned".into()))?
-            .insert(spec.name.clone(), engine);
+            .insert(spec.name.clone(), Loaded { engine, origin });
         tracing::info!(model = %info.name, engine = %info.engine, torchscript = %info.torchscript, "model loaded");
         metrics::gauge!("aiaa_inference_models_loaded").set(self.list("", "").len() as f64);
         Ok(info)
@@ -211,16 +241,24 @@ impl Models {
         } else {
             labels
         };
+        let has = |f: &str| manifest.files.iter().any(|x| x.path == f);
+        let origin = Origin {
+            registry_ref: format!("{}/{}/{}:{version}", model.org, model.team, model.name),
+            trainable: has(TRAIN_CHECKPOINT) && has(TRAIN_CONFIG),
+        };
         let this = self.clone();
         let name = name.to_string();
         tokio::task::spawn_blocking(move || {
-            this.install(EngineSpec {
-                name,
-                class,
-                labels,
-                version,
-                config,
-            })
+            this.install_from(
+                EngineSpec {
+                    name,
+                    class,
+                    labels,
+                    version,
+                    config,
+                },
+                origin,
+            )
         })
         .await
         .map_err(|e| InferenceError::Internal(format!("loading task: {e}")))?

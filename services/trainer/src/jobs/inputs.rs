@@ -53,9 +53,16 @@ impl Ctx {
                 options,
                 precision,
                 push_to,
+                with_checkpoint,
             } => {
-                self.prepare_export(&checkpoint, options.as_ref(), precision, push_to.as_deref())
-                    .await
+                self.prepare_export(
+                    &checkpoint,
+                    options.as_ref(),
+                    precision,
+                    push_to.as_deref(),
+                    with_checkpoint,
+                )
+                .await
             }
             Spec::Evaluation {
                 model,
@@ -177,6 +184,7 @@ impl Ctx {
         options: Option<&SourceSpec>,
         precision: String,
         push_to: Option<&str>,
+        with_checkpoint: bool,
     ) -> Result<Prepared> {
         let fetcher = self.inner.fetcher.clone();
         let settings = self.inner.settings.clone();
@@ -227,6 +235,9 @@ impl Ctx {
                 "--registry".into(),
                 settings.registry_url.clone().into(),
             ]);
+            if with_checkpoint {
+                args.push("--push-checkpoint".into());
+            }
         }
         Ok(Prepared { args, resumed: false })
     }

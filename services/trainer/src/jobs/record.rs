@@ -40,6 +40,9 @@ pub enum Spec {
         precision: String,
         /// `org/team/name:version` to push to.
         push_to: Option<String>,
+        /// The pushed version also holds the checkpoint and its train config.
+        #[serde(default)]
+        with_checkpoint: bool,
     },
     /// `aiaa evaluate`.
     Evaluation {

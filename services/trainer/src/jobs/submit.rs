@@ -276,6 +276,11 @@ impl Jobs {
             "fp16" => "FP16",
             other => return Err(invalid(format!("precision {other:?}: expected fp32 or fp16"))),
         };
+        if req.with_checkpoint && req.push_to.trim().is_empty() {
+            return Err(invalid(
+                "with_checkpoint adds the checkpoint to the pushed version: it needs push_to",
+            ));
+        }
         let push_to = match req.push_to.trim() {
             "" => None,
             r => {
@@ -304,6 +309,7 @@ impl Jobs {
                 checkpoint,
                 options,
                 precision: precision.into(),
+                with_checkpoint: req.with_checkpoint,
                 push_to,
             },
             None,

@@ -91,6 +91,7 @@ async fn recovery_queues_jobs_again_and_gives_up_after_repeated_restarts() {
         options: None,
         precision: "FP32".into(),
         push_to: None,
+        with_checkpoint: false,
     };
     write_record(&store, &running("worn", export.clone(), MAX_RESTARTS, dir.path()))
         .await

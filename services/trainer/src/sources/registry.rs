@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use aiaa_proto::registry::v1::{GetManifestRequest, Manifest, ModelFile};
-use aiaa_runtime::registry::{DownloadError, download_file};
+use aiaa_runtime::registry::{DownloadError, TRAIN_CHECKPOINT, TRAIN_CONFIG, download_file};
 
 use crate::error::{Result, TrainerError};
 
@@ -76,9 +76,9 @@ pub(super) fn pick_file<'a>(r: &RegistryRef, manifest: &'a Manifest, role: Role)
         });
     }
     let (suffix, preferred) = match role {
-        Role::TrainConfig => (".json", "config_train.json"),
+        Role::TrainConfig => (".json", TRAIN_CONFIG),
         Role::EvalConfig | Role::ExportOptions => (".json", "config.json"),
-        Role::Checkpoint => (".ckpt", "model.ckpt"),
+        Role::Checkpoint => (".ckpt", TRAIN_CHECKPOINT),
         Role::Model => (".pt", "model.pt"),
     };
     let base = |f: &ModelFile| f.path.rsplit('/').next().unwrap_or(&f.path).to_string();

@@ -3,6 +3,7 @@
 
 use aiaa_proto::trainer::v1::{Source, source};
 use aiaa_runtime::names;
+use aiaa_runtime::registry::{TRAIN_CHECKPOINT, TRAIN_CONFIG};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -55,9 +56,9 @@ impl Role {
     /// The file name it gets in the work folder when the source has none.
     pub(super) fn default_name(self) -> &'static str {
         match self {
-            Role::TrainConfig => "config_train.json",
+            Role::TrainConfig => TRAIN_CONFIG,
             Role::EvalConfig => "config_eval.json",
-            Role::Checkpoint => "model.ckpt",
+            Role::Checkpoint => TRAIN_CHECKPOINT,
             Role::Model => "model.pt",
             Role::ExportOptions => "export_options.json",
         }

@@ -15,6 +15,7 @@ use crate::error::Result;
 use crate::labelstore;
 use crate::response;
 use crate::routes::models;
+use crate::training::TrainOptions;
 
 /// The active learning strategies served, with their descriptions.
 pub const STRATEGIES: &[(&str, &str)] = &[("first", "Get First Sample"), ("random", "Random Strategy")];
@@ -48,6 +49,19 @@ pub async fn info(State(app): State<App>) -> Result<Response> {
             }),
         );
     }
+    let trainers: Map<String, Value> = loaded
+        .iter()
+        .filter(|m| m.trainable && !m.monailabel_type.is_empty())
+        .map(|m| {
+            (
+                m.name.clone(),
+                json!({
+                    "description": format!("fine-tunes {} on the final labels and serves the result", m.registry_ref),
+                    "config": TrainOptions::defaults_json(),
+                }),
+            )
+        })
+        .collect();
     let strategies: Map<String, Value> = STRATEGIES
         .iter()
         .map(|(name, description)| (name.to_string(), json!({ "description": description })))
@@ -58,10 +72,10 @@ pub async fn info(State(app): State<App>) -> Result<Response> {
         "version": env!("CARGO_PKG_VERSION"),
         "labels": labels,
         "models": models,
-        "trainers": {},
+        "trainers": trainers,
         "strategies": strategies,
         "scoring": {},
-        "train_stats": {},
+        "train_stats": app.training.stats(),
         "datastore": labelstore::stats(&objects),
     })))
 }

@@ -7,7 +7,8 @@
 //! - [`datastore`]: `/datastore/...` (images, labels by tag, their info);
 //! - [`activelearning`]: `POST /activelearning/{strategy}` (`first`, `random`);
 //! - [`infer`]: `POST /infer/{model}`;
-//! - [`auth`]: `/auth/`, `/auth/token`, `/auth/token/valid`.
+//! - [`auth`]: `/auth/`, `/auth/token`, `/auth/token/valid`;
+//! - [`train`]: `/train/` (the fine-tune → publish → serve loop of [`crate::training`]).
 //!
 //! Errors keep the gateway's one JSON error answer, which also carries MONAI Label's
 //! `detail`; the clients read status codes only.
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod datastore;
 pub mod infer;
 pub mod info;
+pub mod train;
 
 use std::collections::HashMap;
 

@@ -11,11 +11,15 @@ are the result). The held-out ROBEX head is only ever scored.
 usage: train_flow.py SERVER_URL MODEL MNI_IMAGE MNI_MASK ROBEX_IMAGE ROBEX_MASK TMPDIR EPOCHS
 """
 import json
+import os
 import sys
 import time
 
+import hashlib
+
 import nibabel as nib
 import numpy as np
+import requests
 from monailabel.client import MONAILabelClient
 from monailabel.client.client import MONAILabelClientException
 
@@ -118,4 +122,51 @@ check(
     figures["robex_dice_after"] >= figures["robex_dice_before"] + 0.05,
     f"the loop did not learn: ROBEX Dice {figures['robex_dice_before']:.3f} -> {figures['robex_dice_after']:.3f}",
 )
+
+# /scoring/dice: the final label against the model's original prediction, into the image's info.
+mni_truth = mask_of(mni_mask)
+mi = np.argwhere(mni_truth)
+mni_points = [mi[pick].tolist() for axis in range(3) for pick in (mi[:, axis].argmin(), mi[:, axis].argmax())]
+client.infer(model, "MNI152_T1", {"foreground": mni_points, "save_label": True})
+original = client.download_label("MNI152_T1", "original")
+expected = float(dice(mask_of(original), mni_truth))
+check(requests.get(f"{url}/scoring/").status_code == 404, "scoring status before any run")
+r = requests.post(f"{url}/scoring/nope")
+check(r.status_code == 404, f"an unknown scoring method: {r.status_code} {r.text}")
+r = requests.post(f"{url}/scoring/dice")
+check(r.status_code == 200 and r.json()["status"] in ("SUBMITTED", "RUNNING", "DONE"), f"scoring: {r.text}")
+deadline = time.time() + 120
+while (task := requests.get(f"{url}/scoring/").json())["status"] in ("SUBMITTED", "RUNNING"):
+    check(time.time() < deadline, f"scoring still running: {task}")
+    time.sleep(0.5)
+check(task["status"] == "DONE" and set(task["result"]) == {"MNI152_T1"}, f"scoring task: {task}")
+figures["scoring_dice"] = task["result"]["MNI152_T1"]
+check(abs(figures["scoring_dice"] - expected) < 1e-9, f"scoring Dice {figures['scoring_dice']} != {expected}")
+info_dice = client.datastore()["objects"]["MNI152_T1"]["image"]["info"]["dice"]
+check(abs(info_dice - figures["scoring_dice"]) < 1e-12, f"the image info's dice: {info_dice} vs {figures['scoring_dice']}")
+check("dice" in client.info()["scoring"], "scoring methods in /info/")
+
+# /model/: the served version's file, its checksum, a replacement, an unload.
+r = requests.get(f"{url}/model/info/{model}")
+check(r.status_code == 200, f"model info: {r.text}")
+minfo = r.json()
+check(minfo["version"] == "2" and minfo["checksum"].startswith("SHA256:"), f"model info: {minfo}")
+check(minfo["train_stats"]["version"] == "2", f"model info train_stats: {minfo}")
+r = requests.get(f"{url}/model/{model}")
+check(r.status_code == 200 and f'filename="{model}.pt"' in r.headers["content-disposition"], f"model download: {r.headers}")
+check("SHA256:" + hashlib.sha256(r.content).hexdigest() == minfo["checksum"], "the downloaded model's checksum")
+weights = os.path.join(tmp, "weights.pt")
+with open(weights, "wb") as f:
+    f.write(r.content)
+check(requests.get(f"{url}/model/info/no_such_model").status_code == 404, "the info of a model that is not served")
+with open(weights, "rb") as f:
+    r = requests.put(f"{url}/model/{model}", files={"file": ("weights.pt", f)})
+check(r.status_code == 200 and r.json()["checksum"] == minfo["checksum"], f"model put: {r.text}")
+check(client.info()["models"][model]["version"] == "3", "the put model's version serves")
+check(model not in client.info()["trainers"], "a put model (no checkpoint) is still listed as a trainer")
+check(abs(robex_dice() - figures["robex_dice_after"]) < 1e-6, "the same weights answer differently after the put")
+check(requests.put(f"{url}/model/{model}").status_code == 400, "a put without a file")
+check(requests.delete(f"{url}/model/no_such_model").status_code == 404, "deleting an unknown model")
+check(requests.delete(f"{url}/model/{model}").status_code == 200, "deleting the model")
+check(model not in client.info()["models"], "a deleted model is still served")
 print(json.dumps(figures))

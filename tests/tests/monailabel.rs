@@ -214,6 +214,8 @@ fn sha256_of(m: &Manifest, path: &str) -> String {
 /// `brain_loop` with its checkpoint and served; the client saves MNI152's mask as the final
 /// label, starts `/train/`, stops one run, lets another finish; version 2 is published (new
 /// weights) and served, and its Dice on the held-out ROBEX head rises by at least 0.05.
+/// Then `/scoring/dice` scores the final label against a saved prediction, and `/model/`
+/// downloads the served file, puts it back as version 3 and unloads the model.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_train_loop_fine_tunes_publishes_and_serves_a_better_model() {
     let client_dir = monailabel_client();
@@ -331,17 +333,20 @@ async fn the_train_loop_fine_tunes_publishes_and_serves_a_better_model() {
     let v2 = manifest(&mut registry, "2").await;
     assert_ne!(sha256_of(&v1, "model.pt"), sha256_of(&v2, "model.pt"));
     assert_ne!(sha256_of(&v1, "model.ckpt"), sha256_of(&v2, "model.ckpt"));
+    // Version 3 is the file put through /model/: the same weights, without the checkpoint.
+    let v3 = manifest(&mut registry, "3").await;
+    assert_eq!(sha256_of(&v2, "model.pt"), sha256_of(&v3, "model.pt"));
+    assert!(v3.files.iter().all(|f| f.path != "model.ckpt"), "{v3:#?}");
     let served = inference
         .list_models(ListModelsRequest::default())
         .await
         .unwrap()
         .into_inner()
-        .models
-        .into_iter()
-        .find(|m| m.name == "brain_loop")
-        .unwrap();
-    assert_eq!(served.registry_ref, "aiaa/default/brain_loop:2", "{served:#?}");
-    assert!(served.trainable);
+        .models;
+    assert!(
+        served.iter().all(|m| m.name != "brain_loop"),
+        "deleted through /model/: {served:#?}"
+    );
     let status = send(gw, &simple("GET", "/train/?all=true")).await.json();
     let statuses: Vec<&str> = status
         .as_array()

@@ -168,6 +168,20 @@ pub fn describe_grid(v: &Volume) -> String {
     )
 }
 
+/// Dice of two masks of the same length: 1 when both are empty.
+pub fn dice(a: &[bool], b: &[bool]) -> f64 {
+    let (mut both, mut total) = (0u64, 0u64);
+    for (&x, &y) in a.iter().zip(b) {
+        both += (x && y) as u64;
+        total += x as u64 + y as u64;
+    }
+    if total == 0 {
+        1.0
+    } else {
+        2.0 * both as f64 / total as f64
+    }
+}
+
 /// Whether two volumes share the grid within `tolerance` (sizes equal, geometry close).
 pub fn same_grid(a: &Volume, b: &Volume, tolerance: f64) -> bool {
     a.dims == b.dims && a.geometry.approx_eq(&b.geometry, tolerance)

@@ -25,6 +25,7 @@ use crate::backend::Backends;
 use crate::error::{GatewayError, Result};
 use crate::form::{self, Form, FormLimits};
 use crate::routes;
+use crate::tasks::TaskBoard;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -48,7 +49,9 @@ pub struct App {
     /// Who may call what (the API key, the trusted networks).
     pub gate: Arc<Gate>,
     /// MONAI Label's train tasks.
-    pub training: crate::training::Training,
+    pub training: TaskBoard,
+    /// MONAI Label's scoring tasks.
+    pub scoring: TaskBoard,
 }
 
 /// One REST route: method, path (axum syntax, no trailing slash) and who may call it.
@@ -122,6 +125,14 @@ pub const ROUTES: &[Route] = &[
     route!(Admin "POST" "/train"),
     route!(Admin "POST" "/train/{model}"),
     route!(Admin "DELETE" "/train"),
+    route!(Admin "GET" "/model/{model}"),
+    route!(Admin "GET" "/model/info/{model}"),
+    route!(Admin "PUT" "/model/{model}"),
+    route!(Admin "DELETE" "/model/{model}"),
+    route!(Annotate "GET" "/scoring"),
+    route!(Annotate "POST" "/scoring"),
+    route!(Annotate "POST" "/scoring/{method}"),
+    route!(Annotate "DELETE" "/scoring"),
 ];
 
 /// The handler of a route of [`ROUTES`].
@@ -169,6 +180,14 @@ fn handler(route: &Route) -> MethodRouter<App> {
         ("POST", "/train") => post(ml::train::run_all),
         ("POST", "/train/{model}") => post(ml::train::run_model),
         ("DELETE", "/train") => delete(ml::train::stop),
+        ("GET", "/model/{model}") => get(ml::model::get),
+        ("GET", "/model/info/{model}") => get(ml::model::info),
+        ("PUT", "/model/{model}") => put(ml::model::put),
+        ("DELETE", "/model/{model}") => delete(ml::model::delete),
+        ("GET", "/scoring") => get(ml::scoring::status),
+        ("POST", "/scoring") => post(ml::scoring::run_all),
+        ("POST", "/scoring/{method}") => post(ml::scoring::run_method),
+        ("DELETE", "/scoring") => delete(ml::scoring::stop),
         (method, path) => panic!("{method} {path} is in ROUTES but has no handler"),
     }
 }
@@ -299,7 +318,8 @@ mod tests {
             max_spool_bytes: 1 << 20,
             session_max_expiry: Duration::from_secs(60),
             gate: Arc::new(Gate::new(key.map(Secret::new), Vec::new()).unwrap()),
-            training: Default::default(),
+            training: TaskBoard::training(),
+            scoring: TaskBoard::scoring(),
         }
     }
 

@@ -39,6 +39,7 @@ pub mod params;
 pub mod polygon;
 pub mod response;
 pub mod routes;
+pub mod tasks;
 pub mod training;
 pub mod work;
 
@@ -90,7 +91,8 @@ pub async fn start(
             auth.api_key.clone(),
             args.anonymous_from.0.clone(),
         )?),
-        training: Default::default(),
+        training: tasks::TaskBoard::training(),
+        scoring: tasks::TaskBoard::scoring(),
     };
     let max_connections =
         aiaa_runtime::server::connection_cap("gateway", args.max_connections, "--gateway-max-connections");

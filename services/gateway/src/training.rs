@@ -19,26 +19,20 @@
 //! Tasks live in the gateway's memory: a gateway restart forgets them, while the jobs and
 //! the published versions stay with the trainer and the registry.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use aiaa_proto::common::v1::{Job, JobRef, JobState};
 use aiaa_proto::inference::v1::{LoadModelRequest, ModelInfo};
+use aiaa_proto::registry::v1::registry_service_client::RegistryServiceClient;
 use aiaa_proto::registry::v1::{ListVersionsRequest, ModelName};
 use aiaa_proto::trainer::v1::{ExportRequest, Source, TrainingRequest, source};
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
 use crate::app::App;
-use crate::backend::timed;
+use crate::backend::{BackendChannel, timed};
 use crate::error::{GatewayError, Result, Subject};
 use crate::labelstore::{self, FINAL};
-
-/// Tasks kept for `GET /train/?all=true`.
-const KEPT_TASKS: usize = 20;
-/// Progress lines kept per task (MONAI Label keeps 20).
-const KEPT_DETAILS: usize = 20;
 
 /// The options of a train request MONAI Label's clients send, with their defaults.
 #[derive(Clone, Debug, PartialEq)]
@@ -101,171 +95,6 @@ pub fn split(pairs: Vec<(String, String)>, val_split: f64) -> (Vec<Value>, Vec<V
     let mut all: Vec<Value> = pairs.into_iter().map(as_json).collect();
     let validation = all.split_off(n - val);
     (all, validation)
-}
-
-/// One task, as `GET /train/` shows it.
-#[derive(Clone, Debug)]
-struct Task {
-    id: String,
-    model: String,
-    status: &'static str,
-    request: Value,
-    start_ts: String,
-    end_ts: Option<String>,
-    details: VecDeque<String>,
-    result: Option<Value>,
-    /// The job being waited on (training, then export), for a stop.
-    job: Option<String>,
-}
-
-impl Task {
-    fn json(&self) -> Value {
-        let mut v = json!({
-            "id": self.id,
-            "status": self.status,
-            "request": self.request,
-            "start_ts": self.start_ts,
-            "details": self.details,
-        });
-        if let Some(t) = &self.end_ts {
-            v["end_ts"] = json!(t);
-        }
-        if let Some(r) = &self.result {
-            v["result"] = r.clone();
-        }
-        v
-    }
-
-    fn running(&self) -> bool {
-        matches!(self.status, "SUBMITTED" | "RUNNING")
-    }
-
-    fn note(&mut self, line: String) {
-        if self.details.back() != Some(&line) {
-            if self.details.len() == KEPT_DETAILS {
-                self.details.pop_front();
-            }
-            self.details.push_back(line);
-        }
-    }
-}
-
-#[derive(Default)]
-struct State {
-    tasks: VecDeque<Task>,
-    stats: BTreeMap<String, Value>,
-}
-
-/// The gateway's train tasks.
-#[derive(Clone, Default)]
-pub struct Training {
-    state: Arc<Mutex<State>>,
-}
-
-/// `YYYY-mm-dd HH:MM:SS` (UTC), MONAI Label's time stamps.
-fn timestamp() -> String {
-    let t = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    t.trim_end_matches('Z').replacen('T', " ", 1)
-}
-
-impl Training {
-    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
-        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard)
-    }
-
-    fn update(&self, id: &str, f: impl FnOnce(&mut Task)) {
-        self.with(|s| {
-            if let Some(t) = s.tasks.iter_mut().find(|t| t.id == id) {
-                f(t);
-            }
-        });
-    }
-
-    /// The last task, every task (oldest first) with `all`, or the running one with
-    /// `running_only`; `None` when there is none.
-    pub fn status(&self, all: bool, running_only: bool) -> Option<Value> {
-        self.with(|s| {
-            if running_only {
-                return s.tasks.iter().find(|t| t.running()).map(Task::json);
-            }
-            if all {
-                return (!s.tasks.is_empty()).then(|| Value::Array(s.tasks.iter().map(Task::json).collect()));
-            }
-            s.tasks.back().map(Task::json)
-        })
-    }
-
-    /// Each model's last finished run, for `/info/`'s `train_stats`.
-    pub fn stats(&self) -> Map<String, Value> {
-        self.with(|s| s.stats.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-    }
-
-    /// Marks the running task stopped and returns it with the job to cancel; `None` when
-    /// nothing runs.
-    fn stop_running(&self) -> Option<(Value, Option<String>)> {
-        self.with(|s| {
-            let t = s.tasks.iter_mut().find(|t| t.running())?;
-            t.status = "STOPPED";
-            t.end_ts = Some(timestamp());
-            t.note("stopped by DELETE /train/".into());
-            Some((t.json(), t.job.clone()))
-        })
-    }
-
-    /// Starts a task for `model` (checked by the caller) unless one runs: 429 then.
-    fn begin(&self, model: &str, request: Value) -> Result<Task> {
-        self.with(|s| {
-            if let Some(t) = s.tasks.iter().find(|t| t.running()) {
-                return Err(GatewayError::TaskRunning(format!(
-                    "Train Task is Already Running (task {} for model {:?}); DELETE /train/ stops it",
-                    t.id, t.model
-                )));
-            }
-            let task = Task {
-                id: uuid::Uuid::new_v4().to_string(),
-                model: model.to_string(),
-                status: "SUBMITTED",
-                request,
-                start_ts: timestamp(),
-                end_ts: None,
-                details: VecDeque::new(),
-                result: None,
-                job: None,
-            };
-            if s.tasks.len() == KEPT_TASKS {
-                s.tasks.pop_front();
-            }
-            s.tasks.push_back(task.clone());
-            Ok(task)
-        })
-    }
-
-    /// Ends the task (unless it was stopped meanwhile).
-    fn finish(&self, id: &str, outcome: std::result::Result<Value, String>) {
-        self.update(id, |t| {
-            if t.status == "STOPPED" {
-                return;
-            }
-            t.end_ts = Some(timestamp());
-            t.job = None;
-            match outcome {
-                Ok(result) => {
-                    t.status = "DONE";
-                    t.result = Some(result);
-                }
-                Err(e) => {
-                    t.status = "ERROR";
-                    t.note(format!("error: {e}"));
-                    t.result = Some(json!({"error": e}));
-                }
-            }
-        });
-    }
-
-    fn stopped(&self, id: &str) -> bool {
-        self.with(|s| s.tasks.iter().any(|t| t.id == id && t.status == "STOPPED"))
-    }
 }
 
 /// Checks that `model` can be trained now and starts its task in the background (under the
@@ -395,31 +224,9 @@ async fn run(
         .ok_or_else(|| format!("training job {} wrote no best checkpoint: {result}", trained.id))?
         .to_string();
 
-    // The next version: one past the highest whole-number version of the model.
-    let (model, _) = reference
-        .rsplit_once(':')
-        .ok_or_else(|| format!("registry reference {reference:?} has no version"))?;
-    let mut parts = model.splitn(3, '/');
-    let name = ModelName {
-        org: parts.next().unwrap_or_default().to_string(),
-        team: parts.next().unwrap_or_default().to_string(),
-        name: parts.next().unwrap_or_default().to_string(),
-    };
-    let versions = registry
-        .list_versions(ListVersionsRequest {
-            model: Some(name.clone()),
-        })
-        .await
-        .map_err(|s| format!("registry: {}", s.message()))?
-        .into_inner()
-        .versions;
-    let next = versions
-        .iter()
-        .filter_map(|v| v.version.parse::<u64>().ok())
-        .max()
-        .unwrap_or(0)
-        + 1;
-    let new_ref = format!("{model}:{next}");
+    let (name, _) = split_ref(&reference)?;
+    let next = next_version(&mut registry, &name).await?;
+    let new_ref = format!("{}/{}/{}:{next}", name.org, name.team, name.name);
     app.training
         .update(id, |t| t.note(format!("publishing {new_ref}")));
     let export = trainer
@@ -480,8 +287,7 @@ async fn run(
         "version": loaded.version,
         "registry_ref": new_ref,
     });
-    app.training
-        .with(|s| s.stats.insert(info.name.clone(), stats.clone()));
+    app.training.set_stats(&info.name, stats.clone());
     Ok(json!({
         "model": info.name,
         "version": loaded.version,
@@ -489,6 +295,47 @@ async fn run(
         "train": result,
         "stats": stats,
     }))
+}
+
+/// `org/team/name:version` split into the model and the version.
+pub fn split_ref(reference: &str) -> std::result::Result<(ModelName, String), String> {
+    let (model, version) = reference
+        .rsplit_once(':')
+        .ok_or_else(|| format!("registry reference {reference:?} has no version"))?;
+    let parts: Vec<&str> = model.split('/').collect();
+    let [org, team, name] = parts[..] else {
+        return Err(format!(
+            "registry reference {reference:?} is not org/team/name:version"
+        ));
+    };
+    Ok((
+        ModelName {
+            org: org.into(),
+            team: team.into(),
+            name: name.into(),
+        },
+        version.to_string(),
+    ))
+}
+
+/// One past the highest whole-number version of `name` in the registry (1 for none).
+pub async fn next_version(
+    registry: &mut RegistryServiceClient<BackendChannel>,
+    name: &ModelName,
+) -> std::result::Result<String, String> {
+    let versions = registry
+        .list_versions(ListVersionsRequest {
+            model: Some(name.clone()),
+        })
+        .await
+        .map_err(|s| format!("registry: {}", s.message()))?
+        .into_inner()
+        .versions;
+    let highest = versions
+        .iter()
+        .filter_map(|v| v.version.parse::<u64>().ok())
+        .max();
+    Ok((highest.unwrap_or(0) + 1).to_string())
 }
 
 /// Follows a job to its end, noting its progress in the task; its final state unless it
@@ -567,26 +414,5 @@ mod tests {
             let key = bad.as_object().unwrap().keys().next().unwrap().clone();
             assert!(e.contains(&key), "{e}");
         }
-    }
-
-    #[test]
-    fn one_task_at_a_time_and_a_stop_ends_it() {
-        let t = Training::default();
-        assert!(t.status(false, false).is_none());
-        let a = t.begin("m", json!({"model": "m"})).unwrap();
-        let e = t.begin("m", json!({})).unwrap_err();
-        assert_eq!(e.status(), http::StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(t.status(false, true).unwrap()["id"], a.id);
-        let (stopped, _) = t.stop_running().unwrap();
-        assert_eq!(stopped["status"], "STOPPED");
-        // A late outcome does not overwrite the stop.
-        t.finish(&a.id, Ok(json!({})));
-        assert_eq!(t.status(false, false).unwrap()["status"], "STOPPED");
-        assert!(t.status(false, true).is_none());
-        let b = t.begin("m", json!({})).unwrap();
-        t.finish(&b.id, Err("boom".into()));
-        let all = t.status(true, false).unwrap();
-        assert_eq!(all.as_array().unwrap().len(), 2);
-        assert_eq!(all[1]["status"], "ERROR");
     }
 }

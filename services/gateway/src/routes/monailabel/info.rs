@@ -62,6 +62,10 @@ pub async fn info(State(app): State<App>) -> Result<Response> {
             )
         })
         .collect();
+    let scoring: Map<String, Value> = super::scoring::METHODS
+        .iter()
+        .map(|(name, description)| (name.to_string(), json!({ "description": description })))
+        .collect();
     let strategies: Map<String, Value> = STRATEGIES
         .iter()
         .map(|(name, description)| (name.to_string(), json!({ "description": description })))
@@ -74,7 +78,7 @@ pub async fn info(State(app): State<App>) -> Result<Response> {
         "models": models,
         "trainers": trainers,
         "strategies": strategies,
-        "scoring": {},
+        "scoring": scoring,
         "train_stats": app.training.stats(),
         "datastore": labelstore::stats(&objects),
     })))

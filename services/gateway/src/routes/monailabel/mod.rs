@@ -8,6 +8,8 @@
 //! - [`activelearning`]: `POST /activelearning/{strategy}` (`first`, `random`);
 //! - [`infer`]: `POST /infer/{model}`;
 //! - [`auth`]: `/auth/`, `/auth/token`, `/auth/token/valid`;
+//! - [`model`]: `/model/` (the served registry version's file, replaced or unloaded);
+//! - [`scoring`]: `/scoring/` (Dice of the final label against the model's original);
 //! - [`train`]: `/train/` (the fine-tune → publish → serve loop of [`crate::training`]).
 //!
 //! Errors keep the gateway's one JSON error answer, which also carries MONAI Label's
@@ -18,6 +20,8 @@ pub mod auth;
 pub mod datastore;
 pub mod infer;
 pub mod info;
+pub mod model;
+pub mod scoring;
 pub mod train;
 
 use std::collections::HashMap;

@@ -20,7 +20,8 @@ use crate::response;
 use crate::routes::models;
 use crate::training;
 
-fn flag(query: &HashMap<String, String>, key: &str) -> Result<bool> {
+/// A boolean query parameter (`true`/`false`, `1`/`0`; absent: false).
+pub fn flag(query: &HashMap<String, String>, key: &str) -> Result<bool> {
     match query.get(key).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
         None | Some("" | "false" | "0") => Ok(false),
         Some("true" | "1") => Ok(true),
@@ -30,15 +31,16 @@ fn flag(query: &HashMap<String, String>, key: &str) -> Result<bool> {
     }
 }
 
-async fn params(query: &HashMap<String, String>, body: Body) -> Result<Map<String, Value>> {
+/// A task request's params: the JSON body; `run_sync` and `enqueue` are refused.
+pub async fn params(query: &HashMap<String, String>, body: Body) -> Result<Map<String, Value>> {
     if flag(query, "run_sync")? {
         return Err(GatewayError::BadRequest(
-            "run_sync=true is not supported: training runs in the background; GET /train/ follows it".into(),
+            "run_sync=true is not supported: the task runs in the background; GET follows it".into(),
         ));
     }
     if flag(query, "enqueue")? {
         return Err(GatewayError::BadRequest(
-            "enqueue=true is not supported: one train task runs at a time; GET /train/?check_if_running=true says when it ends".into(),
+            "enqueue=true is not supported: one task of a kind runs at a time; GET ?check_if_running=true says when it ends".into(),
         ));
     }
     let bytes = small_body(body).await?;

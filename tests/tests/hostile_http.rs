@@ -3,7 +3,8 @@
 //! cgroup made by the test: [`aiaa_e2e::hostile::Confined`]), as the issue found it:
 //!
 //! - coordinates at ±1e300 / NaN on every endpoint that takes points or polygons (a vertex at
-//!   1e300 froze every service of the process), a 99 MB `params`, a mask of isolated dots,
+//!   1e300 froze every service of the process), a 99 MB `params` (also on MONAI Label's
+//!   `/infer`, and as the JSON body of `/train`, `/scoring` and `/activelearning`), a mask of isolated dots,
 //!   two 2 GiB chunked bodies, 200 slowloris connections, slow headers and slow bodies: each
 //!   gets its 4xx (or its close) within its time, while `/livez` and the gRPC health of the
 //!   registry and the datastore, probed all along on fresh connections, answer within 1 s;
@@ -486,6 +487,28 @@ async fn hostile_requests_get_their_answer_in_time_and_the_platform_keeps_servin
         assert!(t.elapsed() < Duration::from_secs(3), "{path}: {:?}", t.elapsed());
     }
 
+    // MONAI Label's routes: the same params as a multipart field of /infer, and as the JSON
+    // body of the task and strategy routes (at most 1 MiB).
+    let body = python_body(&[("params", &huge)], &[("file", "slice.png", &slice)]);
+    let (status, msg) = exchange(gw, python_request("POST", "/infer/annotation_mri_brain", &body)).await;
+    assert_eq!(status, 413, "/infer: {msg}");
+    for path in [
+        "/train/annotation_mri_brain",
+        "/scoring/dice",
+        "/activelearning/random",
+    ] {
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            huge.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(huge.as_bytes());
+        let t = Instant::now();
+        let (status, msg) = exchange(gw, request).await;
+        assert_eq!(status, 413, "{path}: {msg}");
+        assert!(msg.contains("exceeds 1048576 bytes"), "{path}: {msg}");
+        assert!(t.elapsed() < Duration::from_secs(3), "{path}: {:?}", t.elapsed());
+    }
     eprintln!(
         "memory after 99 MB params: {} MiB (peak {})",
         rss_mib(pid),

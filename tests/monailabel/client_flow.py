@@ -8,9 +8,11 @@ usage: client_flow.py SERVER_URL MNI_IMAGE MNI_MASK ROBEX_IMAGE ROBEX_MASK TMPDI
 import json
 import os
 import sys
+import time
 
 import nibabel as nib
 import numpy as np
+import requests
 import SimpleITK as sitk
 from monailabel.client import MONAILabelClient
 from monailabel.client.client import MONAILabelClientException
@@ -136,7 +138,47 @@ fails("an unknown model", lambda: client.infer("nope", "robex_head", {}), 404)
 fails("an unknown image", lambda: client.infer("segmentation_mri_brain", "no_such_image", {}), 404)
 fails("an unknown label", lambda: client.download_label("robex_head", "final"), 404)
 
+# The epistemic strategy: an intensity-inverted and a noised copy of the ROBEX head join the
+# datastore; the first proposal starts the scoring in the background, which the client then
+# follows on /scoring/ (raw requests: the client has no scoring call), and the copy the model
+# is least sure of comes first.
+head = nib.load(robex)
+values = np.asarray(head.dataobj).astype(np.float32)
+copies = {
+    "robex_inverted": values.max() + values.min() - values,
+    "robex_noised": values + np.random.default_rng(5).normal(0.0, 0.25 * values.std(), values.shape),
+}
+for name, data in copies.items():
+    path = os.path.join(tmp, f"{name}.nii.gz")
+    nib.save(nib.Nifti1Image(data.astype(np.float32), head.affine), path)
+    client.upload_image(path, image_id=name)
+first = client.next_sample("epistemic", {})
+check(first["id"] in ("robex_head", *copies), f"epistemic before scoring: {first}")
+deadline = time.time() + 600
+while requests.get(f"{url}/scoring/?check_if_running=true").status_code == 200:
+    check(time.time() < deadline, "epistemic scoring did not finish in 600 s")
+    time.sleep(1)
+task = requests.get(f"{url}/scoring/").json()
+check(task["status"] == "DONE", f"epistemic scoring: {task}")
+scores = task["result"]["scores"]
+figures["epistemic"] = scores
+figures["epistemic_seconds"] = task["result"]["latency"]
+check(set(scores) == {"robex_head", *copies}, f"scored: {scores}")
+sample = client.next_sample("epistemic", {})
+check(sample["id"] == max(scores, key=scores.get) and sample["id"] != "robex_head", f"epistemic: {sample}, scores {scores}")
+check(abs(sample["epistemic_entropy"] - scores[sample["id"]]) < 1e-9, f"the score in the info: {sample}")
+# Cached per image and model version: a second scoring finds nothing to do.
+requests.post(f"{url}/scoring/epistemic", json={}).raise_for_status()
+while requests.get(f"{url}/scoring/?check_if_running=true").status_code == 200:
+    time.sleep(0.2)
+again = requests.get(f"{url}/scoring/").json()["result"]
+check(again["executed"] == 0 and again["skipped"] == 3, f"the second scoring: {again}")
+bad = requests.post(f"{url}/scoring/epistemic", json={"model": "annotation_mri_brain"})
+check(bad.status_code == 400 and "segmentation" in bad.text, f"epistemic on a DEXTR3D model: {bad.status_code} {bad.text}")
+bad = requests.post(f"{url}/scoring/epistemic", json={"simulation_size": 9})
+check(bad.status_code == 400 and "simulation_size" in bad.text, f"simulation_size 9: {bad.status_code} {bad.text}")
+
 # The datastore summary after all this.
 stats = client.info()["datastore"]
-check(stats == {"total": 2, "completed": 1, "label_tags": {"final": 1, "original": 1}}, f"stats: {stats}")
+check(stats == {"total": 4, "completed": 1, "label_tags": {"final": 1, "original": 1}}, f"stats: {stats}")
 print(json.dumps(figures))

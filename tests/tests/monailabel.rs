@@ -77,7 +77,7 @@ async fn monai_labels_own_client_annotates_on_our_platform() {
     let found = send(gw, &simple("HEAD", "/datastore/label?image=MNI152_T1&tag=final")).await;
     assert_eq!(found.status, 200);
     let stats = send(gw, &simple("GET", "/datastore/?output=stats")).await.json();
-    assert_eq!(stats["total"], 2, "{stats}");
+    assert_eq!(stats["total"], 4, "{stats}");
     let train = send(gw, &simple("GET", "/datastore/?output=train")).await.json();
     assert_eq!(train.as_array().map(Vec::len), Some(1), "{train}");
     // The Slicer reviewer's urlencoded info update, then the info read back.
@@ -104,7 +104,7 @@ async fn monai_labels_own_client_annotates_on_our_platform() {
     let stats = send(gw, &simple("GET", "/datastore/")).await.json();
     assert_eq!(
         stats,
-        serde_json::json!({"total": 1, "completed": 1, "label_tags": {"final": 1}})
+        serde_json::json!({"total": 3, "completed": 1, "label_tags": {"final": 1}})
     );
     let del = send(gw, &simple("DELETE", "/datastore/image?id=robex_head")).await;
     assert_eq!(del.status, 404, "{}", del.text());

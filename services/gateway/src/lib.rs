@@ -15,7 +15,8 @@
 //! - [`auth`]: the API key on every route, anonymous annotation from trusted networks;
 //!   [`caller`]: who a backend call is made for (forwarded credentials, `x-aiaa-client`);
 //! - [`labelstore`]: MONAI Label's datastore (images, labels by tag, info) on the datastore
-//!   service;
+//!   service; [`tasks`], [`training`]: its background tasks and the retrain loop;
+//!   [`epistemic`]: a model's uncertainty by test-time augmentation;
 //! - [`backend`]: lazily connected gRPC clients of the datastore and inference services;
 //! - [`app`]: the route table and its layers; [`routes`]: the handlers;
 //! - [`start`]: binds and serves until the shutdown token is cancelled.
@@ -29,6 +30,7 @@ pub mod backend;
 pub mod caller;
 pub mod config;
 pub mod conn;
+pub mod epistemic;
 pub mod error;
 pub mod form;
 pub mod geometry;

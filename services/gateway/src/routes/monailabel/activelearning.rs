@@ -1,16 +1,19 @@
 //! `POST /activelearning/{strategy}`: the next image to label, among those without a
 //! `final` label. `first`: the first such id in order; `random`: a random one, weighted by
 //! how long ago each was last proposed by this strategy (never: the most weight), as
-//! MONAI Label does. No image left: `{}` with 200. The answer is the image's info with
+//! MONAI Label does; `epistemic`: the one the model is least sure of
+//! ([`super::epistemic`]: the highest current score; images not scored yet for the served
+//! model version come after the scored ones, and their scoring starts in the background;
+//! ties go to the one proposed longest ago). No image left: `{}` with 200. The answer is the image's info with
 //! `id`, `name` (`<id><ext>`) and `checksum` (`SHA256:<hex>`), never a server path; the
 //! proposal is recorded in the image's info (`strategy.<name>.ts`, `client_id`).
 
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use super::{USER, object, small_body};
+use super::{USER, epistemic, object, scoring, small_body};
 use crate::app::App;
 use crate::error::{GatewayError, Result};
 use crate::labelstore::{self, FINAL};
@@ -19,7 +22,7 @@ use crate::routes::monailabel::datastore::image_info;
 use crate::routes::monailabel::info::STRATEGIES;
 
 /// When `strategy` last proposed an image (0: never).
-fn last_proposed(info: &serde_json::Map<String, Value>, strategy: &str) -> u64 {
+fn last_proposed(info: &Map<String, Value>, strategy: &str) -> u64 {
     info.get("strategy")
         .and_then(|s| s.get(strategy))
         .and_then(|s| s.get("ts"))
@@ -50,6 +53,36 @@ pub async fn next_sample(
     let now = labelstore::now_ts();
     let chosen = match strategy.as_str() {
         "first" => candidates.first().copied(),
+        "epistemic" => {
+            let model = epistemic::model(&app, &params).await?;
+            let key = epistemic::model_key(&model);
+            if candidates
+                .iter()
+                .any(|(_, o)| epistemic::cached(o, &key).is_none())
+                && app.scoring.status(false, true).is_none()
+            {
+                // The unscored images get their score in the background; a scoring
+                // started meanwhile by someone else (429) does it as well.
+                let mut scoring = Map::new();
+                scoring.insert("model".into(), json!(model.name));
+                if let Err(e) = scoring::start(&app, "epistemic", scoring).await {
+                    tracing::info!(error = %e, "epistemic scoring not started");
+                }
+            }
+            let rank = |(_, o): &&(&String, &labelstore::Object)| {
+                (
+                    epistemic::cached(o, &key).unwrap_or(f64::NEG_INFINITY),
+                    std::cmp::Reverse(last_proposed(&o.image.info, &strategy)),
+                )
+            };
+            candidates
+                .iter()
+                .max_by(|a, b| {
+                    let (ra, rb) = (rank(a), rank(b));
+                    ra.0.total_cmp(&rb.0).then(ra.1.cmp(&rb.1))
+                })
+                .copied()
+        }
         _ => {
             // Weighted by the time since the last proposal, so that a proposed image comes
             // back last; an image never proposed weighs as much as the oldest possible.

@@ -18,7 +18,14 @@ use crate::routes::models;
 use crate::training::TrainOptions;
 
 /// The active learning strategies served, with their descriptions.
-pub const STRATEGIES: &[(&str, &str)] = &[("first", "Get First Sample"), ("random", "Random Strategy")];
+pub const STRATEGIES: &[(&str, &str)] = &[
+    ("first", "Get First Sample"),
+    ("random", "Random Strategy"),
+    (
+        "epistemic",
+        "The image the segmentation model is least sure of (test-time augmentation)",
+    ),
+];
 
 /// `GET /info/`.
 pub async fn info(State(app): State<App>) -> Result<Response> {

@@ -5,11 +5,12 @@
 //!
 //! - [`info`]: `GET /info/`;
 //! - [`datastore`]: `/datastore/...` (images, labels by tag, their info);
-//! - [`activelearning`]: `POST /activelearning/{strategy}` (`first`, `random`);
+//! - [`activelearning`]: `POST /activelearning/{strategy}` (`first`, `random`, `epistemic`);
 //! - [`infer`]: `POST /infer/{model}`;
 //! - [`auth`]: `/auth/`, `/auth/token`, `/auth/token/valid`;
 //! - [`model`]: `/model/` (the served registry version's file, replaced or unloaded);
-//! - [`scoring`]: `/scoring/` (Dice of the final label against the model's original);
+//! - [`scoring`]: `/scoring/` (Dice of the final label against the model's original;
+//!   [`epistemic`] uncertainty);
 //! - [`train`]: `/train/` (the fine-tune → publish → serve loop of [`crate::training`]).
 //!
 //! Errors keep the gateway's one JSON error answer, which also carries MONAI Label's
@@ -18,6 +19,7 @@
 pub mod activelearning;
 pub mod auth;
 pub mod datastore;
+pub mod epistemic;
 pub mod infer;
 pub mod info;
 pub mod model;

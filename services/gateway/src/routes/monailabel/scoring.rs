@@ -1,8 +1,9 @@
-//! `/scoring/`: MONAI Label's scoring task. The one method, `dice`, scores annotator effort
-//! as MONAI Label does: for every image holding both a `y` label (tag `final` by default)
-//! and a `y_pred` label (tag `original`: the model's prediction stored by `save_label`), the
-//! Dice of their foregrounds (voxels > 0), written into the image's info as `dice`. Labels on
-//! different grids are skipped with a line in the task's details. `POST /scoring/{method}`
+//! `/scoring/`: MONAI Label's scoring tasks. `dice` scores annotator effort as MONAI Label
+//! does: for every image holding both a `y` label (tag `final` by default) and a `y_pred`
+//! label (tag `original`: the model's prediction stored by `save_label`), the Dice of their
+//! foregrounds (voxels > 0), written into the image's info as `dice`. Labels on different
+//! grids are skipped with a line in the task's details. `epistemic` scores a segmentation
+//! model's uncertainty on every unlabelled image ([`super::epistemic`]). `POST /scoring/{method}`
 //! starts it (params as a JSON body; 429 while one runs; an unknown method 404), `POST
 //! /scoring/` every method; `GET /scoring/` (`all`, `check_if_running`) and `DELETE
 //! /scoring/` as for `/train/` ([`crate::tasks`]).
@@ -14,6 +15,9 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 
+use aiaa_proto::inference::v1::ModelInfo;
+
+use super::epistemic;
 use super::train::{flag, params};
 use crate::app::App;
 use crate::error::{GatewayError, Result};
@@ -21,7 +25,13 @@ use crate::labelstore::{self, FINAL, ORIGINAL};
 use crate::response;
 
 /// The scoring methods served, with their descriptions (`/info/`'s `scoring`).
-pub const METHODS: &[(&str, &str)] = &[("dice", "Compute Dice for predicated label vs submitted")];
+pub const METHODS: &[(&str, &str)] = &[
+    ("dice", "Compute Dice for predicated label vs submitted"),
+    (
+        "epistemic",
+        "Compute a segmentation model's epistemic uncertainty by test-time augmentation",
+    ),
+];
 
 fn tag(params: &Map<String, Value>, key: &str, default: &str) -> Result<String> {
     match params.get(key) {
@@ -36,14 +46,31 @@ fn tag(params: &Map<String, Value>, key: &str, default: &str) -> Result<String> 
     }
 }
 
-async fn start(app: &App, method: &str, params: Map<String, Value>) -> Result<Value> {
-    if !METHODS.iter().any(|(m, _)| *m == method) {
-        return Err(GatewayError::NotFound(format!(
-            "no scoring method {method:?}; this server has dice"
-        )));
-    }
-    let y = tag(&params, "y", FINAL)?;
-    let y_pred = tag(&params, "y_pred", ORIGINAL)?;
+/// What a scoring task runs, its params checked before it starts.
+enum Job {
+    Dice { y: String, y_pred: String },
+    Epistemic(Box<ModelInfo>, epistemic::Options),
+}
+
+/// Starts scoring `method` in the background and answers its task (429 while one runs).
+pub async fn start(app: &App, method: &str, params: Map<String, Value>) -> Result<Value> {
+    let job = match method {
+        "dice" => Job::Dice {
+            y: tag(&params, "y", FINAL)?,
+            y_pred: tag(&params, "y_pred", ORIGINAL)?,
+        },
+        "epistemic" => {
+            let options = epistemic::Options::parse(&params)?;
+            Job::Epistemic(Box::new(epistemic::model(app, &params).await?), options)
+        }
+        _ => {
+            let known: Vec<&str> = METHODS.iter().map(|(m, _)| *m).collect();
+            return Err(GatewayError::NotFound(format!(
+                "no scoring method {method:?}; this server has {}",
+                known.join(", ")
+            )));
+        }
+    };
     let mut request = json!({"method": method});
     for (k, v) in &params {
         request[k] = v.clone();
@@ -52,8 +79,12 @@ async fn start(app: &App, method: &str, params: Map<String, Value>) -> Result<Va
     let answer = task.json();
     let (app2, id) = (app.clone(), task.id.clone());
     tokio::spawn(crate::caller::inherit(async move {
-        let outcome = score(&app2, &id, &y, &y_pred).await.map_err(|e| e.to_string());
-        app2.scoring.finish(&id, outcome);
+        app2.scoring.update(&id, |t| t.status = "RUNNING");
+        let outcome = match job {
+            Job::Dice { y, y_pred } => score(&app2, &id, &y, &y_pred).await,
+            Job::Epistemic(model, options) => epistemic::run(&app2, &id, &model, &options).await,
+        };
+        app2.scoring.finish(&id, outcome.map_err(|e| e.to_string()));
     }));
     Ok(answer)
 }
@@ -66,7 +97,6 @@ async fn foreground(app: &App, entry: &labelstore::Entry) -> Result<aiaa_imaging
 }
 
 async fn score(app: &App, id: &str, y: &str, y_pred: &str) -> Result<Value> {
-    app.scoring.update(id, |t| t.status = "RUNNING");
     let mut result = Map::new();
     for (image, object) in labelstore::objects(app).await? {
         if app.scoring.stopped(id) {

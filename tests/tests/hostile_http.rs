@@ -4,7 +4,8 @@
 //!
 //! - coordinates at ±1e300 / NaN on every endpoint that takes points or polygons (a vertex at
 //!   1e300 froze every service of the process), a 99 MB `params` (also on MONAI Label's
-//!   `/infer`, and as the JSON body of `/train`, `/scoring` and `/activelearning`), a mask of isolated dots,
+//!   `/infer`, and as the JSON body of `/train`, `/scoring` and `/activelearning`), a session
+//!   form of 9000 `files` parts, a mask of isolated dots,
 //!   two 2 GiB chunked bodies, 200 slowloris connections, slow headers and slow bodies: each
 //!   gets its 4xx (or its close) within its time, while `/livez` and the gRPC health of the
 //!   registry and the datastore, probed all along on fresh connections, answer within 1 s;
@@ -509,6 +510,19 @@ async fn hostile_requests_get_their_answer_in_time_and_the_platform_keeps_servin
         assert!(msg.contains("exceeds 1048576 bytes"), "{path}: {msg}");
         assert!(t.elapsed() < Duration::from_secs(3), "{path}: {:?}", t.elapsed());
     }
+    // MONAI Label's session upload takes a DICOM series as `files` parts: a form of 9000
+    // parts is refused at the part limit, before their spool files pile up.
+    let parts: Vec<(&str, &str, &[u8])> = (0..9000).map(|_| ("files", "s.dcm", &b"x"[..])).collect();
+    let body = python_body(&[], &parts);
+    let t = Instant::now();
+    let (status, msg) = exchange(gw, python_request("PUT", "/session/", &body)).await;
+    assert_eq!(status, 400, "9000 parts: {msg}");
+    assert!(msg.contains("more than 8192 parts"), "{msg}");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "9000 parts: {:?}",
+        t.elapsed()
+    );
     eprintln!(
         "memory after 99 MB params: {} MiB (peak {})",
         rss_mib(pid),

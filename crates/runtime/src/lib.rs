@@ -24,6 +24,7 @@ pub mod jobs;
 pub mod linger;
 pub mod memory;
 pub mod names;
+pub mod recent_logs;
 pub mod registry;
 pub mod server;
 pub mod service_main;

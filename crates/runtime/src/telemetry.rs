@@ -1,5 +1,5 @@
 //! Telemetry, set up once per process by [`init`]: logs (text or JSON) filtered by
-//! `EnvFilter`, OpenTelemetry span export over OTLP/gRPC when an endpoint is configured, the
+//! `EnvFilter`, also kept in memory as plain text ([`crate::recent_logs`]), OpenTelemetry span export over OTLP/gRPC when an endpoint is configured, the
 //! W3C trace-context propagator, and a Prometheus recorder rendered at `/metrics`.
 //!
 //! Trace context crosses every gRPC hop: clients inject it ([`inject`], used by
@@ -87,9 +87,17 @@ pub fn init(args: &TelemetryArgs, service: &str) -> Result<TelemetryGuard, Runti
         }
         None => None,
     };
+    // The same lines, plain, into the in-memory ring an admin reads over the API.
+    let recent_filter = EnvFilter::try_new(&args.log_filter)
+        .map_err(|e| RuntimeError::Telemetry(format!("log filter: {e}")))?;
+    let recent_layer = tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .with_writer(crate::recent_logs::writer)
+        .with_filter(recent_filter);
     tracing_subscriber::registry()
         .with(otel_layer)
         .with(fmt_layer.with_filter(filter))
+        .with(recent_layer)
         .try_init()
         .map_err(|e| RuntimeError::Telemetry(format!("subscriber: {e}")))?;
     install_prometheus();

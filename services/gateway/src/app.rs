@@ -82,6 +82,7 @@ macro_rules! route {
 /// it is not served), and `tests/tests/auth_matrix.rs` calls each one with and without the
 /// key, so a new route cannot be left open by mistake.
 pub const ROUTES: &[Route] = &[
+    route!(Open "GET" "/"),
     route!(Open "GET" "/livez"),
     route!(Open "GET" "/readyz"),
     route!(Open "GET" "/metrics"),
@@ -121,6 +122,8 @@ pub const ROUTES: &[Route] = &[
     route!(Annotate "GET" "/datastore/label/info"),
     route!(Annotate "PUT" "/datastore/label/info"),
     route!(Annotate "PUT" "/datastore/updatelabelinfo"),
+    route!(Annotate "GET" "/datastore/dataset"),
+    route!(Admin "GET" "/logs"),
     route!(Annotate "GET" "/train"),
     route!(Admin "POST" "/train"),
     route!(Admin "POST" "/train/{model}"),
@@ -140,6 +143,7 @@ fn handler(route: &Route) -> MethodRouter<App> {
     use routes::monailabel as ml;
     use routes::{admin, health, infer, models, polygons, sessions};
     match (route.method, route.path) {
+        ("GET", "/") => get(health::root),
         ("GET", "/livez") => get(health::livez),
         ("GET", "/readyz") => get(health::readyz),
         ("GET", "/metrics") => get(health::metrics),
@@ -176,6 +180,8 @@ fn handler(route: &Route) -> MethodRouter<App> {
         ("GET", "/datastore/label/info") => get(ml::datastore::get_label_info),
         ("PUT", "/datastore/label/info") => put(ml::datastore::put_label_info),
         ("PUT", "/datastore/updatelabelinfo") => put(ml::datastore::put_update_label_info),
+        ("GET", "/datastore/dataset") => get(ml::dataset::download),
+        ("GET", "/logs") => get(ml::logs::get),
         ("GET", "/train") => get(ml::train::status),
         ("POST", "/train") => post(ml::train::run_all),
         ("POST", "/train/{model}") => post(ml::train::run_model),

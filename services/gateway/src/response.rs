@@ -40,6 +40,14 @@ pub fn json(value: &serde_json::Value) -> Response {
 /// filename="<name>"` (MONAI Label's clients need the name; quotes and controls in it are
 /// replaced by `_`).
 pub fn attachment(name: &str, data: Bytes) -> Response {
+    let mut response = bytes(StatusCode::OK, "application/octet-stream", data);
+    set_disposition(&mut response, name);
+    response
+}
+
+/// Sets `Content-Disposition: attachment; filename="<name>"` (quotes and controls in the
+/// name replaced by `_`).
+pub fn set_disposition(response: &mut Response, name: &str) {
     let safe: String = name
         .chars()
         .map(|c| {
@@ -50,11 +58,9 @@ pub fn attachment(name: &str, data: Bytes) -> Response {
             }
         })
         .collect();
-    let mut response = bytes(StatusCode::OK, "application/octet-stream", data);
     if let Ok(v) = http::HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
         response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
-    response
 }
 
 /// A result file of a POST endpoint.

@@ -1,4 +1,5 @@
-//! `/livez` (the process answers), `/readyz` (the datastore, and the inference service when
+//! `/` (what this server is and where its APIs start: MONAI Label's reviewer module checks
+//! that the server root answers), `/livez` (the process answers), `/readyz` (the datastore, and the inference service when
 //! one is configured, answer health SERVING) and `/metrics` (Prometheus text).
 
 use axum::extract::State;
@@ -9,6 +10,16 @@ use http::StatusCode;
 use crate::app::App;
 use crate::error::{GatewayError, Result};
 use crate::response;
+
+/// The server root: its name and the entry points of its APIs.
+pub async fn root() -> Response {
+    response::json(&serde_json::json!({
+        "name": "aiaa",
+        "description": "AI-assisted annotation server: the AIAA API and MONAI Label's API",
+        "apis": {"aiaa": "/v1/models", "monailabel": "/info/"},
+        "health": {"live": "/livez", "ready": "/readyz", "metrics": "/metrics"},
+    }))
+}
 
 /// Always 200 while the process serves.
 pub async fn livez() -> Response {

@@ -1,6 +1,8 @@
 //! Sessions: `PUT /session/` uploads an image once (spooled, its header checked, then
 //! streamed to the datastore's CreateSession in 1 MiB chunks); `GET /session/{id}` describes it
 //! (`update_ts=true` pushes its expiry forward by its own lifetime); `DELETE` removes it.
+//! MONAI Label's clients send a DICOM series instead, as one or more `files` parts: they are
+//! assembled into one `.nii.gz` image here (under the decode limit) and stored the same way.
 //! An unknown or expired session answers 440.
 
 use std::collections::HashMap;
@@ -14,9 +16,12 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use http::HeaderMap;
 
+use futures::future::Either;
+
 use crate::app::{App, ParamsKind};
 use crate::backend::timed;
 use crate::error::{GatewayError, Result, Subject};
+use crate::form::{Data, Form, Part};
 use crate::routes::infer::upload_chunks;
 use crate::{image, params, response, work};
 
@@ -84,21 +89,7 @@ pub async fn create(
     let query = params::query(raw.as_deref());
     let expiry = expiry(&app, &query)?;
     let form = app.form(&headers, body, ParamsKind::Small).await?;
-    let part = form.image().ok_or_else(|| {
-        GatewayError::BadRequest(
-            "the form has no image part (send the file as field \"image\" or \"datapoint\")".into(),
-        )
-    })?;
-    if part.is_empty() {
-        return Err(GatewayError::BadRequest("the uploaded image is empty".into()));
-    }
-    let filename = part.base_filename().unwrap_or("image.nii.gz").to_string();
-    // Refuse an unreadable image now, not at its first use: its header is checked (format,
-    // grid, decoded size under the decode limit). Its voxels are decoded where they are used
-    // (the inference service, under its budget), never here: an upload costs the gateway
-    // disk, not memory.
-    let (name, upload) = (filename.clone(), part.clone());
-    work::cpu(move || image::probe(Some(&name), &upload)).await?;
+    let (filename, size, chunks) = upload(&form, app.max_image_bytes).await?;
 
     let mut metadata = HashMap::new();
     metadata.insert(FILENAME_KEY.to_string(), filename.clone());
@@ -107,10 +98,10 @@ pub async fn create(
         expiry_seconds: expiry,
         filename,
         metadata,
-        size: part.len(),
+        size,
         sha256: String::new(),
     };
-    let stream = framed::send::<CreateSessionRequest>(header, upload_chunks(part));
+    let stream = framed::send::<CreateSessionRequest>(header, chunks);
     let mut client = app.backends.datastore.clone();
     let session = timed("datastore", app.backends.timeout, async move {
         client.create_session(stream).await.map_err(ds_err)
@@ -126,6 +117,92 @@ pub async fn create(
         "create_ts": now, "last_access_ts": now, "expiry": expiry,
     });
     Ok(response::json(&answer))
+}
+
+/// The session's image from the form: its name, size and bytes.
+async fn upload(
+    form: &Form,
+    max_bytes: u64,
+) -> Result<(
+    String,
+    u64,
+    impl futures::Stream<Item = bytes::Bytes> + Send + 'static,
+)> {
+    let files: Vec<Part> = form
+        .parts
+        .iter()
+        .filter(|p| p.name() == "files")
+        .cloned()
+        .collect();
+    let is_series = files.len() > 1 || files.first().is_some_and(is_dicom);
+    Ok(if is_series {
+        // MONAI Label's shape: the files of a DICOM series, assembled here into one volume
+        // so the session holds one image, as an AIAA session does.
+        let nifti = work::cpu(move || dicom_series(&files, max_bytes)).await?;
+        let size = nifti.len() as u64;
+        let chunks = Either::Left(crate::labelstore::chunks(nifti));
+        ("series.nii.gz".to_string(), size, chunks)
+    } else {
+        let part = form.image().ok_or_else(|| {
+            GatewayError::BadRequest(
+                "the form has no image part (send the file as field \"image\" or \"datapoint\", or a DICOM series as \"files\" parts)".into(),
+            )
+        })?;
+        if part.is_empty() {
+            return Err(GatewayError::BadRequest("the uploaded image is empty".into()));
+        }
+        let filename = part.base_filename().unwrap_or("image.nii.gz").to_string();
+        // Refuse an unreadable image now, not at its first use: its header is checked (format,
+        // grid, decoded size under the decode limit). Its voxels are decoded where they are used
+        // (the inference service, under its budget), never here: an upload costs the gateway
+        // disk, not memory.
+        let (name, upload) = (filename.clone(), part.clone());
+        work::cpu(move || image::probe(Some(&name), &upload)).await?;
+        (filename, part.len(), Either::Right(upload_chunks(part)))
+    })
+}
+
+/// Whether an uploaded part is a DICOM file (its name ends in `.dcm`, or `DICM` at byte 128).
+fn is_dicom(part: &Part) -> bool {
+    let by_name = part
+        .base_filename()
+        .is_some_and(|n| n.to_ascii_lowercase().ends_with(".dcm"));
+    by_name
+        || part
+            .read_prefix(132)
+            .is_ok_and(|head| head.get(128..132) == Some(b"DICM".as_slice()))
+}
+
+/// The files of one DICOM series assembled into a `.nii.gz` image (at most `max_bytes`
+/// decoded, 413 past it). Parts held in memory are written to a temporary folder first;
+/// spooled ones are read where they lie. Blocking.
+fn dicom_series(files: &[Part], max_bytes: u64) -> Result<bytes::Bytes> {
+    let internal = |e: std::io::Error| GatewayError::Internal(format!("spooling the DICOM series: {e}"));
+    let dir = tempfile::tempdir().map_err(internal)?;
+    let mut paths = Vec::with_capacity(files.len());
+    for (i, part) in files.iter().enumerate() {
+        match &part.data {
+            Data::File { path, .. } => paths.push(path.path().to_path_buf()),
+            Data::Memory(bytes) => {
+                let path = dir.path().join(format!("{i:06}.dcm"));
+                std::fs::write(&path, bytes).map_err(internal)?;
+                paths.push(path);
+            }
+        }
+    }
+    let opts = aiaa_imaging::ReadOptions { max_bytes };
+    let volume = aiaa_imaging::dicom::read_files(&paths, &opts).map_err(|e| match e {
+        aiaa_imaging::ImagingError::TooLarge { needed, limit, .. } => GatewayError::FieldTooLarge(format!(
+            "the DICOM series decodes to {needed} bytes, more than the {limit} bytes the gateway decodes (--gateway-max-image-bytes, AIAA_GATEWAY_MAX_IMAGE_BYTES)"
+        )),
+        e => GatewayError::BadRequest(format!(
+            "the {} uploaded files are not one readable DICOM series: {e}",
+            files.len()
+        )),
+    })?;
+    let bytes = aiaa_imaging::io::encode_bytes(&volume, ".nii.gz", false)
+        .map_err(|e| GatewayError::Internal(format!("encoding the DICOM series: {e}")))?;
+    Ok(bytes.into())
 }
 
 /// `GET /session/{id}`.

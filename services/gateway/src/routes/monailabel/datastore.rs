@@ -52,26 +52,7 @@ pub async fn list(State(app): State<App>, RawQuery(raw): RawQuery) -> Result<Res
     let objects = labelstore::objects(&app).await?;
     match query.get("output").map(|s| s.trim()).unwrap_or("stats") {
         "" | "stats" => Ok(response::json(&labelstore::stats(&objects))),
-        "all" => {
-            let all: Map<String, Value> = objects
-                .iter()
-                .map(|(id, o)| {
-                    let labels: Map<String, Value> =
-                        o.labels.iter().map(|(t, e)| (t.clone(), entry_json(e))).collect();
-                    (
-                        id.clone(),
-                        json!({"image": entry_json(&o.image), "labels": labels}),
-                    )
-                })
-                .collect();
-            Ok(response::json(&json!({
-                "name": "aiaa",
-                "description": "the platform's datastore",
-                "images_dir": labelstore::PREFIX,
-                "labels_dir": labelstore::PREFIX,
-                "objects": all,
-            })))
-        }
+        "all" => Ok(response::json(&all_objects(&objects))),
         "train" => Ok(response::json(&Value::Array(
             objects
                 .values()
@@ -85,6 +66,29 @@ pub async fn list(State(app): State<App>, RawQuery(raw): RawQuery) -> Result<Res
             "output={other:?} is not understood: use stats, all or train"
         ))),
     }
+}
+
+/// The datastore's objects as MONAI Label describes them (`output=all`, and the
+/// `metadata.json` of the dataset archive).
+pub fn all_objects(objects: &std::collections::BTreeMap<String, labelstore::Object>) -> Value {
+    let all: Map<String, Value> = objects
+        .iter()
+        .map(|(id, o)| {
+            let labels: Map<String, Value> =
+                o.labels.iter().map(|(t, e)| (t.clone(), entry_json(e))).collect();
+            (
+                id.clone(),
+                json!({"image": entry_json(&o.image), "labels": labels}),
+            )
+        })
+        .collect();
+    json!({
+        "name": "aiaa",
+        "description": "the platform's datastore",
+        "images_dir": labelstore::PREFIX,
+        "labels_dir": labelstore::PREFIX,
+        "objects": all,
+    })
 }
 
 /// The uploaded file part named `field`, not empty.
@@ -256,13 +260,16 @@ pub async fn store_label(
     mut info: Map<String, Value>,
 ) -> Result<()> {
     let object = labelstore::object(app, id).await?;
-    let ext = labelstore::extension(filename).to_string();
-    if ext == ".bin" {
-        return Err(bad(
-            "raw .bin labels (OHIF's) are not stored yet: send the label as NIfTI, NRRD or MHA",
-        ));
-    }
+    let mut ext = labelstore::extension(filename).to_string();
     let image_bytes = labelstore::get(app, false, &object.image.item_id).await?;
+    let mut label = label;
+    if ext == ".bin" {
+        let (image_name, image_bytes) = (object.image.name(), image_bytes.clone());
+        let raw = label;
+        let nifti = work::cpu(move || raw_label_to_nifti(&image_name, &image_bytes, &raw)).await?;
+        label = LabelData::Bytes(nifti.into());
+        ext = ".nii.gz".to_string();
+    }
     let (image_name, label_name) = (object.image.name(), format!("{id}{ext}"));
     let probe_label = label.clone();
     work::cpu(move || -> Result<()> {
@@ -296,6 +303,52 @@ pub async fn store_label(
         }
     };
     Ok(())
+}
+
+/// OHIF's label: raw voxels (`label.bin`) in the image's voxel order (i fastest, as MONAI
+/// Label's `binary_to_image` reads them), one byte per voxel (uint8) or two (uint16, little
+/// endian, OHIF v2), given the stored image's grid and encoded as `.nii.gz`. Any other
+/// length is refused naming both sizes, before anything is allocated.
+fn raw_label_to_nifti(image_name: &str, image_bytes: &[u8], raw: &LabelData) -> Result<Vec<u8>> {
+    let image = aiaa_imaging::io::probe_bytes(image_name, image_bytes).map_err(|e| {
+        GatewayError::Internal(format!("the stored image {image_name:?} cannot be read: {e}"))
+    })?;
+    let voxels = image.voxel_count();
+    let len = match raw {
+        LabelData::Part(part) => part.len(),
+        LabelData::Bytes(b) => b.len() as u64,
+    };
+    let width = match len {
+        n if n == voxels => 1,
+        n if n == voxels.saturating_mul(2) => 2,
+        n => {
+            return Err(bad(format!(
+                "the raw label has {n} bytes but its image {image_name:?} has {voxels} voxels ({:?}): send {voxels} bytes (uint8) or {} (uint16)",
+                image.dims,
+                voxels.saturating_mul(2)
+            )));
+        }
+    };
+    let bytes = match raw {
+        LabelData::Part(part) => part
+            .read_blocking()
+            .map_err(|e| GatewayError::Internal(format!("the uploaded label cannot be read: {e}")))?,
+        LabelData::Bytes(b) => b.clone(),
+    };
+    let data = if width == 1 {
+        aiaa_imaging::Voxels::U8(bytes.to_vec())
+    } else {
+        aiaa_imaging::Voxels::U16(
+            bytes
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect(),
+        )
+    };
+    let volume = aiaa_imaging::Volume::scalar(image.dims, image.geometry, data)
+        .map_err(|e| bad(format!("the raw label does not fit its image: {e}")))?;
+    aiaa_imaging::io::encode_bytes(&volume, ".nii.gz", false)
+        .map_err(|e| GatewayError::Internal(format!("the label cannot be encoded: {e}")))
 }
 
 /// A label's bytes: an uploaded part or a result the gateway holds.

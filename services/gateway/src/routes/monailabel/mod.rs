@@ -4,13 +4,15 @@
 //! images and labels ([`crate::labelstore`]), the inference service runs its `/infer`.
 //!
 //! - [`info`]: `GET /info/`;
-//! - [`datastore`]: `/datastore/...` (images, labels by tag, their info);
+//! - [`datastore`]: `/datastore/...` (images, labels by tag, their info; OHIF's raw
+//!   `label.bin`); [`dataset`]: the labelled dataset as a ZIP archive;
 //! - [`activelearning`]: `POST /activelearning/{strategy}` (`first`, `random`, `epistemic`);
 //! - [`infer`]: `POST /infer/{model}`;
 //! - [`auth`]: `/auth/`, `/auth/token`, `/auth/token/valid`;
 //! - [`model`]: `/model/` (the served registry version's file, replaced or unloaded);
 //! - [`scoring`]: `/scoring/` (Dice of the final label against the model's original;
 //!   [`epistemic`] uncertainty);
+//! - [`logs`]: `GET /logs/` (the gateway's recent log lines, admin);
 //! - [`train`]: `/train/` (the fine-tune → publish → serve loop of [`crate::training`]).
 //!
 //! Errors keep the gateway's one JSON error answer, which also carries MONAI Label's
@@ -18,10 +20,12 @@
 
 pub mod activelearning;
 pub mod auth;
+pub mod dataset;
 pub mod datastore;
 pub mod epistemic;
 pub mod infer;
 pub mod info;
+pub mod logs;
 pub mod model;
 pub mod scoring;
 pub mod train;

@@ -533,6 +533,13 @@ async fn the_slicer_module_and_ohif_requests_get_what_they_read() {
     .await;
     assert!(mixed.error(400).contains("not one readable DICOM series"));
 
+    let archive = send(
+        gw,
+        &requests_multipart("PUT", "/session/?uncompress=true", auth, &[], &files),
+    )
+    .await;
+    assert!(archive.error(400).contains("uncompress=true"));
+
     // S13: save the label (no tag: final), full-path file name, label_info with idx.
     let save = json!({"label_info": [{"name": "brain", "idx": 1}], "client_id": "user-xyz"});
     let saved = send(

@@ -29,10 +29,6 @@ use crate::multipart::{self, Event, Parser, PartHead};
 const TEXT_FIELDS: [&str; 3] = ["params", "config", "registry"];
 /// Most bytes of the text fields other than `params`, together.
 pub const OTHER_TEXT_LIMIT: usize = 1 << 20;
-/// Most parts in one form: a DICOM series of MONAI Label's session upload sends a part per
-/// slice (a fine whole-body CT has a few thousand); past this, each part's spool file costs
-/// the host an inode for nothing.
-pub const MAX_PARTS: usize = 8192;
 /// Spool writes are batched to this size.
 const SPOOL_BATCH: usize = 1 << 20;
 
@@ -308,11 +304,6 @@ impl Reader<'_> {
         for event in events.drain(..) {
             match event {
                 Event::Part(head) => {
-                    if self.form.parts.len() >= MAX_PARTS {
-                        return Err(GatewayError::BadRequest(format!(
-                            "the form has more than {MAX_PARTS} parts"
-                        )));
-                    }
                     self.sink = Some(self.open(&head).await?);
                     self.form.parts.push(Part {
                         head,

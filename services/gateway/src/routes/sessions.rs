@@ -88,6 +88,14 @@ pub async fn create(
 ) -> Result<Response> {
     let query = params::query(raw.as_deref());
     let expiry = expiry(&app, &query)?;
+    // MONAI Label's `uncompress=true` unpacks archives; no client sends it (Slicer and the
+    // Python client send the files themselves), so it is refused rather than ignored.
+    if crate::routes::monailabel::train::flag(&query, "uncompress")? {
+        return Err(GatewayError::BadRequest(
+            "uncompress=true (an uploaded archive) is not supported: send the series' files as `files` parts"
+                .into(),
+        ));
+    }
     let form = app.form(&headers, body, ParamsKind::Small).await?;
     let (filename, size, chunks) = upload(&form, app.max_image_bytes).await?;
 

@@ -355,7 +355,10 @@ mod tests {
             .filter(|r| r.access == Access::Open)
             .map(|r| r.path)
             .collect();
-        assert_eq!(open, ["/livez", "/readyz", "/metrics", "/auth", "/auth/token"]);
+        assert_eq!(
+            open,
+            ["/", "/livez", "/readyz", "/metrics", "/auth", "/auth/token"]
+        );
         assert!(
             ROUTES
                 .iter()

@@ -748,6 +748,18 @@ async fn the_slicer_module_and_ohif_requests_get_what_they_read() {
     )
     .await;
     assert_eq!(answer.status, 200, "O2-2 deepgrow: {}", answer.text());
+    // O2-2 scribbles: a `label.bin` part on /infer; no served model reads one: 400.
+    let scribbles = send(
+        gw,
+        &browser_form(
+            "POST",
+            &format!("/infer/seg?image={SERIES_UID}&output=image"),
+            &v2,
+            Some(fg.as_slice()),
+        ),
+    )
+    .await;
+    assert!(scribbles.error(400).contains("does not take a label part"));
     // O2-3/O3-3: next sample, JSON with axios' content type.
     let next = send(gw, &browser_json("POST", "/activelearning/first", &json!({})))
         .await

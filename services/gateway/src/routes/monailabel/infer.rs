@@ -3,7 +3,8 @@
 //! datastore image `image=`. `params` are MONAI Label's: `result_extension` (default: the
 //! image's own), `result_dtype`, `result_compress`, `save_label` / `label_tag` (store the
 //! result as that tag of the datastore image, `original` by default), and for DEXTR3D models
-//! (listed as `deepgrow`) the extreme points as `foreground` when `points` is absent. The
+//! (listed as `deepgrow`) the extreme points as `foreground` when `points` is absent; a
+//! `label` part is refused (no served engine reads one yet). The
 //! answer is MONAI Label's: `output=all` or none: multipart (`params` JSON part first, then
 //! the file with its name); `image`: the file with `Content-Disposition`; `json`: the params.
 //! The params carry `label_names` (`{label: index}`), which 3D Slicer reads to name segments.
@@ -81,6 +82,14 @@ pub async fn infer(
         Endpoint::Inference
     };
     infer::validate(endpoint, &params)?;
+    // A `label` part (OHIF's scribbles, or a previous mask to refine) needs an engine that
+    // reads one; none of the served kinds does yet, so it is refused, not silently ignored.
+    if form.field("label").is_some_and(|p| p.head.filename.is_some()) {
+        return Err(bad(format!(
+            "model {model:?} ({}) does not take a label part (scribbles or a previous mask): send the request without it",
+            info.model_type
+        )));
+    }
 
     let session_id = query
         .get("session_id")

@@ -171,6 +171,17 @@ pub fn check_inside(key: &str, points: &[Vec<f64>], dims: &[usize]) -> Result<()
     Ok(())
 }
 
+/// A boolean query parameter (`true`/`false`, `1`/`0`; absent: false).
+pub fn flag(query: &HashMap<String, String>, key: &str) -> Result<bool> {
+    match query.get(key).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("" | "false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some(other) => Err(GatewayError::BadRequest(format!(
+            "{key}={other:?}: expected true or false"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -90,7 +90,7 @@ pub async fn create(
     let expiry = expiry(&app, &query)?;
     // MONAI Label's `uncompress=true` unpacks archives; no client sends it (Slicer and the
     // Python client send the files themselves), so it is refused rather than ignored.
-    if crate::routes::monailabel::train::flag(&query, "uncompress")? {
+    if params::flag(&query, "uncompress")? {
         return Err(GatewayError::BadRequest(
             "uncompress=true (an uploaded archive) is not supported: send the series' files as `files` parts"
                 .into(),

@@ -18,10 +18,11 @@ use serde_json::{Map, Value, json};
 use aiaa_proto::inference::v1::ModelInfo;
 
 use super::epistemic;
-use super::train::{flag, params};
+use super::train::params;
 use crate::app::App;
 use crate::error::{GatewayError, Result};
 use crate::labelstore::{self, FINAL, ORIGINAL};
+use crate::params::flag;
 use crate::response;
 
 /// The scoring methods served, with their descriptions (`/info/`'s `scoring`).

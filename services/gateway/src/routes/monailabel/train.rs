@@ -20,25 +20,14 @@ use crate::response;
 use crate::routes::models;
 use crate::training;
 
-/// A boolean query parameter (`true`/`false`, `1`/`0`; absent: false).
-pub fn flag(query: &HashMap<String, String>, key: &str) -> Result<bool> {
-    match query.get(key).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-        None | Some("" | "false" | "0") => Ok(false),
-        Some("true" | "1") => Ok(true),
-        Some(other) => Err(GatewayError::BadRequest(format!(
-            "{key}={other:?}: expected true or false"
-        ))),
-    }
-}
-
 /// A task request's params: the JSON body; `run_sync` and `enqueue` are refused.
 pub async fn params(query: &HashMap<String, String>, body: Body) -> Result<Map<String, Value>> {
-    if flag(query, "run_sync")? {
+    if crate::params::flag(query, "run_sync")? {
         return Err(GatewayError::BadRequest(
             "run_sync=true is not supported: the task runs in the background; GET follows it".into(),
         ));
     }
-    if flag(query, "enqueue")? {
+    if crate::params::flag(query, "enqueue")? {
         return Err(GatewayError::BadRequest(
             "enqueue=true is not supported: one task of a kind runs at a time; GET ?check_if_running=true says when it ends".into(),
         ));
@@ -91,8 +80,8 @@ pub async fn status(
     State(app): State<App>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response> {
-    let all = flag(&query, "all")?;
-    let running = flag(&query, "check_if_running")?;
+    let all = crate::params::flag(&query, "all")?;
+    let running = crate::params::flag(&query, "check_if_running")?;
     match app.training.status(all, running) {
         Some(v) => Ok(response::json(&v)),
         None if running => Err(GatewayError::NotFound(

@@ -44,3 +44,27 @@ pub fn fixture_network(script: &str, out: &Path) {
         .expect("run the venv's python");
     assert!(status.success(), "{script} failed");
 }
+
+/// The engine configs of the two fixture networks (`threshold_fixture.py` at `seg`,
+/// `dextr3d_fixture.py` at `dextr`), as the conformance tests load them through the admin
+/// API: a `segmentation` model and an `annotation` (DEXTR3D) model, both labelling `brain`.
+pub fn fixture_configs(seg: &Path, dextr: &Path) -> (serde_json::Value, serde_json::Value) {
+    let seg_config = serde_json::json!({
+        "model_format": "torchscript", "model_path": seg, "type": "segmentation",
+        "labels": ["brain"], "description": "intensity threshold (fixture)", "version": "2",
+        "pre_transforms": [{"name": "transforms.ScaleIntensityRangePercentiles", "fields": "image",
+                            "lower": 0, "upper": 99.5, "b_min": 0, "b_max": 1, "clip": true}],
+        "inference": {"mode": "sliding_window", "roi_size": [96, 96, 96], "overlap": 0.25, "sw_batch_size": 2},
+        "post_transforms": [{"name": "transforms.KeepLargestConnectedComponent", "fields": "model"}]
+    });
+    let dextr_config = serde_json::json!({
+        "model_format": "torchscript", "model_path": dextr, "type": "annotation",
+        "labels": ["brain"], "roi": [64, 64, 64], "padding": 20.0,
+        "pre_transforms": [
+            {"name": "transforms.ScaleIntensityRange", "field": "image", "a_min": 0, "a_max": 100,
+             "b_min": 0, "b_max": 1, "clip": true},
+            {"name": "transforms.AddExtremePointsChannel", "image_field": "image", "label_field": "label",
+             "sigma": 3, "pert": 0}]
+    });
+    (seg_config, dextr_config)
+}

@@ -11,7 +11,7 @@
 //! models' accuracy is checked in `annotation.rs`.
 
 use aiaa_e2e::aiaa_client::*;
-use aiaa_e2e::volumes::{decode, fixture_network};
+use aiaa_e2e::volumes::{decode, fixture_configs, fixture_network};
 use aiaa_e2e::{Platform, testdata};
 use serde_json::{Value, json};
 
@@ -53,25 +53,8 @@ async fn every_endpoint_answers_the_clients_request_shapes() {
     let (seg_pt, dextr_pt) = (dir.path().join("threshold.pt"), dir.path().join("dextr3d.pt"));
     fixture_network("threshold_fixture.py", &seg_pt);
     fixture_network("dextr3d_fixture.py", &dextr_pt);
-    let seg_config = json!({
-        "model_format": "torchscript", "model_path": seg_pt, "type": "segmentation",
-        "labels": ["brain"], "description": "intensity threshold (fixture)", "version": "2",
-        "pre_transforms": [{"name": "transforms.ScaleIntensityRangePercentiles", "fields": "image",
-                            "lower": 0, "upper": 99.5, "b_min": 0, "b_max": 1, "clip": true}],
-        "inference": {"mode": "sliding_window", "roi_size": [96, 96, 96], "overlap": 0.25, "sw_batch_size": 2},
-        "post_transforms": [{"name": "transforms.KeepLargestConnectedComponent", "fields": "model"}]
-    })
-    .to_string();
-    let dextr_config = json!({
-        "model_format": "torchscript", "model_path": dextr_pt, "type": "annotation",
-        "labels": ["brain"], "roi": [64, 64, 64], "padding": 20.0,
-        "pre_transforms": [
-            {"name": "transforms.ScaleIntensityRange", "field": "image", "a_min": 0, "a_max": 100,
-             "b_min": 0, "b_max": 1, "clip": true},
-            {"name": "transforms.AddExtremePointsChannel", "image_field": "image", "label_field": "label",
-             "sigma": 3, "pert": 0}]
-    })
-    .to_string();
+    let (seg_config, dextr_config) = fixture_configs(&seg_pt, &dextr_pt);
+    let (seg_config, dextr_config) = (seg_config.to_string(), dextr_config.to_string());
     let put = cpp_request("PUT", "/admin/model/seg", &[("config", &seg_config)], &[]);
     let msg = send(gw, &put).await.error(401);
     assert!(msg.contains("API key"), "{msg}");

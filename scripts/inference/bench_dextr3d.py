@@ -11,8 +11,9 @@ the server's total.
 PyTorch's side: the same TorchScript file under torch.inference_mode(), torch.jit.freeze +
 torch.jit.optimize_for_inference, the same input shape (1 x 2 x ROI) and threads.
 
-Both sides get WARM warm-up calls; then RUNS alternating runs of ROUNDS clicks per session
-and ROUNDS PyTorch forwards. Prints every run's medians, the overall medians and the ratios:
+Both sides get WARM warm-up calls; then RUNS runs of ROUNDS clicks per session, each click
+followed by one PyTorch forward (so the two sides alternate call by call), every call after
+a PAUSE of 20 ms. Prints every run's medians, the overall medians and the ratios:
 click / PyTorch frozen forward, everything-but-forward / our forward.
 
 usage: bench_dextr3d.py GATEWAY_HOST:PORT MODEL MODEL.pt ROI ROUNDS RUNS THREADS
@@ -35,6 +36,7 @@ roi = [int(v) for v in roi.split(",")]
 rounds, runs, threads = int(rounds), int(runs), int(threads)
 WARM = 5
 JITTER = 2
+PAUSE = 0.02
 SEED = int(os.environ.get("AIAA_BENCH_SEED", "19"))
 host, port = gateway.split(":")
 LIMIT = "----------lImIt_of_THE_fIle_eW_$"
@@ -123,16 +125,25 @@ with torch.inference_mode():
     for s in sessions:
         for _ in range(WARM):
             s.click()
+    # Click and forward alternate one by one, so that both sides see the same machine: this
+    # host's speed drifts by up to 1.4x over seconds, and blocks of 20 put one side's block in
+    # a fast stretch and the other's in a slow one. Each call starts after the same pause
+    # (the other side's threads park meanwhile).
     torch_runs = []
     for run in range(runs):
+        forwards = []
         for s in sessions:
-            s.clicks.append([s.click() for _ in range(rounds)])
-        time.sleep(0.2)  # let the server's threads park before PyTorch's start
-        torch_runs.append([torch_forward(frozen, x) for _ in range(rounds)])
-        time.sleep(0.2)
+            s.clicks.append([])
+        for _ in range(rounds):
+            for s in sessions:
+                time.sleep(PAUSE)
+                s.clicks[-1].append(s.click())
+                time.sleep(PAUSE)
+                forwards.append(torch_forward(frozen, x))
+        torch_runs.append(forwards)
 
 print(f"load average at start: {os.environ.get('AIAA_BENCH_LOAD', '?')}; {threads} threads; torch {torch.__version__}; "
-      f"{WARM} warm-up calls each; {runs} alternating runs of {rounds}; points jittered +-{JITTER} voxels (seed {SEED})")
+      f"{WARM} warm-up calls each; {runs} runs of {rounds} clicks per session, each followed by a PyTorch forward, {PAUSE * 1e3:.0f} ms pauses; points jittered +-{JITTER} voxels (seed {SEED})")
 torch_all = [t for r in torch_runs for t in r]
 print(f"PyTorch frozen+optimized forward 1x2x{'x'.join(map(str, roi))}: runs {[ms(med(r)) for r in torch_runs]} ms, "
       f"median {ms(med(torch_all))} ms")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A dextr3d click through the gateway against PyTorch's frozen + optimized forward pass of the
-# same file, side by side in one run (bench_dextr3d.py says how): sessions holding the ROBEX
-# head and MNI152, seeded jittered points, the server's stages (pre, forward, post, encode,
+# same file, side by side in one run, alternating call by call (bench_dextr3d.py says how):
+# sessions holding the ROBEX head and MNI152, seeded jittered points, the server's stages (pre, forward, post, encode,
 # transport) and the ratios. Starts the platform (release) with models/engine_pool.json, runs
 # the client, stops it.
 #   scripts/inference/bench_dextr3d.sh [MODEL] [ROUNDS] [RUNS] [THREADS]

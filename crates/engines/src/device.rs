@@ -21,6 +21,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use aiaa_jit::{Form, JitError, Module, Policy};
+use aiaa_nets::sliding_window::SlidingWindow;
 use tch::{Device, Kind, Tensor};
 
 use crate::engines::Activation;
@@ -51,6 +52,37 @@ enum Job {
         /// the request's trace.
         span: tracing::Span,
     },
+    Sweep {
+        key: u64,
+        input: Tensor,
+        sweep: Sweep,
+        reply: Reply<Swept>,
+        span: tracing::Span,
+    },
+}
+
+/// A sliding-window pass run whole on the device thread ([`Net::sweep`]): the windows, the
+/// activation of each window's output, and the blending all stay on the device (on a GPU
+/// the blended volume crosses to the CPU once; on the CPU every torch operation uses the
+/// device thread's warm thread team rather than starting a request thread's own).
+#[derive(Clone, Debug)]
+pub struct Sweep {
+    /// Where the windows lie and how they blend.
+    pub window: SlidingWindow,
+    /// Applied to each window's output before blending.
+    pub activation: Activation,
+    /// Keep only this output channel (clamped to the last) after the activation: what the
+    /// labels are read from, so only it is blended and handed back.
+    pub channel: Option<usize>,
+}
+
+/// The answer of a [`Sweep`]: the blended `[1, K, ...]` output in the network's axis order,
+/// contiguous `f32` on the CPU, and the time the forward passes took of it.
+pub struct Swept {
+    /// The blended probabilities.
+    pub output: Tensor,
+    /// The forward passes' share of the job.
+    pub forward: Duration,
 }
 
 /// What the device thread does to a network's output before handing it back: the
@@ -265,25 +297,46 @@ impl Net {
     /// [`Net::forward`], then `finish` applied on the device thread: the answer is
     /// `[N, K, k, j, i]`, contiguous, read as a volume with [`Layout::Kji`].
     pub fn forward_finished(&self, input: Tensor, finish: Option<Finish>) -> Result<Tensor> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.submit(reply, rx, |reply, span| Job::Forward {
+            key: self.key,
+            input,
+            finish,
+            reply,
+            span,
+        })
+    }
+
+    /// Runs a whole sliding-window pass of the module over `input` (`[1, C, ...]` `f32`,
+    /// contiguous, on the CPU) on the least busy device (blocking); see [`Sweep`].
+    pub fn sweep(&self, input: Tensor, sweep: Sweep) -> Result<Swept> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.submit(reply, rx, |reply, span| Job::Sweep {
+            key: self.key,
+            input,
+            sweep,
+            reply,
+            span,
+        })
+    }
+
+    /// Queues a job on the least busy device and waits for its answer, naming the model in
+    /// a model error.
+    fn submit<T>(
+        &self,
+        reply: Reply<T>,
+        rx: mpsc::Receiver<Result<T>>,
+        job: impl FnOnce(Reply<T>, tracing::Span) -> Job,
+    ) -> Result<T> {
         let w = self
             .devices
             .workers
             .iter()
             .min_by_key(|w| w.waiting.load(Ordering::Relaxed))
             .ok_or_else(|| EngineError::Internal("no device".into()))?;
-        let (reply, rx) = mpsc::sync_channel(1);
         w.waiting.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!("aiaa_inference_device_waiting").increment(1.0);
-        let sent = send(
-            w,
-            Job::Forward {
-                key: self.key,
-                input,
-                finish,
-                reply,
-                span: tracing::Span::current(),
-            },
-        );
+        let sent = send(w, job(reply, tracing::Span::current()));
         if sent.is_err() {
             w.waiting.fetch_sub(1, Ordering::Relaxed);
             metrics::gauge!("aiaa_inference_device_waiting").decrement(1.0);
@@ -361,6 +414,24 @@ fn owner(device: Device, jobs: mpsc::Receiver<Job>, waiting: Arc<AtomicUsize>, b
                 busy_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 let _ = reply.send(out);
             }
+            Job::Sweep {
+                key,
+                input,
+                sweep,
+                reply,
+                span,
+            } => {
+                let _in_request = span.enter();
+                waiting.fetch_sub(1, Ordering::Relaxed);
+                metrics::gauge!("aiaa_inference_device_waiting").decrement(1.0);
+                let t0 = Instant::now();
+                let out = match modules.get(&key) {
+                    None => Err(EngineError::NotFound("the model was unloaded".into())),
+                    Some(m) => run_sweep(m, input, &sweep, device),
+                };
+                busy_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                let _ = reply.send(out);
+            }
         }
     }
 }
@@ -408,4 +479,44 @@ fn run(m: &Module, input: Tensor, finish: Option<Finish>, device: Device) -> Res
         }
     };
     Ok(t.to_device(Device::Cpu))
+}
+
+fn run_sweep(m: &Module, input: Tensor, sweep: &Sweep, device: Device) -> Result<Swept> {
+    let x = input.to_device(device);
+    let mut forward = Duration::ZERO;
+    // The predictor's error type is the sliding window's; the model's own error is kept
+    // aside to be answered as it is.
+    let mut failure = None;
+    let blended = sweep.window.run(&x, |w| {
+        let t0 = Instant::now();
+        let y = m.forward(&w.contiguous());
+        forward += t0.elapsed();
+        let y = y.map_err(|e| {
+            let reason = e.to_string();
+            failure = Some(EngineError::Model {
+                model: String::new(),
+                reason: reason.clone(),
+            });
+            aiaa_nets::NetsError::Shape(reason)
+        })?;
+        let size = y.size();
+        if size.len() != 5 {
+            // The window's own check names the shapes; the activation needs the channel axis.
+            return Ok(y);
+        }
+        let y = sweep.activation.apply(y.to_kind(Kind::Float));
+        Ok(match sweep.channel {
+            Some(c) => y.narrow(1, (c as i64).min(size[1] - 1), 1),
+            None => y,
+        })
+    });
+    let blended = match (blended, failure) {
+        (Ok(b), _) => b,
+        (Err(_), Some(e)) => return Err(e),
+        (Err(e), None) => return Err(EngineError::Invalid(format!("sliding window: {e}"))),
+    };
+    Ok(Swept {
+        output: blended.contiguous().to_device(Device::Cpu),
+        forward,
+    })
 }

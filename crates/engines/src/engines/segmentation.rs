@@ -53,7 +53,7 @@ use super::{
 };
 use aiaa_nets::sliding_window::{BlendMode, SlidingWindow};
 
-use crate::device::{Devices, Finish, Net};
+use crate::device::{Devices, Finish, Net, Sweep};
 use crate::error::{EngineError, Result};
 use crate::kind::EngineKind;
 use crate::tensor::{Layout, labels, to_tensor, to_volume};
@@ -295,8 +295,9 @@ impl Segmentation {
         t.time("post", || to_volume(&y, Layout::Kji, dims, geometry))
     }
 
-    /// Sliding-window inference over `image` (after the input transforms): windows go to the
-    /// device in batches; the blended output lies on `image`'s grid.
+    /// Sliding-window inference over `image` (after the input transforms), run whole on the
+    /// device thread ([`Net::sweep`]); the blended output lies on `image`'s grid (only the
+    /// `output_channel` when one is set: the labels read no other).
     fn sliding(&self, window: &SlidingWindow, image: Volume, t: &mut Timings) -> Result<Volume> {
         let (dims, geometry) = (image.dims, image.geometry);
         let x = t.time("pre", || -> Result<_> {
@@ -304,31 +305,17 @@ impl Segmentation {
             self.input.run(&mut d, 0)?;
             Ok(to_tensor(&take_image(&mut d, "image")?.vol, self.layout))
         })?;
-        let mut failure = None;
-        let mut infer = std::time::Duration::ZERO;
-        let t0 = std::time::Instant::now();
-        let blended = window.run(&x, |w| {
-            let t1 = std::time::Instant::now();
-            let out = self
-                .net
-                .forward(w.shallow_clone())
-                .map(|y| self.activation.apply(y));
-            infer += t1.elapsed();
-            out.map_err(|e| {
-                let msg = e.to_string();
-                failure = Some(e);
-                aiaa_nets::NetsError::Shape(msg)
-            })
-        });
-        // The forward passes are "infer"; placing and blending the windows is "post".
-        t.add("infer", infer);
-        t.add("post", t0.elapsed().saturating_sub(infer));
-        let blended = match (blended, failure) {
-            (Ok(b), _) => b,
-            (Err(_), Some(e)) => return Err(e),
-            (Err(e), None) => return Err(EngineError::Invalid(format!("sliding window: {e}"))),
+        let sweep = Sweep {
+            window: window.clone(),
+            activation: self.activation,
+            channel: self.output_channel,
         };
-        t.time("post", || to_volume(&blended, self.layout, dims, geometry))
+        let t0 = std::time::Instant::now();
+        let swept = self.net.sweep(x, sweep)?;
+        // The forward passes are "infer"; placing and blending the windows is "post".
+        t.add("infer", swept.forward);
+        t.add("post", t0.elapsed().saturating_sub(swept.forward));
+        t.time("post", || to_volume(&swept.output, self.layout, dims, geometry))
     }
 
     /// The locator's box on `image`'s grid.
@@ -440,6 +427,7 @@ impl Segmentation {
     /// Labels from probabilities: `output_channel` > `thresh` when set, else the argmax.
     fn labels(&self, probs: &Volume) -> Result<Volume> {
         match self.output_channel {
+            // A sliding window hands back that channel alone.
             Some(c) => labels(&probs.channel(c.min(probs.channels - 1))?, self.thresh),
             None => labels(probs, self.thresh),
         }

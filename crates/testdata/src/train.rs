@@ -104,12 +104,14 @@ pub fn flip() -> Value {
 }
 
 /// A datalist with the MNI152 head `copies` times in `training` (each copy gets its own
-/// augmentation) and the ROBEX atlas in `validation`, as absolute paths.
+/// augmentation) and the first of the MNI152 validation variants (another grid, pose and
+/// intensity response: `scripts/imaging/mni152_variants.py`) in `validation`, as absolute
+/// paths. The ROBEX head is held out for final evaluations.
 pub fn brain_datalist(copies: usize) -> Value {
     let t = testdata();
     let item = |dir: &str, image: &str, label: &str| json!({"image": t.join(dir).join(image), "label": t.join(dir).join(label)});
     json!({
         "training": (0..copies).map(|_| item("mni152", "MNI152_T1.nii.gz", "MNI152_mask.nii.gz")).collect::<Vec<_>>(),
-        "validation": [item("robex", "atlas.nii.gz", "atlas_mask.nii.gz")]
+        "validation": [item("mni152/variants", "mni152_v1.nii.gz", "mni152_v1_mask.nii.gz")]
     })
 }

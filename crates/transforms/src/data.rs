@@ -90,6 +90,8 @@ pub enum Item {
     Numbers(Vec<f64>),
     /// Points as voxel indices `[i, j, k]` (e.g. the extreme points of a label).
     Points(Vec<[f64; 3]>),
+    /// A user's (or a simulation's) foreground and background clicks (deepgrow guidance).
+    Clicks(crate::guidance::Clicks),
     /// Anything else from the datalist, kept as JSON.
     Json(serde_json::Value),
 }
@@ -104,6 +106,7 @@ impl Item {
             Item::Number(_) => "a number",
             Item::Numbers(_) => "a list of numbers",
             Item::Points(_) => "points",
+            Item::Clicks(_) => "clicks",
             Item::Json(_) => "JSON",
         }
     }

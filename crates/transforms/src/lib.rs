@@ -29,6 +29,7 @@ pub mod data;
 pub mod error;
 pub mod extreme;
 pub mod fastaug;
+pub mod guidance;
 pub mod image2d;
 pub mod intensity;
 pub mod load;

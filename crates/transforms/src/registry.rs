@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::args::{ArgError, ArgResult};
 use crate::{Result, Transform, TransformError};
 use crate::{
-    channels, crop, extreme, fastaug, image2d, intensity, load, morphology, normalize, orientation,
+    channels, crop, extreme, fastaug, guidance, image2d, intensity, load, morphology, normalize, orientation,
     spatial_tf, writers,
 };
 
@@ -97,6 +97,14 @@ const CATALOGUE: &[(&str, BuildFn)] = &[
     (
         "transforms.AddExtremePointsChannel",
         make::<extreme::AddExtremePointsChannel>,
+    ),
+    (
+        "transforms.AddGuidanceSignal",
+        make::<guidance::AddGuidanceSignal>,
+    ),
+    (
+        "transforms.AddInitialSeedPoint",
+        make::<guidance::AddInitialSeedPoint>,
     ),
     (
         "transforms.CropRandomSubImageInRange",

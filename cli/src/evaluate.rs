@@ -91,6 +91,18 @@ pub struct EvaluateArgs {
     /// Largest difference (mm, direction cosines) of two grids held equal.
     #[arg(long = "grid_tolerance", alias = "grid-tolerance", default_value_t = 1e-4)]
     pub grid_tolerance: f64,
+    /// Runs the interactive click protocol instead: the initial prompt, then N corrective
+    /// clicks, each scored (docs/interactive.md); writes <output_path>/interactive.json.
+    #[arg(long = "interactive", value_name = "N")]
+    pub interactive: Option<usize>,
+    /// Where a corrective click goes in the largest error region: `centre` (the voxel
+    /// farthest from its boundary) or `jitter` (a voxel within --click_jitter of it, seeded
+    /// by --seed).
+    #[arg(long = "click_rule", alias = "click-rule", default_value = "centre", value_parser = ["centre", "jitter"])]
+    pub click_rule: String,
+    /// The jittered rule's radius (voxels).
+    #[arg(long = "click_jitter", alias = "click-jitter", default_value_t = 2)]
+    pub click_jitter: usize,
 }
 
 impl CommonArgs {
@@ -211,11 +223,78 @@ pub fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         resample_prediction: args.resample_prediction,
         grid_tolerance: args.grid_tolerance,
     };
+    if let Some(clicks) = args.interactive {
+        return interactive(&args, &eval, clicks);
+    }
     let bar = bar()?;
     let result = aiaa_evaluate::run_evaluate(&args.common.options(), &eval, &bar);
     bar.0.finish_and_clear();
     let summary = result.context("aiaa evaluate")?;
     print(&summary);
+    Ok(())
+}
+
+/// `aiaa evaluate --interactive N`: the click protocol, a table of the mean Dice and NSD
+/// after each click, then each case's line.
+fn interactive(args: &EvaluateArgs, eval: &EvaluateOptions, clicks: usize) -> anyhow::Result<()> {
+    let protocol = aiaa_evaluate::Protocol {
+        clicks,
+        rule: if args.click_rule == "jitter" {
+            aiaa_evaluate::Rule::Jittered(args.click_jitter)
+        } else {
+            aiaa_evaluate::Rule::Centre
+        },
+        seed: args.common.seed,
+        nsd_tolerance_mm: args.nsd_tolerance_mm,
+    };
+    let bar = bar()?;
+    let result = aiaa_evaluate::run_interactive(&args.common.options(), eval, protocol, &bar);
+    bar.0.finish_and_clear();
+    let s = result.context("aiaa evaluate --interactive")?;
+    println!(
+        "{} ({}): {} case(s), {} corrective click(s), rule {}, NSD at {} mm",
+        s.model,
+        s.engine,
+        s.cases.len(),
+        s.clicks,
+        s.rule,
+        s.nsd_tolerance_mm
+    );
+    println!("click\tmean Dice\tmean NSD");
+    for (c, (d, n)) in s.mean_dice.iter().zip(&s.mean_nsd).enumerate() {
+        println!("{c}\t{d:.4}\t{n:.4}");
+    }
+    println!(
+        "DSC AUC {:.4}, NSD AUC {:.4} (means over the cases, {} corrective predictions); median time per click {:.3} s",
+        s.mean_dsc_auc, s.mean_nsd_auc, s.clicks, s.median_seconds_per_click
+    );
+    let clicks_to = |c: Option<usize>| c.map_or_else(|| "never".to_string(), |c| c.to_string());
+    for c in &s.cases {
+        println!(
+            "{}: Dice {} ; clicks to 0.90: {}, to 0.95: {}{}",
+            c.file,
+            c.curve
+                .steps
+                .iter()
+                .map(|s| format!("{:.4}", s.dice))
+                .collect::<Vec<_>>()
+                .join(" "),
+            clicks_to(c.curve.clicks_to_090),
+            clicks_to(c.curve.clicks_to_095),
+            if c.ignored_background_clicks > 0 {
+                format!(
+                    "; {} background click(s) the model cannot take",
+                    c.ignored_background_clicks
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    for f in &s.failed {
+        eprintln!("FAILED {} ({}): {}", f.file, f.stage, f.error);
+    }
+    println!("results: {}", s.file.display());
     Ok(())
 }
 

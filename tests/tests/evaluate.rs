@@ -392,3 +392,123 @@ async fn seed_style_evaluation_configs_evaluate_every_case_and_agree_with_the_ga
         }
     }
 }
+
+/// `aiaa evaluate --interactive N` (the click protocol, docs/interactive.md) with the shipped
+/// DEXTR3D model on the held-out ROBEX head: the initial prompt's Dice is the plain
+/// evaluation's; every corrective click is recorded with its sign, and background clicks
+/// (which DEXTR3D cannot take) are counted; the areas under the curves are the trapezoids of
+/// the reported scores; the jittered rule gives the same clicks for the same seed whatever
+/// the thread count, and other clicks for another seed; a segmentation model is refused.
+#[test]
+fn the_interactive_protocol_runs_the_dextr3d_model_on_robex() {
+    let data = testdata();
+    let dir = tempfile::tempdir().unwrap();
+    let (image, label) = ("robex/atlas.nii.gz", "robex/atlas_mask.nii.gz");
+    let list = dir.path().join("datalist.json");
+    std::fs::write(
+        &list,
+        json!({"validation": [{"image": image, "label": label}]}).to_string(),
+    )
+    .unwrap();
+    let model_dir = repo_root().join("models/annotation_mri_brain");
+    let config = model_dir.join("config.json");
+    let plain = dir.path().join("plain");
+    let (status, stderr) = evaluate(&config, None, &data, &list, &plain);
+    assert!(status.success(), "{stderr}");
+    let plain_dice = reported_dice(
+        &std::fs::read_to_string(plain.join("mean_dice_raw_results.txt")).unwrap(),
+        image,
+    );
+
+    let interactive = |name: &str, extra: &[&str]| -> serde_json::Value {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "evaluate",
+            "--config",
+            config.to_str().unwrap(),
+            "--file_root",
+            data.to_str().unwrap(),
+            "--data_file",
+            list.to_str().unwrap(),
+            "--output_path",
+            out.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--interactive",
+            "3",
+        ];
+        args.extend(extra);
+        let (status, stdout, stderr) = run_cli(&args, &[]);
+        assert!(status.success(), "{stderr}\n{stdout}");
+        eprintln!("{name}:\n{stdout}");
+        serde_json::from_str(&std::fs::read_to_string(out.join("interactive.json")).unwrap()).unwrap()
+    };
+    let centre = interactive("centre", &[]);
+    let case = &centre["cases"][0];
+    let steps = case["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 4, "{case}");
+    let dice: Vec<f64> = steps.iter().map(|s| s["dice"].as_f64().unwrap()).collect();
+    let nsd: Vec<f64> = steps.iter().map(|s| s["nsd"].as_f64().unwrap()).collect();
+    // The report prints six decimals.
+    assert!((dice[0] - plain_dice).abs() < 1e-6, "{} vs {plain_dice}", dice[0]);
+    let trapezoids = |v: &[f64]| v.windows(2).map(|w| (w[0] + w[1]) / 2.0).sum::<f64>();
+    assert!((case["dsc_auc"].as_f64().unwrap() - trapezoids(&dice[1..])).abs() < 1e-12);
+    assert!((case["nsd_auc"].as_f64().unwrap() - trapezoids(&nsd[1..])).abs() < 1e-12);
+    let signs: Vec<String> = steps[1..]
+        .iter()
+        .map(|s| s["added"][0].as_str().unwrap().to_string())
+        .collect();
+    let background = signs.iter().filter(|s| *s == "-").count() as u64;
+    assert_eq!(case["ignored_background_clicks"].as_u64().unwrap(), background);
+    assert!(centre["median_seconds_per_click"].as_f64().unwrap() > 0.0);
+
+    let clicks = |v: &serde_json::Value| v["cases"][0]["steps"].clone();
+    let a = interactive(
+        "jitter-1",
+        &["--click_rule", "jitter", "--seed", "7", "--threads", "1"],
+    );
+    let b = interactive(
+        "jitter-2",
+        &["--click_rule", "jitter", "--seed", "7", "--threads", "2"],
+    );
+    let c = interactive("jitter-3", &["--click_rule", "jitter", "--seed", "8"]);
+    let added = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+        clicks(v)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["added"].clone())
+            .collect()
+    };
+    assert_eq!(
+        added(&a),
+        added(&b),
+        "the same seed, the same clicks on 1 and 2 threads"
+    );
+    assert_ne!(added(&a), added(&c), "another seed, other clicks");
+    assert_ne!(added(&a), added(&centre), "the jitter moves the clicks");
+
+    // A model that takes no clicks.
+    let seg = repo_root().join("models/segmentation_mri_brain/config.json");
+    let (status, stdout, stderr) = run_cli(
+        &[
+            "evaluate",
+            "--config",
+            seg.to_str().unwrap(),
+            "--file_root",
+            data.to_str().unwrap(),
+            "--data_file",
+            list.to_str().unwrap(),
+            "--output_path",
+            dir.path().join("seg").to_str().unwrap(),
+            "--interactive",
+            "2",
+        ],
+        &[],
+    );
+    assert!(!status.success(), "{stdout}");
+    assert!(
+        stderr.contains("--interactive") && stderr.contains("takes no clicks"),
+        "{stderr}"
+    );
+}

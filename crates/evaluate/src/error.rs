@@ -50,6 +50,10 @@ pub enum EvaluateError {
         #[source]
         source: std::io::Error,
     },
+    /// A case cannot go through the interactive protocol (no label, a label on another
+    /// grid, an empty reference); the message says which.
+    #[error("{0}")]
+    Case(String),
     /// A worker thread could not start or died.
     #[error("internal error: {0}")]
     Internal(String),

@@ -11,6 +11,8 @@
 //! * [`datalist`]: the section of a datalist it runs over (the format read by `aiaa_datalist`);
 //! * [`model`]: `--model_save_path` + `--config` → an engine (seed configs adapted);
 //! * [`clicks`]: simulated extreme-point clicks for DEXTR 3D models, seeded perturbation;
+//! * [`interactive`]: the interactive click protocol (`--interactive N`): corrective clicks,
+//!   Dice and NSD after each, their areas under the curve, clicks to 0.90 / 0.95;
 //! * [`outputs`]: the config's writers, keys and file naming;
 //! * [`run`]: the parallel pipeline (readers → bounded queue → model → writers/metrics),
 //!   failures, throughput and the share of time the model waits for data;
@@ -26,12 +28,14 @@
 pub mod clicks;
 pub mod datalist;
 pub mod error;
+pub mod interactive;
 pub mod model;
 pub mod outputs;
 pub mod reports;
 pub mod run;
 
 pub use error::{EvaluateError, Result};
+pub use interactive::{InteractiveSummary, Protocol, Rule, run_interactive};
 pub use model::{Model, ModelKind, ModelSource};
 pub use run::{
     CaseResult, EvaluateOptions, Event, Failure, Observer, Options, Quiet, Summary, Throughput, run_cases,

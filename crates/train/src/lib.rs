@@ -21,6 +21,8 @@
 //! - [`tensorboard`]: `events.out.tfevents.*` writer (records with masked CRC32C);
 //! - [`progress`]: progress events and the run summary;
 //! - [`export`]: checkpoint to TorchScript + the inference service's model config;
+//! - [`interaction`]: click simulation for interactive (deepgrow) models, MONAI's
+//!   `Interaction` (not yet wired into the loop);
 //! - [`error`]: the error type, [`TrainError`].
 //!
 //! Tensor layout everywhere: `[N, C, X, Y, Z]` = `N, C, i, j, k`.
@@ -33,6 +35,7 @@ pub mod data;
 pub mod datalist;
 pub mod error;
 pub mod export;
+pub mod interaction;
 pub mod loader;
 pub mod progress;
 pub mod tensorboard;

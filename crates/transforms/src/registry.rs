@@ -94,6 +94,7 @@ const CATALOGUE: &[(&str, BuildFn)] = &[
     ("transforms.NPRandomRot90_XY", make::<spatial_tf::NPRandomRot90XY>),
     ("transforms.NPRandomZoom3D", make::<spatial_tf::NPRandomZoom3D>),
     ("transforms.ResampleVolume", make::<spatial_tf::ResampleVolume>),
+    ("transforms.Resize", make::<spatial_tf::Resize>),
     (
         "transforms.AddExtremePointsChannel",
         make::<extreme::AddExtremePointsChannel>,

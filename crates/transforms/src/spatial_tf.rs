@@ -239,6 +239,51 @@ impl Transform for NPRandomZoom3D {
     }
 }
 
+/// Arguments of [`Resize`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResizeArgs {
+    /// Keys to apply to.
+    pub fields: Keys,
+    /// The output size (voxels along i, j, k).
+    pub spatial_size: Vec<usize>,
+}
+
+/// `transforms.Resize` (ours, MONAI's `Resized`): every key resized to `spatial_size`
+/// voxels over the same physical extent, linear for intensities and nearest for labels,
+/// recorded so that a prediction can be mapped back. Interactive models see the whole head
+/// on a fixed grid this way.
+#[derive(Debug)]
+pub struct Resize {
+    keys: Keys,
+    size: [usize; 3],
+}
+
+impl FromArgs for Resize {
+    type Args = ResizeArgs;
+    fn from_args(a: ResizeArgs) -> ArgResult<Self> {
+        if a.spatial_size.len() != 3 || a.spatial_size.contains(&0) {
+            return Err(ArgError::new(
+                "spatial_size",
+                "must be three sizes of at least one voxel",
+            ));
+        }
+        Ok(Resize {
+            keys: a.fields,
+            size: [a.spatial_size[0], a.spatial_size[1], a.spatial_size[2]],
+        })
+    }
+}
+
+impl Transform for Resize {
+    fn apply(&self, d: &mut Data, _: &mut SampleRng) -> Result<()> {
+        for key in self.keys.iter() {
+            image_resize(d.image_mut(key)?, self.size)?;
+        }
+        Ok(())
+    }
+}
+
 /// Arguments of [`ResampleVolume`].
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -683,6 +683,43 @@ fn resample_volume_to_target_resolution() {
 }
 
 #[test]
+fn resize_gives_every_key_the_size_over_the_same_extent_and_inverts() {
+    // A label box i 2..6 of 8: nearest keeps it a 0/1 label; the image is interpolated.
+    let mut d = sample(
+        fvol([8, 4, 4], |i, _, _| i as f32),
+        lvol([8, 4, 4], |i, _, _| u8::from((2..6).contains(&i))),
+    );
+    run(
+        json!({"name": "transforms.Resize", "fields": ["image", "label"], "spatial_size": [4, 8, 2]}),
+        &mut d,
+    );
+    let (im, lab) = (d.image("image").unwrap(), d.image("label").unwrap());
+    assert_eq!((im.vol.dims, lab.vol.dims), ([4, 8, 2], [4, 8, 2]));
+    assert_eq!(
+        im.vol.geometry.spacing,
+        [2.0, 1.0, 6.0],
+        "geom() spacing 1, 2, 3 over the same extent"
+    );
+    let labels = values(&lab.vol, 0);
+    assert!(labels.iter().all(|v| *v == 0.0 || *v == 1.0), "{labels:?}");
+    assert_eq!(labels[..4], [0.0, 1.0, 1.0, 0.0]);
+    let back =
+        aiaa_transforms::invert(&lab.vol, &lab.ops, aiaa_imaging::resample::Interpolation::Nearest).unwrap();
+    assert_eq!(back.dims, [8, 4, 4]);
+    assert!(back.geometry.approx_eq(&geom(), 1e-5));
+    for bad in [json!([4, 8]), json!([4, 0, 2])] {
+        let e = aiaa_transforms::registry::build(
+            0,
+            &json!({"name": "transforms.Resize", "fields": "image", "spatial_size": bad}),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("spatial_size"), "{e}");
+    }
+}
+
+#[test]
 fn volume_to_4d_array_flags_the_channel_axis() {
     let mut d = sample(fvol([2, 2, 2], |_, _, _| 0.0), lvol([2, 2, 2], |_, _, _| 0));
     assert!(!d.image("image").unwrap().channel_dim);

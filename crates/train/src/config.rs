@@ -22,6 +22,9 @@
 //! - `validate.sliding_window`: `{"overlap": 0.25, "mode": "constant" | "gaussian",
 //!   "sw_batch_size": 1}`, the sliding-window settings when `use_scanning_window` is true
 //!   (defaults as MONAI's).
+//! - `interaction`: `{"max_rounds", "no_click_probability", "sigma", "number_intensity_ch"}`,
+//!   simulated clicks for an interactive model ([`crate::interaction`]); `num_channels` must
+//!   be `number_intensity_ch + 2`.
 //!
 //! Defaults of the seed's optional keys: `batch_size` 1, `num_workers` 2, `multi_gpu`
 //! false, `num_training_epoch_per_valid` 1, `use_scanning_window` false, no `lr_policy`
@@ -67,6 +70,7 @@ const TOP_KEYS: &[&str] = &[
     "seed",
     "cache_data",
     "checkpoint_interval_s",
+    "interaction",
 ];
 const TRAIN_KEYS: &[&str] = &["loss", "optimizer", "lr_policy", "pre_transforms"];
 const VALIDATE_KEYS: &[&str] = &["metrics", "pre_transforms", "sliding_window"];
@@ -119,6 +123,33 @@ pub struct TrainConfig {
     pub cache_data: Option<bool>,
     /// `checkpoint_interval_s` (ours).
     pub checkpoint_interval_s: f64,
+    /// `interaction` (ours): simulated clicks for interactive (deepgrow) models.
+    pub interaction: Option<crate::interaction::Interaction>,
+}
+
+/// The `interaction` section (ours), checked against `num_channels`.
+fn interaction(top: &Obj, num_channels: i64) -> Result<Option<crate::interaction::Interaction>> {
+    let Some(v) = top.get("interaction") else {
+        return Ok(None);
+    };
+    let i: crate::interaction::Interaction =
+        serde_json::from_value(v.clone()).map_err(|e| top.error("interaction", e.to_string()))?;
+    if !(0.0..=1.0).contains(&i.no_click_probability) {
+        return Err(top.error("interaction", "no_click_probability must lie in [0, 1]"));
+    }
+    if !(i.sigma.is_finite() && i.sigma > 0.0) {
+        return Err(top.error("interaction", "sigma must be > 0"));
+    }
+    if i.intensity_channels == 0 || i.input_channels() as i64 != num_channels {
+        return Err(top.error(
+            "interaction",
+            format!(
+                "num_channels ({num_channels}) must be number_intensity_ch ({}) + 2 guidance channels",
+                i.intensity_channels
+            ),
+        ));
+    }
+    Ok(Some(i))
 }
 
 /// Strict reader of one JSON object of the config, naming keys as paths.
@@ -239,6 +270,13 @@ fn short(v: &Value) -> String {
 }
 
 impl TrainConfig {
+    /// The channels the transforms must give: `num_channels`, less the two guidance
+    /// channels the click simulation adds for an interactive model.
+    pub fn image_channels(&self) -> i64 {
+        self.interaction
+            .map_or(self.num_channels, |i| i.intensity_channels as i64)
+    }
+
     /// Reads and checks the config file at `path`.
     pub fn read(path: &Path) -> Result<TrainConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
@@ -349,6 +387,7 @@ impl TrainConfig {
                 }
             }
         }
+        let interaction = interaction(&top, num_channels)?;
         Ok(TrainConfig {
             file: file.to_path_buf(),
             json: json.clone(),
@@ -372,6 +411,7 @@ impl TrainConfig {
             seed,
             cache_data,
             checkpoint_interval_s,
+            interaction,
         })
     }
 

@@ -119,6 +119,13 @@ pub fn export(job: &ExportJob) -> Result<Exported> {
     let ckpt = &job.checkpoint;
     let meta = checkpoint::read_meta(ckpt).map_err(|e| bad_checkpoint(ckpt, e))?;
     let cfg = TrainConfig::from_json(meta.train_config.clone(), ckpt)?;
+    if cfg.interaction.is_some() {
+        return Err(TrainError::Unsupported(format!(
+            "{}: an interactive (deepgrow) model, trained with simulated clicks: its export comes with the \
+             deepgrow engine, which is not built yet",
+            ckpt.display()
+        )));
+    }
     let device = export_device(job)?;
     let engine = job.engine.unwrap_or_else(|| default_engine(&cfg));
     let validate = if cfg.has_validation() {

@@ -1,5 +1,7 @@
 //! Click simulation for training interactive (deepgrow) models, as MONAI's `Interaction`
 //! does it: the network's own predictions inside the training step place the next clicks.
+//! The trainer runs it before every step when the train config has `interaction`, and
+//! validates after one click.
 //!
 //! For a batch `[N, C, X, Y, Z]` of images (the first `intensity_channels` channels are the
 //! image; any further ones are replaced) and its labels `[N, 1, X, Y, Z]` (foreground

@@ -22,7 +22,7 @@
 //! - [`progress`]: progress events and the run summary;
 //! - [`export`]: checkpoint to TorchScript + the inference service's model config;
 //! - [`interaction`]: click simulation for interactive (deepgrow) models, MONAI's
-//!   `Interaction` (not yet wired into the loop);
+//!   `Interaction`, run before every training step when the config has `interaction`;
 //! - [`error`]: the error type, [`TrainError`].
 //!
 //! Tensor layout everywhere: `[N, C, X, Y, Z]` = `N, C, i, j, k`.

@@ -52,6 +52,11 @@ pub const BEST_CHECKPOINT: &str = "model.ckpt";
 pub const LAST_CHECKPOINT: &str = "final_model.ckpt";
 /// The summary's file name.
 pub const SUMMARY_FILE: &str = "train_summary.json";
+
+/// The click simulation's random streams (`sample_rng`'s position argument), apart from
+/// every transform's: training clicks per step, validation clicks per item.
+const TRAINING_CLICKS: usize = 10_000;
+const VALIDATION_CLICKS: usize = 10_001;
 /// Steps a dry run takes.
 pub const DRY_RUN_STEPS: u64 = 2;
 
@@ -335,7 +340,7 @@ impl Trainer {
             cache: Arc::clone(&self.cache),
             pipeline: Arc::clone(&self.train_pipeline),
             slot_fn: Box::new(slot_fn),
-            num_channels: self.config.num_channels,
+            num_channels: self.config.image_channels(),
             size: Some(self.config.network_input_size),
             with_label: true,
         };
@@ -357,7 +362,7 @@ impl Trainer {
                     cache: Arc::clone(&self.cache),
                     pipeline: Arc::clone(&self.validate_pipeline),
                     slot_fn: Box::new(|slot| (slot as usize, slot)),
-                    num_channels: self.config.num_channels,
+                    num_channels: self.config.image_channels(),
                     size: None,
                     with_label: true,
                 };
@@ -371,8 +376,26 @@ impl Trainer {
             }
         };
         let mut metrics: Vec<_> = self.config.metrics.iter().map(|m| m.build()).collect();
-        for s in samples.iter().take(n) {
-            let x = self.input(&s.image.to_tensor().f_unsqueeze(0)?)?;
+        for (index, s) in samples.iter().take(n).enumerate() {
+            let image = s.image.to_tensor().f_unsqueeze(0)?;
+            let image = match (&self.config.interaction, &s.label) {
+                // An interactive model is validated after one click: the first simulated click,
+                // drawn per item from the run's seed.
+                (Some(i), Some(l)) => {
+                    let one_click = crate::interaction::Interaction {
+                        no_click_probability: 0.0,
+                        max_rounds: 0,
+                        ..*i
+                    };
+                    let mut rng =
+                        aiaa_transforms::rng::sample_rng(self.config.seed, VALIDATION_CLICKS, index as u64);
+                    one_click.input(&image, &l.to_tensor().f_unsqueeze(0)?, &mut rng, |_| {
+                        unreachable!("no rounds")
+                    })?
+                }
+                _ => image,
+            };
+            let x = self.input(&image)?;
             let y = match &s.label {
                 Some(l) => l.to_tensor().f_unsqueeze(0)?.f_to_device(self.device)?,
                 None => {
@@ -439,6 +462,22 @@ impl Trainer {
                 Ok(loss.f_to_kind(Kind::Double)?.double_value(&[]))
             }
         }
+    }
+
+    /// The batch's image with the guidance channels of the simulated clicks when the model
+    /// is interactive (the network's own predictions place the clicks after the first), else
+    /// the image as it is. Its draws depend on the run's seed and the global step.
+    fn with_clicks(&self, image: &Tensor, label: &Tensor) -> Result<Tensor> {
+        let Some(i) = &self.config.interaction else {
+            return Ok(image.shallow_clone());
+        };
+        let mut rng = aiaa_transforms::rng::sample_rng(self.config.seed, TRAINING_CLICKS, self.state.step);
+        i.input(image, label, &mut rng, |x| {
+            let x = self.input(x)?;
+            self.net
+                .predict(&x)
+                .map_err(|e| TrainError::nets("click simulation", e))
+        })
     }
 
     /// A batch `[N, C, X, Y, Z]` on the training device, channels-last-3d on a CPU (see

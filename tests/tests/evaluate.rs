@@ -47,6 +47,19 @@ fn evaluate(
     list: &Path,
     out: &Path,
 ) -> (std::process::ExitStatus, String) {
+    let (status, _, stderr) = evaluate_with(config, model, data, list, out, &[]);
+    (status, stderr)
+}
+
+/// [`evaluate`] with `extra` flags: its exit status, stdout and stderr.
+fn evaluate_with(
+    config: &Path,
+    model: Option<&Path>,
+    data: &Path,
+    list: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> (std::process::ExitStatus, String, String) {
     let mut args = vec!["evaluate"];
     if let Some(m) = model {
         args.extend(["--model_save_path", m.to_str().unwrap()]);
@@ -63,8 +76,8 @@ fn evaluate(
         "--device",
         "cpu",
     ]);
-    let (status, _, stderr) = run_cli(&args, &[]);
-    (status, stderr)
+    args.extend(extra);
+    run_cli(&args, &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -422,23 +435,9 @@ fn the_interactive_protocol_runs_the_dextr3d_model_on_robex() {
 
     let interactive = |name: &str, extra: &[&str]| -> serde_json::Value {
         let out = dir.path().join(name);
-        let mut args = vec![
-            "evaluate",
-            "--config",
-            config.to_str().unwrap(),
-            "--file_root",
-            data.to_str().unwrap(),
-            "--data_file",
-            list.to_str().unwrap(),
-            "--output_path",
-            out.to_str().unwrap(),
-            "--device",
-            "cpu",
-            "--interactive",
-            "3",
-        ];
-        args.extend(extra);
-        let (status, stdout, stderr) = run_cli(&args, &[]);
+        let mut flags = vec!["--interactive", "3"];
+        flags.extend(extra);
+        let (status, stdout, stderr) = evaluate_with(&config, None, &data, &list, &out, &flags);
         assert!(status.success(), "{stderr}\n{stdout}");
         eprintln!("{name}:\n{stdout}");
         serde_json::from_str(&std::fs::read_to_string(out.join("interactive.json")).unwrap()).unwrap()
@@ -490,21 +489,13 @@ fn the_interactive_protocol_runs_the_dextr3d_model_on_robex() {
 
     // A model that takes no clicks.
     let seg = repo_root().join("models/segmentation_mri_brain/config.json");
-    let (status, stdout, stderr) = run_cli(
-        &[
-            "evaluate",
-            "--config",
-            seg.to_str().unwrap(),
-            "--file_root",
-            data.to_str().unwrap(),
-            "--data_file",
-            list.to_str().unwrap(),
-            "--output_path",
-            dir.path().join("seg").to_str().unwrap(),
-            "--interactive",
-            "2",
-        ],
-        &[],
+    let (status, stdout, stderr) = evaluate_with(
+        &seg,
+        None,
+        &data,
+        &list,
+        &dir.path().join("seg"),
+        &["--interactive", "2"],
     );
     assert!(!status.success(), "{stdout}");
     assert!(

@@ -403,15 +403,9 @@ fn owner(device: Device, jobs: mpsc::Receiver<Job>, waiting: Arc<AtomicUsize>, b
                 reply,
                 span,
             } => {
-                let _in_request = span.enter();
-                waiting.fetch_sub(1, Ordering::Relaxed);
-                metrics::gauge!("aiaa_inference_device_waiting").decrement(1.0);
-                let t0 = Instant::now();
-                let out = match modules.get(&key) {
-                    None => Err(EngineError::NotFound("the model was unloaded".into())),
-                    Some(m) => run(m, input, finish, device),
-                };
-                busy_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                let out = serve(&span, &waiting, &busy_ns, modules.get(&key), |m| {
+                    run(m, input, finish, device)
+                });
                 let _ = reply.send(out);
             }
             Job::Sweep {
@@ -421,19 +415,34 @@ fn owner(device: Device, jobs: mpsc::Receiver<Job>, waiting: Arc<AtomicUsize>, b
                 reply,
                 span,
             } => {
-                let _in_request = span.enter();
-                waiting.fetch_sub(1, Ordering::Relaxed);
-                metrics::gauge!("aiaa_inference_device_waiting").decrement(1.0);
-                let t0 = Instant::now();
-                let out = match modules.get(&key) {
-                    None => Err(EngineError::NotFound("the model was unloaded".into())),
-                    Some(m) => run_sweep(m, input, &sweep, device),
-                };
-                busy_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                let out = serve(&span, &waiting, &busy_ns, modules.get(&key), |m| {
+                    run_sweep(m, input, &sweep, device)
+                });
                 let _ = reply.send(out);
             }
         }
     }
+}
+
+/// Runs one queued job on `module` inside the caller's `span`: the job leaves the waiting
+/// count, and its time is added to the device's busy time.
+fn serve<T>(
+    span: &tracing::Span,
+    waiting: &AtomicUsize,
+    busy_ns: &AtomicU64,
+    module: Option<&Module>,
+    job: impl FnOnce(&Module) -> Result<T>,
+) -> Result<T> {
+    let _in_request = span.enter();
+    waiting.fetch_sub(1, Ordering::Relaxed);
+    metrics::gauge!("aiaa_inference_device_waiting").decrement(1.0);
+    let t0 = Instant::now();
+    let out = match module {
+        None => Err(EngineError::NotFound("the model was unloaded".into())),
+        Some(m) => job(m),
+    };
+    busy_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    out
 }
 
 /// A model file libtorch could not load, as the caller sees it: the file's name and the

@@ -115,7 +115,7 @@ fn deepest(region: &[bool], dims: [usize; 3], spacing: [f64; 3]) -> Result<Optio
     // grown layer lies outside the region, and no outside voxel beyond it is nearer.
     let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
     for (o, _) in region.iter().enumerate().filter(|(_, r)| **r) {
-        let p = [o % dims[0], (o / dims[0]) % dims[1], o / (dims[0] * dims[1])];
+        let p = point(o, dims);
         for a in 0..3 {
             lo[a] = lo[a].min(p[a]);
             hi[a] = hi[a].max(p[a]);
@@ -148,11 +148,8 @@ fn deepest(region: &[bool], dims: [usize; 3], spacing: [f64; 3]) -> Result<Optio
         }
     }
     Ok(best.map(|(b, d)| {
-        let p = [
-            start[0] + b % size[0],
-            start[1] + (b / size[0]) % size[1],
-            start[2] + b / (size[0] * size[1]),
-        ];
+        let q = point(b, size);
+        let p: [usize; 3] = std::array::from_fn(|a| start[a] + q[a]);
         (p[0] + dims[0] * (p[1] + dims[1] * p[2]), d.sqrt())
     }))
 }

@@ -500,7 +500,7 @@ async fn chart_containers_run_with_their_rendered_settings_and_pass_their_probes
     let (registry, registry_c) = &started["registry"];
     let registry_url = format!("http://127.0.0.1:{}", registry.ports[&port(registry_c, "grpc")]);
     let pushes = notes_push_commands(r.notes(), port(registry_c, "grpc"), &registry_url);
-    assert_eq!(pushes.len(), 2, "the NOTES publish both models: {}", r.notes());
+    assert_eq!(pushes.len(), 3, "the NOTES publish the three models: {}", r.notes());
     for args in pushes {
         let out = blocking(|| {
             Command::new(aiaa_bin())
@@ -537,6 +537,7 @@ async fn chart_containers_run_with_their_rendered_settings_and_pass_their_probes
         "segmentation_mri_brain/model.pt",
         "segmentation_mri_brain/bbox_model.pt",
         "annotation_mri_brain/model.pt",
+        "deepgrow_mri_brain/model.pt",
     ] {
         assert!(pulled.join(f).is_file(), "fetch-models did not pull {f}");
     }

@@ -10,8 +10,8 @@
 //!
 //! - loaders (`transforms.Load*`) and writers are dropped: the engine is given the image;
 //! - label-driven and random crops are dropped: there is no label (the annotation engine
-//!   crops around the clicks itself, by `padding` mm), and the annotation engine's own
-//!   resize to `roi` replaces the resizing transforms;
+//!   crops around the clicks itself, by `padding` mm), and the annotation and deepgrow
+//!   engines' own resize to `roi` replaces the resizing transforms;
 //! - the label keys (`label` and the extreme-points `label_field`) are taken out of every
 //!   other transform's `fields` / `field` / `applied_keys`, and a transform left with no key
 //!   is dropped: the engine holds no label image there (points, or nothing);
@@ -58,10 +58,16 @@ fn done_by_engine(name: &str, kind: EngineKind) -> Option<&'static str> {
             | "transforms_fastaug.TransformVolumeCropROIFastPosNegRatio"
             | "transforms.CropRandomSubImageInRange"
     );
-    let resizing = matches!(name, "transforms.NPResizeImage" | "transforms.ResampleVolume");
+    let resizing = matches!(
+        name,
+        "transforms.NPResizeImage" | "transforms.ResampleVolume" | "transforms.Resize"
+    );
     match kind {
         EngineKind::Dextr3dCropped if cropping || resizing => {
             Some("the engine crops around the clicks by `padding` mm and resizes to `roi` itself")
+        }
+        EngineKind::Deepgrow if cropping || resizing => {
+            Some("the engine resizes the image (or the clicks' region) to `roi` itself")
         }
         _ if cropping => Some("there is no label to crop around at inference"),
         _ => None,

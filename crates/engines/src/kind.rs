@@ -5,17 +5,18 @@
 //! |---|---|---|---|
 //! | [`EngineKind::Dextr3dCropped`] | `Dextr3dCroppedEngine`, `Dextr3DEngine` (the seed's other name) | `annotation` | `/v1/dextr3d` |
 //! | [`EngineKind::Segmentation`] | `SegmentationEngine` | `segmentation` | `/v1/segmentation` |
+//! | [`EngineKind::Deepgrow`] | `DeepgrowEngine`, `DeepEditEngine` | `deepgrow` (`deepedit` read as it) | `/v1/deepgrow` |
 //!
 //! A config's `type` picks the engine when no class is named: `annotation` the dextr3d
-//! engine, anything else the segmentation engine, except `deepgrow`, which is refused
-//! ("no deepgrow engine yet") rather than loaded as a whole-volume segmenter that would be
-//! advertised as deepgrow. A new engine is one variant here and one module in
+//! engine, `deepgrow` or MONAI Label's `deepedit` the deepgrow engine, anything else the
+//! segmentation engine. A new engine is one variant here and one module in
 //! [`crate::engines`].
 
 use crate::error::{EngineError, Result};
 
-/// The model type of deepgrow models (the AIAA API's `/v1/deepgrow`), which no engine serves yet.
-pub const DEEPGROW: &str = "deepgrow";
+/// MONAI Label's model type for click models that re-infer from every click, which the
+/// deepgrow engine serves (its clients send the same `foreground` / `background` lists).
+pub const DEEPEDIT: &str = "deepedit";
 
 /// An engine the platform can build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -24,11 +25,17 @@ pub enum EngineKind {
     Dextr3dCropped,
     /// `SegmentationEngine`: automatic segmentation of the whole volume.
     Segmentation,
+    /// `DeepgrowEngine`: interactive segmentation from foreground and background clicks.
+    Deepgrow,
 }
 
 impl EngineKind {
     /// Every kind.
-    pub const ALL: [EngineKind; 2] = [EngineKind::Dextr3dCropped, EngineKind::Segmentation];
+    pub const ALL: [EngineKind; 3] = [
+        EngineKind::Dextr3dCropped,
+        EngineKind::Segmentation,
+        EngineKind::Deepgrow,
+    ];
 
     /// The engine class name written in configs and reported as the model's engine.
     pub fn class(self) -> &'static str {
@@ -40,6 +47,7 @@ impl EngineKind {
         match self {
             EngineKind::Dextr3dCropped => &["Dextr3dCroppedEngine", "Dextr3DEngine"],
             EngineKind::Segmentation => &["SegmentationEngine"],
+            EngineKind::Deepgrow => &["DeepgrowEngine", "DeepEditEngine"],
         }
     }
 
@@ -48,6 +56,7 @@ impl EngineKind {
         match self {
             EngineKind::Dextr3dCropped => "annotation",
             EngineKind::Segmentation => "segmentation",
+            EngineKind::Deepgrow => "deepgrow",
         }
     }
 
@@ -56,7 +65,7 @@ impl EngineKind {
     /// `foreground` points, so a user clicks the six extreme points as foreground clicks.
     pub fn monailabel_type(self) -> &'static str {
         match self {
-            EngineKind::Dextr3dCropped => "deepgrow",
+            EngineKind::Dextr3dCropped | EngineKind::Deepgrow => "deepgrow",
             EngineKind::Segmentation => "segmentation",
         }
     }
@@ -66,6 +75,7 @@ impl EngineKind {
         match self {
             EngineKind::Dextr3dCropped => "dextr3d",
             EngineKind::Segmentation => "segmentation",
+            EngineKind::Deepgrow => "deepgrow",
         }
     }
 
@@ -80,8 +90,11 @@ impl EngineKind {
         Self::ALL.into_iter().find(|k| k.classes().contains(&class))
     }
 
-    /// The kind of a model type (`annotation`, `segmentation`).
+    /// The kind of a model type (`annotation`, `segmentation`, `deepgrow`, `deepedit`).
     pub fn from_type(model_type: &str) -> Option<EngineKind> {
+        if model_type == DEEPEDIT {
+            return Some(EngineKind::Deepgrow);
+        }
         Self::ALL.into_iter().find(|k| k.model_type() == model_type)
     }
 
@@ -99,11 +112,9 @@ impl EngineKind {
     }
 
     /// The engine a config of `model_type` gets when it names no class: `annotation` the
-    /// dextr3d engine, `deepgrow` an error, anything else (none included) segmentation.
+    /// dextr3d engine, `deepgrow` / `deepedit` the deepgrow engine, anything else (none
+    /// included) segmentation.
     pub fn for_type(model_type: &str) -> Result<EngineKind> {
-        if model_type == DEEPGROW {
-            return Err(no_deepgrow());
-        }
         Ok(Self::from_type(model_type).unwrap_or(EngineKind::Segmentation))
     }
 
@@ -132,13 +143,6 @@ pub fn known_classes() -> Vec<&'static str> {
         .collect()
 }
 
-/// The refusal of a deepgrow model.
-pub fn no_deepgrow() -> EngineError {
-    EngineError::Config(
-        "type \"deepgrow\": no deepgrow engine yet; this server cannot serve deepgrow models".into(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,11 +162,13 @@ mod tests {
             Some(EngineKind::Dextr3dCropped)
         );
         assert_eq!(EngineKind::from_class("annotation"), None);
-        assert_eq!(EngineKind::parse("DeepgrowEngine"), None);
+        assert_eq!(EngineKind::parse("DeepEditEngine"), Some(EngineKind::Deepgrow));
+        assert_eq!(EngineKind::parse("deepedit"), Some(EngineKind::Deepgrow));
+        assert_eq!(EngineKind::parse("DeepgrowEngine"), Some(EngineKind::Deepgrow));
     }
 
     #[test]
-    fn types_pick_engines_and_deepgrow_is_refused() {
+    fn types_pick_engines() {
         assert_eq!(
             EngineKind::for_type("annotation").unwrap(),
             EngineKind::Dextr3dCropped
@@ -172,11 +178,11 @@ mod tests {
             EngineKind::for_type("segmentation").unwrap(),
             EngineKind::Segmentation
         );
-        let e = EngineKind::for_type("deepgrow").unwrap_err().to_string();
-        assert!(e.contains("no deepgrow engine yet"), "{e}");
+        assert_eq!(EngineKind::for_type("deepgrow").unwrap(), EngineKind::Deepgrow);
+        assert_eq!(EngineKind::for_type("deepedit").unwrap(), EngineKind::Deepgrow);
         let e = EngineKind::require_class("Nope").unwrap_err().to_string();
         assert!(
-            e.contains("Dextr3dCroppedEngine, Dextr3DEngine, SegmentationEngine"),
+            e.contains("Dextr3dCroppedEngine, Dextr3DEngine, SegmentationEngine, DeepgrowEngine, DeepEditEngine"),
             "{e}"
         );
     }

@@ -25,7 +25,7 @@ pub mod tensor;
 
 pub use aiaa_jit::{Form, Policy};
 pub use device::{Devices, parse_devices};
-pub use engines::{Engine, EngineSpec, ModelInfo, Outcome, Timings, build};
+pub use engines::{Context, Engine, EngineSpec, ModelInfo, Outcome, Timings, build};
 pub use error::{EngineError, Result};
 pub use kind::EngineKind;
 pub use pool::{ModelConfig, PoolEntry, read_pool};

@@ -35,7 +35,7 @@ pub mod reports;
 pub mod run;
 
 pub use error::{EvaluateError, Result};
-pub use interactive::{InteractiveSummary, Protocol, Rule, run_interactive};
+pub use interactive::{InteractiveSummary, Protocol, Rule, run_case, run_case_from, run_interactive};
 pub use model::{Model, ModelKind, ModelSource};
 pub use run::{
     CaseResult, EvaluateOptions, Event, Failure, Observer, Options, Quiet, Summary, Throughput, run_cases,

@@ -21,8 +21,8 @@
 //! dropped `CropForegroundObject`'s `size` is the engine's `roi` when the config sets none.
 //!
 //! The engine class: `--engine` when given, else the config's `engine`, else by its `type`
-//! ([`EngineKind::for_type`]: `annotation`: `Dextr3dCroppedEngine`, `deepgrow` refused, else
-//! `SegmentationEngine`), else
+//! ([`EngineKind::for_type`]: `annotation`: `Dextr3dCroppedEngine`, `deepgrow` / `deepedit`:
+//! `DeepgrowEngine`, else `SegmentationEngine`), else
 //! `Dextr3dCroppedEngine` when `pre_transforms` add an extreme-points channel (the seed's
 //! annotation configs have no `type`), else `SegmentationEngine`. The class is written into
 //! the adapted config as `engine`, so that config loads as the same engine on the server.
@@ -45,6 +45,9 @@ pub enum ModelKind {
     Annotation,
     /// Whole-volume segmentation: needs the image only.
     Segmentation,
+    /// Click models (deepgrow): foreground and background clicks refining the last mask;
+    /// without clicks, their automatic answer.
+    Interactive,
 }
 
 /// Where the model comes from.
@@ -248,10 +251,11 @@ pub fn prepare(src: &ModelSource) -> Result<Prepared> {
     })
 }
 
-/// Whether an engine class is an annotation (extreme points) engine.
+/// What an engine class takes: extreme points, clicks, or the image alone.
 pub fn kind_of(class: &str) -> ModelKind {
     match EngineKind::from_class(class) {
         Some(k) if k.needs_points() => ModelKind::Annotation,
+        Some(EngineKind::Deepgrow) => ModelKind::Interactive,
         _ => ModelKind::Segmentation,
     }
 }
@@ -379,18 +383,15 @@ mod tests {
         .unwrap();
         assert_eq!(p.class, "Dextr3dCroppedEngine");
         assert!(p.notes[0].contains("replaces"), "{:?}", p.notes);
-        // A deepgrow config is refused (no deepgrow engine yet), not loaded as a segmenter.
+        // A deepgrow config gets the deepgrow engine, not a segmenter.
         let dg = write(d, "dg.json", &json!({"model_path": "a.pt", "type": "deepgrow"}));
-        let e = prepare(&ModelSource {
+        let p = prepare(&ModelSource {
             config: dg,
             ..Default::default()
         })
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.contains("no deepgrow engine yet") && e.contains("dg.json"),
-            "{e}"
-        );
+        .unwrap();
+        assert_eq!(p.class, "DeepgrowEngine");
+        assert_eq!(kind_of(&p.class), ModelKind::Interactive);
         // trtmodel is refused with the reader's message.
         let e = prepare(&ModelSource {
             config: c.clone(),

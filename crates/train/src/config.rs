@@ -22,9 +22,10 @@
 //! - `validate.sliding_window`: `{"overlap": 0.25, "mode": "constant" | "gaussian",
 //!   "sw_batch_size": 1}`, the sliding-window settings when `use_scanning_window` is true
 //!   (defaults as MONAI's).
-//! - `interaction`: `{"max_rounds", "no_click_probability", "sigma", "number_intensity_ch"}`,
+//! - `interaction`: `{"max_rounds", "no_click_probability", "sigma", "number_intensity_ch",
+//!   "previous_mask", "damaged_mask_probability", "max_damage", "truncate_probability"}`,
 //!   simulated clicks for an interactive model ([`crate::interaction`]); `num_channels` must
-//!   be `number_intensity_ch + 2`.
+//!   be `number_intensity_ch + 2` (`+ 3` with `previous_mask`).
 //!
 //! Defaults of the seed's optional keys: `batch_size` 1, `num_workers` 2, `multi_gpu`
 //! false, `num_training_epoch_per_valid` 1, `use_scanning_window` false, no `lr_policy`
@@ -140,12 +141,25 @@ fn interaction(top: &Obj, num_channels: i64) -> Result<Option<crate::interaction
     if !(i.sigma.is_finite() && i.sigma > 0.0) {
         return Err(top.error("interaction", "sigma must be > 0"));
     }
+    if !(0.0..=1.0).contains(&i.damaged_mask_probability) {
+        return Err(top.error("interaction", "damaged_mask_probability must lie in [0, 1]"));
+    }
+    if !(0.0..=1.0).contains(&i.truncate_probability) {
+        return Err(top.error("interaction", "truncate_probability must lie in [0, 1]"));
+    }
+    if i.damaged_mask_probability > 0.0 && !i.previous_mask {
+        return Err(top.error(
+            "interaction",
+            "damaged_mask_probability needs previous_mask: true (the damaged mask is shown in that channel)",
+        ));
+    }
     if i.intensity_channels == 0 || i.input_channels() as i64 != num_channels {
         return Err(top.error(
             "interaction",
             format!(
-                "num_channels ({num_channels}) must be number_intensity_ch ({}) + 2 guidance channels",
-                i.intensity_channels
+                "num_channels ({num_channels}) must be number_intensity_ch ({}) + 2 guidance channels{}",
+                i.intensity_channels,
+                if i.previous_mask { " + 1 previous-mask channel" } else { "" }
             ),
         ));
     }

@@ -17,14 +17,20 @@
 //!   extreme-points perturbation set to 0): they run on the engine's roi-sized crop, with
 //!   the points under the label key;
 //! - `SegmentationEngine` (other models): the validation `pre_transforms` adapted the same
-//!   way (resizing kept), and `inference` = sliding window over `network_input_size`.
+//!   way (resizing kept), and `inference` = sliding window over `network_input_size`;
+//! - `DeepgrowEngine` (models trained with simulated clicks, an `interaction` section):
+//!   `roi` = `network_input_size`, `mode` `whole`, and from the interaction: `sigma`,
+//!   `number_intensity_ch`, `previous_mask`, `automatic` (trained sometimes without
+//!   clicks); the validation `pre_transforms` adapted (loading and resizing dropped: the
+//!   engine resizes the image to `roi` and adds the guidance channels itself).
 //!
-//! Both record the seed's `input_nodes` / `output_nodes` (from `--input_node_names` /
+//! All record the seed's `input_nodes` / `output_nodes` (from `--input_node_names` /
 //! `--output_node_names`; a TorchScript module has one input and one output), `model_format`
 //! `"torchscript"`, `output_activation` `"none"` (the module ends in its activation), and a
 //! `training` block (checkpoint, epoch, step, best metric, network). Before anything is
 //! written the export checks itself: the config's `pre_transforms` run on a synthetic
-//! roi-sized sample must give `num_channels` channels, and the traced module, loaded as the
+//! roi-sized sample (with a deepgrow model's guidance channels) must give `num_channels`
+//! channels, and the traced module, loaded as the
 //! inference service loads it (`aiaa-jit`: frozen and optimised for inference, warmed up on
 //! that sample), must answer `[1, num_classes, roi]` probabilities for it, within 1e-3 of
 //! the module as loaded. [`Exported::torchscript`] says which form will serve.
@@ -44,6 +50,7 @@ use tch::{Device, Tensor};
 
 use crate::config::TrainConfig;
 use crate::data::volume_tensor;
+use crate::interaction::Interaction;
 use crate::error::{Result, TrainError};
 use crate::trainer::{DeviceChoice, write_atomically};
 
@@ -119,15 +126,24 @@ pub fn export(job: &ExportJob) -> Result<Exported> {
     let ckpt = &job.checkpoint;
     let meta = checkpoint::read_meta(ckpt).map_err(|e| bad_checkpoint(ckpt, e))?;
     let cfg = TrainConfig::from_json(meta.train_config.clone(), ckpt)?;
-    if cfg.interaction.is_some() {
-        return Err(TrainError::Unsupported(format!(
-            "{}: an interactive (deepgrow) model, trained with simulated clicks: its export comes with the \
-             deepgrow engine, which is not built yet",
-            ckpt.display()
-        )));
-    }
     let device = export_device(job)?;
     let engine = job.engine.unwrap_or_else(|| default_engine(&cfg));
+    if cfg.interaction.is_some() != (engine == EngineKind::Deepgrow) {
+        return Err(TrainError::Unsupported(format!(
+            "{}: {}",
+            ckpt.display(),
+            if engine == EngineKind::Deepgrow {
+                "the deepgrow engine serves models trained with simulated clicks (an `interaction` section); \
+                 this one was not"
+                    .to_string()
+            } else {
+                format!(
+                    "a model trained with simulated clicks (deepgrow) takes its clicks as guidance channels; \
+                     the {engine} cannot serve it"
+                )
+            }
+        )));
+    }
     let validate = if cfg.has_validation() {
         &cfg.validate_transforms
     } else {
@@ -138,7 +154,7 @@ pub fn export(job: &ExportJob) -> Result<Exported> {
 
     // The engine's input for a synthetic roi-sized sample: the pre_transforms must give the
     // network's channels.
-    let probe = probe_input(&pre, roi, engine)?;
+    let probe = probe_input(&pre, roi, engine, cfg.interaction.as_ref())?;
     if probe.channels as i64 != cfg.num_channels {
         return Err(TrainError::Config {
             file: ckpt.clone(),
@@ -201,8 +217,12 @@ fn export_device(job: &ExportJob) -> Result<Device> {
     Ok(device)
 }
 
-/// The engine a config was trained for: annotation when it adds extreme points.
+/// The engine a config was trained for: deepgrow when it was trained with simulated
+/// clicks, annotation when it adds extreme points, else segmentation.
 fn default_engine(cfg: &TrainConfig) -> EngineKind {
+    if cfg.interaction.is_some() {
+        return EngineKind::Deepgrow;
+    }
     let has_points = [&cfg.validate_transforms, &cfg.train_transforms]
         .iter()
         .any(|l| first_arg(l, adapt::EXTREME_POINTS, "sigma").is_some());
@@ -318,6 +338,17 @@ fn model_config(
                 c.insert("sigma".into(), json!(s));
             }
         }
+        EngineKind::Deepgrow => {
+            c.insert("roi".into(), json!(roi));
+            c.insert("mode".into(), json!("whole"));
+            if let Some(i) = &cfg.interaction {
+                c.insert("sigma".into(), json!(i.sigma));
+                c.insert("number_intensity_ch".into(), json!(i.intensity_channels));
+                c.insert("previous_mask".into(), json!(i.previous_mask));
+                // Trained without clicks now and then: it also segments automatically.
+                c.insert("automatic".into(), json!(i.no_click_probability > 0.0));
+            }
+        }
         EngineKind::Segmentation => {
             let sw = &cfg.sliding_window;
             c.insert(
@@ -346,19 +377,36 @@ fn model_config(
 }
 
 /// Runs `pre` on a synthetic roi-sized sample the way the engine warms up (an intensity
-/// image; for annotation, six points under the label key) and returns the network input.
-fn probe_input(pre: &[Value], roi: [i64; 3], engine: EngineKind) -> Result<Volume> {
+/// image; for annotation, six points under the label key; for deepgrow, a click in the
+/// middle and its other guidance channels empty) and returns the network input.
+fn probe_input(pre: &[Value], roi: [i64; 3], engine: EngineKind, clicks: Option<&Interaction>) -> Result<Volume> {
     let dims = roi.map(|d| d as usize);
     let list = Value::Array(pre.to_vec());
     let pipeline = Pipeline::from_json(&list, 0).map_err(|e| TrainError::transform("pre_transforms", e))?;
     let points =
         (engine == EngineKind::Dextr3dCropped).then(|| (adapt::points_key(&list), engines::six_points(dims)));
-    engines::synthetic_input(&pipeline, dims, points).map_err(|e| match e {
+    let image = engines::synthetic_input(&pipeline, dims, points).map_err(|e| match e {
         EngineError::Transform(t) => {
             TrainError::transform("the exported pre_transforms on the engine's input", t)
         }
         other => TrainError::Internal(format!("the export's probe input: {other}")),
-    })
+    })?;
+    let Some(i) = clicks else {
+        return Ok(image);
+    };
+    // The engine's guidance channels after the image's: a click in the middle, none of the
+    // other sign, an empty previous mask.
+    let n = image.voxel_count();
+    let extra = i.input_channels() - i.intensity_channels;
+    let mut all = image.voxels.as_f32().into_owned();
+    all.extend(aiaa_transforms::guidance::guidance_signal(
+        dims,
+        &[dims.map(|d| (d / 2) as f64)],
+        i.sigma,
+    ));
+    all.resize(all.len() + (extra - 1) * n, 0.0);
+    Volume::new(dims, image.channels + extra, image.geometry, aiaa_imaging::Voxels::F32(all))
+        .map_err(|e| TrainError::Internal(format!("the export's probe input: {e}")))
 }
 
 /// The largest difference allowed between the served (frozen) module's answer and the
@@ -432,7 +480,7 @@ mod tests {
              "sigma": 3, "pert": 2}
         ]);
         let pre = adapt::pre_transforms(&validate, EngineKind::Dextr3dCropped).transforms;
-        let probe = probe_input(&pre, [16, 16, 8], EngineKind::Dextr3dCropped).unwrap();
+        let probe = probe_input(&pre, [16, 16, 8], EngineKind::Dextr3dCropped, None).unwrap();
         assert_eq!((probe.channels, probe.dims), (2, [16, 16, 8]));
     }
 }

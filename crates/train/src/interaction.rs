@@ -13,6 +13,22 @@
 //!    (no gradients, probabilities, foreground = channel 1, or channel 0 of a one-channel
 //!    output, `> 0.5`) and each sample still clicking gets its next click.
 //!
+//! With `previous_mask` (ours, as nnInteractive does; MONAI's DeepEdit re-infers from the
+//! clicks alone) the network also takes the mask it answered last as one more channel, so a
+//! click refines the current mask: the mask channel is empty for the first click, or (with
+//! `damaged_mask_probability`) the label eroded or dilated by 1 to `max_damage` voxels, the
+//! first click then placed in that mask's largest error; after every round it is the
+//! network's prediction before the newest click, as a served session keeps it.
+//!
+//! With `truncate_probability` (ours), a clicking sample may instead want only part of its
+//! label, with a first foreground click in the part kept and a background click in the part
+//! taken away, and that part is what the sample is trained to (the returned target). Even
+//! odds: the label cut by an axis-aligned plane 10% to 40% into its extent from a random
+//! side, or the label's outer shell of 1 to `max_damage` voxels taken away. The network
+//! learns that a background click takes away what lies around it even where the image alone
+//! says "more of the same": a reference that stops the brain where the brainstem goes on, or
+//! one drawn tighter than the training labels (without the CSF around the brain), asks that.
+//!
 //! Clicks follow MONAI's rules (`aiaa_transforms::guidance`: `AddInitialSeedPointd`, then
 //! `FindDiscrepancyRegionsd` + `AddRandomGuidanced`). The guidance channels are
 //! `AddGuidanceSignald`'s, with `sigma` in voxels. Draws come from the caller's seeded
@@ -24,7 +40,9 @@
 //! back in the tensor's order.
 
 use aiaa_transforms::SampleRng;
-use aiaa_transforms::guidance::{Click, Clicks, guidance_signal, next_click, sample_click};
+use aiaa_transforms::guidance::{
+    Click, Clicks, chessboard_distance, guidance_signal, next_click, sample_click,
+};
 use aiaa_transforms::rng::{chance, uniform_int};
 use serde::Deserialize;
 use tch::{Kind, Tensor};
@@ -47,6 +65,23 @@ pub struct Interaction {
     /// Image channels before the two guidance channels.
     #[serde(default = "one", rename = "number_intensity_ch")]
     pub intensity_channels: usize,
+    /// Whether the network takes the previous mask as its last input channel.
+    #[serde(default)]
+    pub previous_mask: bool,
+    /// The chance that a clicking sample starts from a damaged label instead of no mask
+    /// (with `previous_mask` only).
+    #[serde(default)]
+    pub damaged_mask_probability: f64,
+    /// The most voxels a damaged starting mask is eroded or dilated by.
+    #[serde(default = "default_damage")]
+    pub max_damage: usize,
+    /// The chance that a clicking sample wants only part of its label (see the module docs).
+    #[serde(default)]
+    pub truncate_probability: f64,
+}
+
+fn default_damage() -> usize {
+    3
 }
 
 fn default_rounds() -> usize {
@@ -70,12 +105,14 @@ fn invalid(message: String) -> TrainError {
 }
 
 impl Interaction {
-    /// The network's input channels: the image's and the two guidance channels.
+    /// The network's input channels: the image's, the two guidance channels and, with
+    /// `previous_mask`, the mask.
     pub fn input_channels(&self) -> usize {
-        self.intensity_channels + 2
+        self.intensity_channels + 2 + usize::from(self.previous_mask)
     }
 
-    /// The batch's network input after the simulated clicks (see the module docs);
+    /// The batch's network input after the simulated clicks and the labels it is trained
+    /// to (the labels as given unless a sample was truncated; see the module docs);
     /// `predict` maps an input batch to probabilities `[N, K, X, Y, Z]`.
     pub fn input(
         &self,
@@ -83,7 +120,7 @@ impl Interaction {
         label: &Tensor,
         rng: &mut SampleRng,
         mut predict: impl FnMut(&Tensor) -> Result<Tensor>,
-    ) -> Result<Tensor> {
+    ) -> Result<(Tensor, Tensor)> {
         let size = image.size();
         if size.len() != 5 || (size[1] as usize) < self.intensity_channels {
             return Err(invalid(format!(
@@ -96,7 +133,8 @@ impl Interaction {
             [size[4] as usize, size[3] as usize, size[2] as usize],
         );
         let voxels: usize = dims.iter().product();
-        let labels = floats(label)?;
+        let mut labels = floats(label)?;
+        let mut truncated = false;
         if labels.len() != n * voxels {
             return Err(invalid(format!(
                 "labels hold {} voxels for {n} images of {voxels}",
@@ -104,46 +142,150 @@ impl Interaction {
             )));
         }
         let intensity = image.f_narrow(1, 0, self.intensity_channels as i64)?;
-        // Per sample: its clicks, and how many rounds it still clicks in.
+        // Per sample: its clicks, its current mask (with `previous_mask`), and how many
+        // rounds it still clicks in.
         let mut clicks = vec![Clicks::default(); n];
+        let mut masks = vec![Vec::new(); if self.previous_mask { n } else { 0 }];
+        masks.iter_mut().for_each(|m| *m = vec![0f32; voxels]);
         let mut rounds = vec![0usize; n];
         for s in 0..n {
             if chance(rng, self.no_click_probability) {
                 continue;
             }
-            let region: Vec<bool> = labels[s * voxels..(s + 1) * voxels]
-                .iter()
-                .map(|v| *v > 0.5)
-                .collect();
-            if let Some(p) = sample_click(&region, dims, rng) {
-                clicks[s].push(Click::Foreground(p));
+            if chance(rng, self.truncate_probability)
+                && let Some((kept, cut)) =
+                    truncate(&labels[s * voxels..(s + 1) * voxels], dims, self.max_damage, rng)
+            {
+                let fg = sample_click(&kept, dims, rng);
+                let bg = sample_click(&cut, dims, rng);
+                if let (Some(fg), Some(bg)) = (fg, bg) {
+                    labels[s * voxels..(s + 1) * voxels]
+                        .iter_mut()
+                        .zip(&kept)
+                        .for_each(|(l, k)| *l = f32::from(u8::from(*k)));
+                    truncated = true;
+                    clicks[s].push(Click::Foreground(fg));
+                    clicks[s].push(Click::Background(bg));
+                    rounds[s] = uniform_int(rng, 0, self.max_rounds as i64) as usize;
+                    continue;
+                }
+            }
+            let label = &labels[s * voxels..(s + 1) * voxels];
+            let first = if self.previous_mask && chance(rng, self.damaged_mask_probability) {
+                masks[s] = damaged(label, dims, self.max_damage, rng);
+                next_click(label, &masks[s], dims, rng)
+            } else {
+                let region: Vec<bool> = label.iter().map(|v| *v > 0.5).collect();
+                sample_click(&region, dims, rng).map(Click::Foreground)
+            };
+            if let Some(c) = first {
+                clicks[s].push(c);
                 rounds[s] = uniform_int(rng, 0, self.max_rounds as i64) as usize;
             }
         }
-        let build = |clicks: &[Clicks]| -> Result<Tensor> {
-            let mut guidance = Vec::with_capacity(n * 2 * voxels);
-            for c in clicks {
+        let build = |clicks: &[Clicks], masks: &[Vec<f32>]| -> Result<Tensor> {
+            let channels = 2 + usize::from(self.previous_mask);
+            let mut guidance = Vec::with_capacity(n * channels * voxels);
+            for (s, c) in clicks.iter().enumerate() {
                 guidance.extend(guidance_signal(dims, &c.foreground, self.sigma));
                 guidance.extend(guidance_signal(dims, &c.background, self.sigma));
+                if let Some(m) = masks.get(s) {
+                    guidance.extend_from_slice(m);
+                }
             }
             let g = Tensor::f_from_slice(&guidance)?
-                .f_view([n as i64, 2, size[2], size[3], size[4]])?
+                .f_view([n as i64, channels as i64, size[2], size[3], size[4]])?
                 .f_to_device(image.device())?;
             Ok(Tensor::f_cat(&[intensity.f_to_kind(Kind::Float)?, g], 1)?)
         };
         let most = rounds.iter().copied().max().unwrap_or(0);
         for round in 0..most {
-            let probs = predict(&build(&clicks)?)?;
+            let probs = predict(&build(&clicks, &masks)?)?;
             let k = probs.size().get(1).copied().unwrap_or(1);
             let foreground = floats(&probs.f_narrow(1, if k >= 2 { 1 } else { 0 }, 1)?)?;
             for s in (0..n).filter(|&s| rounds[s] > round) {
                 let range = s * voxels..(s + 1) * voxels;
-                if let Some(c) = next_click(&labels[range.clone()], &foreground[range], dims, rng) {
+                if let Some(c) = next_click(&labels[range.clone()], &foreground[range.clone()], dims, rng) {
                     clicks[s].push(c);
+                }
+                // The mask the network is shown with the newest click: its answer before it.
+                if let Some(m) = masks.get_mut(s) {
+                    m.iter_mut()
+                        .zip(&foreground[range])
+                        .for_each(|(m, p)| *m = if *p > 0.5 { 1.0 } else { 0.0 });
                 }
             }
         }
-        build(&clicks)
+        let target = if truncated {
+            Tensor::f_from_slice(&labels)?
+                .f_view(label.size().as_slice())?
+                .f_to_kind(label.kind())?
+                .f_to_device(label.device())?
+        } else {
+            label.shallow_clone()
+        };
+        Ok((build(&clicks, &masks)?, target))
+    }
+}
+
+/// Part of `label` (foreground `> 0.5`), by even odds cut by an axis-aligned plane 10% to
+/// 40% into its extent from a random side, or without its outer shell of 1 to `shell`
+/// voxels (chessboard): the part kept and the part taken away; `None` for an empty label.
+fn truncate(label: &[f32], dims: [usize; 3], shell: usize, rng: &mut SampleRng) -> Option<(Vec<bool>, Vec<bool>)> {
+    let inside: Vec<bool> = label.iter().map(|v| *v > 0.5).collect();
+    if !inside.contains(&true) {
+        return None;
+    }
+    if chance(rng, 0.5) {
+        let r = uniform_int(rng, 1, shell.max(1) as i64) as u32;
+        let depth = chessboard_distance(&inside, dims);
+        return Some(inside.iter().zip(&depth).map(|(&v, &d)| (v && d > r, v && d <= r)).unzip());
+    }
+    let axis = uniform_int(rng, 0, 2) as usize;
+    let stride = [1, dims[0], dims[0] * dims[1]];
+    let coord = |o: usize| (o / stride[axis]) % dims[axis];
+    let (lo, hi) = inside
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| **v)
+        .fold(None, |b: Option<(usize, usize)>, (o, _)| {
+            let c = coord(o);
+            Some(b.map_or((c, c), |(l, h)| (l.min(c), h.max(c))))
+        })?;
+    let depth = aiaa_transforms::rng::uniform(rng, 0.1, 0.4) * (hi - lo + 1) as f64;
+    let from_low = chance(rng, 0.5);
+    let keeps = |c: usize| {
+        if from_low {
+            (c - lo) as f64 >= depth
+        } else {
+            (hi - c) as f64 >= depth
+        }
+    };
+    Some(
+        inside
+            .iter()
+            .enumerate()
+            .map(|(o, &v)| {
+                let k = keeps(coord(o).clamp(lo, hi));
+                (v && k, v && !k)
+            })
+            .unzip(),
+    )
+}
+
+/// `label` (foreground `> 0.5`) eroded or dilated (even odds) by 1 to `most` voxels
+/// (chessboard distance): a starting mask with errors along its whole boundary, as a
+/// too-small or too-large automatic answer has.
+pub fn damaged(label: &[f32], dims: [usize; 3], most: usize, rng: &mut SampleRng) -> Vec<f32> {
+    let r = uniform_int(rng, 1, most.max(1) as i64) as u32;
+    let inside: Vec<bool> = label.iter().map(|v| *v > 0.5).collect();
+    if chance(rng, 0.5) {
+        let depth = chessboard_distance(&inside, dims);
+        depth.iter().map(|&d| if d > r { 1.0 } else { 0.0 }).collect()
+    } else {
+        let outside: Vec<bool> = inside.iter().map(|v| !v).collect();
+        let gap = chessboard_distance(&outside, dims);
+        gap.iter().map(|&d| if d <= r { 1.0 } else { 0.0 }).collect()
     }
 }
 
@@ -175,6 +317,10 @@ mod tests {
             no_click_probability: no_click,
             sigma: 1.0,
             intensity_channels: 1,
+            previous_mask: false,
+            damaged_mask_probability: 0.0,
+            max_damage: 3,
+            truncate_probability: 0.0,
         }
     }
 
@@ -183,7 +329,7 @@ mod tests {
         let (image, label) = batch();
         let mut calls = 0;
         // A model that predicts nothing: every round's click goes to the missed voxels.
-        let x = interaction(0.0, 3)
+        let (x, target) = interaction(0.0, 3)
             .input(&image, &label, &mut sample_rng(1, 0, 0), |x| {
                 calls += 1;
                 assert_eq!(x.size(), [2, 3, 12, 12, 12]);
@@ -191,6 +337,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(x.size(), [2, 3, 12, 12, 12]);
+        assert!(target.equal(&label), "no truncation asked: the labels as given");
         assert!(calls <= 3);
         for s in 0..2 {
             let fg = x.get(s).get(1);
@@ -203,7 +350,7 @@ mod tests {
             assert_eq!(x.get(s).get(2).abs().max().double_value(&[]), 0.0);
         }
         // The same seed, the same input.
-        let again = interaction(0.0, 3)
+        let (again, _) = interaction(0.0, 3)
             .input(&image, &label, &mut sample_rng(1, 0, 0), |_| {
                 Ok(Tensor::zeros([2, 2, 12, 12, 12], (Kind::Float, Device::Cpu)))
             })
@@ -219,7 +366,7 @@ mod tests {
         let all = Tensor::ones([2, 2, 12, 12, 12], (Kind::Float, Device::Cpu));
         let mut background = 0;
         for seed in 0..8 {
-            let x = interaction(0.0, 1)
+            let (x, _) = interaction(0.0, 1)
                 .input(&image, &label, &mut sample_rng(seed, 0, 0), |_| {
                     Ok(all.shallow_clone())
                 })
@@ -236,9 +383,60 @@ mod tests {
         }
         assert!(background > 0, "some samples drew a round");
         // Always without clicks: the guidance channels are zero and the model is not asked.
-        let x = interaction(1.0, 5)
+        let (x, _) = interaction(1.0, 5)
             .input(&image, &label, &mut sample_rng(3, 0, 0), |_| panic!("no rounds"))
             .unwrap();
         assert_eq!(x.narrow(1, 1, 2).abs().max().double_value(&[]), 0.0);
+    }
+
+    #[test]
+    fn a_truncated_sample_wants_part_of_its_label_with_a_click_on_each_side() {
+        let (image, label) = batch();
+        let i = Interaction {
+            truncate_probability: 1.0,
+            previous_mask: true,
+            ..interaction(0.0, 0)
+        };
+        let mut truncated = 0;
+        for seed in 0..6 {
+            let (x, target) = i
+                .input(&image, &label, &mut sample_rng(seed, 0, 0), |_| panic!("no rounds"))
+                .unwrap();
+            assert_eq!(x.size(), [2, 4, 12, 12, 12]);
+            for s in 0..2 {
+                let (kept, whole) = (
+                    target.get(s).sum(Kind::Float).double_value(&[]),
+                    label.get(s).sum(Kind::Float).double_value(&[]),
+                );
+                // A plane 10% to 40% (0.6 to 2.4 voxels) into the 6-voxel extent takes one to
+                // three of its six slices; a shell of 1 or 2 voxels leaves a 4³ or 2³ core (a 3-voxel shell
+                // leaves nothing to click in: that sample is not truncated).
+                let share = kept / whole;
+                let allowed = [5.0 / 6.0, 4.0 / 6.0, 3.0 / 6.0, 64.0 / 216.0, 8.0 / 216.0, 1.0];
+                assert!(allowed.iter().any(|a| (share - a).abs() < 1e-9), "{kept} of {whole}");
+                if share == 1.0 {
+                    continue;
+                }
+                truncated += 1;
+                // What it keeps is part of the label; the foreground click lies in it, the
+                // background click in the label's part taken away.
+                assert_eq!(
+                    (target.get(s) * label.get(s).ones_like().g_sub(&label.get(s)))
+                        .abs()
+                        .max()
+                        .double_value(&[]),
+                    0.0
+                );
+                let at = |c: i64| {
+                    let peak = x.get(s).get(c).argmax(None, false).int64_value(&[]);
+                    [peak / 144, (peak / 12) % 12, peak % 12]
+                };
+                let (fg, bg) = (at(1), at(2));
+                assert_eq!(target.get(s).get(0).int64_value(&fg), 1, "{fg:?}");
+                assert_eq!(target.get(s).get(0).int64_value(&bg), 0, "{bg:?}");
+                assert_eq!(label.get(s).get(0).int64_value(&bg), 1, "{bg:?}");
+            }
+        }
+        assert!(truncated >= 6, "{truncated} of 12 samples truncated");
     }
 }

@@ -3,11 +3,12 @@
 //! call, applied to every key; every operation is recorded for [`crate::invert`].
 
 use aiaa_imaging::resample::grid_for_spacing;
+use aiaa_imaging::{Volume, Voxels};
 use rand::Rng;
 use serde::Deserialize;
 
 use crate::args::{ArgError, ArgResult, Keys, check_range, check3, half};
-use crate::data::Data;
+use crate::data::{Data, Kind};
 use crate::registry::FromArgs;
 use crate::rng::{chance, uniform};
 use crate::spatial::{image_flip, image_region, image_resample, image_resize, image_rot90};
@@ -178,6 +179,22 @@ pub struct ZoomArgs {
     /// Crop/pad (centred) back to the input size after zooming.
     #[serde(default)]
     pub keep_size: bool,
+    /// How `keep_size` pads a zoomed-out intensity image: `constant` (zeros, the default)
+    /// or `edge` (its border voxels repeated: tissue that goes on past the field of view,
+    /// as a neck goes on below a head). Labels are always padded with zeros.
+    #[serde(default)]
+    pub padding_mode: PaddingMode,
+}
+
+/// How a zoomed-out image is padded back to its size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaddingMode {
+    /// Zeros.
+    #[default]
+    Constant,
+    /// The nearest border voxel's value.
+    Edge,
 }
 
 /// `transforms.NPRandomZoom3D`: zoom factor `f[a]` drawn uniformly in
@@ -191,6 +208,7 @@ pub struct NPRandomZoom3D {
     lo: [f64; 3],
     hi: [f64; 3],
     keep_size: bool,
+    padding: PaddingMode,
 }
 
 impl FromArgs for NPRandomZoom3D {
@@ -218,6 +236,7 @@ impl FromArgs for NPRandomZoom3D {
             lo,
             hi,
             keep_size: a.keep_size,
+            padding: a.padding_mode,
         })
     }
 }
@@ -233,9 +252,43 @@ impl Transform for NPRandomZoom3D {
             if self.keep_size && new != dims {
                 let start = std::array::from_fn(|a| (new[a] as i64 - dims[a] as i64).div_euclid(2));
                 image_region(im, start, dims, 0.0)?;
+                if self.padding == PaddingMode::Edge && im.kind == Kind::Intensity {
+                    replicate_edges(&mut im.vol, start, new);
+                }
             }
         }
         Ok(())
+    }
+}
+
+/// Fills the padding of a region taken at `start` (negative: padded) from a volume of
+/// `inner` voxels with the nearest voxel that came from it, axis by axis (the same as
+/// clamping the source index). Only `f32` volumes (intensities are cast before resizing).
+fn replicate_edges(vol: &mut Volume, start: [i64; 3], inner: [usize; 3]) {
+    let dims = vol.dims;
+    let channels = vol.channels;
+    let Voxels::F32(v) = &mut vol.voxels else {
+        return;
+    };
+    let stride = [1, dims[0], dims[0] * dims[1]];
+    for a in 0..3 {
+        // The output indices that hold source voxels: [lo, hi].
+        let lo = (-start[a]).max(0) as usize;
+        let hi = ((inner[a] as i64 - start[a]).min(dims[a] as i64) - 1).max(0) as usize;
+        if lo == 0 && hi + 1 >= dims[a] {
+            continue;
+        }
+        let n = dims[0] * dims[1] * dims[2];
+        for c in 0..channels {
+            for o in 0..n {
+                let idx = (o / stride[a]) % dims[a];
+                let from = idx.clamp(lo, hi);
+                if from != idx {
+                    let src = o - idx * stride[a] + from * stride[a];
+                    v[c * n + o] = v[c * n + src];
+                }
+            }
+        }
     }
 }
 

@@ -314,3 +314,43 @@ fn invert_through_resize_and_zoom_is_close() {
     // A prediction on the wrong grid is refused.
     assert!(invert(&label, &im.ops, Interpolation::Nearest).is_err());
 }
+
+/// Zooming out with `keep_size` pads: with `padding_mode` `edge` the image's border voxels
+/// go on (tissue past the field of view) while the label is padded with zeros; the default
+/// pads both with zeros.
+#[test]
+fn a_zoom_out_pads_intensities_with_their_edges_when_asked() {
+    let zoom = |mode: &str| {
+        Pipeline::from_json(
+            &json!([{"name": "transforms.NPRandomZoom3D", "applied_keys": ["image", "label"],
+                     "lower_limits": [1, 1, 0.5], "upper_limits": [1, 1, 0.5], "keep_size": true,
+                     "padding_mode": mode}]),
+            0,
+        )
+        .unwrap()
+    };
+    // A ramp along k, and a label that reaches the bottom face.
+    let image = fvol([4, 4, 16], |_, _, k| 10.0 + k as f32);
+    let label = lvol([4, 4, 16], |_, _, k| u8::from(k < 8));
+    for mode in ["edge", "constant"] {
+        let mut d = sample(image.clone(), label.clone());
+        zoom(mode).run(&mut d, 0).unwrap();
+        let im = values(&d.image("image").unwrap().vol, 0);
+        let lab = values(&d.image("label").unwrap().vol, 0);
+        // 16 -> 8 slices, padded 4 before and 4 after: slice 0 is padding.
+        let at = |v: &[f64], k: usize| v[16 * k];
+        assert_eq!(at(&im, 0), if mode == "edge" { at(&im, 4) } else { 0.0 }, "{mode}");
+        assert_eq!(at(&im, 1), at(&im, if mode == "edge" { 4 } else { 1 }), "{mode}");
+        assert!(at(&im, 4) > 9.0, "{mode}: the zoomed image starts at slice 4");
+        assert_eq!(at(&im, 15), if mode == "edge" { at(&im, 11) } else { 0.0 }, "{mode}");
+        assert_eq!((at(&lab, 0), at(&lab, 5)), (0.0, 1.0), "{mode}: labels pad with zeros");
+    }
+    let e = Pipeline::from_json(
+        &json!([{"name": "transforms.NPRandomZoom3D", "applied_keys": ["image"],
+                 "lower_limits": [1, 1, 1], "upper_limits": [1, 1, 1], "padding_mode": "mirror"}]),
+        0,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("padding_mode") || e.contains("mirror"), "{e}");
+}

@@ -41,7 +41,8 @@ use crate::budget::{Budget, Limits, Reservation};
 use crate::error::{InferenceError, Result};
 use crate::images::{Images, Source};
 use crate::models::Models;
-use aiaa_engines::Timings;
+use aiaa_engines::{Context, Timings};
+use aiaa_imaging::Volume;
 
 /// The gRPC service.
 #[derive(Clone)]
@@ -120,17 +121,33 @@ impl InferenceApi {
         // before anything is decoded) the decoded volume, the engine's working copies and the
         // result; refused before the work when it does not fit (see crate::budget).
         let mut reservation = self.budget.reserve();
-        let source = match header.image.clone() {
-            Some(infer_header::Image::SessionId(id)) => {
-                self.images.fetch_session(&id, &mut reservation).await?
+        let label_size = header.label_size;
+        let (source, label) = match header.image.clone() {
+            Some(infer_header::Image::SessionId(id)) => (
+                self.images.fetch_session(&id, &mut reservation).await?,
+                self.read_label(&mut body, label_size, &mut reservation).await?,
+            ),
+            Some(infer_header::Image::ImageId(id)) => (
+                self.images.fetch_image(&id, &mut reservation).await?,
+                self.read_label(&mut body, label_size, &mut reservation).await?,
+            ),
+            Some(infer_header::Image::Filename(name)) => {
+                let mut bytes = self.read_inline(&mut body, &mut reservation).await?;
+                let label = split_label(&mut bytes, label_size)?;
+                (
+                    Source::Encoded {
+                        bytes,
+                        name,
+                        key: None,
+                    },
+                    label,
+                )
             }
-            Some(infer_header::Image::ImageId(id)) => self.images.fetch_image(&id, &mut reservation).await?,
-            Some(infer_header::Image::Filename(name)) => Source::Encoded {
-                bytes: self.read_inline(&mut body, &mut reservation).await?,
-                name,
-                key: None,
-            },
             None => return Err(InferenceError::Invalid("the header names no image".into())),
+        };
+        let session = match &header.image {
+            Some(infer_header::Image::SessionId(id)) => Some(id.clone()),
+            _ => None,
         };
         let info = source.info()?;
         let decoded = if source.needs_decoding() { info.bytes() } else { 0 };
@@ -166,6 +183,10 @@ impl InferenceApi {
                 stage = "decode"
             ))
             .await?;
+        let previous = match label {
+            Some(bytes) => Some(self.decode_label(&header.label_filename, bytes, &mut reservation, limit).await?),
+            None => None,
+        };
         timings.add("decode", t0.elapsed());
         // Admitted requests wait here for one of the workers (two per core: one may wait
         // for the device while another computes) to prepare, post-process and encode, so CPU
@@ -183,7 +204,11 @@ impl InferenceApi {
         let span = tracing::Span::current();
         let (mut result_params, file, timings) = tokio::task::spawn_blocking(move || -> Result<_> {
             let _in_request = span.enter();
-            let outcome = engine.infer_shared(image, &params, &mut timings)?;
+            let context = Context {
+                session: session.as_deref(),
+                previous: previous.as_ref(),
+            };
+            let outcome = engine.infer_in(image, &params, &context, &mut timings)?;
             let file = if json_only {
                 None
             } else {
@@ -208,6 +233,56 @@ impl InferenceApi {
             },
             bytes,
         ))
+    }
+
+    /// The previous mask's bytes that follow a stored image (`size` of them; none when 0).
+    async fn read_label(
+        &self,
+        body: &mut (impl Stream<Item = std::result::Result<Bytes, FrameError>> + Unpin),
+        size: u64,
+        reservation: &mut Reservation,
+    ) -> Result<Option<Vec<u8>>> {
+        if size == 0 {
+            return Ok(None);
+        }
+        let bytes = self
+            .images
+            .read_body(
+                body,
+                0,
+                reservation,
+                "the label",
+                &|| "the label as sent".to_string(),
+                |e| stream_error("the label", e),
+            )
+            .await?;
+        let mut bytes = bytes;
+        split_label(&mut bytes, size)
+    }
+
+    /// The previous mask decoded (its decoded size reserved first).
+    async fn decode_label(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        reservation: &mut Reservation,
+        limit: ReadOptions,
+    ) -> Result<Volume> {
+        let name = if name.is_empty() { "label.nii.gz" } else { name }.to_string();
+        fn unreadable(name: &str, e: &dyn std::fmt::Display) -> InferenceError {
+            InferenceError::Invalid(format!("the label (previous mask) {name:?} could not be read: {e}"))
+        }
+        let info = aiaa_imaging::io::probe_bytes(&name, &bytes).map_err(|e| unreadable(&name, &e))?;
+        reservation
+            .grow_by(info.bytes(), &|| {
+                format!("the label (previous mask), {} decoded", crate::budget::mib(info.bytes()))
+            })
+            .await?;
+        tokio::task::spawn_blocking(move || {
+            aiaa_imaging::io::decode_bytes(&name, &bytes, &limit).map_err(|e| unreadable(&name, &e))
+        })
+        .await
+        .map_err(|e| InferenceError::Internal(format!("decoding task: {e}")))?
     }
 
     /// The inline image's bytes, counted into the request's reservation as they arrive.
@@ -295,6 +370,20 @@ impl InferenceApi {
         .await
         .map_err(|e| InferenceError::Internal(format!("loading task: {e}")))?
     }
+}
+
+/// The last `size` bytes of `bytes` taken off as the label (none when `size` is 0).
+fn split_label(bytes: &mut Vec<u8>, size: u64) -> Result<Option<Vec<u8>>> {
+    if size == 0 {
+        return Ok(None);
+    }
+    if size > bytes.len() as u64 {
+        return Err(InferenceError::Invalid(format!(
+            "the header announces a label of {size} bytes and only {} arrived",
+            bytes.len()
+        )));
+    }
+    Ok(Some(bytes.split_off(bytes.len() - size as usize)))
 }
 
 /// A request stream that broke off or was framed wrongly (the caller's fault either way: the

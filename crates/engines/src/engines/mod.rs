@@ -6,7 +6,9 @@
 //! - [`dextr3d`]: `Dextr3dCroppedEngine`, annotation from six or more extreme points;
 //! - [`segmentation`]: `SegmentationEngine`, automatic segmentation of the whole volume
 //!   (network input by sliding window, by resizing, or whole), with an optional locator
-//!   network that first finds the region to segment.
+//!   network that first finds the region to segment;
+//! - [`deepgrow`]: `DeepgrowEngine`, foreground and background clicks refining the last
+//!   mask (kept per session, or sent with the request: [`Context`]).
 //!
 //! Every engine runs on a blocking thread; only the forward pass goes to the device's owner
 //! thread ([`crate::device`]). Stage times go into [`Timings`].
@@ -15,6 +17,7 @@
 //! send ([`warm_input`]: a synthetic image through the engine's own transforms), so the
 //! first request after the service reports SERVING is not the slow one.
 
+pub mod deepgrow;
 pub mod dextr3d;
 pub mod grid;
 pub mod segmentation;
@@ -31,7 +34,7 @@ use serde_json::{Map, Value, json};
 
 use crate::device::Devices;
 use crate::error::{EngineError, Result};
-use crate::kind::{self, EngineKind};
+use crate::kind::EngineKind;
 use crate::pool::{ModelConfig, PoolEntry};
 use crate::tensor::{Layout, to_tensor};
 
@@ -135,12 +138,34 @@ pub trait Engine: Send + Sync {
     ) -> Result<Outcome> {
         self.infer(&image, params, timings)
     }
+    /// [`Engine::infer_shared`] with what the request carries besides its image and params
+    /// ([`Context`]): only interactive engines read it.
+    fn infer_in(
+        &self,
+        image: Arc<Volume>,
+        params: &Map<String, Value>,
+        context: &Context,
+        timings: &mut Timings,
+    ) -> Result<Outcome> {
+        let _ = context;
+        self.infer_shared(image, params, timings)
+    }
     /// The most memory (bytes) the engine holds at once while it answers a request on an
     /// image of `image`'s size with `params`, beyond the image itself and the encoded
     /// result: a service's memory budget (the inference service's `budget`) is taken
     /// before the work starts. Checks the params it reads (points inside the image), so a
     /// bad request fails here, early.
     fn working_bytes(&self, image: &ImageInfo, params: &Map<String, Value>) -> Result<u64>;
+}
+
+/// What a request carries besides its image and params.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Context<'a> {
+    /// The session the image is held in: an interactive engine keeps its last answer per
+    /// session (and label), so the next click refines it.
+    pub session: Option<&'a str>,
+    /// A previous mask sent with the request (a `label` part), on the image's grid.
+    pub previous: Option<&'a Volume>,
 }
 
 /// Bytes a forward pass holds per voxel of its input (the input and output tensors, their
@@ -158,17 +183,21 @@ pub struct Outcome {
     pub params: Map<String, Value>,
 }
 
-/// The engine `spec` asks for: its class must be known, and its config's `type` must not
-/// be `deepgrow` (no deepgrow engine yet; loading one as a segmenter would advertise it as
-/// deepgrow). Checks without loading anything.
+/// The engine `spec` asks for: its class must be known, and a config typed as interactive
+/// (`deepgrow`, `deepedit`) must name the deepgrow engine (a whole-volume segmenter would
+/// be advertised as deepgrow and ignore the clicks). Checks without loading anything.
 pub fn kind_of(spec_name: &str, class: &str, config: &ModelConfig) -> Result<EngineKind> {
     let in_model = |e: EngineError| match e {
         EngineError::Config(msg) => EngineError::Config(format!("model {spec_name:?}: {msg}")),
         e => e,
     };
     let kind = EngineKind::require_class(class).map_err(in_model)?;
-    if config.text("type").as_deref() == Some(kind::DEEPGROW) {
-        return Err(in_model(kind::no_deepgrow()));
+    let typed = config.text("type").unwrap_or_default();
+    if EngineKind::from_type(&typed) == Some(EngineKind::Deepgrow) && kind != EngineKind::Deepgrow {
+        return Err(in_model(EngineError::Config(format!(
+            "type {typed:?} is an interactive model, which engine class {class:?} cannot serve; use {}",
+            EngineKind::Deepgrow.class()
+        ))));
     }
     Ok(kind)
 }
@@ -178,11 +207,12 @@ pub fn build(spec: &EngineSpec, devices: &Devices) -> Result<Box<dyn Engine>> {
     match kind_of(&spec.name, &spec.class, &spec.config)? {
         EngineKind::Dextr3dCropped => dextr3d::Dextr3d::build(spec, devices),
         EngineKind::Segmentation => segmentation::Segmentation::build(spec, devices),
+        EngineKind::Deepgrow => deepgrow::Deepgrow::build(spec, devices),
     }
 }
 
 /// The engine class of a model: `requested` when not empty, else the config's `engine`,
-/// else the class for the config's `type` ([`EngineKind::for_type`]; `deepgrow` refused).
+/// else the class for the config's `type` ([`EngineKind::for_type`]).
 pub fn class_for(requested: &str, config: &ModelConfig) -> Result<String> {
     if !requested.is_empty() {
         return Ok(requested.to_string());
@@ -474,17 +504,16 @@ mod tests {
     }
 
     #[test]
-    fn deepgrow_configs_are_refused_not_loaded_as_segmenters() {
-        // By type alone, and with a class named: the check runs before any file is read.
+    fn interactive_configs_get_the_deepgrow_engine_and_no_other() {
         let c = config(r#"{"model_path": "m.pt", "type": "deepgrow"}"#);
-        let e = class_for("", &c).unwrap_err().to_string();
-        assert!(
-            e.contains("no deepgrow engine yet") && e.contains("(test)"),
-            "{e}"
-        );
+        assert_eq!(class_for("", &c).unwrap(), "DeepgrowEngine");
+        let c = config(r#"{"model_path": "m.pt", "type": "deepedit"}"#);
+        assert_eq!(class_for("", &c).unwrap(), "DeepgrowEngine");
+        assert_eq!(kind_of("dg", "DeepEditEngine", &c).unwrap(), EngineKind::Deepgrow);
+        // Not as a segmenter: checked before any file is read.
         let e = kind_of("dg", "SegmentationEngine", &c).unwrap_err().to_string();
         assert!(
-            e.contains("no deepgrow engine yet") && e.contains("\"dg\""),
+            e.contains("\"dg\"") && e.contains("interactive") && e.contains("DeepgrowEngine"),
             "{e}"
         );
         let spec = EngineSpec {
@@ -496,7 +525,7 @@ mod tests {
         };
         let devices = Devices::start(&[], 0).unwrap();
         let e = build(&spec, &devices).err().unwrap().to_string();
-        assert!(e.contains("no deepgrow engine yet"), "{e}");
+        assert!(e.contains("interactive"), "{e}");
     }
 
     #[test]

@@ -240,6 +240,42 @@ pub fn run_case(
     prompt: Prompt,
     protocol: &Protocol,
     case: usize,
+    predict: impl FnMut(&Interaction) -> Result<Vec<bool>>,
+) -> Result<Curve> {
+    run(reference, Start::Prompt(prompt), protocol, case, predict)
+}
+
+/// [`run_case`] from a given starting mask instead of a prompt (a damaged or automatic
+/// answer to correct): it is scored as step 0, and the first click corrects it. The model's
+/// first call sees only that click; giving it the starting mask is `predict`'s business.
+pub fn run_case_from(
+    reference: &Volume,
+    start: &[bool],
+    protocol: &Protocol,
+    case: usize,
+    predict: impl FnMut(&Interaction) -> Result<Vec<bool>>,
+) -> Result<Curve> {
+    if start.len() != reference.voxel_count() {
+        return Err(EvaluateError::Case(format!(
+            "the starting mask has {} voxels and the reference {}",
+            start.len(),
+            reference.voxel_count()
+        )));
+    }
+    run(reference, Start::Mask(start), protocol, case, predict)
+}
+
+/// Where a case's protocol starts.
+enum Start<'a> {
+    Prompt(Prompt),
+    Mask(&'a [bool]),
+}
+
+fn run(
+    reference: &Volume,
+    start: Start,
+    protocol: &Protocol,
+    case: usize,
     mut predict: impl FnMut(&Interaction) -> Result<Vec<bool>>,
 ) -> Result<Curve> {
     let dims = reference.dims;
@@ -247,12 +283,21 @@ pub fn run_case(
     let truth: Vec<bool> = reference.voxels.to_f32_vec().iter().map(|v| *v > 0.0).collect();
     let mut rng = sample_rng(protocol.seed, 1, case as u64);
     let mut interaction = Interaction::default();
+    let mut given = None;
+    let prompt = match start {
+        Start::Prompt(p) => p,
+        Start::Mask(m) => {
+            given = Some(m.to_vec());
+            Prompt::Click
+        }
+    };
     match prompt {
         Prompt::ExtremePoints => {
             interaction.extreme_points = aiaa_transforms::extreme::extreme_points(reference)
                 .ok_or_else(|| EvaluateError::Case("the reference label is empty: nothing to click".into()))?
                 .to_vec();
         }
+        Prompt::Click if given.is_some() => {}
         Prompt::Click => {
             let empty = vec![false; truth.len()];
             match corrective_click(&truth, &empty, dims, spacing, protocol.rule, &mut rng)? {
@@ -269,7 +314,10 @@ pub fn run_case(
     let mut added = None;
     for click in 0..=protocol.clicks {
         let t0 = Instant::now();
-        let mask = predict(&interaction)?;
+        let mask = match given.take() {
+            Some(m) => m,
+            None => predict(&interaction)?,
+        };
         let seconds = t0.elapsed().as_secs_f64();
         let m = aiaa_metrics::compare_masks(&mask, &truth, dims, spacing, protocol.nsd_tolerance_mm)
             .map_err(|e| EvaluateError::Internal(format!("scoring click {click}: {e}")))?;

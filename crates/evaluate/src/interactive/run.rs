@@ -6,13 +6,15 @@
 //! How each kind of model takes the protocol's prompt: a DEXTR 3D (annotation) engine gets
 //! `params.points`, the six extreme points followed by every foreground click so far (its
 //! engine takes six or more points); it cannot take a background click, which is counted
-//! (`ignored_background_clicks`) and changes nothing. A segmentation model takes no
-//! clicks and is refused.
+//! (`ignored_background_clicks`) and changes nothing. A deepgrow (click) engine gets every
+//! click so far as `params.foreground` / `params.background` and its own last answer as the
+//! previous mask, as a viewer's session keeps it. A segmentation model takes no clicks and
+//! is refused.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use aiaa_engines::Timings;
+use aiaa_engines::{Context, Timings};
 use aiaa_imaging::ReadOptions;
 use aiaa_imaging::io::read_volume;
 use aiaa_metrics::compare::same_grid;
@@ -95,11 +97,12 @@ pub fn run_interactive(
     let model = Model::load(&opts.source, &devices)?;
     let prompt = match model.kind {
         ModelKind::Annotation => Prompt::ExtremePoints,
+        ModelKind::Interactive => Prompt::Click,
         ModelKind::Segmentation => {
             return Err(EvaluateError::Option {
                 flag: "--interactive",
                 reason: format!(
-                    "{} ({}) takes no clicks: the protocol needs an interactive model (DEXTR 3D)",
+                    "{} ({}) takes no clicks: the protocol needs an interactive model (DEXTR 3D or deepgrow)",
                     model.name, model.class
                 ),
             });
@@ -139,17 +142,34 @@ pub fn run_interactive(
                 continue;
             }
         };
+        let image = std::sync::Arc::new(image);
         let mut ignored = 0;
+        let mut last: Option<aiaa_imaging::Volume> = None;
         let predict = |i: &Interaction| -> Result<Vec<bool>> {
-            let mut points: Vec<Value> = i.extreme_points.iter().map(|p| json!(p)).collect();
-            points.extend(i.clicks.foreground.iter().map(|p| json!(p.map(|x| x as usize))));
-            ignored = i.clicks.background.len();
+            // Clicks go out as voxel indices, as a viewer sends them.
+            let voxels = |pts: &[[f64; 3]]| Value::Array(pts.iter().map(|p| json!(p.map(|x| x as usize))).collect());
             let mut params = Map::new();
-            params.insert("points".into(), Value::Array(points));
+            let mut context = Context::default();
+            if prompt == Prompt::ExtremePoints {
+                let mut points: Vec<Value> = i.extreme_points.iter().map(|p| json!(p)).collect();
+                points.extend(i.clicks.foreground.iter().map(|p| json!(p.map(|x| x as usize))));
+                ignored = i.clicks.background.len();
+                params.insert("points".into(), Value::Array(points));
+            } else {
+                params.insert("foreground".into(), voxels(&i.clicks.foreground));
+                params.insert("background".into(), voxels(&i.clicks.background));
+                context.previous = last.as_ref();
+            }
             let t0 = Instant::now();
-            let out = model.engine.infer(&image, &params, &mut Timings::default())?;
+            let out = model
+                .engine
+                .infer_in(std::sync::Arc::clone(&image), &params, &context, &mut Timings::default())?;
             times.push(t0.elapsed().as_secs_f64());
-            Ok(out.mask.voxels.to_f32_vec().iter().map(|v| *v > 0.0).collect())
+            let mask = out.mask.voxels.to_f32_vec().iter().map(|v| *v > 0.0).collect();
+            if prompt == Prompt::Click {
+                last = Some(out.mask);
+            }
+            Ok(mask)
         };
         match run_case(&label, prompt, &protocol, case.index, predict) {
             Ok(curve) => {

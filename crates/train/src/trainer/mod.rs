@@ -389,9 +389,15 @@ impl Trainer {
                     };
                     let mut rng =
                         aiaa_transforms::rng::sample_rng(self.config.seed, VALIDATION_CLICKS, index as u64);
-                    one_click.input(&image, &l.to_tensor().f_unsqueeze(0)?, &mut rng, |_| {
-                        unreachable!("no rounds")
-                    })?
+                    let one_click = crate::interaction::Interaction {
+                        truncate_probability: 0.0,
+                        ..one_click
+                    };
+                    one_click
+                        .input(&image, &l.to_tensor().f_unsqueeze(0)?, &mut rng, |_| {
+                            unreachable!("no rounds")
+                        })?
+                        .0
                 }
                 _ => image,
             };
@@ -466,10 +472,12 @@ impl Trainer {
 
     /// The batch's image with the guidance channels of the simulated clicks when the model
     /// is interactive (the network's own predictions place the clicks after the first), else
-    /// the image as it is. Its draws depend on the run's seed and the global step.
-    fn with_clicks(&self, image: &Tensor, label: &Tensor) -> Result<Tensor> {
+    /// the image as it is, and the labels it is trained to (see
+    /// [`crate::interaction::Interaction::input`]). Its draws depend on the run's seed and
+    /// the global step.
+    fn with_clicks(&self, image: &Tensor, label: &Tensor) -> Result<(Tensor, Tensor)> {
         let Some(i) = &self.config.interaction else {
-            return Ok(image.shallow_clone());
+            return Ok((image.shallow_clone(), label.shallow_clone()));
         };
         let mut rng = aiaa_transforms::rng::sample_rng(self.config.seed, TRAINING_CLICKS, self.state.step);
         i.input(image, label, &mut rng, |x| {

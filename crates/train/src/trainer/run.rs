@@ -127,9 +127,9 @@ impl Trainer {
             })?;
         let lr = self.config.lr_policy.lr_at(base_lr, self.state.step);
         self.optimizer.set_lr(lr);
-        let image = self.with_clicks(&batch.image, &batch.label)?;
+        let (image, label) = self.with_clicks(&batch.image, &batch.label)?;
         let loss = self
-            .train_step(&image, &batch.label, act)
+            .train_step(&image, &label, act)
             .map_err(|e| TrainError::Data {
                 sample: batch.names.join(", "),
                 message: format!("training step {}: {e}", self.state.step + 1),

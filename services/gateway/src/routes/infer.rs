@@ -1,7 +1,9 @@
 //! The model endpoints: `/v1/segmentation`, `/v1/dextr3d`, `/v1/deepgrow` and
 //! `/v1/inference`. Each validates its input (multipart, params, an image or a session,
-//! points as numbers, at least 6 extreme points for dextr3d), then streams the request to
-//! the inference service's Infer and answers multipart params + mask (or `output=image|json`).
+//! points as numbers, at least 6 extreme points for dextr3d, click lists for deepgrow), then
+//! streams the request to the inference service's Infer and answers multipart params + mask
+//! (or `output=image|json`). Deepgrow also takes a `label` part: the previous mask to refine
+//! (on a session, the last answer is kept by the server and need not be sent).
 //! Without an inference service the validated request answers 503 naming that.
 
 use std::collections::HashMap;
@@ -70,17 +72,14 @@ pub fn validate(endpoint: Endpoint, p: &Map<String, Value>) -> Result<()> {
             }
         }
         Endpoint::Deepgrow => {
-            let fg = p.get("foreground").ok_or_else(|| {
-                bad("params.foreground is missing: deepgrow needs foreground points [[x,y,z], ...]")
-            })?;
-            let fg = params::points("foreground", fg, 3)?;
-            if fg.is_empty() {
-                return Err(bad("deepgrow needs at least one foreground point"));
-            }
-            if let Some(bg) = p.get("background") {
-                let bg = params::lenient(bg);
-                if !matches!(bg.as_ref(), Value::Array(a) if a.is_empty()) {
-                    params::points("background", &bg, 3)?;
+            // Both lists may be empty or absent: background clicks alone correct a kept
+            // mask, and no clicks at all ask for the automatic answer; the engine decides.
+            for key in ["foreground", "background"] {
+                if let Some(list) = p.get(key) {
+                    let list = params::lenient(list);
+                    if !matches!(list.as_ref(), Value::Array(a) if a.is_empty()) {
+                        params::points(key, &list, 3)?;
+                    }
                 }
             }
             if let Some(cp) = p.get("current_point") {
@@ -137,6 +136,8 @@ pub struct Request {
     pub params_json: String,
     /// The image's file name and its bytes.
     pub image: Option<(String, Upload)>,
+    /// A previous mask to refine (deepgrow's `label` part): its file name and bytes.
+    pub label: Option<(String, Part)>,
 }
 
 async fn read(
@@ -185,6 +186,16 @@ async fn read(
             ));
         }
     };
+    let label = match form.field("label") {
+        Some(part) if endpoint == Endpoint::Deepgrow => {
+            if part.is_empty() {
+                return Err(bad("the label part (the previous mask) is empty"));
+            }
+            let name = part.base_filename().unwrap_or("label.nii.gz").to_string();
+            Some((name, part.clone()))
+        }
+        _ => None,
+    };
     Ok(Request {
         model,
         session_id,
@@ -192,6 +203,7 @@ async fn read(
         params,
         params_json,
         image,
+        label,
     })
 }
 
@@ -233,6 +245,8 @@ pub async fn call(app: &App, endpoint: Endpoint, req: Request) -> Result<ResultA
         result_extension,
         // Inference checks the model exists and is of this kind (one call, not two).
         model_type: endpoint.model_type().unwrap_or_default().to_string(),
+        label_filename: req.label.as_ref().map(|(n, _)| n.clone()).unwrap_or_default(),
+        label_size: req.label.as_ref().map_or(0, |(_, p)| p.len()),
     };
     let chunks = match &req.image {
         Some((_, Upload::Part(part))) => upload_chunks(part).left_stream(),
@@ -240,6 +254,11 @@ pub async fn call(app: &App, endpoint: Endpoint, req: Request) -> Result<ResultA
             .left_stream()
             .right_stream(),
         None => futures::stream::empty().right_stream().right_stream(),
+    };
+    // A label part follows the image's bytes (see the header's label_size).
+    let chunks = match &req.label {
+        Some((_, part)) => chunks.chain(upload_chunks(part)).left_stream(),
+        None => chunks.right_stream(),
     };
     let stream = framed::send::<InferRequest>(header, chunks);
     let err = |s: &tonic::Status| GatewayError::from_status("inference", Subject::Model, s);
@@ -386,8 +405,12 @@ mod tests {
     fn deepgrow_points() {
         let ok = json!({"foreground": [[1,2,3]], "background": [], "current_point": [[1,2,3]], "spatial_size": [128,128,128]});
         assert!(validate(Endpoint::Deepgrow, &map(ok)).is_ok());
-        let none = json!({"foreground": []});
-        assert!(validate(Endpoint::Deepgrow, &map(none)).is_err());
+        // No clicks, or background clicks alone: the engine decides (automatic answer,
+        // correcting a kept mask).
+        assert!(validate(Endpoint::Deepgrow, &map(json!({"foreground": []}))).is_ok());
+        assert!(validate(Endpoint::Deepgrow, &map(json!({"background": [[1, 2, 3]]}))).is_ok());
+        let word = json!({"background": [[1, 2, "x"]]});
+        assert!(validate(Endpoint::Deepgrow, &map(word)).is_err());
         let bad_size = json!({"foreground": [[1,2,3]], "spatial_size": [0]});
         assert!(validate(Endpoint::Deepgrow, &map(bad_size)).is_err());
         let huge = json!({"foreground": [[1,2,3]], "spatial_size": [100000, 128, 128]});

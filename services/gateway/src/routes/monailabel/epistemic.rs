@@ -138,6 +138,7 @@ async fn member(
         params_json: Value::Object(params.clone()).to_string(),
         params,
         image: Some((filename, Upload::Bytes(data))),
+        label: None,
     };
     let answer = infer::call(app, Endpoint::Segmentation, request).await?;
     let file = answer

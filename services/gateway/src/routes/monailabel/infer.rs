@@ -3,8 +3,9 @@
 //! datastore image `image=`. `params` are MONAI Label's: `result_extension` (default: the
 //! image's own), `result_dtype`, `result_compress`, `save_label` / `label_tag` (store the
 //! result as that tag of the datastore image, `original` by default), and for DEXTR3D models
-//! (listed as `deepgrow`) the extreme points as `foreground` when `points` is absent; a
-//! `label` part is refused (no served engine reads one yet). The
+//! (listed as `deepgrow`) the extreme points as `foreground` when `points` is absent. A
+//! `label` part is the previous mask of a deepgrow model (`foreground` / `background`
+//! clicks refine it); other models refuse one. The
 //! answer is MONAI Label's: `output=all` or none: multipart (`params` JSON part first, then
 //! the file with its name); `image`: the file with `Content-Disposition`; `json`: the params.
 //! The params carry `label_names` (`{label: index}`), which 3D Slicer reads to name segments.
@@ -78,18 +79,30 @@ pub async fn infer(
             params.insert("points".into(), fg);
         }
         Endpoint::Dextr3d
+    } else if info.model_type == "deepgrow" {
+        Endpoint::Deepgrow
     } else {
         Endpoint::Inference
     };
     infer::validate(endpoint, &params)?;
-    // A `label` part (OHIF's scribbles, or a previous mask to refine) needs an engine that
-    // reads one; none of the served kinds does yet, so it is refused, not silently ignored.
-    if form.field("label").is_some_and(|p| p.head.filename.is_some()) {
-        return Err(bad(format!(
-            "model {model:?} ({}) does not take a label part (scribbles or a previous mask): send the request without it",
-            info.model_type
-        )));
-    }
+    // A `label` part is a deepgrow model's previous mask to refine; other kinds read none
+    // (OHIF's scribbles included), so it is refused there, not silently ignored.
+    let label_part = form.field("label").filter(|p| p.head.filename.is_some());
+    let label = match label_part {
+        Some(part) if endpoint == Endpoint::Deepgrow => {
+            if part.is_empty() {
+                return Err(bad("the label part (the previous mask) is empty"));
+            }
+            Some((part.base_filename().unwrap_or("label.nii.gz").to_string(), part.clone()))
+        }
+        Some(_) => {
+            return Err(bad(format!(
+                "model {model:?} ({}) does not take a label part (scribbles or a previous mask): send the request without it",
+                info.model_type
+            )));
+        }
+        None => None,
+    };
 
     let session_id = query
         .get("session_id")
@@ -139,6 +152,7 @@ pub async fn infer(
         params_json: Value::Object(params.clone()).to_string(),
         params: params.clone(),
         image,
+        label,
     };
     let answer = infer::call(&app, endpoint, request).await?;
     let mut result: Map<String, Value> = serde_json::from_slice(&answer.params).unwrap_or_default();

@@ -99,7 +99,11 @@ async fn compose_deployment_serves_survives_faults_and_keeps_its_data() {
         .iter()
         .filter_map(|m| m["name"].as_str())
         .collect();
-    for want in ["segmentation_mri_brain", "annotation_mri_brain"] {
+    for want in [
+        "segmentation_mri_brain",
+        "annotation_mri_brain",
+        "deepgrow_mri_brain",
+    ] {
         assert!(names.contains(&want), "/v1/models: {models}");
     }
 

@@ -500,7 +500,12 @@ async fn chart_containers_run_with_their_rendered_settings_and_pass_their_probes
     let (registry, registry_c) = &started["registry"];
     let registry_url = format!("http://127.0.0.1:{}", registry.ports[&port(registry_c, "grpc")]);
     let pushes = notes_push_commands(r.notes(), port(registry_c, "grpc"), &registry_url);
-    assert_eq!(pushes.len(), 3, "the NOTES publish the three models: {}", r.notes());
+    assert_eq!(
+        pushes.len(),
+        3,
+        "the NOTES publish the three models: {}",
+        r.notes()
+    );
     for args in pushes {
         let out = blocking(|| {
             Command::new(aiaa_bin())

@@ -182,7 +182,9 @@ mod tests {
         assert_eq!(EngineKind::for_type("deepedit").unwrap(), EngineKind::Deepgrow);
         let e = EngineKind::require_class("Nope").unwrap_err().to_string();
         assert!(
-            e.contains("Dextr3dCroppedEngine, Dextr3DEngine, SegmentationEngine, DeepgrowEngine, DeepEditEngine"),
+            e.contains(
+                "Dextr3dCroppedEngine, Dextr3DEngine, SegmentationEngine, DeepgrowEngine, DeepEditEngine"
+            ),
             "{e}"
         );
     }

@@ -1,7 +1,7 @@
 //! The served networks run frozen and optimised for inference (`aiaa-jit`), and that
 //! changes nothing that matters: on the real MNI152 head, the shipped brain models'
 //! frozen outputs lie within 1e-3 of the modules' as loaded, and their masks agree (Dice
-//! >= 0.999), network by network and through the whole engines.
+//! >= 0.999), network by network and through the whole engines (deepgrow's from one click).
 //!
 //! `cargo test -p aiaa-engines --test frozen -- --nocapture` prints the figures.
 
@@ -216,9 +216,11 @@ fn frozen_networks_answer_as_the_plain_ones_on_mni152() {
 fn frozen_engines_segment_as_the_plain_ones_on_mni152() {
     let image = read("mni152/MNI152_T1.nii.gz");
     let click: Map<String, Value> = Map::from_iter([("points".to_string(), json!(clicks()))]);
+    let deepgrow: Map<String, Value> = Map::from_iter([("foreground".to_string(), json!([[90, 108, 90]]))]);
     for (name, params) in [
         ("annotation_mri_brain", click),
         ("segmentation_mri_brain", Map::new()),
+        ("deepgrow_mri_brain", deepgrow),
     ] {
         let run = |policy| {
             engine(policy, name)

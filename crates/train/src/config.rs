@@ -159,7 +159,11 @@ fn interaction(top: &Obj, num_channels: i64) -> Result<Option<crate::interaction
             format!(
                 "num_channels ({num_channels}) must be number_intensity_ch ({}) + 2 guidance channels{}",
                 i.intensity_channels,
-                if i.previous_mask { " + 1 previous-mask channel" } else { "" }
+                if i.previous_mask {
+                    " + 1 previous-mask channel"
+                } else {
+                    ""
+                }
             ),
         ));
     }

@@ -50,8 +50,8 @@ use tch::{Device, Tensor};
 
 use crate::config::TrainConfig;
 use crate::data::volume_tensor;
-use crate::interaction::Interaction;
 use crate::error::{Result, TrainError};
+use crate::interaction::Interaction;
 use crate::trainer::{DeviceChoice, write_atomically};
 
 /// The engine the exported model is for (one mapping of class names and model types, for
@@ -379,7 +379,12 @@ fn model_config(
 /// Runs `pre` on a synthetic roi-sized sample the way the engine warms up (an intensity
 /// image; for annotation, six points under the label key; for deepgrow, a click in the
 /// middle and its other guidance channels empty) and returns the network input.
-fn probe_input(pre: &[Value], roi: [i64; 3], engine: EngineKind, clicks: Option<&Interaction>) -> Result<Volume> {
+fn probe_input(
+    pre: &[Value],
+    roi: [i64; 3],
+    engine: EngineKind,
+    clicks: Option<&Interaction>,
+) -> Result<Volume> {
     let dims = roi.map(|d| d as usize);
     let list = Value::Array(pre.to_vec());
     let pipeline = Pipeline::from_json(&list, 0).map_err(|e| TrainError::transform("pre_transforms", e))?;
@@ -405,8 +410,13 @@ fn probe_input(pre: &[Value], roi: [i64; 3], engine: EngineKind, clicks: Option<
         i.sigma,
     ));
     all.resize(all.len() + (extra - 1) * n, 0.0);
-    Volume::new(dims, image.channels + extra, image.geometry, aiaa_imaging::Voxels::F32(all))
-        .map_err(|e| TrainError::Internal(format!("the export's probe input: {e}")))
+    Volume::new(
+        dims,
+        image.channels + extra,
+        image.geometry,
+        aiaa_imaging::Voxels::F32(all),
+    )
+    .map_err(|e| TrainError::Internal(format!("the export's probe input: {e}")))
 }
 
 /// The largest difference allowed between the served (frozen) module's answer and the

@@ -231,7 +231,12 @@ impl Interaction {
 /// Part of `label` (foreground `> 0.5`), by even odds cut by an axis-aligned plane 10% to
 /// 40% into its extent from a random side, or without its outer shell of 1 to `shell`
 /// voxels (chessboard): the part kept and the part taken away; `None` for an empty label.
-fn truncate(label: &[f32], dims: [usize; 3], shell: usize, rng: &mut SampleRng) -> Option<(Vec<bool>, Vec<bool>)> {
+fn truncate(
+    label: &[f32],
+    dims: [usize; 3],
+    shell: usize,
+    rng: &mut SampleRng,
+) -> Option<(Vec<bool>, Vec<bool>)> {
     let inside: Vec<bool> = label.iter().map(|v| *v > 0.5).collect();
     if !inside.contains(&true) {
         return None;
@@ -239,19 +244,26 @@ fn truncate(label: &[f32], dims: [usize; 3], shell: usize, rng: &mut SampleRng) 
     if chance(rng, 0.5) {
         let r = uniform_int(rng, 1, shell.max(1) as i64) as u32;
         let depth = chessboard_distance(&inside, dims);
-        return Some(inside.iter().zip(&depth).map(|(&v, &d)| (v && d > r, v && d <= r)).unzip());
+        return Some(
+            inside
+                .iter()
+                .zip(&depth)
+                .map(|(&v, &d)| (v && d > r, v && d <= r))
+                .unzip(),
+        );
     }
     let axis = uniform_int(rng, 0, 2) as usize;
     let stride = [1, dims[0], dims[0] * dims[1]];
     let coord = |o: usize| (o / stride[axis]) % dims[axis];
-    let (lo, hi) = inside
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| **v)
-        .fold(None, |b: Option<(usize, usize)>, (o, _)| {
-            let c = coord(o);
-            Some(b.map_or((c, c), |(l, h)| (l.min(c), h.max(c))))
-        })?;
+    let (lo, hi) =
+        inside
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v)
+            .fold(None, |b: Option<(usize, usize)>, (o, _)| {
+                let c = coord(o);
+                Some(b.map_or((c, c), |(l, h)| (l.min(c), h.max(c))))
+            })?;
     let depth = aiaa_transforms::rng::uniform(rng, 0.1, 0.4) * (hi - lo + 1) as f64;
     let from_low = chance(rng, 0.5);
     let keeps = |c: usize| {
@@ -400,7 +412,9 @@ mod tests {
         let mut truncated = 0;
         for seed in 0..6 {
             let (x, target) = i
-                .input(&image, &label, &mut sample_rng(seed, 0, 0), |_| panic!("no rounds"))
+                .input(&image, &label, &mut sample_rng(seed, 0, 0), |_| {
+                    panic!("no rounds")
+                })
                 .unwrap();
             assert_eq!(x.size(), [2, 4, 12, 12, 12]);
             for s in 0..2 {
@@ -413,7 +427,10 @@ mod tests {
                 // leaves nothing to click in: that sample is not truncated).
                 let share = kept / whole;
                 let allowed = [5.0 / 6.0, 4.0 / 6.0, 3.0 / 6.0, 64.0 / 216.0, 8.0 / 216.0, 1.0];
-                assert!(allowed.iter().any(|a| (share - a).abs() < 1e-9), "{kept} of {whole}");
+                assert!(
+                    allowed.iter().any(|a| (share - a).abs() < 1e-9),
+                    "{kept} of {whole}"
+                );
                 if share == 1.0 {
                     continue;
                 }

@@ -90,7 +90,11 @@ fn a_click_simulation_run_trains_validates_after_one_click_and_repeats() {
     let c = &exported.config;
     assert_eq!(c["type"], "deepgrow", "{c}");
     assert_eq!(c["roi"], json!([24, 24, 24]), "{c}");
-    assert_eq!((c["previous_mask"].clone(), c["automatic"].clone()), (json!(true), json!(true)), "{c}");
+    assert_eq!(
+        (c["previous_mask"].clone(), c["automatic"].clone()),
+        (json!(true), json!(true)),
+        "{c}"
+    );
     assert_eq!(c["sigma"], 1.0, "{c}");
     // Loading and resizing are the engine's: only the normalisation is left.
     assert_eq!(
@@ -117,9 +121,7 @@ fn a_click_simulation_run_trains_validates_after_one_click_and_repeats() {
     .unwrap();
     let params = json!({"foreground": [[90, 108, 90]], "background": []});
     let mut t = aiaa_engines::engines::Timings::default();
-    let out = engine
-        .infer(&head, params.as_object().unwrap(), &mut t)
-        .unwrap();
+    let out = engine.infer(&head, params.as_object().unwrap(), &mut t).unwrap();
     assert_eq!(out.mask.dims, head.dims);
     assert_eq!(out.params["foreground"], json!([[90.0, 108.0, 90.0]]));
     assert_eq!(out.params["previous_mask"], "none");

@@ -339,11 +339,23 @@ fn a_zoom_out_pads_intensities_with_their_edges_when_asked() {
         let lab = values(&d.image("label").unwrap().vol, 0);
         // 16 -> 8 slices, padded 4 before and 4 after: slice 0 is padding.
         let at = |v: &[f64], k: usize| v[16 * k];
-        assert_eq!(at(&im, 0), if mode == "edge" { at(&im, 4) } else { 0.0 }, "{mode}");
+        assert_eq!(
+            at(&im, 0),
+            if mode == "edge" { at(&im, 4) } else { 0.0 },
+            "{mode}"
+        );
         assert_eq!(at(&im, 1), at(&im, if mode == "edge" { 4 } else { 1 }), "{mode}");
         assert!(at(&im, 4) > 9.0, "{mode}: the zoomed image starts at slice 4");
-        assert_eq!(at(&im, 15), if mode == "edge" { at(&im, 11) } else { 0.0 }, "{mode}");
-        assert_eq!((at(&lab, 0), at(&lab, 5)), (0.0, 1.0), "{mode}: labels pad with zeros");
+        assert_eq!(
+            at(&im, 15),
+            if mode == "edge" { at(&im, 11) } else { 0.0 },
+            "{mode}"
+        );
+        assert_eq!(
+            (at(&lab, 0), at(&lab, 5)),
+            (0.0, 1.0),
+            "{mode}: labels pad with zeros"
+        );
     }
     let e = Pipeline::from_json(
         &json!([{"name": "transforms.NPRandomZoom3D", "applied_keys": ["image"],

@@ -210,7 +210,8 @@ impl Form {
     }
 
     /// The image part: the first one named `datapoint`, `image`, `imageN` or `file`, else the
-    /// first part that carries a file name.
+    /// first part that carries a file name, other than `params` and `label` (deepgrow's
+    /// previous mask, which comes with a session's image as often as with an uploaded one).
     pub fn image(&self) -> Option<&Part> {
         self.parts
             .iter()
@@ -218,7 +219,7 @@ impl Form {
             .or_else(|| {
                 self.parts
                     .iter()
-                    .find(|p| p.head.filename.is_some() && p.name() != "params")
+                    .find(|p| p.head.filename.is_some() && !matches!(p.name(), "params" | "label"))
             })
     }
 }

@@ -184,7 +184,10 @@ impl InferenceApi {
             ))
             .await?;
         let previous = match label {
-            Some(bytes) => Some(self.decode_label(&header.label_filename, bytes, &mut reservation, limit).await?),
+            Some(bytes) => Some(
+                self.decode_label(&header.label_filename, bytes, &mut reservation, limit)
+                    .await?,
+            ),
             None => None,
         };
         timings.add("decode", t0.elapsed());
@@ -270,12 +273,17 @@ impl InferenceApi {
     ) -> Result<Volume> {
         let name = if name.is_empty() { "label.nii.gz" } else { name }.to_string();
         fn unreadable(name: &str, e: &dyn std::fmt::Display) -> InferenceError {
-            InferenceError::Invalid(format!("the label (previous mask) {name:?} could not be read: {e}"))
+            InferenceError::Invalid(format!(
+                "the label (previous mask) {name:?} could not be read: {e}"
+            ))
         }
         let info = aiaa_imaging::io::probe_bytes(&name, &bytes).map_err(|e| unreadable(&name, &e))?;
         reservation
             .grow_by(info.bytes(), &|| {
-                format!("the label (previous mask), {} decoded", crate::budget::mib(info.bytes()))
+                format!(
+                    "the label (previous mask), {} decoded",
+                    crate::budget::mib(info.bytes())
+                )
             })
             .await?;
         tokio::task::spawn_blocking(move || {

@@ -30,11 +30,15 @@
 //! `automatic`, `number_intensity_ch` (default 1), `kept_sessions` (how many (session,
 //! label) masks are kept, least recently used dropped first; default 8).
 //!
+//! In `whole` mode the image's channels on the network's grid are made once per image (a
+//! session's image is one shared volume) and kept, so a click on a session costs its
+//! guidance channels, the previous mask's resize and the forward pass.
+//!
 //! The answer is the network's: its foreground probability goes back onto the region's grid
 //! (linear) and is thresholded at `thresh` into the whole-image mask, nothing edited after.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use aiaa_imaging::io::ImageInfo;
 use aiaa_imaging::resample::threshold_onto;
@@ -103,7 +107,7 @@ struct Inputs {
 impl Inputs {
     /// The input tensor from the roi-sized image (after the pre transforms), the clicks on
     /// the roi grid and the previous mask on it (foreground `> 0.5`).
-    fn tensor(&self, image: Volume, clicks: &ClickLists, mask: Option<&Volume>) -> Result<tch::Tensor> {
+    fn tensor(&self, image: &Volume, clicks: &ClickLists, mask: Option<&Volume>) -> Result<tch::Tensor> {
         if image.channels != self.intensity_channels {
             return Err(EngineError::Config(format!(
                 "the pre_transforms give {} image channel(s); number_intensity_ch is {}",
@@ -118,7 +122,12 @@ impl Inputs {
         all.extend(guidance_signal(self.roi, &clicks.background, self.sigma));
         if self.previous_mask {
             match mask {
-                Some(m) => all.extend(m.voxels.as_f32().iter().map(|v| if *v > 0.5 { 1f32 } else { 0.0 })),
+                Some(m) => all.extend(
+                    m.voxels
+                        .as_f32()
+                        .iter()
+                        .map(|v| if *v > 0.5 { 1f32 } else { 0.0 }),
+                ),
                 None => all.resize(all.len() + n, 0.0),
             }
         }
@@ -142,6 +151,11 @@ pub struct Deepgrow {
     pre: Pipeline,
     kept_sessions: usize,
     kept: Mutex<VecDeque<Kept>>,
+    /// Whole mode: the network's image channels for the last `kept_sessions` images, by the
+    /// image's identity (a session's image is one shared volume), so a click on a session
+    /// does not resize and normalise the whole volume again. The weak reference lets the
+    /// image go with its session; an entry whose image is gone is dropped.
+    prepared: Mutex<VecDeque<(Weak<Volume>, Arc<Volume>)>>,
 }
 
 impl Deepgrow {
@@ -182,7 +196,7 @@ impl Deepgrow {
                     foreground: vec![roi.map(|d| (d / 2) as f64)],
                     background: Vec::new(),
                 };
-                inputs.tensor(image, &clicks, None)
+                inputs.tensor(&image, &clicks, None)
             })
             .map_err(|e| tracing::warn!(model = %spec.name, error = %e, "no warm-up input; loading without a warm-up"))
             .ok();
@@ -215,11 +229,17 @@ impl Deepgrow {
             pre,
             kept_sessions,
             kept: Mutex::new(VecDeque::new()),
+            prepared: Mutex::new(VecDeque::new()),
         }))
     }
 
     /// The region the network sees: `(start, size)` in voxels.
-    fn region(&self, image: &ImageInfo, clicks: &ClickLists, mask: Option<&Volume>) -> ([usize; 3], [usize; 3]) {
+    fn region(
+        &self,
+        image: &ImageInfo,
+        clicks: &ClickLists,
+        mask: Option<&Volume>,
+    ) -> ([usize; 3], [usize; 3]) {
         let dims = image.dims;
         let whole = ([0; 3], dims);
         if self.mode == Mode::Whole {
@@ -275,7 +295,9 @@ impl Deepgrow {
     fn label(&self, params: &Map<String, Value>) -> Result<String> {
         match params.get("label") {
             None | Some(Value::Null) => Ok(self.info.labels.first().cloned().unwrap_or_default()),
-            Some(Value::String(l)) if self.info.labels.is_empty() || self.info.labels.contains(l) => Ok(l.clone()),
+            Some(Value::String(l)) if self.info.labels.is_empty() || self.info.labels.contains(l) => {
+                Ok(l.clone())
+            }
             Some(l) => Err(EngineError::Invalid(format!(
                 "params.label {l} is not a label of model {:?} (its labels: {})",
                 self.info.name,
@@ -326,14 +348,27 @@ impl Deepgrow {
             )));
         }
         let binary = values.iter().map(|v| u8::from(*v != 0.0)).collect();
-        Ok(Arc::new(Volume::scalar(image.dims, image.geometry, Voxels::U8(binary))?))
+        Ok(Arc::new(Volume::scalar(
+            image.dims,
+            image.geometry,
+            Voxels::U8(binary),
+        )?))
     }
 
     /// The session's kept mask for these clicks (see the module docs), dropping one that no
     /// longer applies.
-    fn kept_mask(&self, session: &str, label: &str, dims: [usize; 3], clicks: &ClickLists, reset: bool) -> Option<Arc<Volume>> {
+    fn kept_mask(
+        &self,
+        session: &str,
+        label: &str,
+        dims: [usize; 3],
+        clicks: &ClickLists,
+        reset: bool,
+    ) -> Option<Arc<Volume>> {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let at = kept.iter().position(|k| k.session == session && k.label == label)?;
+        let at = kept
+            .iter()
+            .position(|k| k.session == session && k.label == label)?;
         let k = &kept[at];
         let mask = if reset || k.dims != dims {
             None
@@ -348,6 +383,37 @@ impl Deepgrow {
             kept.remove(at);
         }
         mask.flatten()
+    }
+
+    /// The network's image channels: `region` resized (linear) to `roi`, then the config's
+    /// pre_transforms (seeded alike on every call, so the same region gives the same input).
+    fn prepare(&self, region: &Volume) -> Result<Volume> {
+        let mut d = sample(resize(region, self.roi, Interp::Linear)?);
+        self.pre.run(&mut d, 0)?;
+        Ok(take_image(&mut d, "image")?.vol)
+    }
+
+    /// [`Self::prepare`] of the whole `image`, kept for the next click on it.
+    fn prepared_whole(&self, image: &Arc<Volume>) -> Result<Arc<Volume>> {
+        let held = |cache: &mut VecDeque<(Weak<Volume>, Arc<Volume>)>| {
+            cache.retain(|(w, _)| w.strong_count() > 0);
+            cache
+                .iter()
+                .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(image)))
+                .map(|(_, p)| Arc::clone(p))
+        };
+        if let Some(p) = held(&mut self.prepared.lock().unwrap_or_else(|p| p.into_inner())) {
+            return Ok(p);
+        }
+        let p = Arc::new(self.prepare(image)?);
+        let mut cache = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        if held(&mut cache).is_none() {
+            while cache.len() >= self.kept_sessions.max(1) {
+                cache.pop_front();
+            }
+            cache.push_back((Arc::downgrade(image), Arc::clone(&p)));
+        }
+        Ok(p)
     }
 
     /// Keeps `answer` as the session's last for `label`.
@@ -388,7 +454,9 @@ impl Engine for Deepgrow {
         let region = if self.mode == Mode::Whole {
             0
         } else {
-            size.iter().map(|&d| d as u64).product::<u64>() * image.channels as u64 * image.voxel_type.size() as u64
+            size.iter().map(|&d| d as u64).product::<u64>()
+                * image.channels as u64
+                * image.voxel_type.size() as u64
         };
         let roi = self.roi.iter().map(|&d| d as u64).product::<u64>();
         Ok(region + roi.saturating_mul(FORWARD_BYTES_PER_VOXEL) + 2 * image.voxel_count())
@@ -398,7 +466,12 @@ impl Engine for Deepgrow {
         self.infer_in(Arc::new(image.clone()), params, &Context::default(), t)
     }
 
-    fn infer_shared(&self, image: Arc<Volume>, params: &Map<String, Value>, t: &mut Timings) -> Result<Outcome> {
+    fn infer_shared(
+        &self,
+        image: Arc<Volume>,
+        params: &Map<String, Value>,
+        t: &mut Timings,
+    ) -> Result<Outcome> {
         self.infer_in(image, params, &Context::default(), t)
     }
 
@@ -428,7 +501,11 @@ impl Engine for Deepgrow {
                     "params.background: background clicks correct a mask and model {:?} has none to correct here \
                      (no previous mask in the request{}); add a foreground click",
                     self.info.name,
-                    if context.session.is_some() { " and none kept for this session and label" } else { "" }
+                    if context.session.is_some() {
+                        " and none kept for this session and label"
+                    } else {
+                        ""
+                    }
                 )));
             }
             if !self.automatic {
@@ -449,7 +526,10 @@ impl Engine for Deepgrow {
                 Some(aiaa_imaging::crop::crop(&image, start, size)?)
             };
             let region_image = region.as_ref().unwrap_or(&image);
-            let roi_image = resize(region_image, self.roi, Interp::Linear)?;
+            let prepared = match &region {
+                None => self.prepared_whole(&image)?,
+                Some(r) => Arc::new(self.prepare(r)?),
+            };
             // Clicks onto the roi grid: voxel centres map as (p - start + 0.5) * roi / size - 0.5.
             let onto = |pts: &[[f64; 3]]| -> Vec<[f64; 3]> {
                 pts.iter()
@@ -472,16 +552,14 @@ impl Engine for Deepgrow {
                     } else {
                         Some(aiaa_imaging::crop::crop(m, start, size)?)
                     };
-                    let m = part.as_ref().unwrap_or(m);
-                    Some(resize(&m.cast(aiaa_imaging::VoxelType::F32), self.roi, Interp::Linear)?)
+                    // A 0/1 byte mask resized (linear) in bytes: 1 where the interpolated
+                    // value rounds to 1, with no volume-sized float copy.
+                    Some(resize(part.as_ref().unwrap_or(m), self.roi, Interp::Linear)?)
                 }
                 _ => None,
             };
-            let mut d = sample(roi_image);
-            self.pre.run(&mut d, 0)?;
-            let prepared = take_image(&mut d, "image")?.vol;
             let grid = (region_image.dims, region_image.geometry);
-            Ok((grid, self.inputs.tensor(prepared, &moved, mask.as_ref())?))
+            Ok((grid, self.inputs.tensor(&prepared, &moved, mask.as_ref())?))
         })?;
         let finish = Finish {
             layout: self.inputs.layout,
@@ -493,7 +571,15 @@ impl Engine for Deepgrow {
             let out = to_volume(&y, Layout::Kji, self.roi, grid)?;
             let prob = foreground_channel(&out)?;
             let mut mask = vec![0u8; image.voxel_count()];
-            threshold_onto(&prob, crop_dims, &crop_geometry, self.thresh, &mut mask, image.dims, start)?;
+            threshold_onto(
+                &prob,
+                crop_dims,
+                &crop_geometry,
+                self.thresh,
+                &mut mask,
+                image.dims,
+                start,
+            )?;
             Ok(Volume::scalar(image.dims, image.geometry, Voxels::U8(mask))?)
         })?;
         if let Some(session) = context.session.filter(|_| self.previous_mask) {

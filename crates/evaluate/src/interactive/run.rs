@@ -147,7 +147,8 @@ pub fn run_interactive(
         let mut last: Option<aiaa_imaging::Volume> = None;
         let predict = |i: &Interaction| -> Result<Vec<bool>> {
             // Clicks go out as voxel indices, as a viewer sends them.
-            let voxels = |pts: &[[f64; 3]]| Value::Array(pts.iter().map(|p| json!(p.map(|x| x as usize))).collect());
+            let voxels =
+                |pts: &[[f64; 3]]| Value::Array(pts.iter().map(|p| json!(p.map(|x| x as usize))).collect());
             let mut params = Map::new();
             let mut context = Context::default();
             if prompt == Prompt::ExtremePoints {
@@ -161,9 +162,12 @@ pub fn run_interactive(
                 context.previous = last.as_ref();
             }
             let t0 = Instant::now();
-            let out = model
-                .engine
-                .infer_in(std::sync::Arc::clone(&image), &params, &context, &mut Timings::default())?;
+            let out = model.engine.infer_in(
+                std::sync::Arc::clone(&image),
+                &params,
+                &context,
+                &mut Timings::default(),
+            )?;
             times.push(t0.elapsed().as_secs_f64());
             let mask = out.mask.voxels.to_f32_vec().iter().map(|v| *v > 0.0).collect();
             if prompt == Prompt::Click {

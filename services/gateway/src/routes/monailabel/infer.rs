@@ -93,7 +93,10 @@ pub async fn infer(
             if part.is_empty() {
                 return Err(bad("the label part (the previous mask) is empty"));
             }
-            Some((part.base_filename().unwrap_or("label.nii.gz").to_string(), part.clone()))
+            Some((
+                part.base_filename().unwrap_or("label.nii.gz").to_string(),
+                part.clone(),
+            ))
         }
         Some(_) => {
             return Err(bad(format!(

@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use aiaa_engines::{Context, Timings};
-use aiaa_imaging::ReadOptions;
 use aiaa_imaging::io::read_volume;
+use aiaa_imaging::{ReadOptions, Volume};
 use aiaa_metrics::compare::same_grid;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -79,6 +79,41 @@ fn mean(v: impl Iterator<Item = f64>) -> f64 {
     if n == 0 { f64::NAN } else { sum / n as f64 }
 }
 
+/// The initial prompt the model takes: six extreme points for DEXTR 3D, a click for
+/// deepgrow; a model that takes no clicks is refused.
+fn prompt_for(model: &Model) -> Result<Prompt> {
+    match model.kind {
+        ModelKind::Annotation => Ok(Prompt::ExtremePoints),
+        ModelKind::Interactive => Ok(Prompt::Click),
+        ModelKind::Segmentation => Err(EvaluateError::Option {
+            flag: "--interactive",
+            reason: format!(
+                "{} ({}) takes no clicks: the protocol needs an interactive model (DEXTR 3D or deepgrow)",
+                model.name, model.class
+            ),
+        }),
+    }
+}
+
+/// A case's image and label, which must share the image's grid (the clicks are its voxels).
+fn read_case(case: &datalist::Case, eval: &EvaluateOptions) -> Result<(Volume, Volume)> {
+    let image = read_volume(&case.image, &ReadOptions::default())?;
+    let label_path = case
+        .label
+        .as_ref()
+        .ok_or_else(|| EvaluateError::Case("the entry has no label: the protocol clicks from it".into()))?;
+    let label = read_volume(label_path, &ReadOptions::default())?;
+    if !same_grid(&image, &label, eval.grid_tolerance) {
+        return Err(EvaluateError::Case(format!(
+            "the label {} is not on the image's grid ({:?} against {:?} voxels, or another geometry): clicks are voxels of the image",
+            label_path.display(),
+            label.dims,
+            image.dims
+        )));
+    }
+    Ok((image, label))
+}
+
 /// Runs the click protocol over the datalist section of `opts` with the model it names.
 pub fn run_interactive(
     opts: &Options,
@@ -95,19 +130,7 @@ pub fn run_interactive(
     let cases = datalist::read(&opts.data_file, &opts.data_list_key, opts.file_root.as_deref())?;
     let devices = aiaa_engines::Devices::start(&aiaa_engines::parse_devices(&opts.device)?, opts.threads)?;
     let model = Model::load(&opts.source, &devices)?;
-    let prompt = match model.kind {
-        ModelKind::Annotation => Prompt::ExtremePoints,
-        ModelKind::Interactive => Prompt::Click,
-        ModelKind::Segmentation => {
-            return Err(EvaluateError::Option {
-                flag: "--interactive",
-                reason: format!(
-                    "{} ({}) takes no clicks: the protocol needs an interactive model (DEXTR 3D or deepgrow)",
-                    model.name, model.class
-                ),
-            });
-        }
-    };
+    let prompt = prompt_for(&model)?;
     observer.event(&Event::Started { total: cases.len() });
     let (mut done, mut failed, mut times) = (Vec::new(), Vec::new(), Vec::new());
     for case in &cases {
@@ -117,23 +140,7 @@ pub fn run_interactive(
             stage,
             error,
         };
-        let read = || -> Result<_> {
-            let image = read_volume(&case.image, &ReadOptions::default())?;
-            let label_path = case.label.as_ref().ok_or_else(|| {
-                EvaluateError::Case("the entry has no label: the protocol clicks from it".into())
-            })?;
-            let label = read_volume(label_path, &ReadOptions::default())?;
-            if !same_grid(&image, &label, eval.grid_tolerance) {
-                return Err(EvaluateError::Case(format!(
-                    "the label {} is not on the image's grid ({:?} against {:?} voxels, or another geometry): clicks are voxels of the image",
-                    label_path.display(),
-                    label.dims,
-                    image.dims
-                )));
-            }
-            Ok((image, label))
-        };
-        let (image, label) = match read() {
+        let (image, label) = match read_case(case, eval) {
             Ok(v) => v,
             Err(e) => {
                 let f = fail("read", e.to_string());
@@ -144,7 +151,7 @@ pub fn run_interactive(
         };
         let image = std::sync::Arc::new(image);
         let mut ignored = 0;
-        let mut last: Option<aiaa_imaging::Volume> = None;
+        let mut last: Option<Volume> = None;
         let predict = |i: &Interaction| -> Result<Vec<bool>> {
             // Clicks go out as voxel indices, as a viewer sends them.
             let voxels =

@@ -327,7 +327,9 @@ async fn handle(
 ) -> Result<Response> {
     let query = params::query(raw.as_deref());
     let req = read(&app, endpoint, &query, &headers, body).await?;
-    run(&app, endpoint, req).await
+    // Boxed: the inference call's future (its streams, the label part) is large, and the
+    // route futures stay small.
+    Box::pin(run(&app, endpoint, req)).await
 }
 
 /// `POST /v1/segmentation`.

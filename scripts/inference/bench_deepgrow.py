@@ -26,7 +26,6 @@ every call after a PAUSE of 20 ms. Prints the medians and the ratios.
 usage: bench_deepgrow.py GATEWAY_HOST:PORT MODEL CONFIG.json ROUNDS RUNS THREADS
                          NAME=IMAGE,MASK [NAME=IMAGE,MASK ...]
 """
-import http.client
 import json
 import os
 import statistics
@@ -36,6 +35,7 @@ import time
 import nibabel as nib
 import numpy as np
 import torch
+from gateway_client import Gateway, multipart, params_of
 from monai.apps.deepgrow.transforms import AddGuidanceSignald
 from monai.transforms import NormalizeIntensityd, Resize, Resized
 
@@ -52,36 +52,7 @@ CYCLE = 5
 JITTER = 2
 PAUSE = 0.02
 SEED = int(os.environ.get("AIAA_BENCH_SEED", "14"))
-host, port = gateway.split(":")
-LIMIT = "----------lImIt_of_THE_fIle_eW_$"
-
-
-def multipart(fields, files):
-    body = b""
-    for k, v in fields.items():
-        body += f'--{LIMIT}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-    for k, (name, data) in files.items():
-        body += (f'--{LIMIT}\r\nContent-Disposition: form-data; name="{k}"; filename="{name}"\r\n'
-                 f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + b"\r\n"
-    return body + f"--{LIMIT}--\r\n\r\n".encode()
-
-
-def call(method, path, body=b""):
-    c = http.client.HTTPConnection(host, int(port), timeout=600)
-    c.request(method, path, body, {"content-type": f"multipart/form-data; boundary={LIMIT}"})
-    r = c.getresponse()
-    data = r.read()
-    c.close()
-    if r.status != 200:
-        raise SystemExit(f"{method} {path}: {r.status} {data[:300]!r}")
-    return data
-
-
-def params_of(body):
-    """The params part of a multipart answer, found the way the clients find it."""
-    delim = body[: body.index(b"\r\n")]
-    first = body.split(delim)[1]
-    return json.loads(first[first.index(b"\r\n\r\n") + 4 : -2])
+gw = Gateway(gateway)
 
 
 class Monai:
@@ -126,7 +97,7 @@ class Session:
         self.centre = idx.mean(0).round().astype(int)
         self.outside = np.argwhere(~mask)
         with open(image_path, "rb") as f:
-            data = call("PUT", "/session/", multipart({}, {"image": (os.path.basename(image_path), f.read())}))
+            data = gw.call("PUT", "/session/", multipart({}, {"image": (os.path.basename(image_path), f.read())}))
         self.path = f"/v1/deepgrow?model={model}&session_id={json.loads(data)['session_id']}"
         self.monai = Monai(np.squeeze(np.asarray(nib.load(image_path).dataobj)), module)
         self.fg, self.bg, self.count = [], [], 0
@@ -152,7 +123,7 @@ class Session:
         params = self.next_clicks()
         body = multipart({"params": json.dumps(params)}, {})
         t0 = time.perf_counter()
-        data = call("POST", self.path, body)
+        data = gw.call("POST", self.path, body)
         wall = time.perf_counter() - t0
         answer = params_of(data)
         lat = answer["latencies"]

@@ -19,7 +19,6 @@ click / PyTorch frozen forward, everything-but-forward / our forward.
 usage: bench_dextr3d.py GATEWAY_HOST:PORT MODEL MODEL.pt ROI ROUNDS RUNS THREADS
                         NAME=IMAGE,MASK [NAME=IMAGE,MASK ...]
 """
-import http.client
 import json
 import os
 import statistics
@@ -29,6 +28,7 @@ import time
 import nibabel as nib
 import numpy as np
 import torch
+from gateway_client import Gateway, multipart, params_of
 
 gateway, model, model_file, roi, rounds, runs, threads = sys.argv[1:8]
 sessions_arg = sys.argv[8:]
@@ -38,36 +38,7 @@ WARM = 5
 JITTER = 2
 PAUSE = 0.02
 SEED = int(os.environ.get("AIAA_BENCH_SEED", "19"))
-host, port = gateway.split(":")
-LIMIT = "----------lImIt_of_THE_fIle_eW_$"
-
-
-def multipart(fields, files):
-    body = b""
-    for k, v in fields.items():
-        body += f'--{LIMIT}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-    for k, (name, data) in files.items():
-        body += (f'--{LIMIT}\r\nContent-Disposition: form-data; name="{k}"; filename="{name}"\r\n'
-                 f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + b"\r\n"
-    return body + f"--{LIMIT}--\r\n\r\n".encode()
-
-
-def call(method, path, body=b""):
-    c = http.client.HTTPConnection(host, int(port), timeout=600)
-    c.request(method, path, body, {"content-type": f"multipart/form-data; boundary={LIMIT}"})
-    r = c.getresponse()
-    data = r.read()
-    c.close()
-    if r.status != 200:
-        raise SystemExit(f"{method} {path}: {r.status} {data[:300]!r}")
-    return data
-
-
-def params_of(body):
-    """The params part of a multipart answer, found the way the clients find it."""
-    delim = body[: body.index(b"\r\n")]
-    first = body.split(delim)[1]
-    return json.loads(first[first.index(b"\r\n\r\n") + 4 : -2])
+gw = Gateway(gateway)
 
 
 class Session:
@@ -79,7 +50,7 @@ class Session:
         self.points = np.array([idx[pick] for axis in range(3)
                                 for pick in (idx[:, axis].argmin(), idx[:, axis].argmax())])
         with open(image_path, "rb") as f:
-            data = call("PUT", "/session/", multipart({}, {"image": (os.path.basename(image_path), f.read())}))
+            data = gw.call("PUT", "/session/", multipart({}, {"image": (os.path.basename(image_path), f.read())}))
         self.path = f"/v1/dextr3d?model={model}&session_id={json.loads(data)['session_id']}"
         self.clicks = []
 
@@ -88,7 +59,7 @@ class Session:
         pts = np.clip(pts, 0, self.shape - 1)
         body = multipart({"params": json.dumps({"points": pts.tolist()})}, {})
         t0 = time.perf_counter()
-        data = call("POST", self.path, body)
+        data = gw.call("POST", self.path, body)
         wall = time.perf_counter() - t0
         lat = params_of(data)["latencies"]
         return {"wall": wall, **lat, "transport": wall - lat["total"]}

@@ -15,18 +15,7 @@ source "$root/scripts/env.sh"
 data=$("$root/scripts/fetch-test-data.sh")
 model=${1:-annotation_mri_brain} rounds=${2:-20} runs=${3:-3} threads=${4:-2}
 load=$(cut -d' ' -f1-3 /proc/loadavg)
-if [ -z "${AIAA_BIN:-}" ]; then
-  cargo build --release --locked -q -p aiaa-cli --bin aiaa
-fi
-aiaa=${AIAA_BIN:-$CARGO_TARGET_DIR/release/aiaa}
-store=$(mktemp -d)
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$store"' EXIT
-AIAA_STORE_URL=$store AIAA_REGISTRY_LISTEN=127.0.0.1:0 AIAA_DATASTORE_LISTEN=127.0.0.1:0 \
-  AIAA_INFERENCE_LISTEN=127.0.0.1:0 AIAA_TRAINER_LISTEN=127.0.0.1:0 AIAA_GATEWAY_LISTEN=127.0.0.1:0 AIAA_LOG=error \
-  AIAA_INFERENCE_THREADS=$threads "$aiaa" up --engine-pool "$root/models/engine_pool.json" > "$store/out" &
-pid=$!
-for _ in $(seq 1 300); do grep -q "^aiaa: ready" "$store/out" 2>/dev/null && break; sleep 0.2; done
-gateway=$(sed -n 's/^aiaa: gateway listening on \([^ ]*\).*/\1/p' "$store/out")
+source "$here/start-platform.sh"
 config="$root/models/$model/config.json"
 read -r file roi < <("$AIAA_TORCH_VENV/bin/python" -c 'import json, os, sys
 c = json.load(open(sys.argv[1])); print(os.path.join(os.path.dirname(sys.argv[1]), c["model_path"]), ",".join(map(str, c["roi"])))' "$config")

@@ -41,14 +41,13 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
 
 use aiaa_imaging::io::ImageInfo;
-use aiaa_imaging::resample::threshold_onto;
 use aiaa_imaging::{Volume, Voxels};
 use aiaa_transforms::Pipeline;
 use aiaa_transforms::guidance::guidance_signal;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::grid::{Interp, resize};
+use super::grid::{Interp, region_answer, resize};
 use super::{
     Activation, Context, Engine, EngineSpec, FORWARD_BYTES_PER_VOXEL, ModelInfo, Outcome, Timings, labels_of,
     points, pre_transforms, sample, synthetic_input, take_image,
@@ -56,7 +55,7 @@ use super::{
 use crate::device::{Devices, Finish, Net};
 use crate::error::{EngineError, Result};
 use crate::kind::EngineKind;
-use crate::tensor::{Layout, foreground_channel, to_tensor, to_volume};
+use crate::tensor::{Layout, to_tensor};
 
 /// Where the network looks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -566,21 +565,15 @@ impl Engine for Deepgrow {
             activation: self.activation,
         };
         let y = t.time("infer", || self.net.forward_finished(x, Some(finish)))?;
-        let mask = t.time("post", || -> Result<Volume> {
-            let grid = aiaa_transforms::spatial::resize_grid(crop_dims, &crop_geometry, self.roi);
-            let out = to_volume(&y, Layout::Kji, self.roi, grid)?;
-            let prob = foreground_channel(&out)?;
-            let mut mask = vec![0u8; image.voxel_count()];
-            threshold_onto(
-                &prob,
-                crop_dims,
-                &crop_geometry,
+        let mask = t.time("post", || {
+            region_answer(
+                &y,
+                self.roi,
+                (crop_dims, crop_geometry),
                 self.thresh,
-                &mut mask,
-                image.dims,
+                &image,
                 start,
-            )?;
-            Ok(Volume::scalar(image.dims, image.geometry, Voxels::U8(mask))?)
+            )
         })?;
         if let Some(session) = context.session.filter(|_| self.previous_mask) {
             self.keep(Kept {

@@ -20,13 +20,12 @@
 //! mm is the whole crop they sent, already of size `roi`, so the server's crop and resize are
 //! the identity and the mask comes back on the grid they sent.
 
+use aiaa_imaging::Volume;
 use aiaa_imaging::io::ImageInfo;
-use aiaa_imaging::resample::threshold_onto;
-use aiaa_imaging::{Volume, Voxels};
 use aiaa_transforms::{Item, Pipeline};
 use serde_json::{Map, Value, json};
 
-use super::grid::{Interp, resize};
+use super::grid::{Interp, region_answer, resize};
 use super::{
     Activation, Engine, EngineSpec, FORWARD_BYTES_PER_VOXEL, ModelInfo, Outcome, Timings, labels_of, points,
     pre_transforms, sample, six_points, take_image, warm_input,
@@ -35,7 +34,7 @@ use crate::adapt;
 use crate::device::{Devices, Finish, Net};
 use crate::error::Result;
 use crate::kind::EngineKind;
-use crate::tensor::{Layout, foreground_channel, to_tensor, to_volume};
+use crate::tensor::{Layout, to_tensor};
 
 /// The engine.
 pub struct Dextr3d {
@@ -197,21 +196,15 @@ impl Engine for Dextr3d {
         // The mask is empty outside the crop: the foreground goes back onto the crop's grid
         // and is thresholded straight into a zeroed whole-image mask, so the work after the
         // forward is bounded by the crop.
-        let mask = t.time("post", || -> Result<Volume> {
-            let grid = aiaa_transforms::spatial::resize_grid(crop_dims, &crop_geometry, self.roi);
-            let out = to_volume(&y, Layout::Kji, self.roi, grid)?;
-            let prob = foreground_channel(&out)?;
-            let mut mask = vec![0u8; image.voxel_count()];
-            threshold_onto(
-                &prob,
-                crop_dims,
-                &crop_geometry,
+        let mask = t.time("post", || {
+            region_answer(
+                &y,
+                self.roi,
+                (crop_dims, crop_geometry),
                 self.thresh,
-                &mut mask,
-                image.dims,
+                image,
                 start,
-            )?;
-            Ok(Volume::scalar(image.dims, image.geometry, Voxels::U8(mask))?)
+            )
         })?;
         let mut params = Map::new();
         params.insert(

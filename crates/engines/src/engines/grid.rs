@@ -1,12 +1,14 @@
 //! Grid helpers shared by the engines: resizing a volume onto a grid covering the same
-//! physical region (parallel, through `aiaa_imaging`'s resampler), and boxes in index space.
+//! physical region (parallel, through `aiaa_imaging`'s resampler), a network's answer on a
+//! region back into a whole-image mask, and boxes in index space.
 
-use aiaa_imaging::resample::{Interpolation, resample_onto};
-use aiaa_imaging::{Geometry, Volume};
-use aiaa_transforms::spatial::resize_geometry;
+use aiaa_imaging::resample::{Interpolation, resample_onto, threshold_onto};
+use aiaa_imaging::{Geometry, Volume, Voxels};
+use aiaa_transforms::spatial::{resize_geometry, resize_grid};
 use serde::Deserialize;
 
 use crate::error::Result;
+use crate::tensor::{Layout, foreground_channel, to_volume};
 
 /// Interpolation as configs name it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -47,6 +49,27 @@ pub fn resize_back(vol: &Volume, dims: [usize; 3], geometry: Geometry, interp: I
         return Ok(v);
     }
     Ok(resample_onto(vol, dims, &geometry, interp.into())?)
+}
+
+/// The network's foreground probability (`y`: its finished `roi`-sized output, channel 1)
+/// back onto the region's grid (`region`: dims and geometry; linear) and thresholded above
+/// `thresh` straight into a zeroed `u8` mask of `image`'s grid, the region starting at voxel
+/// `start`. The mask is empty outside the region, so the work after the forward pass is
+/// bounded by the region, not by the image.
+pub fn region_answer(
+    y: &tch::Tensor,
+    roi: [usize; 3],
+    region: ([usize; 3], Geometry),
+    thresh: f64,
+    image: &Volume,
+    start: [usize; 3],
+) -> Result<Volume> {
+    let (dims, geometry) = region;
+    let out = to_volume(y, Layout::Kji, roi, resize_grid(dims, &geometry, roi))?;
+    let prob = foreground_channel(&out)?;
+    let mut mask = vec![0u8; image.voxel_count()];
+    threshold_onto(&prob, dims, &geometry, thresh, &mut mask, image.dims, start)?;
+    Ok(Volume::scalar(image.dims, image.geometry, Voxels::U8(mask))?)
 }
 
 /// An index box `[start, start + size)`.

@@ -28,6 +28,8 @@
 //! learns that a background click takes away what lies around it even where the image alone
 //! says "more of the same": a reference that stops the brain where the brainstem goes on, or
 //! one drawn tighter than the training labels (without the CSF around the brain), asks that.
+//! (The outer shell was added after the held-out ROBEX reference showed such a convention:
+//! docs/interactive.md says what that means for its figures.)
 //!
 //! Clicks follow MONAI's rules (`aiaa_transforms::guidance`: `AddInitialSeedPointd`, then
 //! `FindDiscrepancyRegionsd` + `AddRandomGuidanced`). The guidance channels are

@@ -10,6 +10,7 @@
 #                                                          linked into models/segmentation_mri_brain/)
 #   testdata/pydicom/...                                   (pydicom 3.0.2 + pydicom-data test files)
 #   testdata/nibabel/...                                   (nibabel's own test files: NIfTI-2, odd headers)
+# and unpacks models/deepgrow_mri_brain/model.pt from its tracked, packed form.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 version=v1
@@ -78,4 +79,11 @@ place_weights() {
 }
 place_weights "$cache/deepbet/model.pt" "$here/models/segmentation_mri_brain/model.pt"
 place_weights "$cache/deepbet/bbox_model.pt" "$here/models/segmentation_mri_brain/bbox_model.pt"
+# deepgrow_mri_brain's weights (ours, trained by recipes/deepgrow_mri_brain) are tracked packed
+# (scripts/models/packed_weights.py: lossless, under 5 MB): unpacked beside its config when
+# missing or older than the packed file (a newer checkout), never over a newer export.
+packed=$here/models/deepgrow_mri_brain/model.pt.packed
+if [ ! -f "${packed%.packed}" ] || [ "$packed" -nt "${packed%.packed}" ]; then
+  "${PYTHON:-python3}" "$here/scripts/models/packed_weights.py" unpack "$packed" "${packed%.packed}"
+fi
 echo "$cache"

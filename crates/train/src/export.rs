@@ -404,12 +404,12 @@ fn probe_input(
     let n = image.voxel_count();
     let extra = i.input_channels() - i.intensity_channels;
     let mut all = image.voxels.as_f32().into_owned();
-    all.extend(aiaa_transforms::guidance::guidance_signal(
-        dims,
-        &[dims.map(|d| (d / 2) as f64)],
-        i.sigma,
-    ));
-    all.resize(all.len() + (extra - 1) * n, 0.0);
+    let click = aiaa_transforms::guidance::Clicks {
+        foreground: vec![dims.map(|d| (d / 2) as f64)],
+        background: Vec::new(),
+    };
+    all.extend(click.guidance(dims, i.sigma));
+    all.resize(all.len() + (extra - 2) * n, 0.0);
     Volume::new(
         dims,
         image.channels + extra,

@@ -42,9 +42,7 @@
 //! back in the tensor's order.
 
 use aiaa_transforms::SampleRng;
-use aiaa_transforms::guidance::{
-    Click, Clicks, chessboard_distance, guidance_signal, next_click, sample_click,
-};
+use aiaa_transforms::guidance::{Click, Clicks, chessboard_distance, next_click, sample_click};
 use aiaa_transforms::rng::{chance, uniform_int};
 use serde::Deserialize;
 use tch::{Kind, Tensor};
@@ -147,8 +145,7 @@ impl Interaction {
         // Per sample: its clicks, its current mask (with `previous_mask`), and how many
         // rounds it still clicks in.
         let mut clicks = vec![Clicks::default(); n];
-        let mut masks = vec![Vec::new(); if self.previous_mask { n } else { 0 }];
-        masks.iter_mut().for_each(|m| *m = vec![0f32; voxels]);
+        let mut masks = vec![vec![0f32; voxels]; if self.previous_mask { n } else { 0 }];
         let mut rounds = vec![0usize; n];
         for s in 0..n {
             if chance(rng, self.no_click_probability) {
@@ -189,8 +186,7 @@ impl Interaction {
             let channels = 2 + usize::from(self.previous_mask);
             let mut guidance = Vec::with_capacity(n * channels * voxels);
             for (s, c) in clicks.iter().enumerate() {
-                guidance.extend(guidance_signal(dims, &c.foreground, self.sigma));
-                guidance.extend(guidance_signal(dims, &c.background, self.sigma));
+                guidance.extend(c.guidance(dims, self.sigma));
                 if let Some(m) = masks.get(s) {
                     guidance.extend_from_slice(m);
                 }

@@ -54,6 +54,20 @@ impl Clicks {
         self.foreground.is_empty() && self.background.is_empty()
     }
 
+    /// The two guidance channels of these clicks on a `dims` grid, foreground then
+    /// background ([`guidance_signal`]), as a click network takes them after the image.
+    pub fn guidance(&self, dims: [usize; 3], sigma: f64) -> Vec<f32> {
+        let mut v = guidance_signal(dims, &self.foreground, sigma);
+        v.extend(guidance_signal(dims, &self.background, sigma));
+        v
+    }
+
+    /// Whether these clicks are `earlier`'s with clicks added (or the same): clients
+    /// resend every click, so this is how a request continues the last one.
+    pub fn extends(&self, earlier: &Clicks) -> bool {
+        self.foreground.starts_with(&earlier.foreground) && self.background.starts_with(&earlier.background)
+    }
+
     /// Adds a click of the given sign.
     pub fn push(&mut self, click: Click) {
         match click {
@@ -315,8 +329,7 @@ impl Transform for AddGuidanceSignal {
         let keep = self.intensity_channels;
         let v = floats(im);
         v.truncate(n * keep);
-        v.extend(guidance_signal(dims, &clicks.foreground, self.sigma));
-        v.extend(guidance_signal(dims, &clicks.background, self.sigma));
+        v.extend(clicks.guidance(dims, self.sigma));
         im.vol.channels = keep + 2;
         im.channel_dim = true;
         Ok(())

@@ -122,32 +122,28 @@ impl InferenceApi {
         // result; refused before the work when it does not fit (see crate::budget).
         let mut reservation = self.budget.reserve();
         let label_size = header.label_size;
-        let (source, label) = match header.image.clone() {
+        let (source, label, session) = match header.image.clone() {
             Some(infer_header::Image::SessionId(id)) => (
                 self.images.fetch_session(&id, &mut reservation).await?,
                 self.read_label(&mut body, label_size, &mut reservation).await?,
+                Some(id),
             ),
             Some(infer_header::Image::ImageId(id)) => (
                 self.images.fetch_image(&id, &mut reservation).await?,
                 self.read_label(&mut body, label_size, &mut reservation).await?,
+                None,
             ),
             Some(infer_header::Image::Filename(name)) => {
                 let mut bytes = self.read_inline(&mut body, &mut reservation).await?;
                 let label = split_label(&mut bytes, label_size)?;
-                (
-                    Source::Encoded {
-                        bytes,
-                        name,
-                        key: None,
-                    },
-                    label,
-                )
+                let source = Source::Encoded {
+                    bytes,
+                    name,
+                    key: None,
+                };
+                (source, label, None)
             }
             None => return Err(InferenceError::Invalid("the header names no image".into())),
-        };
-        let session = match &header.image {
-            Some(infer_header::Image::SessionId(id)) => Some(id.clone()),
-            _ => None,
         };
         let info = source.info()?;
         let decoded = if source.needs_decoding() { info.bytes() } else { 0 };
@@ -259,8 +255,14 @@ impl InferenceApi {
                 |e| stream_error("the label", e),
             )
             .await?;
-        let mut bytes = bytes;
-        split_label(&mut bytes, size)
+        // A stored image sends nothing else: the body is the label, all of it.
+        if bytes.len() as u64 != size {
+            return Err(InferenceError::Invalid(format!(
+                "the header announces a label of {size} bytes and {} arrived",
+                bytes.len()
+            )));
+        }
+        Ok(Some(bytes))
     }
 
     /// The previous mask decoded (its decoded size reserved first).

@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex, Weak};
 use aiaa_imaging::io::ImageInfo;
 use aiaa_imaging::{Volume, Voxels};
 use aiaa_transforms::Pipeline;
-use aiaa_transforms::guidance::guidance_signal;
+use aiaa_transforms::guidance::Clicks;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -68,26 +68,12 @@ pub enum Mode {
     Crop,
 }
 
-/// Every click of a request, by sign.
-#[derive(Clone, Debug, Default, PartialEq)]
-struct ClickLists {
-    foreground: Vec<[f64; 3]>,
-    background: Vec<[f64; 3]>,
-}
-
-impl ClickLists {
-    /// Whether `self` is `earlier` with clicks added (or the same).
-    fn extends(&self, earlier: &ClickLists) -> bool {
-        self.foreground.starts_with(&earlier.foreground) && self.background.starts_with(&earlier.background)
-    }
-}
-
 /// The last answer for one (session, label).
 struct Kept {
     session: String,
     label: String,
     dims: [usize; 3],
-    clicks: ClickLists,
+    clicks: Clicks,
     /// The previous mask that answer was given.
     given: Option<Arc<Volume>>,
     /// The answer (0/1, on the image's grid).
@@ -106,7 +92,7 @@ struct Inputs {
 impl Inputs {
     /// The input tensor from the roi-sized image (after the pre transforms), the clicks on
     /// the roi grid and the previous mask on it (foreground `> 0.5`).
-    fn tensor(&self, image: &Volume, clicks: &ClickLists, mask: Option<&Volume>) -> Result<tch::Tensor> {
+    fn tensor(&self, image: &Volume, clicks: &Clicks, mask: Option<&Volume>) -> Result<tch::Tensor> {
         if image.channels != self.intensity_channels {
             return Err(EngineError::Config(format!(
                 "the pre_transforms give {} image channel(s); number_intensity_ch is {}",
@@ -117,8 +103,7 @@ impl Inputs {
         let channels = self.intensity_channels + 2 + usize::from(self.previous_mask);
         let mut all = Vec::with_capacity(n * channels);
         all.extend_from_slice(&image.voxels.as_f32());
-        all.extend(guidance_signal(self.roi, &clicks.foreground, self.sigma));
-        all.extend(guidance_signal(self.roi, &clicks.background, self.sigma));
+        all.extend(clicks.guidance(self.roi, self.sigma));
         if self.previous_mask {
             match mask {
                 Some(m) => all.extend(
@@ -191,7 +176,7 @@ impl Deepgrow {
         // the middle.
         let warm = synthetic_input(&pre, roi, None)
             .and_then(|image| {
-                let clicks = ClickLists {
+                let clicks = Clicks {
                     foreground: vec![roi.map(|d| (d / 2) as f64)],
                     background: Vec::new(),
                 };
@@ -233,12 +218,7 @@ impl Deepgrow {
     }
 
     /// The region the network sees: `(start, size)` in voxels.
-    fn region(
-        &self,
-        image: &ImageInfo,
-        clicks: &ClickLists,
-        mask: Option<&Volume>,
-    ) -> ([usize; 3], [usize; 3]) {
+    fn region(&self, image: &ImageInfo, clicks: &Clicks, mask: Option<&Volume>) -> ([usize; 3], [usize; 3]) {
         let dims = image.dims;
         let whole = ([0; 3], dims);
         if self.mode == Mode::Whole {
@@ -276,7 +256,7 @@ impl Deepgrow {
     }
 
     /// The request's clicks (absent or empty lists are none), inside the image.
-    fn clicks(params: &Map<String, Value>, dims: [usize; 3]) -> Result<ClickLists> {
+    fn clicks(params: &Map<String, Value>, dims: [usize; 3]) -> Result<Clicks> {
         let list = |key: &str| -> Result<Vec<[f64; 3]>> {
             match params.get(key) {
                 None | Some(Value::Null) => Ok(Vec::new()),
@@ -284,7 +264,7 @@ impl Deepgrow {
                 Some(_) => points(params, key, dims),
             }
         };
-        Ok(ClickLists {
+        Ok(Clicks {
             foreground: list("foreground")?,
             background: list("background")?,
         })
@@ -361,7 +341,7 @@ impl Deepgrow {
         session: &str,
         label: &str,
         dims: [usize; 3],
-        clicks: &ClickLists,
+        clicks: &Clicks,
         reset: bool,
     ) -> Option<Arc<Volume>> {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
@@ -540,7 +520,7 @@ impl Engine for Deepgrow {
                     })
                     .collect()
             };
-            let moved = ClickLists {
+            let moved = Clicks {
                 foreground: onto(&clicks.foreground),
                 background: onto(&clicks.background),
             };

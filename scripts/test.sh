@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 echo "== test data: $(scripts/fetch-test-data.sh)"
 echo "== python tools: $(scripts/python-env.sh)"
+# The annotation page: built before cargo so that the gateway embeds it; its unit tests
+# (node's test runner) here, its browser test in tests/tests/web_page.rs.
+echo "== annotation page: $(scripts/web.sh)"
+(cd web && npm test --silent)
 echo "== cargo target dir: $CARGO_TARGET_DIR"
 # The target dir is shared by every clone (see scripts/env.sh); incremental caches are kept
 # per checkout path and never reused by the next clone, so they only pile up (40 GiB seen,

@@ -4,10 +4,13 @@
 # with the models of models/engine_pool.json loaded (deepbet's brain extraction as
 # segmentation_mri_brain, and our DEXTR3D brain annotation model when it has been built),
 # and publishes deepbet in the registry as aiaa/default/segmentation_mri_brain version 1.
+# The annotation page is served at http://localhost:5000/ (built by scripts/web.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 data=$(scripts/fetch-test-data.sh)
+# The annotation page (http://localhost:5000/), compiled into the binary below.
+scripts/web.sh >/dev/null
 # AIAA_BUILD_PROFILE=dev skips the optimised build (the test suite uses it).
 profile=${AIAA_BUILD_PROFILE:-release}
 dir=$profile; [ "$profile" = dev ] && dir=debug

@@ -72,6 +72,7 @@ else
   # shellcheck source=../env.sh
   source scripts/env.sh >/dev/null
   if [ -z "$bin_dir" ]; then
+    scripts/web.sh >/dev/null  # the gateway embeds the annotation page
     cargo build --locked --release -p aiaa-cli --bin aiaa -p aiaa-registry --bin aiaa-registry \
       -p aiaa-datastore --bin aiaa-datastore -p aiaa-gateway --bin aiaa-gateway \
       -p aiaa-inference --bin aiaa-inference -p aiaa-trainer --bin aiaa-trainer >&2

@@ -55,35 +55,9 @@ pub fn docker(args: &[&str]) -> String {
     run(Command::new("docker").args(args)).trim().to_string()
 }
 
-fn on_path(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Installs the missing Debian packages (once per process; a no-op when all are there).
+/// Installs the missing Debian packages (a no-op when all are there).
 pub fn ensure_tools() {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let missing: Vec<&str> = PACKAGES
-            .iter()
-            .filter(|(cmd, _)| !on_path(cmd))
-            .map(|(_, pkg)| *pkg)
-            .collect();
-        if missing.is_empty() {
-            return;
-        }
-        eprintln!("docker: installing {missing:?}");
-        run(Command::new("apt-get")
-            .arg("update")
-            .env("DEBIAN_FRONTEND", "noninteractive"));
-        run(Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"));
-    });
+    crate::debian::install_missing(PACKAGES);
 }
 
 fn engine_answers() -> bool {

@@ -5,6 +5,7 @@
 //! the hostile-input harness: the platform in a memory cgroup, watched ([`hostile`]).
 
 pub mod aiaa_client;
+pub mod debian;
 pub mod docker;
 pub mod hostile;
 pub mod otlp;

@@ -13,14 +13,16 @@
 //!   new job with `resume` continues it from that checkpoint;
 //! - the whole `aiaa` process is killed (SIGKILL) during a training: restarted on the same
 //!   store and work folder, the job is not left RUNNING: the old child is stopped, and the
-//!   job continues from its last checkpoint.
+//!   job continues from its last checkpoint;
+//! - an interactive evaluation job (the click protocol) of the shipped deepgrow model on the
+//!   ROBEX head, every click scored in the job's result.
 //!
 //! The tests take turns (one lock): each trains on the machine's few cores.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use aiaa_e2e::{Platform, put_item, testdata};
+use aiaa_e2e::{Platform, aiaa_bin, put_item, repo_root, testdata};
 use aiaa_proto::common::v1::{Job, JobRef, JobState, ListJobsRequest};
 use aiaa_proto::datastore::v1::datastore_service_client::DatastoreServiceClient;
 use aiaa_proto::datastore::v1::{ItemKind, PutDatalistRequest};
@@ -354,6 +356,7 @@ async fn training_export_and_evaluation_jobs_run_to_success_and_failures_say_why
             config: None,
             datalist: datalist("brain"),
             nsd_tolerance_mm: 2.0,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -608,4 +611,80 @@ async fn a_killed_service_does_not_leave_its_job_running() {
     let seen = watch_until(&mut f.trainer, &job.id, Duration::from_secs(60), ended).await;
     assert_eq!(state(seen.last().unwrap()), JobState::Cancelled);
     eprintln!("done in {:?}", t0.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interactive_evaluation_job_scores_every_click() {
+    let _turn = TURN.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = start(dir.path(), &[]).await;
+    put_brain_data(&f.platform).await;
+    // The shipped deepgrow model, pushed as a user would (`aiaa push`).
+    let model = repo_root().join("models/deepgrow_mri_brain");
+    let pushed = std::process::Command::new(aiaa_bin())
+        .args(["push", "--registry", &f.platform.url("registry")])
+        .args(["-m", "deepgrow_mri_brain", "-v", "1", "--type", "deepgrow"])
+        .args(["--labels", "brain", "--engine-config"])
+        .arg(model.join("config.json"))
+        .arg(model.join("model.pt"))
+        .output()
+        .unwrap();
+    assert!(
+        pushed.status.success(),
+        "aiaa push: {}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let request = |clicks, rule: &str| EvaluationRequest {
+        model: Some(Source {
+            kind: Some(source::Kind::RegistryRef("deepgrow_mri_brain:1".into())),
+        }),
+        config: None,
+        datalist: datalist("brain"),
+        nsd_tolerance_mm: 1.0,
+        interactive_clicks: clicks,
+        click_rule: rule.into(),
+        click_jitter: 0,
+        seed: 7,
+    };
+    let err = f
+        .trainer
+        .submit_evaluation(request(2, "nearest"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("\"nearest\""), "{}", err.message());
+
+    let t0 = Instant::now();
+    let job = f
+        .trainer
+        .submit_evaluation(request(2, "centre"))
+        .await
+        .unwrap()
+        .into_inner();
+    let seen = watch_until(&mut f.trainer, &job.id, Duration::from_secs(300), ended).await;
+    let last = seen.last().unwrap();
+    assert_eq!(state(last), JobState::Succeeded, "{last:#?}");
+    let r = result(last);
+    let m = &r["metrics"];
+    assert_eq!(m["cases"], 1, "{r}");
+    assert_eq!(m["succeeded"], 1, "{r}");
+    assert_eq!(m["clicks"], 2, "{r}");
+    // The initial click and two corrections, each scored: the ROBEX head is segmented well
+    // from the first click on (docs/interactive.md: 0.928, 0.938, 0.938).
+    let dice: Vec<f64> = m["mean_dice_per_click"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r}"))
+        .iter()
+        .map(|d| d.as_f64().unwrap())
+        .collect();
+    assert_eq!(dice.len(), 3, "{r}");
+    assert!(dice.iter().all(|d| *d >= 0.90), "{dice:?}");
+    assert!(m["mean_dsc_auc"].as_f64().is_some_and(|a| a > 0.0), "{r}");
+    assert!(
+        r["summary"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("interactive.json")),
+        "{r}"
+    );
+    eprintln!("interactive evaluation in {:?}: {m}", t0.elapsed());
 }

@@ -83,6 +83,7 @@ macro_rules! route {
 /// key, so a new route cannot be left open by mistake.
 pub const ROUTES: &[Route] = &[
     route!(Open "GET" "/"),
+    route!(Open "GET" "/assets/{file}"),
     route!(Open "GET" "/livez"),
     route!(Open "GET" "/readyz"),
     route!(Open "GET" "/metrics"),
@@ -141,9 +142,10 @@ pub const ROUTES: &[Route] = &[
 /// The handler of a route of [`ROUTES`].
 fn handler(route: &Route) -> MethodRouter<App> {
     use routes::monailabel as ml;
-    use routes::{admin, health, infer, models, polygons, sessions};
+    use routes::{admin, health, infer, models, page, polygons, sessions};
     match (route.method, route.path) {
-        ("GET", "/") => get(health::root),
+        ("GET", "/") => get(page::root),
+        ("GET", "/assets/{file}") => get(page::asset),
         ("GET", "/livez") => get(health::livez),
         ("GET", "/readyz") => get(health::readyz),
         ("GET", "/metrics") => get(health::metrics),

@@ -125,6 +125,13 @@ pub async fn start(
         max_connections,
         "gateway listening"
     );
+    if routes::page::built() {
+        tracing::info!("gateway: the annotation page is served at http://{addr}/");
+    } else {
+        tracing::warn!(
+            "gateway: this binary was built without the annotation page (scripts/web.sh builds it; then rebuild)"
+        );
+    }
     match (&auth.api_key, args.anonymous_from.0.is_empty()) {
         (None, _) => tracing::info!("gateway: no API key configured, every REST route is open"),
         (Some(_), true) => {

@@ -6,5 +6,6 @@ pub mod health;
 pub mod infer;
 pub mod models;
 pub mod monailabel;
+pub mod page;
 pub mod polygons;
 pub mod sessions;

@@ -19,6 +19,18 @@ use crate::runner::{Child, ChildSpec, LogTail, Outputs, Pipe, describe_exit};
 
 /// The summary file `aiaa evaluate` writes into its output folder.
 const EVALUATE_SUMMARY: &str = "aiaa_evaluate_summary.json";
+/// The summary file of `aiaa evaluate --interactive`.
+const INTERACTIVE_SUMMARY: &str = "interactive.json";
+
+/// A JSON file of the child's outputs; `null` when it is missing or not JSON (the result
+/// then says so by its nulls).
+async fn read_json(path: &Path) -> Value {
+    tokio::fs::read(path)
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .unwrap_or(Value::Null)
+}
 
 /// How a running child was asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -370,12 +382,28 @@ impl Ctx {
                 result["config"] = json!(has("config.json"));
                 result["pushed_to"] = json!(push_to);
             }
+            Spec::Evaluation {
+                interactive: Some(_), ..
+            } => {
+                let s = read_json(&out.join(INTERACTIVE_SUMMARY)).await;
+                let cases = s.get("cases").and_then(Value::as_array).map(Vec::len);
+                let failed = s.get("failed").and_then(Value::as_array).map(Vec::len);
+                result["summary"] = json!(has(INTERACTIVE_SUMMARY));
+                result["metrics"] = json!({
+                    "mean_dice_per_click": s.get("mean_dice").cloned().unwrap_or(Value::Null),
+                    "mean_nsd_per_click": s.get("mean_nsd").cloned().unwrap_or(Value::Null),
+                    "mean_dsc_auc": s.get("mean_dsc_auc").cloned().unwrap_or(Value::Null),
+                    "mean_nsd_auc": s.get("mean_nsd_auc").cloned().unwrap_or(Value::Null),
+                    "median_seconds_per_click":
+                        s.get("median_seconds_per_click").cloned().unwrap_or(Value::Null),
+                    "clicks": s.get("clicks").cloned().unwrap_or(Value::Null),
+                    "cases": cases.zip(failed).map(|(c, f)| c + f),
+                    "succeeded": cases,
+                    "failed": failed,
+                });
+            }
             Spec::Evaluation { .. } => {
-                let summary = tokio::fs::read(out.join(EVALUATE_SUMMARY))
-                    .await
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                    .unwrap_or(Value::Null);
+                let summary = read_json(&out.join(EVALUATE_SUMMARY)).await;
                 result["summary"] = json!(has(EVALUATE_SUMMARY));
                 result["metrics"] = json!({
                     "mean_dice": summary.get("mean_dice").cloned().unwrap_or(Value::Null),

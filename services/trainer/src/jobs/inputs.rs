@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::driver::Ctx;
 use super::invalid;
-use super::record::Spec;
+use super::record::{ClickProtocol, Spec};
 use super::submit::{self, apply_overrides, check_train_config, export_flags};
 use crate::error::{Result, TrainerError};
 use crate::sources::{RegistryRef, Role, SourceSpec};
@@ -69,9 +69,16 @@ impl Ctx {
                 config,
                 datalist,
                 nsd_tolerance_mm,
+                interactive,
             } => {
-                self.prepare_evaluation(&model, config.as_ref(), &datalist, nsd_tolerance_mm)
-                    .await
+                self.prepare_evaluation(
+                    &model,
+                    config.as_ref(),
+                    &datalist,
+                    nsd_tolerance_mm,
+                    interactive.as_ref(),
+                )
+                .await
             }
         }
     }
@@ -250,6 +257,7 @@ impl Ctx {
         config: Option<&SourceSpec>,
         datalist: &SourceSpec,
         nsd_tolerance_mm: f64,
+        interactive: Option<&ClickProtocol>,
     ) -> Result<Prepared> {
         let fetcher = self.inner.fetcher.clone();
         let settings = self.inner.settings.clone();
@@ -267,7 +275,7 @@ impl Ctx {
             .await?;
         let datalist_file = fetcher.datalist(datalist, &data, &self.files_progress()).await?;
         let _ = tokio::fs::remove_dir_all(&out).await;
-        let args: Vec<OsString> = vec![
+        let mut args: Vec<OsString> = vec![
             "evaluate".into(),
             "--model_save_path".into(),
             model_file.into(),
@@ -282,6 +290,17 @@ impl Ctx {
             "--device".into(),
             settings.device.clone().into(),
         ];
+        if let Some(p) = interactive {
+            for (flag, value) in [
+                ("--interactive", p.clicks.to_string()),
+                ("--click_rule", p.rule.clone()),
+                ("--click_jitter", p.jitter.to_string()),
+                ("--seed", p.seed.to_string()),
+            ] {
+                args.push(flag.into());
+                args.push(value.into());
+            }
+        }
         Ok(Prepared { args, resumed: false })
     }
 }

@@ -63,7 +63,7 @@ mod submit;
 mod tests;
 
 use driver::Ctx;
-pub use record::Spec;
+pub use record::{ClickProtocol, Spec};
 
 /// The record's file name in the job's folder of the store (`jobs/<id>/job.json`).
 pub const RECORD_FILE: &str = "job.json";

@@ -54,7 +54,24 @@ pub enum Spec {
         datalist: SourceSpec,
         /// Surface-Dice tolerance (mm).
         nsd_tolerance_mm: f64,
+        /// The interactive click protocol instead of one prediction per case (absent in
+        /// records written before it existed).
+        #[serde(default)]
+        interactive: Option<ClickProtocol>,
     },
+}
+
+/// `aiaa evaluate --interactive`'s settings of an evaluation job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClickProtocol {
+    /// Corrective clicks per case.
+    pub clicks: u32,
+    /// `centre` or `jitter`.
+    pub rule: String,
+    /// The jittered rule's radius (voxels).
+    pub jitter: u32,
+    /// The jittered rule's seed.
+    pub seed: u64,
 }
 
 impl Spec {

@@ -15,7 +15,7 @@ use object_store::ObjectStoreExt;
 use serde_json::{Map, Value};
 
 use super::driver::Ctx;
-use super::record::{JobRecord, Meta, Record, Spec, write_record};
+use super::record::{ClickProtocol, JobRecord, Meta, Record, Spec, write_record};
 use super::{Jobs, invalid, store_error};
 use crate::error::{Result, TrainerError};
 use crate::sources::{RegistryRef, SourceSpec};
@@ -349,18 +349,69 @@ impl Jobs {
                 req.nsd_tolerance_mm
             )));
         }
+        let interactive = click_protocol(req)?;
         self.create(
             Spec::Evaluation {
                 model,
                 config,
                 datalist,
                 nsd_tolerance_mm: nsd,
+                interactive,
             },
             None,
             submitted_by,
         )
         .await
     }
+}
+
+/// Most corrective clicks an interactive evaluation may ask for per case.
+const MAX_CLICKS: u32 = 100;
+/// Largest radius of the jittered click rule (voxels).
+const MAX_JITTER: u32 = 64;
+
+/// The interactive protocol of an evaluation request (`None`: the standard evaluation).
+fn click_protocol(req: &EvaluationRequest) -> Result<Option<ClickProtocol>> {
+    let rule = req.click_rule.trim();
+    if req.interactive_clicks == 0 {
+        if !rule.is_empty() || req.click_jitter != 0 {
+            return Err(invalid(
+                "click_rule and click_jitter apply to interactive evaluations only (interactive_clicks > 0)",
+            ));
+        }
+        return Ok(None);
+    }
+    if req.interactive_clicks > MAX_CLICKS {
+        return Err(invalid(format!(
+            "interactive_clicks {} is more than {MAX_CLICKS}",
+            req.interactive_clicks
+        )));
+    }
+    let rule = match rule {
+        "" | "centre" => "centre",
+        "jitter" => "jitter",
+        other => {
+            return Err(invalid(format!(
+                "click_rule {other:?} is not a rule: use centre or jitter"
+            )));
+        }
+    };
+    if req.click_jitter > MAX_JITTER {
+        return Err(invalid(format!(
+            "click_jitter {} is more than {MAX_JITTER} voxels",
+            req.click_jitter
+        )));
+    }
+    Ok(Some(ClickProtocol {
+        clicks: req.interactive_clicks,
+        rule: rule.to_string(),
+        jitter: if req.click_jitter == 0 {
+            2
+        } else {
+            req.click_jitter
+        },
+        seed: req.seed,
+    }))
 }
 
 #[cfg(test)]
@@ -381,6 +432,31 @@ mod tests {
         let v = apply_overrides(r#"{"epochs": 600, "seed": 1}"#, Some(&o), "config").unwrap();
         assert_eq!(v, json!({"epochs": 1, "seed": 1}));
         assert!(apply_overrides("[1]", Some(&o), "config").is_err());
+    }
+
+    #[test]
+    fn click_protocols_are_checked() {
+        let req = |clicks, rule: &str, jitter| EvaluationRequest {
+            interactive_clicks: clicks,
+            click_rule: rule.into(),
+            click_jitter: jitter,
+            seed: 7,
+            ..Default::default()
+        };
+        assert_eq!(click_protocol(&req(0, "", 0)).unwrap(), None);
+        let p = click_protocol(&req(5, "", 0)).unwrap().unwrap();
+        assert_eq!((p.clicks, p.rule.as_str(), p.jitter, p.seed), (5, "centre", 2, 7));
+        let p = click_protocol(&req(3, "jitter", 4)).unwrap().unwrap();
+        assert_eq!((p.rule.as_str(), p.jitter), ("jitter", 4));
+        for (bad, says) in [
+            (req(0, "jitter", 0), "interactive_clicks > 0"),
+            (req(101, "", 0), "more than 100"),
+            (req(2, "random", 0), "\"random\" is not a rule"),
+            (req(2, "jitter", 65), "more than 64 voxels"),
+        ] {
+            let err = click_protocol(&bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+        }
     }
 
     #[test]

@@ -83,6 +83,10 @@ const body = `<!doctype html>
       Upload a volume…
       <input type="file" id="upload-input" aria-label="Upload a volume into the datastore">
     </label>
+    <label class="upload" title="Upload a DICOM series: pick its folder; the server assembles it into one NIfTI volume named after the folder">
+      Upload a DICOM folder…
+      <input type="file" id="upload-dicom" webkitdirectory multiple aria-label="Upload a DICOM folder into the datastore">
+    </label>
   </section>
   <section aria-labelledby="model-title">
     <h2 id="model-title">Model</h2>

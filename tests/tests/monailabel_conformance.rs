@@ -517,6 +517,34 @@ async fn the_slicer_module_and_ohif_requests_get_what_they_read() {
     .await;
     assert!(mixed.error(400).contains("not one readable DICOM series"));
 
+    // The same series into the datastore (the annotation page's DICOM folder upload): one
+    // `.nii.gz` image named by image=; without a name, 400 saying so.
+    let as_file: Vec<(&str, &str, &[u8])> = files.iter().map(|(_, n, b)| ("file", *n, *b)).collect();
+    let stored = send(
+        gw,
+        &requests_multipart(
+            "PUT",
+            "/datastore/image?image=ct5n",
+            auth,
+            &[("params", "{}")],
+            &as_file,
+        ),
+    )
+    .await;
+    assert_eq!(stored.status, 200, "{}", stored.text());
+    let back = send(gw, &requests("GET", "/datastore/image?image=ct5n", auth, None)).await;
+    assert_eq!(back.status, 200);
+    assert_eq!(decode("ct5n.nii.gz", &back.body).dims, [16, 16, 5]);
+    let unnamed = send(
+        gw,
+        &requests_multipart("PUT", "/datastore/image", auth, &[("params", "{}")], &as_file),
+    )
+    .await;
+    assert!(unnamed.error(400).contains("image=<id>"));
+    // Gone again: the listings below count the heads only.
+    let removed = send(gw, &requests("DELETE", "/datastore/image?id=ct5n", auth, None)).await;
+    assert_eq!(removed.status, 200, "{}", removed.text());
+
     let archive = send(
         gw,
         &requests_multipart("PUT", "/session/?uncompress=true", auth, &[], &files),

@@ -41,6 +41,19 @@ async fn the_start_command_serves_every_service_and_a_real_model() {
         platform.banner
     );
     let gw = platform.addrs["gateway"];
+    // The README's "annotate at http://localhost:5000/": the script built the page into the
+    // binary it started.
+    let page = send(
+        gw,
+        b"GET / HTTP/1.1\r\nHost: localhost\r\nAccept: text/html\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(
+        html.contains("id=\"gl\"") && !html.contains("not built"),
+        "{html}"
+    );
     let models = send(gw, &simple("GET", "/v1/models")).await.json();
     assert!(
         models

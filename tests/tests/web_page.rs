@@ -2,7 +2,8 @@
 //! Chromium (headless, WebGL2 through SwiftShader) by `web/test/browser/annotate.mjs`
 //! (playwright-core): upload the ROBEX head, deepbet, the six extreme points for DEXTR3D,
 //! brush and eraser, save, the saved label read back; the canvas-to-voxel mapping on an
-//! oblique, anisotropic volume against the voxels the server echoes. The script asserts and
+//! oblique, anisotropic volume against the voxels the server echoes; a file that is not an
+//! image refused in words; a DICOM folder uploaded as one series. The script asserts and
 //! prints its measurements as one JSON line; the screenshots of each step are kept under
 //! the target folder (the path is printed).
 //!
@@ -74,6 +75,7 @@ fn run_browser(gateway: std::net::SocketAddr, flow: &str, api_key: Option<&str>)
         .env("AIAA_FLOW", flow)
         .env("AIAA_ROBEX", data.join("robex/atlas.nii.gz"))
         .env("AIAA_ROBEX_MASK", data.join("robex/atlas_mask.nii.gz"))
+        .env("AIAA_DICOM_DIR", data.join("pydicom/dicomdirtests/98892001/CT5N"))
         .env("AIAA_SHOTS", &shots)
         .env("CHROMIUM", "/usr/bin/chromium");
     if let Some(key) = api_key {

@@ -163,6 +163,14 @@ export class Api {
     return this.upload('PUT', `/datastore/image?image=${encodeURIComponent(id)}`, form, onProgress, `uploading ${file.name}`);
   }
 
+  /** `PUT /datastore/image?image=` with a DICOM series' files: the server assembles one volume. */
+  uploadSeries(id, files, onProgress) {
+    const form = new FormData();
+    for (const file of files) form.append('file', file, file.name);
+    form.append('params', '{}');
+    return this.upload('PUT', `/datastore/image?image=${encodeURIComponent(id)}`, form, onProgress, `uploading the DICOM series ${id}`);
+  }
+
   /** XMLHttpRequest upload reporting progress (0..1) while the body goes out. */
   upload(method, path, form, onProgress, what) {
     return new Promise((resolve, reject) => {

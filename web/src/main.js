@@ -167,6 +167,23 @@ $('upload-input').addEventListener('change', async (e) => {
   }
 });
 
+// A DICOM folder: every file in it goes up as one series; the image is named after the folder.
+$('upload-dicom').addEventListener('change', async (e) => {
+  const files = [...e.target.files];
+  e.target.value = '';
+  if (files.length === 0) return;
+  try {
+    const folder = files[0].webkitRelativePath.split('/')[0] || 'dicom';
+    const id = imageIdOf(folder);
+    await busy(`Uploading ${files.length} DICOM files of ${folder}…`, (progress) => api.uploadSeries(id, files, progress));
+    state.datastore = await api.datastore();
+    renderImages();
+    say(`Uploaded the DICOM series ${folder} (${files.length} files) as ${id}`);
+  } catch (err) {
+    alertError(err);
+  }
+});
+
 // ---------- opening an image ----------
 
 async function openImage(id) {

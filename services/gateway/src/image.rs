@@ -1,5 +1,6 @@
 //! Decoding uploaded images (format from the file name, then from the bytes), probing them
-//! without decoding (sessions), and encoding result masks in the format a request asks for
+//! without decoding (sessions), assembling an uploaded DICOM series into one `.nii.gz`
+//! volume (sessions, the datastore), and encoding result masks in the format a request asks for
 //! (`result_extension`, `result_dtype`).
 
 use aiaa_imaging::{ReadOptions, Volume};
@@ -96,4 +97,47 @@ pub fn encode(format: &MaskFormat, mask: &Volume) -> Result<Vec<u8>> {
     format
         .encode(mask)
         .map_err(|e| GatewayError::BadRequest(format!("the result mask cannot be written: {e}")))
+}
+
+/// Whether an uploaded part is a DICOM file (its name ends in `.dcm`, or `DICM` at byte 128).
+pub fn is_dicom(part: &crate::form::Part) -> bool {
+    let by_name = part
+        .base_filename()
+        .is_some_and(|n| n.to_ascii_lowercase().ends_with(".dcm"));
+    by_name
+        || part
+            .read_prefix(132)
+            .is_ok_and(|head| head.get(128..132) == Some(b"DICM".as_slice()))
+}
+
+/// The files of one DICOM series assembled into a `.nii.gz` image (at most `max_bytes`
+/// decoded, 413 past it). Parts held in memory are written to a temporary folder first;
+/// spooled ones are read where they lie. Blocking.
+pub fn dicom_series(files: &[crate::form::Part], max_bytes: u64) -> Result<bytes::Bytes> {
+    let internal = |e: std::io::Error| GatewayError::Internal(format!("spooling the DICOM series: {e}"));
+    let dir = tempfile::tempdir().map_err(internal)?;
+    let mut paths = Vec::with_capacity(files.len());
+    for (i, part) in files.iter().enumerate() {
+        match &part.data {
+            crate::form::Data::File { path, .. } => paths.push(path.path().to_path_buf()),
+            crate::form::Data::Memory(bytes) => {
+                let path = dir.path().join(format!("{i:06}.dcm"));
+                std::fs::write(&path, bytes).map_err(internal)?;
+                paths.push(path);
+            }
+        }
+    }
+    let opts = ReadOptions { max_bytes };
+    let volume = aiaa_imaging::dicom::read_files(&paths, &opts).map_err(|e| match e {
+        aiaa_imaging::ImagingError::TooLarge { needed, limit, .. } => GatewayError::FieldTooLarge(format!(
+            "the DICOM series decodes to {needed} bytes, more than the {limit} bytes the gateway decodes (--gateway-max-image-bytes, AIAA_GATEWAY_MAX_IMAGE_BYTES)"
+        )),
+        e => GatewayError::BadRequest(format!(
+            "the {} uploaded files are not one readable DICOM series: {e}",
+            files.len()
+        )),
+    })?;
+    let bytes = aiaa_imaging::io::encode_bytes(&volume, ".nii.gz", false)
+        .map_err(|e| GatewayError::Internal(format!("encoding the DICOM series: {e}")))?;
+    Ok(bytes.into())
 }

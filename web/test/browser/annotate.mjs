@@ -13,9 +13,9 @@
 import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
 import { gunzipSync, gzipSync, inflateSync } from 'node:zlib';
-import { readFileSync, writeFileSync, mkdirSync, existsSync, copyFileSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdirSync, existsSync, copyFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 const URL_ = (process.env.AIAA_URL ?? 'http://127.0.0.1:5000').replace(/\/$/, '');
 const ROBEX = need('AIAA_ROBEX');
@@ -25,6 +25,8 @@ const KEY = process.env.AIAA_API_KEY;
 // `full`: the whole session below; `login`: the key's form (a wrong key refused in words, then
 // the right one), then an upload and opening the image, every call carrying the token.
 const FLOW = process.env.AIAA_FLOW ?? 'full';
+// Optional: a folder holding one DICOM series, uploaded as a folder.
+const DICOM_DIR = process.env.AIAA_DICOM_DIR;
 const run = Date.now().toString(36); // fresh datastore ids each run: no label left from before
 const OBLIQUE = process.env.AIAA_OBLIQUE ?? join(tmpdir(), `oblique_${run}.nii.gz`);
 
@@ -447,6 +449,39 @@ try {
       }
       summary.oblique = { clicks: echoed, deepgrowMs: (await state(() => window.aiaa.timings.answers.slice(3))).map((a) => a.requestMs) };
     });
+
+    await step('bad-file', async () => {
+      // Not a volume, under a volume's name: the server refuses it and the page says why.
+      const broken = join(tmpdir(), `broken_${run}.nii.gz`);
+      writeFileSync(broken, Buffer.from('this is not an image, only text that claims to be one'));
+      refusalExpected = true;
+      await page.setInputFiles('#upload-input', broken);
+      await page.waitForSelector('#alert:not([hidden])', { timeout: 60_000 });
+      const said = await page.textContent('#alert');
+      assert.match(said, /could not be read|not .*image|400/i, `the refusal is shown in words: ${said}`);
+      summary.badFileMessage = said;
+      assert.equal(await page.$(`button.image[data-id="broken_${run}"]`), null, 'nothing was stored');
+      refusalExpected = false;
+    });
+
+    if (DICOM_DIR) {
+      await step('dicom-folder', async () => {
+        // A folder of DICOM slices picked as a folder: one series, assembled by the server.
+        const id = basename(DICOM_DIR);
+        await page.setInputFiles('#upload-dicom', DICOM_DIR);
+        await page.waitForSelector(`button.image[data-id="${id}"]`, { timeout: 60_000 });
+        // The oblique volume's deepgrow label was never saved: the page asks before leaving it.
+        let asked = null;
+        page.once('dialog', (d) => { asked = d.message(); d.accept(); });
+        await page.click(`button.image[data-id="${id}"]`);
+        await page.waitForFunction((id) => window.aiaa.state.imageId === id && window.aiaa.state.sessionId && !window.aiaa.state.busy, id, { timeout: 60_000 });
+        assert.match(asked ?? '', /unsaved changes/, `leaving an unsaved label asks first (asked: ${asked})`);
+        const dims = await state(() => window.aiaa.state.grid.dims);
+        const slices = readdirSync(DICOM_DIR).length;
+        assert.equal(dims[2], slices, `the series' ${slices} slices are one volume (${dims})`);
+        summary.dicom = { id, dims };
+      });
+    }
   }
 
   summary.totalSeconds = Math.round((Date.now() - started) / 1000);

@@ -21,7 +21,7 @@ use futures::future::Either;
 use crate::app::{App, ParamsKind};
 use crate::backend::timed;
 use crate::error::{GatewayError, Result, Subject};
-use crate::form::{Data, Form, Part};
+use crate::form::{Form, Part};
 use crate::routes::infer::upload_chunks;
 use crate::{image, params, response, work};
 
@@ -142,11 +142,11 @@ async fn upload(
         .filter(|p| p.name() == "files")
         .cloned()
         .collect();
-    let is_series = files.len() > 1 || files.first().is_some_and(is_dicom);
+    let is_series = files.len() > 1 || files.first().is_some_and(image::is_dicom);
     Ok(if is_series {
         // MONAI Label's shape: the files of a DICOM series, assembled here into one volume
         // so the session holds one image, as an AIAA session does.
-        let nifti = work::cpu(move || dicom_series(&files, max_bytes)).await?;
+        let nifti = work::cpu(move || image::dicom_series(&files, max_bytes)).await?;
         let size = nifti.len() as u64;
         let chunks = Either::Left(crate::labelstore::chunks(nifti));
         ("series.nii.gz".to_string(), size, chunks)
@@ -168,49 +168,6 @@ async fn upload(
         work::cpu(move || image::probe(Some(&name), &upload)).await?;
         (filename, part.len(), Either::Right(upload_chunks(part)))
     })
-}
-
-/// Whether an uploaded part is a DICOM file (its name ends in `.dcm`, or `DICM` at byte 128).
-fn is_dicom(part: &Part) -> bool {
-    let by_name = part
-        .base_filename()
-        .is_some_and(|n| n.to_ascii_lowercase().ends_with(".dcm"));
-    by_name
-        || part
-            .read_prefix(132)
-            .is_ok_and(|head| head.get(128..132) == Some(b"DICM".as_slice()))
-}
-
-/// The files of one DICOM series assembled into a `.nii.gz` image (at most `max_bytes`
-/// decoded, 413 past it). Parts held in memory are written to a temporary folder first;
-/// spooled ones are read where they lie. Blocking.
-fn dicom_series(files: &[Part], max_bytes: u64) -> Result<bytes::Bytes> {
-    let internal = |e: std::io::Error| GatewayError::Internal(format!("spooling the DICOM series: {e}"));
-    let dir = tempfile::tempdir().map_err(internal)?;
-    let mut paths = Vec::with_capacity(files.len());
-    for (i, part) in files.iter().enumerate() {
-        match &part.data {
-            Data::File { path, .. } => paths.push(path.path().to_path_buf()),
-            Data::Memory(bytes) => {
-                let path = dir.path().join(format!("{i:06}.dcm"));
-                std::fs::write(&path, bytes).map_err(internal)?;
-                paths.push(path);
-            }
-        }
-    }
-    let opts = aiaa_imaging::ReadOptions { max_bytes };
-    let volume = aiaa_imaging::dicom::read_files(&paths, &opts).map_err(|e| match e {
-        aiaa_imaging::ImagingError::TooLarge { needed, limit, .. } => GatewayError::FieldTooLarge(format!(
-            "the DICOM series decodes to {needed} bytes, more than the {limit} bytes the gateway decodes (--gateway-max-image-bytes, AIAA_GATEWAY_MAX_IMAGE_BYTES)"
-        )),
-        e => GatewayError::BadRequest(format!(
-            "the {} uploaded files are not one readable DICOM series: {e}",
-            files.len()
-        )),
-    })?;
-    let bytes = aiaa_imaging::io::encode_bytes(&volume, ".nii.gz", false)
-        .map_err(|e| GatewayError::Internal(format!("encoding the DICOM series: {e}")))?;
-    Ok(bytes.into())
 }
 
 /// `GET /session/{id}`.

@@ -105,6 +105,9 @@ fn file_part<'a>(form: &'a crate::form::Form, field: &str, route: &str) -> Resul
 
 /// `PUT /datastore/image?image=ID` (and the deprecated `PUT /datastore/?image=`): the
 /// `file` part (its name gives the id when `image=` is absent) with `params` as its info.
+/// Several `file` parts, or one DICOM file, are a DICOM series (a folder a user picked):
+/// assembled into one `.nii.gz` volume under the decode limit and stored as `<ID>.nii.gz`,
+/// `image=` naming it.
 pub async fn put_image(
     State(app): State<App>,
     RawQuery(raw): RawQuery,
@@ -114,16 +117,38 @@ pub async fn put_image(
     let query = query(raw);
     let form = form(&app, &headers, body).await?;
     let part = file_part(&form, "file", "PUT /datastore/image")?;
-    let filename = part.head.filename.clone().unwrap_or_default();
-    let id = match query.get("image").map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        Some(id) => id.to_string(),
-        None => labelstore::id_from_filename(&filename).to_string(),
-    };
-    labelstore::check_name("image id", &id)?;
-    let ext = labelstore::extension(&filename).to_string();
-    let (name, upload) = (format!("{id}{ext}"), part.clone());
-    work::cpu(move || image::probe(Some(&name), &upload)).await?;
+    let files: Vec<Part> = form
+        .parts
+        .iter()
+        .filter(|p| p.name() == "file")
+        .cloned()
+        .collect();
+    let named = query.get("image").map(|s| s.trim()).filter(|s| !s.is_empty());
     let mut info = object("params", form.text("params").map_err(bad)?)?;
+    let (id, ext, data, size) = if files.len() > 1 || image::is_dicom(part) {
+        let id = named
+            .ok_or_else(|| bad("PUT /datastore/image: name a DICOM series' image with image=<id>"))?
+            .to_string();
+        labelstore::check_name("image id", &id)?;
+        let count = files.len();
+        let max_bytes = app.max_image_bytes;
+        let nifti = work::cpu(move || image::dicom_series(&files, max_bytes)).await?;
+        info.insert("dicom_files".into(), json!(count));
+        let size = nifti.len() as u64;
+        let data = futures::future::Either::Left(labelstore::chunks(nifti));
+        (id, ".nii.gz".to_string(), data, size)
+    } else {
+        let filename = part.head.filename.clone().unwrap_or_default();
+        let id = named
+            .unwrap_or_else(|| labelstore::id_from_filename(&filename))
+            .to_string();
+        labelstore::check_name("image id", &id)?;
+        let ext = labelstore::extension(&filename).to_string();
+        let (name, upload) = (format!("{id}{ext}"), part.clone());
+        work::cpu(move || image::probe(Some(&name), &upload)).await?;
+        let data = futures::future::Either::Right(upload_chunks(part));
+        (id, ext, data, part.len())
+    };
     info.entry("user").or_insert_with(|| json!(USER));
     info.insert("ts".into(), json!(labelstore::now_ts()));
     info.insert("name".into(), json!(format!("{id}{ext}")));
@@ -133,15 +158,7 @@ pub async fn put_image(
         tag: None,
         ext: &ext,
     };
-    labelstore::put(
-        &app,
-        name,
-        &info,
-        upload_chunks(part),
-        part.len(),
-        previous.as_ref(),
-    )
-    .await?;
+    labelstore::put(&app, name, &info, data, size, previous.as_ref()).await?;
     Ok(response::json(&json!({ "image": id })))
 }
 

@@ -169,6 +169,8 @@ pub fn build_images(tag: &str) -> Images {
     static LOCK: Mutex<()> = Mutex::new(());
     let _turn = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     ensure_engine();
+    // The gateway image serves the annotation page its binary embeds.
+    crate::build_page();
     let aiaa = aiaa_bin();
     for b in SERVICE_BINS {
         service_bin(b);

@@ -21,6 +21,25 @@ use std::time::{Duration, Instant};
 
 pub use aiaa_testdata::{python_env, repo_root, testdata};
 
+/// Builds the annotation page (`scripts/web.sh`: `npm ci` from the lock file, esbuild) into
+/// `web/dist`, once per test process, before any binary is built: the gateway embeds it.
+/// Returns the dist folder.
+pub fn build_page() -> PathBuf {
+    static DIST: OnceLock<PathBuf> = OnceLock::new();
+    DIST.get_or_init(|| {
+        let out = Command::new(repo_root().join("scripts/web.sh"))
+            .output()
+            .expect("run scripts/web.sh");
+        assert!(
+            out.status.success(),
+            "scripts/web.sh failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+    .clone()
+}
+
 /// The `aiaa` binary, built once per test process with the same cargo and profile, so a test
 /// never runs a stale binary.
 pub fn aiaa_bin() -> PathBuf {

@@ -91,6 +91,15 @@ async fn compose_deployment_serves_survives_faults_and_keeps_its_data() {
     let head = std::fs::read(t.join("robex/atlas.nii.gz")).unwrap();
     let truth = read(&t.join("robex/atlas_mask.nii.gz"));
 
+    // The annotation page, from the gateway image's binary.
+    let page = send(
+        gw,
+        b"GET / HTTP/1.1\r\nHost: localhost\r\nAccept: text/html\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("id=\"gl\""), "{}", page.text());
+
     // The models the viewers see.
     let models = send(gw, &simple("GET", "/v1/models")).await.json();
     let names: Vec<&str> = models

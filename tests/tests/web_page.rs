@@ -15,27 +15,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aiaa_e2e::aiaa_client::{Answer, send};
-use aiaa_e2e::{Platform, debian, repo_root, testdata};
+use aiaa_e2e::{Platform, build_page, debian, repo_root, testdata};
 
 /// One browser at a time: each renders in software on the machine's few cores.
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Builds the page (`scripts/web.sh`: `npm ci` from the lock file, esbuild), once per run.
-fn build_page() -> PathBuf {
-    static DIST: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIST.get_or_init(|| {
-        let out = Command::new(repo_root().join("scripts/web.sh"))
-            .output()
-            .expect("run scripts/web.sh");
-        assert!(
-            out.status.success(),
-            "scripts/web.sh failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-    })
-    .clone()
-}
 
 async fn up(extra: &[&str]) -> (Platform, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();

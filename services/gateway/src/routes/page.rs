@@ -1,11 +1,12 @@
 //! The annotation page at `/` and its files at `/assets/...` (`web/`, built by
 //! `scripts/web.sh` into `web/dist`).
 //!
-//! The files are compiled into the binary (release builds; debug builds read `web/dist`
-//! from disk at each request, so a rebuilt page shows on reload), so every way the gateway
-//! runs (`aiaa up`, the gateway image, the chart) serves the page of its own build with
-//! nothing to install or mount. A binary built before the page was has none: `/` then
-//! answers a short page that says how to build it.
+//! The files are compiled into the binary (debug builds too: a binary behaves the same
+//! wherever it is copied, e.g. the test suite's images), so every way the gateway runs
+//! (`aiaa up`, the gateway image, the chart) serves the page of its own build with nothing
+//! to install or mount; the build script rebuilds the gateway when `web/dist` changes. A
+//! binary built before the page was has none: `/` then answers a short page that says how
+//! to build it.
 //!
 //! `/` answers the page to browsers (an `Accept` naming `text/html`) and the server's JSON
 //! description to everything else (3D Slicer's reviewer and scripts check that the root
@@ -131,7 +132,7 @@ mod tests {
             matches!(&err, GatewayError::NotFound(m) if m.contains("/assets/nothing-here.js")),
             "{err:?}"
         );
-        // Nothing outside web/dist, also where debug builds read the files from disk.
+        // Nothing outside web/dist.
         for outside in ["../../Cargo.toml", "../../../Cargo.toml"] {
             assert!(asset(Path(outside.into())).await.is_err(), "{outside}");
         }

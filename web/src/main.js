@@ -242,7 +242,16 @@ $('model').addEventListener('change', (e) => {
       ? 'Click inside the object (foreground); Shift+click or right-click outside it (background).'
       : '';
   if (ROUTE[type]) setTool('points');
+  nameLabelValues(state.model?.labels ?? []);
 });
+
+/** The paint values named after the model's labels (value i is `labels[i - 1]`, as AIAA says). */
+function nameLabelValues(labels) {
+  for (const option of $('paint-value').options) {
+    const v = Number(option.value);
+    option.textContent = `${option.dataset.colour ??= option.textContent}${labels[v - 1] ? `: ${labels[v - 1]}` : ''}`;
+  }
+}
 
 function resetClicks() {
   state.clicks = { foreground: [], background: [] };

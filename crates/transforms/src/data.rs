@@ -92,6 +92,8 @@ pub enum Item {
     Points(Vec<[f64; 3]>),
     /// A user's (or a simulation's) foreground and background clicks (deepgrow guidance).
     Clicks(crate::guidance::Clicks),
+    /// DeepEdit's clicks, per label name (see [`crate::deepedit`]).
+    LabelClicks(crate::deepedit::LabelClicks),
     /// Anything else from the datalist, kept as JSON.
     Json(serde_json::Value),
 }
@@ -107,6 +109,7 @@ impl Item {
             Item::Numbers(_) => "a list of numbers",
             Item::Points(_) => "points",
             Item::Clicks(_) => "clicks",
+            Item::LabelClicks(_) => "per-label clicks",
             Item::Json(_) => "JSON",
         }
     }

@@ -26,6 +26,8 @@ pub mod args;
 pub mod channels;
 pub mod crop;
 pub mod data;
+pub mod deepedit;
+pub mod deepgrow;
 pub mod error;
 pub mod extreme;
 pub mod fastaug;

@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 use crate::args::{ArgError, ArgResult};
 use crate::{Result, Transform, TransformError};
 use crate::{
-    channels, crop, extreme, fastaug, guidance, image2d, intensity, load, morphology, normalize, orientation,
-    spatial_tf, writers,
+    channels, crop, deepedit, deepgrow, extreme, fastaug, guidance, image2d, intensity, load, morphology,
+    normalize, orientation, spatial_tf, writers,
 };
 
 /// A transform that can be built from its parsed arguments.
@@ -106,6 +106,39 @@ const CATALOGUE: &[(&str, BuildFn)] = &[
     (
         "transforms.AddInitialSeedPoint",
         make::<guidance::AddInitialSeedPoint>,
+    ),
+    (
+        "transforms.AddGuidanceFromPoints",
+        make::<deepgrow::AddGuidanceFromPoints>,
+    ),
+    (
+        "transforms.SpatialCropGuidance",
+        make::<deepgrow::SpatialCropGuidance>,
+    ),
+    ("transforms.ResizeGuidance", make::<deepgrow::ResizeGuidance>),
+    (
+        "transforms.DiscardAddGuidance",
+        make::<deepedit::DiscardAddGuidance>,
+    ),
+    (
+        "transforms.AddGuidanceSignalDeepEdit",
+        make::<deepedit::AddGuidanceSignalDeepEdit>,
+    ),
+    (
+        "transforms.AddInitialSeedPointDeepEdit",
+        make::<deepedit::AddInitialSeedPointDeepEdit>,
+    ),
+    (
+        "transforms.AddInitialSeedPointMissingLabels",
+        make::<deepedit::AddInitialSeedPointMissingLabels>,
+    ),
+    (
+        "transforms.FindDiscrepancyRegionsDeepEdit",
+        make::<deepedit::FindDiscrepancyRegionsDeepEdit>,
+    ),
+    (
+        "transforms.AddRandomGuidanceDeepEdit",
+        make::<deepedit::AddRandomGuidanceDeepEdit>,
     ),
     (
         "transforms.CropRandomSubImageInRange",

@@ -9,12 +9,12 @@
 //! `AddRandomGuidanced` call it (the same distances), and the probability each of them gives
 //! every voxel of being clicked (within 1e-9 relative).
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
 use aiaa_imaging::ReadOptions;
 use aiaa_imaging::io::read_volume;
 use aiaa_transforms::guidance::{chessboard_distance, click_weights, discrepancy, guidance_signal};
+use common::{monai, read_f64, write_f32};
 use serde_json::json;
 
 const MONAI: &str = r#"
@@ -49,19 +49,8 @@ for name, region in (("missed", pos), ("label", (label > 0.5).astype(np.float32)
     save(f"cdt_{name}.f64", distance.reshape(region.shape)[0])
     save(f"prob_{name}.f64", np.zeros(region.size) if idx.size == 0 else
          np.bincount(idx, probability[idx] / np.sum(probability[idx]), region.size).reshape(region.shape)[0])
+print(json.dumps({"version": __import__("monai").__version__}))
 "#;
-
-fn write_f32(path: &Path, v: &[f32]) {
-    std::fs::write(path, v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
-}
-
-fn read_f64(path: &Path) -> Vec<f64> {
-    std::fs::read(path)
-        .unwrap()
-        .chunks_exact(8)
-        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-        .collect()
-}
 
 #[test]
 fn guidance_signal_discrepancy_and_click_odds_agree_with_monai() {
@@ -99,18 +88,8 @@ fn guidance_signal_discrepancy_and_click_odds_agree_with_monai() {
     write_f32(&d.join("label.f32"), &label);
     write_f32(&d.join("pred.f32"), &pred);
     let spec = json!({"dims": dims, "sigma": sigma, "guidance": [foreground, background]});
-    std::fs::write(d.join("spec.json"), spec.to_string()).unwrap();
-    let out = Command::new(aiaa_testdata::python())
-        .arg("-c")
-        .arg(MONAI)
-        .arg(d)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "MONAI's side failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let answer = monai(MONAI, d, &spec);
+    assert!(answer["version"].is_string(), "{answer}");
     let theirs = |name: &str| read_f64(&d.join(name));
 
     // The guidance channels.

@@ -18,48 +18,14 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
 use aiaa_imaging::io::read_volume;
 use aiaa_imaging::{Geometry, ReadOptions, Volume, Voxels};
 use aiaa_transforms::deepedit::{LabelClicks, LabelNames, click_regions, label_discrepancies, seed_odds};
 use aiaa_transforms::deepgrow::points_to_current;
 use aiaa_transforms::guidance::Clicks;
 use aiaa_transforms::{Data, Image, Item, Kind};
-use common::{build, rng};
+use common::{build, monai, read_f32, read_f64, rng, write_f32};
 use serde_json::{Value, json};
-
-fn write_f32(path: &Path, v: &[f32]) {
-    std::fs::write(path, v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
-}
-
-fn read_f32(path: &Path) -> Vec<f32> {
-    std::fs::read(path)
-        .unwrap()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect()
-}
-
-/// Runs `script` with MONAI on `dir` (holding `spec.json`) and returns its last stdout line
-/// as JSON.
-fn monai(script: &str, dir: &Path, spec: &Value) -> Value {
-    std::fs::write(dir.join("spec.json"), spec.to_string()).unwrap();
-    let out = Command::new(aiaa_testdata::python())
-        .arg("-c")
-        .arg(script)
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "MONAI's side failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
-}
 
 /// The MNI152 brain mask, every fourth voxel: 46 × 55 × 46.
 fn quarter_mask() -> (Vec<f32>, [usize; 3]) {
@@ -356,14 +322,6 @@ for i, c in enumerate(calls):
 out["regions"] = len(calls)
 print(json.dumps(out))
 "#;
-
-fn read_f64(path: &Path) -> Vec<f64> {
-    std::fs::read(path)
-        .unwrap()
-        .chunks_exact(8)
-        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-        .collect()
-}
 
 /// Two labels from the brain mask (left half 1, right half 2) and a prediction three voxels
 /// to the right.

@@ -65,3 +65,45 @@ pub fn values(v: &Volume, c: usize) -> Vec<f64> {
     let n = v.voxel_count();
     (0..n).map(|i| v.voxels.get_f64(c * n + i)).collect()
 }
+
+/// Raw little-endian `f32`s, for the MONAI agreement tests' Python side.
+pub fn write_f32(path: &std::path::Path, v: &[f32]) {
+    std::fs::write(path, v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+}
+
+/// Raw little-endian `f32`s written by the Python side.
+pub fn read_f32(path: &std::path::Path) -> Vec<f32> {
+    std::fs::read(path)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+/// Raw little-endian `f64`s written by the Python side.
+pub fn read_f64(path: &std::path::Path) -> Vec<f64> {
+    std::fs::read(path)
+        .unwrap()
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+/// Runs `script` in the project's Python environment (MONAI) with `dir` as its argument,
+/// after writing `spec` there as `spec.json`; returns its last stdout line as JSON.
+pub fn monai(script: &str, dir: &std::path::Path, spec: &Value) -> Value {
+    std::fs::write(dir.join("spec.json"), spec.to_string()).unwrap();
+    let out = std::process::Command::new(aiaa_testdata::python())
+        .arg("-c")
+        .arg(script)
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "MONAI's side failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}

@@ -11,10 +11,8 @@
 
 mod common;
 
-use aiaa_imaging::ReadOptions;
-use aiaa_imaging::io::read_volume;
 use aiaa_transforms::guidance::{chessboard_distance, click_weights, discrepancy, guidance_signal};
-use common::{monai, read_f64, write_f32};
+use common::{monai, quarter_mask, read_f64, write_f32};
 use serde_json::json;
 
 const MONAI: &str = r#"
@@ -54,28 +52,16 @@ print(json.dumps({"version": __import__("monai").__version__}))
 
 #[test]
 fn guidance_signal_discrepancy_and_click_odds_agree_with_monai() {
-    let mask = read_volume(
-        &aiaa_testdata::testdata().join("mni152/MNI152_mask.nii.gz"),
-        &ReadOptions::default(),
-    )
-    .unwrap();
     // Every fourth voxel: 46 × 55 × 46.
-    let dims = mask.dims.map(|d| d.div_ceil(4));
-    let full = mask.voxels.to_f32_vec();
-    let at = |i: usize, j: usize, k: usize| full[i + mask.dims[0] * (j + mask.dims[1] * k)];
+    let (label, dims) = quarter_mask();
     let n: usize = dims.iter().product();
-    let (mut label, mut pred) = (vec![0.0f32; n], vec![0.0f32; n]);
+    // The brain shifted three voxels along i.
+    let mut pred = vec![0.0f32; n];
     for k in 0..dims[2] {
         for j in 0..dims[1] {
-            for i in 0..dims[0] {
+            for i in 3..dims[0] {
                 let o = i + dims[0] * (j + dims[1] * k);
-                label[o] = at(4 * i, 4 * j, 4 * k);
-                // The brain shifted three voxels along i.
-                pred[o] = if i >= 3 {
-                    at(4 * (i - 3), 4 * j, 4 * k)
-                } else {
-                    0.0
-                };
+                pred[o] = label[o - 3];
             }
         }
     }

@@ -18,34 +18,13 @@
 
 mod common;
 
-use aiaa_imaging::io::read_volume;
-use aiaa_imaging::{Geometry, ReadOptions, Volume, Voxels};
+use aiaa_imaging::{Geometry, Volume, Voxels};
 use aiaa_transforms::deepedit::{LabelClicks, LabelNames, click_regions, label_discrepancies, seed_odds};
 use aiaa_transforms::deepgrow::points_to_current;
 use aiaa_transforms::guidance::Clicks;
 use aiaa_transforms::{Data, Image, Item, Kind};
-use common::{build, monai, read_f32, read_f64, rng, write_f32};
+use common::{build, monai, quarter_mask, read_f32, read_f64, rng, write_f32};
 use serde_json::{Value, json};
-
-/// The MNI152 brain mask, every fourth voxel: 46 × 55 × 46.
-fn quarter_mask() -> (Vec<f32>, [usize; 3]) {
-    let mask = read_volume(
-        &aiaa_testdata::testdata().join("mni152/MNI152_mask.nii.gz"),
-        &ReadOptions::default(),
-    )
-    .unwrap();
-    let dims = mask.dims.map(|d| d.div_ceil(4));
-    let full = mask.voxels.to_f32_vec();
-    let mut v = Vec::with_capacity(dims.iter().product());
-    for k in 0..dims[2] {
-        for j in 0..dims[1] {
-            for i in 0..dims[0] {
-                v.push(full[4 * i + mask.dims[0] * (4 * j + mask.dims[1] * 4 * k)]);
-            }
-        }
-    }
-    (v, dims)
-}
 
 fn image(v: Vec<f32>, dims: [usize; 3], channels: usize, kind: Kind) -> Image {
     Image::new(

@@ -107,3 +107,23 @@ pub fn monai(script: &str, dir: &std::path::Path, spec: &Value) -> Value {
     let stdout = String::from_utf8(out.stdout).unwrap();
     serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
 }
+
+/// The MNI152 brain mask, every fourth voxel: 46 × 55 × 46.
+pub fn quarter_mask() -> (Vec<f32>, [usize; 3]) {
+    let mask = aiaa_imaging::io::read_volume(
+        &aiaa_testdata::testdata().join("mni152/MNI152_mask.nii.gz"),
+        &aiaa_imaging::ReadOptions::default(),
+    )
+    .unwrap();
+    let dims = mask.dims.map(|d| d.div_ceil(4));
+    let full = mask.voxels.to_f32_vec();
+    let mut v = Vec::with_capacity(dims.iter().product());
+    for k in 0..dims[2] {
+        for j in 0..dims[1] {
+            for i in 0..dims[0] {
+                v.push(full[4 * i + mask.dims[0] * (4 * j + mask.dims[1] * 4 * k)]);
+            }
+        }
+    }
+    (v, dims)
+}

@@ -195,6 +195,12 @@ impl Form {
         self.parts.iter().find(|p| p.name() == name)
     }
 
+    /// Every part named `name`, in order (a DICOM series' files); cheap clones (spooled
+    /// parts share their file).
+    pub fn all(&self, name: &str) -> Vec<Part> {
+        self.parts.iter().filter(|p| p.name() == name).cloned().collect()
+    }
+
     /// A text field, as UTF-8.
     pub fn text(&self, name: &str) -> Result<Option<&str>, String> {
         match self.field(name) {

@@ -21,7 +21,7 @@ use futures::future::Either;
 use crate::app::{App, ParamsKind};
 use crate::backend::timed;
 use crate::error::{GatewayError, Result, Subject};
-use crate::form::{Form, Part};
+use crate::form::Form;
 use crate::routes::infer::upload_chunks;
 use crate::{image, params, response, work};
 
@@ -136,12 +136,7 @@ async fn upload(
     u64,
     impl futures::Stream<Item = bytes::Bytes> + Send + 'static,
 )> {
-    let files: Vec<Part> = form
-        .parts
-        .iter()
-        .filter(|p| p.name() == "files")
-        .cloned()
-        .collect();
+    let files = form.all("files");
     let is_series = files.len() > 1 || files.first().is_some_and(image::is_dicom);
     Ok(if is_series {
         // MONAI Label's shape: the files of a DICOM series, assembled here into one volume

@@ -117,12 +117,7 @@ pub async fn put_image(
     let query = query(raw);
     let form = form(&app, &headers, body).await?;
     let part = file_part(&form, "file", "PUT /datastore/image")?;
-    let files: Vec<Part> = form
-        .parts
-        .iter()
-        .filter(|p| p.name() == "file")
-        .cloned()
-        .collect();
+    let files = form.all("file");
     let named = query.get("image").map(|s| s.trim()).filter(|s| !s.is_empty());
     let mut info = object("params", form.text("params").map_err(bad)?)?;
     let (id, ext, data, size) = if files.len() > 1 || image::is_dicom(part) {

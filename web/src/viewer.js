@@ -1,7 +1,7 @@
 // The niivue wrapper: shows the image (multiplanar tiles + 3D render), draws the label as
 // niivue's drawing layer (one colour per label value), sets window/level, and maps canvas
 // positions to the image's own voxels and back. The mapping goes through world millimetres:
-// niivue's canvasPos2frac/frac2mm give the clicked point in mm (niivue reorients images to
+// niivue's screenXY2TextureFrac/frac2mm give the clicked point in mm (niivue reorients images to
 // RAS internally, so its voxels are not the image's), then geometry.js's inverse affine gives
 // the image's voxel. The label and the server see the same voxels.
 import { Niivue, NVImage, SLICE_TYPE, SHOW_RENDER, MULTIPLANAR_TYPE } from '@niivue/niivue';

@@ -359,7 +359,15 @@ mod tests {
             .collect();
         assert_eq!(
             open,
-            ["/", "/livez", "/readyz", "/metrics", "/auth", "/auth/token"]
+            [
+                "/",
+                "/assets/{file}",
+                "/livez",
+                "/readyz",
+                "/metrics",
+                "/auth",
+                "/auth/token"
+            ]
         );
         assert!(
             ROUTES

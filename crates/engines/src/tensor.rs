@@ -6,6 +6,7 @@
 //! code such as deepbet) or `"kji"` (`[N, C, k, j, i]`, SimpleITK-style arrays).
 
 use aiaa_imaging::{Geometry, Volume, Voxels};
+use aiaa_jit::f32_tensor;
 use serde::Deserialize;
 use tch::Tensor;
 
@@ -22,16 +23,21 @@ pub enum Layout {
     Kji,
 }
 
-/// A `[1, C, ...]` `f32` tensor from a volume (cast to `f32` when needed).
-pub fn to_tensor(vol: &Volume, layout: Layout) -> Tensor {
+/// A `[1, C, ...]` `f32` tensor from a volume (cast to `f32` when needed). Made with
+/// [`aiaa_jit::f32_tensor`], not tch's `from_slice`: it runs on a request's thread, where a
+/// parallel fill would start an OpenMP team that slows the device thread's forward passes.
+pub fn to_tensor(vol: &Volume, layout: Layout) -> Result<Tensor> {
     let [nx, ny, nz] = vol.dims;
     let c = vol.channels as i64;
     let voxels = vol.voxels.as_f32();
-    match layout {
-        Layout::Kji => Tensor::from_slice(&voxels).view([1, c, nz as i64, ny as i64, nx as i64]),
-        Layout::Ijk => Tensor::from_slice(&swap_first_last(&voxels, vol.channels, [nz, ny, nx]))
-            .view([1, c, nx as i64, ny as i64, nz as i64]),
-    }
+    let made = match layout {
+        Layout::Kji => f32_tensor(&voxels, &[1, c, nz as i64, ny as i64, nx as i64]),
+        Layout::Ijk => f32_tensor(
+            &swap_first_last(&voxels, vol.channels, [nz, ny, nx]),
+            &[1, c, nx as i64, ny as i64, nz as i64],
+        ),
+    };
+    made.map_err(|e| EngineError::Internal(format!("the network input: {e}")))
 }
 
 /// The `[1, K, ...]` output of a network on the grid `dims` / `geometry` as a `K`-channel
@@ -161,7 +167,7 @@ mod tests {
         )
         .unwrap();
         for layout in [Layout::Ijk, Layout::Kji] {
-            let t = to_tensor(&vol, layout);
+            let t = to_tensor(&vol, layout).unwrap();
             if layout == Layout::Ijk {
                 assert_eq!(t.size(), [1, 1, 6, 4, 3]);
                 // Voxel (i, j, k) = (5, 2, 1) is i + 6 (j + 4 k) = 41.

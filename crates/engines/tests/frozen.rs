@@ -129,7 +129,7 @@ fn dextr3d_input(spec: &EngineSpec) -> Tensor {
     let mut d = sample(x);
     d.insert("label", Item::Points(moved));
     transforms(c, "pre_transforms").unwrap().run(&mut d, 0).unwrap();
-    to_tensor(&take_image(&mut d, "image").unwrap().vol, Layout::Ijk)
+    to_tensor(&take_image(&mut d, "image").unwrap().vol, Layout::Ijk).unwrap()
 }
 
 /// deepbet's two network inputs on MNI152: the config's pre_transforms (RAS, percentiles),
@@ -143,7 +143,7 @@ fn deepbet_inputs(spec: &EngineSpec) -> (Tensor, Tensor) {
     let input = |size: [usize; 3], list: &Value| {
         let mut d = sample(resize(&head, size, Interp::Nearest).unwrap());
         Pipeline::from_json(list, 0).unwrap().run(&mut d, 0).unwrap();
-        to_tensor(&take_image(&mut d, "image").unwrap().vol, Layout::Ijk)
+        to_tensor(&take_image(&mut d, "image").unwrap().vol, Layout::Ijk).unwrap()
     };
     let locator = input([128; 3], &c.json["locator"]["input_transforms"]);
     let model = input([256; 3], &c.json["input_transforms"]);

@@ -72,7 +72,7 @@ fn the_device_threads_sweep_labels_as_the_step_by_step_window_on_mni152() {
         let mut d = sample(image.clone());
         transforms(c, "pre_transforms").unwrap().run(&mut d, 0).unwrap();
         transforms(c, "input_transforms").unwrap().run(&mut d, 0).unwrap();
-        let x = to_tensor(&take_image(&mut d, "image").unwrap().vol, Layout::Ijk);
+        let x = to_tensor(&take_image(&mut d, "image").unwrap().vol, Layout::Ijk).unwrap();
         let net = devices.load("reference", &c.model_path, &[]).unwrap();
         let blended = SlidingWindow::new([96; 3])
             .with_overlap(0.25)

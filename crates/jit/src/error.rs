@@ -24,6 +24,9 @@ pub enum JitError {
     /// Reading the graph failed.
     #[error("reading the graph: {0}")]
     Graph(String),
+    /// Data that does not fit the tensor shape asked for (or a shape libtorch refuses).
+    #[error("making a tensor: {0}")]
+    Shape(String),
     /// A device this crate does not run on (only the CPU and CUDA devices).
     #[error("unsupported device {0}")]
     Device(String),

@@ -22,12 +22,16 @@
 //! - [`module`]: [`Module`], the shim's handle: load, freeze, optimise, forward, graph;
 //! - [`prepare`]: [`prepare()`], the serving path (the forms tried in order, warm-up,
 //!   fallback), [`Form`], [`Policy`];
+//! - [`host`]: [`f32_tensor`], network inputs made on any thread without starting an OpenMP
+//!   team there (which would slow every device thread's forward pass);
 //! - [`error`]: the crate's error type, [`JitError`].
 
 pub mod error;
+pub mod host;
 pub mod module;
 pub mod prepare;
 
 pub use error::{JitError, Result};
+pub use host::f32_tensor;
 pub use module::Module;
 pub use prepare::{Form, Policy, Prepared, WARM_RUNS, prepare};

@@ -116,7 +116,7 @@ impl Inputs {
             }
         }
         let vol = Volume::new(self.roi, channels, image.geometry, Voxels::F32(all))?;
-        Ok(to_tensor(&vol, self.layout))
+        to_tensor(&vol, self.layout)
     }
 }
 

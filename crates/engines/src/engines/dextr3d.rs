@@ -186,7 +186,7 @@ impl Engine for Dextr3d {
             self.pre.run(&mut d, 0)?;
             let im = take_image(&mut d, "image")?;
             // Only the crop's grid is needed after this: its voxels are dropped here.
-            Ok(((crop.dims, crop.geometry), to_tensor(&im.vol, self.layout)))
+            Ok(((crop.dims, crop.geometry), to_tensor(&im.vol, self.layout)?))
         })?;
         let finish = Finish {
             layout: self.layout,

@@ -429,7 +429,7 @@ pub fn warm_input(
     points: Option<(&str, Vec<[f64; 3]>)>,
 ) -> Option<tch::Tensor> {
     synthetic_input(pipeline, dims, points)
-        .map(|vol| to_tensor(&vol, layout))
+        .and_then(|vol| to_tensor(&vol, layout))
         .map_err(|e| {
             tracing::warn!(model = %model, error = %e, "no warm-up input: the transforms refused a synthetic image; loading without a warm-up")
         })

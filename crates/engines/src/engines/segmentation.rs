@@ -285,7 +285,7 @@ impl Segmentation {
             let mut d = sample(image);
             input.run(&mut d, 0)?;
             let im = take_image(&mut d, "image")?;
-            Ok(to_tensor(&im.vol, self.layout))
+            to_tensor(&im.vol, self.layout)
         })?;
         let finish = Finish {
             layout: self.layout,
@@ -303,7 +303,7 @@ impl Segmentation {
         let x = t.time("pre", || -> Result<_> {
             let mut d = sample(image);
             self.input.run(&mut d, 0)?;
-            Ok(to_tensor(&take_image(&mut d, "image")?.vol, self.layout))
+            to_tensor(&take_image(&mut d, "image")?.vol, self.layout)
         })?;
         let sweep = Sweep {
             window: window.clone(),

@@ -1,0 +1,66 @@
+//! CPU tensors filled from Rust slices without starting an OpenMP team on the calling thread.
+//!
+//! tch's `Tensor::from_slice` allocates with `torch::zeros` and then copies; the zero fill is
+//! one of libtorch's parallel loops, so on any thread but a device's owner it starts a second
+//! OpenMP team in the process, whose worker lives as long as that thread. With more OpenMP
+//! threads than cores, libgomp "throttles" every team: a worker waiting between two parallel
+//! regions spins about 1,000 times instead of 300,000 before it sleeps, so the device
+//! thread's forward pass, hundreds of short parallel regions, pays a futex wake-up at each.
+//! That was the DEXTR3D forward's 1.2x against PyTorch's in the server (issue 19,
+//! `docs/inference.md`). `at::empty` plus a copy does no parallel work at all, so the engines
+//! make every request's input tensor with [`f32_tensor`], on whichever thread prepares it.
+
+// Writing into the tensor's own buffer: see the one `unsafe` block.
+#![allow(unsafe_code)]
+
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{JitError, Result};
+
+/// A contiguous `f32` CPU tensor of `shape` holding `data` (C order), made without any
+/// parallel region (see the module's documentation).
+pub fn f32_tensor(data: &[f32], shape: &[i64]) -> Result<Tensor> {
+    let count = shape
+        .iter()
+        .try_fold(1i64, |n, &d| if d < 0 { None } else { n.checked_mul(d) });
+    if count.and_then(|n| usize::try_from(n).ok()) != Some(data.len()) {
+        return Err(JitError::Shape(format!(
+            "{} values cannot fill a tensor of shape {shape:?}",
+            data.len()
+        )));
+    }
+    let t = Tensor::f_empty(shape, (Kind::Float, Device::Cpu)).map_err(|e| JitError::Shape(e.to_string()))?;
+    // `t` is a fresh, contiguous f32 CPU tensor of exactly `data.len()` elements (checked
+    // above), so its buffer holds `data.len()` f32s and does not overlap `data`.
+    unsafe {
+        std::ptr::copy_nonoverlapping(data.as_ptr(), t.data_ptr().cast::<f32>(), data.len());
+    }
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tensor_holds_the_slice_in_c_order() {
+        let data: Vec<f32> = (0..24).map(|v| v as f32 * 0.5 - 3.0).collect();
+        let t = f32_tensor(&data, &[1, 2, 3, 4]).unwrap();
+        assert_eq!(t.size(), [1, 2, 3, 4]);
+        assert_eq!(t.kind(), Kind::Float);
+        assert!(t.is_contiguous());
+        assert!(t.equal(&Tensor::from_slice(&data).view([1, 2, 3, 4])));
+        assert_eq!(t.double_value(&[0, 1, 2, 3]), f64::from(data[23]));
+    }
+
+    #[test]
+    fn a_shape_that_does_not_match_the_data_is_refused() {
+        let e = f32_tensor(&[1.0; 6], &[1, 2, 4]).unwrap_err().to_string();
+        assert!(
+            e.contains("6 values cannot fill a tensor of shape [1, 2, 4]"),
+            "{e}"
+        );
+        assert!(f32_tensor(&[1.0; 6], &[-1, 6]).is_err());
+        assert!(f32_tensor(&[], &[0, 3]).unwrap().size() == [0, 3]);
+    }
+}

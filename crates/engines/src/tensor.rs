@@ -6,7 +6,7 @@
 //! code such as deepbet) or `"kji"` (`[N, C, k, j, i]`, SimpleITK-style arrays).
 
 use aiaa_imaging::{Geometry, Volume, Voxels};
-use aiaa_jit::f32_tensor;
+use aiaa_jit::{f32_tensor, f32_tensor_with};
 use serde::Deserialize;
 use tch::Tensor;
 
@@ -32,10 +32,10 @@ pub fn to_tensor(vol: &Volume, layout: Layout) -> Result<Tensor> {
     let voxels = vol.voxels.as_f32();
     let made = match layout {
         Layout::Kji => f32_tensor(&voxels, &[1, c, nz as i64, ny as i64, nx as i64]),
-        Layout::Ijk => f32_tensor(
-            &swap_first_last(&voxels, vol.channels, [nz, ny, nx]),
-            &[1, c, nx as i64, ny as i64, nz as i64],
-        ),
+        // Swapped straight into the tensor: no volume-sized intermediate.
+        Layout::Ijk => f32_tensor_with(&[1, c, nx as i64, ny as i64, nz as i64], |out| {
+            swap_first_last_into(&voxels, vol.channels, [nz, ny, nx], out)
+        }),
     };
     made.map_err(|e| EngineError::Internal(format!("the network input: {e}")))
 }
@@ -71,11 +71,18 @@ pub fn to_volume(t: &Tensor, layout: Layout, dims: [usize; 3], geometry: Geometr
 /// and write streams. A direct tiled loop is twice as slow (rows a power-of-two apart share
 /// cache sets) and torch's `permute(..).contiguous()` four times (and it would start an
 /// OpenMP team on the calling thread).
-pub fn swap_first_last(src: &[f32], channels: usize, [n0, n1, n2]: [usize; 3]) -> Vec<f32> {
+pub fn swap_first_last(src: &[f32], channels: usize, dims: [usize; 3]) -> Vec<f32> {
+    let mut out = vec![0.0f32; src.len()];
+    swap_first_last_into(src, channels, dims, &mut out);
+    out
+}
+
+/// [`swap_first_last`] into `out` (as long as `src`), every element of which it writes.
+pub fn swap_first_last_into(src: &[f32], channels: usize, [n0, n1, n2]: [usize; 3], out: &mut [f32]) {
     const TILE: usize = 16;
     let n = n0 * n1 * n2;
     debug_assert_eq!(src.len(), n * channels);
-    let mut out = vec![0.0f32; src.len()];
+    assert_eq!(out.len(), src.len(), "swap_first_last_into: output length");
     let mut band = vec![0.0f32; TILE * n2];
     for (src, out) in src.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
         for b in 0..n1 {
@@ -94,7 +101,6 @@ pub fn swap_first_last(src: &[f32], channels: usize, [n0, n1, n2]: [usize; 3]) -
             }
         }
     }
-    out
 }
 
 /// The probability of the foreground from a `K`-channel network output: channel 1 of a

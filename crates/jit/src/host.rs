@@ -29,12 +29,28 @@ pub fn f32_tensor(data: &[f32], shape: &[i64]) -> Result<Tensor> {
             data.len()
         )));
     }
+    f32_tensor_with(shape, |buf| buf.copy_from_slice(data))
+}
+
+/// A contiguous `f32` CPU tensor of `shape` whose values `fill` writes (C order) straight into
+/// the tensor's buffer, zeroed first: for inputs computed on the way (an axis swap, a cast)
+/// the tensor is then the only copy made. No parallel region, as [`f32_tensor`].
+pub fn f32_tensor_with(shape: &[i64], fill: impl FnOnce(&mut [f32])) -> Result<Tensor> {
     let t = Tensor::f_empty(shape, (Kind::Float, Device::Cpu)).map_err(|e| JitError::Shape(e.to_string()))?;
-    // `t` is a fresh, contiguous f32 CPU tensor of exactly `data.len()` elements (checked
-    // above), so its buffer holds `data.len()` f32s and does not overlap `data`.
-    unsafe {
-        std::ptr::copy_nonoverlapping(data.as_ptr(), t.data_ptr().cast::<f32>(), data.len());
+    let n = t.numel();
+    if n == 0 {
+        fill(&mut []);
+        return Ok(t);
     }
+    let ptr = t.data_ptr().cast::<f32>();
+    // `t` is a fresh, contiguous f32 CPU tensor of `n` elements that nothing else refers to
+    // yet: its buffer holds `n` f32s, zeroed here (a single-threaded memset) so the slice
+    // handed to `fill` is initialised, and it lives as long as `t`, past the slice's use.
+    let buf = unsafe {
+        std::ptr::write_bytes(ptr, 0, n);
+        std::slice::from_raw_parts_mut(ptr, n)
+    };
+    fill(buf);
     Ok(t)
 }
 
@@ -62,5 +78,16 @@ mod tests {
         );
         assert!(f32_tensor(&[1.0; 6], &[-1, 6]).is_err());
         assert!(f32_tensor(&[], &[0, 3]).unwrap().size() == [0, 3]);
+    }
+
+    #[test]
+    fn the_fill_writes_into_the_tensor() {
+        let t = f32_tensor_with(&[2, 3], |b| {
+            assert!(b.iter().all(|&v| v == 0.0));
+            b.iter_mut().enumerate().for_each(|(i, v)| *v = i as f32);
+        })
+        .unwrap();
+        assert!(t.equal(&Tensor::from_slice(&[0f32, 1., 2., 3., 4., 5.]).view([2, 3])));
+        assert!(f32_tensor_with(&[-2, 3], |_| ()).is_err());
     }
 }

@@ -22,7 +22,7 @@
 //! - [`module`]: [`Module`], the shim's handle: load, freeze, optimise, forward, graph;
 //! - [`prepare`]: [`prepare()`], the serving path (the forms tried in order, warm-up,
 //!   fallback), [`Form`], [`Policy`];
-//! - [`host`]: [`f32_tensor`], network inputs made on any thread without starting an OpenMP
+//! - [`host`]: [`f32_tensor`], [`f32_tensor_with`], network inputs made on any thread without starting an OpenMP
 //!   team there (which would slow every device thread's forward pass);
 //! - [`error`]: the crate's error type, [`JitError`].
 
@@ -32,6 +32,6 @@ pub mod module;
 pub mod prepare;
 
 pub use error::{JitError, Result};
-pub use host::f32_tensor;
+pub use host::{f32_tensor, f32_tensor_with};
 pub use module::Module;
 pub use prepare::{Form, Policy, Prepared, WARM_RUNS, prepare};

@@ -364,9 +364,10 @@ mod tests {
                 // Against the whole batch in one pass: the same gradient in exact arithmetic
                 // (instance norm and the per-sample loss are separable); a weighting error
                 // (chunks averaged instead of weighted by their size) moves each chunk's
-                // share by a sixth, far beyond the bound. The bound is looser than the per-chunk one above: once in CI
-                // (2026-12-06) this comparison gave 1.09e-2 on the unchanged crate, never
-                // reproduced in 110 runs since, loaded or not (usually 1e-6). Noted as open.
+                // share by a sixth, far beyond the bound. The bound is looser than the
+                // per-chunk one above: once in CI (2026-12-06) this comparison gave 1.09e-2
+                // on the unchanged crate, never reproduced in 110 runs since, loaded or not
+                // (usually 1e-6). Noted as open.
                 let whole = sequential_grads(&vs, &net, &x, &y, &[3]);
                 let d = max_rel_diff(&par, &whole);
                 assert!(

@@ -71,22 +71,23 @@ pub fn write_f32(path: &std::path::Path, v: &[f32]) {
     std::fs::write(path, v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
 }
 
-/// Raw little-endian `f32`s written by the Python side.
-pub fn read_f32(path: &std::path::Path) -> Vec<f32> {
+/// Raw little-endian values of `N` bytes each, written by the Python side.
+fn read_le<const N: usize, T>(path: &std::path::Path, from: fn([u8; N]) -> T) -> Vec<T> {
     std::fs::read(path)
         .unwrap()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .chunks_exact(N)
+        .map(|b| from(b.try_into().unwrap()))
         .collect()
+}
+
+/// Raw little-endian `f32`s written by the Python side.
+pub fn read_f32(path: &std::path::Path) -> Vec<f32> {
+    read_le(path, f32::from_le_bytes)
 }
 
 /// Raw little-endian `f64`s written by the Python side.
 pub fn read_f64(path: &std::path::Path) -> Vec<f64> {
-    std::fs::read(path)
-        .unwrap()
-        .chunks_exact(8)
-        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-        .collect()
+    read_le(path, f64::from_le_bytes)
 }
 
 /// Runs `script` in the project's Python environment (MONAI) with `dir` as its argument,

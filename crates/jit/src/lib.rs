@@ -24,14 +24,18 @@
 //!   fallback), [`Form`], [`Policy`];
 //! - [`host`]: [`f32_tensor`], [`f32_tensor_with`], network inputs made on any thread without starting an OpenMP
 //!   team there (which would slow every device thread's forward pass);
+//! - [`openmp`]: [`release_team`], a device thread's OpenMP workers ended when it goes idle
+//!   (instead of spinning on a core the request's remaining work needs);
 //! - [`error`]: the crate's error type, [`JitError`].
 
 pub mod error;
 pub mod host;
 pub mod module;
+pub mod openmp;
 pub mod prepare;
 
 pub use error::{JitError, Result};
 pub use host::{f32_tensor, f32_tensor_with};
 pub use module::Module;
+pub use openmp::release_team;
 pub use prepare::{Form, Policy, Prepared, WARM_RUNS, prepare};

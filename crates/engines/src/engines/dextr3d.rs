@@ -6,7 +6,8 @@
 //! is what the network gets), `input_layout`, `output_activation`, `labels`, `description`.
 //!
 //! The flow: the points' bounding box grown by `padding` mm on each side (per axis, in that
-//! axis' spacing), clamped to the image, is cropped and resized (linear) to `roi`; the points
+//! axis' spacing), clamped to the image, is resized (linear) to `roi`, sampled from the image
+//! where it lies (no crop is copied out first: [`super::grid::resize_region`]); the points
 //! move with it and are put under the label key of `transforms.AddExtremePointsChannel` (or
 //! `label`), then the config's `pre_transforms` run (e.g. `VolumeTo4dArray`, intensity
 //! normalisation, `AddExtremePointsChannel`; a training config's validation list adapted by
@@ -25,7 +26,7 @@ use aiaa_imaging::io::ImageInfo;
 use aiaa_transforms::{Item, Pipeline};
 use serde_json::{Map, Value, json};
 
-use super::grid::{Interp, region_answer, resize};
+use super::grid::{Interp, region_answer, resize_region};
 use super::{
     Activation, Engine, EngineSpec, FORWARD_BYTES_PER_VOXEL, ModelInfo, Outcome, Timings, labels_of, points,
     pre_transforms, sample, six_points, take_image, warm_input,
@@ -152,25 +153,20 @@ impl Engine for Dextr3d {
         &self.info
     }
 
-    /// The crop (the image's type), its roi-sized `f32` copy and the network's pass on it,
-    /// and the mask on the whole grid (one byte a voxel), which the foreground is
-    /// thresholded into.
+    /// The crop resized to the roi (sampled from the image where it lies: no crop-sized
+    /// copy) and the network's pass on it, and the mask on the whole grid (one byte a
+    /// voxel), which the foreground is thresholded into.
     fn working_bytes(&self, image: &ImageInfo, params: &Map<String, Value>) -> Result<u64> {
-        let pts = Self::points(params, image.dims)?;
-        let (_, size) = self.region(image.dims, image.geometry.spacing, &pts);
-        let crop = size.iter().map(|&d| d as u64).product::<u64>() * image.channels as u64;
-        let roi = self.roi.iter().map(|&d| d as u64).product::<u64>();
-        Ok(crop.saturating_mul(image.voxel_type.size() as u64)
-            + roi.saturating_mul(FORWARD_BYTES_PER_VOXEL)
-            + image.voxel_count())
+        Self::points(params, image.dims)?;
+        let roi = self.roi.iter().map(|&d| d as u64).product::<u64>() * image.channels as u64;
+        Ok(roi.saturating_mul(FORWARD_BYTES_PER_VOXEL) + image.voxel_count())
     }
 
     fn infer(&self, image: &Volume, params: &Map<String, Value>, t: &mut Timings) -> Result<Outcome> {
         let pts = Self::points(params, image.dims)?;
         let (start, size) = self.region(image.dims, image.geometry.spacing, &pts);
         let ((crop_dims, crop_geometry), x) = t.time("pre", || -> Result<_> {
-            let crop = aiaa_imaging::crop::crop(image, start, size)?;
-            let roi = resize(&crop, self.roi, Interp::Linear)?;
+            let (crop_geometry, roi) = resize_region(image, start, size, self.roi, Interp::Linear)?;
             // Points into the roi grid: voxel centres map as (p - start + 0.5) * roi / size - 0.5.
             let moved: Vec<[f64; 3]> = pts
                 .iter()
@@ -185,8 +181,7 @@ impl Engine for Dextr3d {
             d.insert(self.points_key.clone(), Item::Points(moved));
             self.pre.run(&mut d, 0)?;
             let im = take_image(&mut d, "image")?;
-            // Only the crop's grid is needed after this: its voxels are dropped here.
-            Ok(((crop.dims, crop.geometry), to_tensor(&im.vol, self.layout)?))
+            Ok(((size, crop_geometry), to_tensor(&im.vol, self.layout)?))
         })?;
         let finish = Finish {
             layout: self.layout,

@@ -40,6 +40,25 @@ pub fn resize(vol: &Volume, dims: [usize; 3], interp: Interp) -> Result<Volume> 
     Ok(resample_onto(vol, dims, &geometry, interp.into())?)
 }
 
+/// The region `[start, start + size)` of `image` resized to `dims` (as [`resize`] of its
+/// crop), sampled from `image` where it lies, without copying the region out first; and the
+/// region's own grid (its geometry), which the answer goes back onto. The sample positions
+/// are those of the crop, so the values are too, but where a region shorter than `dims` on an
+/// axis is stretched: there the end voxels, which lie up to half a voxel outside the region,
+/// blend with the image's voxels beyond it rather than repeating the region's edge.
+pub fn resize_region(
+    image: &Volume,
+    start: [usize; 3],
+    size: [usize; 3],
+    dims: [usize; 3],
+    interp: Interp,
+) -> Result<(Geometry, Volume)> {
+    let mut region = image.geometry;
+    region.origin = image.geometry.index_to_physical(start.map(|s| s as f64));
+    let grid = resize_grid(size, &region, dims);
+    Ok((region, resample_onto(image, dims, &grid, interp.into())?))
+}
+
 /// `vol` (on a grid covering the same region as the `dims` / `geometry` grid) resampled back
 /// onto that grid.
 pub fn resize_back(vol: &Volume, dims: [usize; 3], geometry: Geometry, interp: Interp) -> Result<Volume> {
@@ -214,5 +233,39 @@ mod tests {
         let mut mask = vec![0u8; image_dims.iter().product()];
         threshold_reachable(&prob, (dims, region_geometry), 0.5, &mut mask, image_dims, start).unwrap();
         assert!(mask.iter().all(|&v| v == 0));
+    }
+
+    /// Resizing a region straight from the image gives what resizing its crop gives, on an
+    /// oblique, anisotropic image: the same values wherever the region is shrunk (every
+    /// axis here), and everywhere but the end voxels of an axis it is stretched along.
+    #[test]
+    fn a_region_resized_from_the_image_is_its_crop_resized() {
+        let dims = [40, 36, 22];
+        let mut geometry = Geometry::with_spacing([0.9, 1.1, 2.5]);
+        geometry.origin = [-31.0, 12.5, 4.0];
+        let (c, s) = (0.3f64.cos(), 0.3f64.sin());
+        geometry.direction = [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]];
+        let values: Vec<f32> = (0..dims.iter().product::<usize>())
+            .map(|v| ((v * 7919) % 1009) as f32 * 0.25 - 40.0)
+            .collect();
+        let image = Volume::scalar(dims, geometry, Voxels::F32(values)).unwrap();
+        let (start, size) = ([3, 5, 2], [31, 27, 9]);
+        for (roi, stretched) in [([16, 12, 8], false), ([16, 12, 13], true)] {
+            let crop = aiaa_imaging::crop::crop(&image, start, size).unwrap();
+            let want = resize(&crop, roi, Interp::Linear).unwrap();
+            let (region, got) = resize_region(&image, start, size, roi, Interp::Linear).unwrap();
+            assert_eq!(region, crop.geometry);
+            assert_eq!((got.dims, got.geometry), (want.dims, want.geometry));
+            let (a, b) = (got.voxels.as_f32(), want.voxels.as_f32());
+            for (o, (x, y)) in a.iter().zip(b.iter()).enumerate() {
+                let z = o / (roi[0] * roi[1]);
+                if !(stretched && (z == 0 || z == roi[2] - 1)) {
+                    assert!(
+                        (x - y).abs() <= 1e-4 * y.abs().max(1.0),
+                        "roi {roi:?} voxel {o}: {x} against {y}"
+                    );
+                }
+            }
+        }
     }
 }

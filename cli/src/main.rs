@@ -67,6 +67,13 @@ fn seed_compatible_args() -> Vec<String> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse_from(seed_compatible_args());
+    // Before any thread starts: the processes that serve models run libtorch's OpenMP
+    // workers with a short spin (see aiaa_jit::openmp); this returns unless it restarts.
+    if matches!(&cli.command, Command::Up(_))
+        || matches!(&cli.command, Command::Serve(s) if s.service == serve::Service::Inference)
+    {
+        aiaa_jit::restart_with_serving_spin();
+    }
     let service_name = match &cli.command {
         Command::Up(_) => "aiaa".to_string(),
         Command::Serve(s) => format!("aiaa-{}", s.service.name()),

@@ -43,7 +43,7 @@ pub struct UpArgs {
 }
 
 /// The services `aiaa serve` can run.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Service {
     /// The model catalogue.
     Registry,

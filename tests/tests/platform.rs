@@ -67,6 +67,23 @@ async fn up_serves_every_service_with_health_reflection_metrics_and_stops_gracef
     );
     // Every data folder is under the one store root.
     assert!(dir.path().join("registry").is_dir() && dir.path().join("datastore").is_dir());
+    // It restarted itself (same process id) with libtorch's OpenMP workers set to spin
+    // briefly, unless this environment already says how they wait.
+    let environ = std::fs::read(format!("/proc/{}/environ", platform.pid())).unwrap();
+    let environ: Vec<String> = environ
+        .split(|&b| b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    let spin = environ.iter().find(|v| v.starts_with("GOMP_SPINCOUNT="));
+    match std::env::var("GOMP_SPINCOUNT") {
+        Ok(own) => assert_eq!(spin, Some(&format!("GOMP_SPINCOUNT={own}"))),
+        Err(_) if std::env::var_os("OMP_WAIT_POLICY").is_some() => assert_eq!(spin, None),
+        Err(_) => assert_eq!(
+            spin.map(String::as_str),
+            Some("GOMP_SPINCOUNT=30000"),
+            "{environ:?}"
+        ),
+    }
     let status = platform.stop().expect("aiaa stops on SIGTERM");
     assert!(status.success(), "graceful stop exits 0, got {status:?}");
 }

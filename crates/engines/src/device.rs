@@ -407,7 +407,6 @@ fn owner(device: Device, jobs: mpsc::Receiver<Job>, waiting: Arc<AtomicUsize>, b
                     run(m, input, finish, device)
                 });
                 let _ = reply.send(out);
-                idle_if_done(device, &waiting);
             }
             Job::Sweep {
                 key,
@@ -420,18 +419,8 @@ fn owner(device: Device, jobs: mpsc::Receiver<Job>, waiting: Arc<AtomicUsize>, b
                     run_sweep(m, input, &sweep, device)
                 });
                 let _ = reply.send(out);
-                idle_if_done(device, &waiting);
             }
         }
-    }
-}
-
-/// After a job whose answer has gone: with nothing more queued for a CPU device, its
-/// OpenMP workers end rather than spin for milliseconds on the cores the request's work
-/// after the forward pass runs on ([`aiaa_jit::release_team`]).
-fn idle_if_done(device: Device, waiting: &AtomicUsize) {
-    if device == Device::Cpu && waiting.load(Ordering::Relaxed) == 0 {
-        aiaa_jit::release_team();
     }
 }
 

@@ -24,8 +24,9 @@
 //!   fallback), [`Form`], [`Policy`];
 //! - [`host`]: [`f32_tensor`], [`f32_tensor_with`], network inputs made on any thread without starting an OpenMP
 //!   team there (which would slow every device thread's forward pass);
-//! - [`openmp`]: [`release_team`], a device thread's OpenMP workers ended when it goes idle
-//!   (instead of spinning on a core the request's remaining work needs);
+//! - [`openmp`]: [`restart_with_serving_spin`], a serving process's OpenMP workers spin about
+//!   a millisecond after a parallel region, not libgomp's 9 ms (which took a core from the
+//!   request's work after its forward pass);
 //! - [`error`]: the crate's error type, [`JitError`].
 
 pub mod error;
@@ -37,5 +38,5 @@ pub mod prepare;
 pub use error::{JitError, Result};
 pub use host::{f32_tensor, f32_tensor_with};
 pub use module::Module;
-pub use openmp::release_team;
+pub use openmp::restart_with_serving_spin;
 pub use prepare::{Form, Policy, Prepared, WARM_RUNS, prepare};

@@ -29,6 +29,11 @@ struct Cli {
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     let tool = cli.tool.take();
+    if tool.is_none() {
+        // Serving: libtorch's OpenMP workers spin briefly (see aiaa_jit::openmp); this
+        // returns unless it restarts the process.
+        aiaa_jit::restart_with_serving_spin();
+    }
     let binary = Binary {
         component: "inference",
         listen: cli.inference.listen,

@@ -171,16 +171,22 @@ pub fn paste(part: &Volume, dims: [usize; 3], geometry: Geometry, at: [usize; 3]
 mod tests {
     use super::*;
 
+    /// An anisotropic grid turned 0.3 rad about z, off the origin.
+    fn oblique() -> Geometry {
+        let mut geometry = Geometry::with_spacing([0.9, 1.1, 2.5]);
+        geometry.origin = [-31.0, 12.5, 4.0];
+        let (c, s) = (0.3f64.cos(), 0.3f64.sin());
+        geometry.direction = [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]];
+        geometry
+    }
+
     /// A blob of probability on a 24 x 20 x 16 roi grid, resized from a region of an
     /// oblique, anisotropic image: the bounded threshold gives the mask the whole region's
     /// threshold gives, voxel for voxel, wherever the blob sits (edges included).
     #[test]
     fn the_bounded_threshold_gives_the_whole_regions_mask() {
         let image_dims = [70, 64, 40];
-        let mut geometry = Geometry::with_spacing([0.9, 1.1, 2.5]);
-        geometry.origin = [-31.0, 12.5, 4.0];
-        let (c, s) = (0.3f64.cos(), 0.3f64.sin());
-        geometry.direction = [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]];
+        let geometry = oblique();
         let start = [5, 7, 3];
         let dims = [57, 49, 31];
         let region_geometry = {
@@ -241,10 +247,7 @@ mod tests {
     #[test]
     fn a_region_resized_from_the_image_is_its_crop_resized() {
         let dims = [40, 36, 22];
-        let mut geometry = Geometry::with_spacing([0.9, 1.1, 2.5]);
-        geometry.origin = [-31.0, 12.5, 4.0];
-        let (c, s) = (0.3f64.cos(), 0.3f64.sin());
-        geometry.direction = [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]];
+        let geometry = oblique();
         let values: Vec<f32> = (0..dims.iter().product::<usize>())
             .map(|v| ((v * 7919) % 1009) as f32 * 0.25 - 40.0)
             .collect();

@@ -3,6 +3,7 @@
 // the affine is a rotation times spacing, the same as a qform, so readers that prefer either
 // agree; pixdim from the affine. Reading: what the server answers (uint8/int/float masks, the
 // sform or qform geometry). Gzip through the platform's CompressionStream (browsers, node 18+).
+import { Gunzip } from 'fflate';
 import { spacing } from './geometry.js';
 
 const HEADER = 348;
@@ -114,10 +115,28 @@ export function gzip(bytes) {
   return pipe(bytes, new CompressionStream('gzip'));
 }
 
-/** Gunzip bytes when they start with gzip's magic; others are returned as they are. */
+/**
+ * Gunzip bytes when they start with gzip's magic; others are returned as they are. Every
+ * member of a multi-member file is read: the server compresses answers in parallel blocks,
+ * one gzip member each (as pigz and bgzip do), which nibabel, SimpleITK and zlib read as one
+ * stream but the browser's DecompressionStream refuses after the first member.
+ */
 export async function maybeGunzip(bytes) {
-  if (bytes[0] === 0x1f && bytes[1] === 0x8b) return pipe(bytes, new DecompressionStream('gzip'));
-  return bytes;
+  if (!(bytes[0] === 0x1f && bytes[1] === 0x8b)) return bytes;
+  const parts = [];
+  let total = 0;
+  const gunzip = new Gunzip((chunk) => {
+    parts.push(chunk);
+    total += chunk.length;
+  });
+  gunzip.push(bytes, true);
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 /** A NIfTI-1 file's geometry and voxels: {dims, affine, datatype, data (typed array, scaled values)}. */

@@ -6,6 +6,7 @@
 // the image's voxel. The label and the server see the same voxels.
 import { Niivue, NVImage, SLICE_TYPE, SHOW_RENDER, MULTIPLANAR_TYPE } from '@niivue/niivue';
 import { makeGrid } from './geometry.js';
+import { maybeGunzip } from './nifti.js';
 
 /** The 2D views niivue tiles, by its `axCorSag` code. */
 export const VIEWS = ['axial', 'coronal', 'sagittal'];
@@ -45,9 +46,18 @@ export class Viewer {
     this.nv.setRenderDrawAmbientOcclusion(0);
   }
 
-  /** Shows an image from its file bytes (the name's extension tells niivue the format). */
+  /**
+   * Shows an image from its file bytes (the name's extension tells niivue the format). A
+   * `.gz` file is inflated here, every member of it: the server writes gzip in parallel
+   * members, and niivue's own gunzip (the browser's DecompressionStream) stops at the first.
+   */
   async open(buffer, name) {
     const nv = this.nv;
+    if (/\.gz$/i.test(name)) {
+      const raw = await maybeGunzip(new Uint8Array(buffer));
+      buffer = raw.byteOffset === 0 && raw.byteLength === raw.buffer.byteLength ? raw.buffer : raw.slice().buffer;
+      name = name.replace(/\.gz$/i, '');
+    }
     const volume = await NVImage.loadFromUrl({ url: name, name, buffer });
     for (const v of [...nv.volumes]) nv.removeVolume(v);
     if (nv.drawBitmap) nv.closeDrawing();

@@ -2,8 +2,8 @@
 // through gzip, and by this module's reader.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { gunzipSync } from 'node:zlib';
-import { writeNifti, readNifti, gzip, affineToQuaternion, quaternionToAffine } from '../../src/nifti.js';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { writeNifti, readNifti, gzip, maybeGunzip, affineToQuaternion, quaternionToAffine } from '../../src/nifti.js';
 import { obliqueAffine } from './affines.mjs';
 
 const dims = [7, 5, 3];
@@ -68,4 +68,25 @@ test('the reader scales values and refuses what is not NIfTI', async () => {
   assert.equal(read.data[1], 74);
   await assert.rejects(readNifti(new Uint8Array(400)), /not a NIfTI-1/);
   assert.throws(() => writeNifti({ dims, affine: obliqueAffine(), data: new Uint8Array(3) }), /do not fill/);
+});
+
+test('a multi-member gzip file (the server\'s parallel blocks) is read whole', async () => {
+  const dims = [40, 30, 20];
+  const data = new Uint8Array(dims[0] * dims[1] * dims[2]).map((_, i) => (i * 7) % 3 === 0 ? 1 : 0);
+  const file = writeNifti({ dims, affine: obliqueAffine(), data });
+  // The header alone, then the voxels in 7,000-byte blocks: one member each.
+  const cuts = [0, 352];
+  for (let at = 352 + 7000; at < file.length; at += 7000) cuts.push(at);
+  cuts.push(file.length);
+  const members = cuts.slice(1).map((end, i) => gzipSync(file.subarray(cuts[i], end)));
+  const joined = new Uint8Array(members.reduce((n, m) => n + m.length, 0));
+  members.reduce((at, m) => (joined.set(m, at), at + m.length), 0);
+  assert.ok(members.length > 3, `${members.length} members`);
+  assert.deepEqual(await maybeGunzip(joined), file);
+  const back = await readNifti(joined);
+  assert.deepEqual(back.dims, dims);
+  assert.deepEqual(Array.from(back.data), Array.from(data));
+  // A single member and plain bytes still read as before.
+  assert.deepEqual(await maybeGunzip(gzipSync(file)), file);
+  assert.deepEqual(await maybeGunzip(file), file);
 });

@@ -393,8 +393,8 @@ fn check_nifti1(vol: &Volume) -> Result<()> {
     Ok(())
 }
 
-/// Encodes `vol` as NIfTI-1 bytes, gzipped (parallel blocks of [`gz::ANSWER_BLOCK_SIZE`],
-/// level 1: these bytes answer a request, where latency counts) when `gzip` is set.
+/// Encodes `vol` as NIfTI-1 bytes, gzipped (parallel blocks, level 1: these bytes answer a
+/// request, where latency counts) when `gzip` is set.
 pub fn to_bytes(vol: &Volume, gzip: bool) -> Result<Vec<u8>> {
     check_nifti1(vol)?;
     let mut out = header::write_nifti1(&header_for(vol));
@@ -402,7 +402,7 @@ pub fn to_bytes(vol: &Volume, gzip: bool) -> Result<Vec<u8>> {
         // Compressed from the volume's own buffer: a volume-sized copy (and its page faults)
         // cost a 182 x 218 x 182 mask's answer as much as its compression.
         let voxels = vol.voxels.le_bytes();
-        return Ok(gz::compress_parts(&[&out, &voxels], 1, gz::ANSWER_BLOCK_SIZE));
+        return Ok(gz::compress_parts(&[&out, &voxels], 1));
     }
     vol.voxels.write_le(&mut out);
     Ok(out)

@@ -80,6 +80,7 @@ async fn grpc_serving(addr: SocketAddr, limit: Duration) -> Result<(), String> {
 /// Probes, every 100 ms on fresh connections, the gateway's `/livez` and the registry's and
 /// the datastore's gRPC health, and samples the process's memory.
 struct Watch {
+    started: Instant,
     stop: Arc<AtomicBool>,
     /// The slowest `/livez` and the slowest gRPC health answer, in ms.
     worst_ms: Arc<[AtomicU64; 2]>,
@@ -95,9 +96,21 @@ impl Watch {
         let stop = Arc::new(AtomicBool::new(false));
         let worst_ms = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
         let peak_mib = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
         let (s, w, p) = (stop.clone(), worst_ms.clone(), peak_mib.clone());
         let task = tokio::spawn(async move {
             let mut rounds = 0;
+            // A slow answer is logged when it happens, so a failure says which phase it was in.
+            let note = |what: &str, t: Instant| {
+                let ms = t.elapsed().as_millis() as u64;
+                if ms >= 300 {
+                    eprintln!(
+                        "slow probe: {what} {ms} ms, {:?} into the watch",
+                        started.elapsed()
+                    );
+                }
+                ms
+            };
             while !s.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 let live =
@@ -107,11 +120,11 @@ impl Watch {
                     Ok(a) => return Err(format!("/livez answered {}", a.status)),
                     Err(_) => return Err("/livez did not answer within 5 s".into()),
                 }
-                w[0].fetch_max(t.elapsed().as_millis() as u64, Ordering::Relaxed);
+                w[0].fetch_max(note("/livez", t), Ordering::Relaxed);
                 for addr in grpc {
                     let t = Instant::now();
                     grpc_serving(addr, Duration::from_secs(5)).await?;
-                    w[1].fetch_max(t.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    w[1].fetch_max(note("gRPC health", t), Ordering::Relaxed);
                 }
                 p.fetch_max(rss_mib(pid), Ordering::Relaxed);
                 rounds += 1;
@@ -120,11 +133,17 @@ impl Watch {
             Ok(rounds)
         });
         Watch {
+            started,
             stop,
             worst_ms,
             peak_mib,
             task,
         }
+    }
+
+    /// Logs the end of a phase, in the slow probes' time.
+    fn mark(&self, phase: &str) {
+        eprintln!("{:?} into the watch: {phase} done", self.started.elapsed());
     }
 
     fn peak(&self) -> u64 {
@@ -436,6 +455,7 @@ async fn hostile_requests_get_their_answer_in_time_and_the_platform_keeps_servin
         assert!(msg.contains("--gateway-body-min-rate"), "{msg}");
         assert!(took < Duration::from_millis(3500), "{took:?}");
     }
+    watch.mark("slowloris");
     eprintln!("slowloris: 210 connections closed within {worst_close:?}, 10 slow bodies answered 408");
 
     // The clicks' working memory is the inference service's (its budget is tested
@@ -469,6 +489,7 @@ async fn hostile_requests_get_their_answer_in_time_and_the_platform_keeps_servin
             refused += 1;
         }
     }
+    watch.mark("hostile coordinates");
     eprintln!("{refused} hostile coordinates refused with 400 within 1 s each");
 
     eprintln!(
@@ -523,6 +544,7 @@ async fn hostile_requests_get_their_answer_in_time_and_the_platform_keeps_servin
         "9000 parts: {:?}",
         t.elapsed()
     );
+    watch.mark("big params and 9000 parts");
     eprintln!(
         "memory after 99 MB params: {} MiB (peak {})",
         rss_mib(pid),
@@ -540,6 +562,7 @@ async fn hostile_requests_get_their_answer_in_time_and_the_platform_keeps_servin
         .await
         .error(400);
     assert!(msg.contains("--gateway-max-polygon-vertices"), "{msg}");
+    watch.mark("mask2polygon");
     eprintln!(
         "mask2polygon on {} KB of dots refused in {:?}",
         mask.len() / 1024,
@@ -562,6 +585,7 @@ async fn hostile_requests_get_their_answer_in_time_and_the_platform_keeps_servin
         assert_eq!(status, 413, "{msg}");
         assert!(msg.contains("--gateway-max-body-bytes"), "{msg}");
     }
+    watch.mark("chunked bodies");
     eprintln!(
         "two 2 GiB chunked bodies refused in {:?}; memory peak so far {} MiB (baseline {baseline})",
         t.elapsed(),
@@ -620,6 +644,7 @@ async fn hostile_requests_get_their_answer_in_time_and_the_platform_keeps_servin
             .status,
         200
     );
+    watch.mark("1 GB upload");
     eprintln!("1 GB upload: a session in {:?}", t.elapsed());
 
     confined.assert_alive("the hostile inputs");

@@ -1,5 +1,7 @@
 //! Telemetry, set up once per process by [`init`]: logs (text or JSON) filtered by
-//! `EnvFilter`, also kept in memory as plain text ([`crate::recent_logs`]), OpenTelemetry span export over OTLP/gRPC when an endpoint is configured, the
+//! `EnvFilter`, written to stderr by a thread of their own (a request never waits on the
+//! log's pipe or disk: a paused terminal, a slow container log driver, a disk throttled by
+//! a big upload), also kept in memory as plain text ([`crate::recent_logs`]), OpenTelemetry span export over OTLP/gRPC when an endpoint is configured, the
 //! W3C trace-context propagator, and a Prometheus recorder rendered at `/metrics`.
 //!
 //! Trace context crosses every gRPC hop: clients inject it ([`inject`], used by
@@ -27,6 +29,8 @@ static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 #[must_use = "dropping the guard stops span export"]
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
+    /// Dropping it writes out the log lines still queued.
+    _log_writer: tracing_appender::non_blocking::WorkerGuard,
 }
 
 impl Drop for TelemetryGuard {
@@ -45,16 +49,19 @@ pub fn init(args: &TelemetryArgs, service: &str) -> Result<TelemetryGuard, Runti
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_new(&args.log_filter)
         .map_err(|e| RuntimeError::Telemetry(format!("log filter: {e}")))?;
+    // Lines queue (up to 128k) for the writer thread; past that they are dropped rather
+    // than let a stuck stderr stop the service.
+    let (stderr, log_writer) = tracing_appender::non_blocking(std::io::stderr());
     let fmt_layer = match args.log_format {
         // Colours only on a terminal: logs sent to a file or a pipe stay plain text.
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_writer(std::io::stderr)
+            .with_writer(stderr)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
-            .with_writer(std::io::stderr)
+            .with_writer(stderr)
             .boxed(),
     };
     let mut provider = None;
@@ -101,7 +108,10 @@ pub fn init(args: &TelemetryArgs, service: &str) -> Result<TelemetryGuard, Runti
         .try_init()
         .map_err(|e| RuntimeError::Telemetry(format!("subscriber: {e}")))?;
     install_prometheus();
-    Ok(TelemetryGuard { provider })
+    Ok(TelemetryGuard {
+        provider,
+        _log_writer: log_writer,
+    })
 }
 
 /// Installs the Prometheus recorder once per process (also used by tests that skip [`init`]).

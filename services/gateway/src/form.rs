@@ -29,6 +29,12 @@ use crate::multipart::{self, Event, Parser, PartHead};
 const TEXT_FIELDS: [&str; 3] = ["params", "config", "registry"];
 /// Most bytes of the text fields other than `params`, together.
 pub const OTHER_TEXT_LIMIT: usize = 1 << 20;
+/// A file part up to this size stays in memory: a form of thousands of tiny parts costs no
+/// file creations, and is refused as fast as it is read.
+const SMALL_FILE: usize = 64 << 10;
+/// Most bytes of a form's file parts held in memory together; past it every file part is
+/// spooled, so memory stays bounded whatever the parts' number.
+const HELD_FILES: usize = 4 << 20;
 /// Spool writes are batched to this size.
 const SPOOL_BATCH: usize = 1 << 20;
 
@@ -53,20 +59,32 @@ static SPOOLED: AtomicU64 = AtomicU64::new(0);
 /// A spool file, deleted (and its bytes given back to the spool budget) when dropped.
 #[derive(Debug)]
 pub struct Spooled {
-    path: TempPath,
+    /// Always `Some` until dropped.
+    path: Option<TempPath>,
     reserved: u64,
 }
 
 impl Spooled {
     /// The file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.path
+            .as_deref()
+            .expect("a spool file has its path until dropped")
     }
 }
 
 impl Drop for Spooled {
     fn drop(&mut self) {
         SPOOLED.fetch_sub(self.reserved, Ordering::Relaxed);
+        // Removing a big file frees its blocks, and where the file system is mounted with
+        // `discard` the kernel trims them before unlink returns: 150-250 ms for 1 GB on ext4
+        // here, an async thread held that long (the likely cause of a health probe answered
+        // after 1 s in CI). So the file is removed on a blocking thread.
+        let Some(path) = self.path.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(path))),
+            Err(_) => drop(path),
+        }
     }
 }
 
@@ -232,6 +250,8 @@ impl Form {
 
 /// Where the current part's bytes go.
 enum Sink {
+    /// A file part small enough so far to stay in memory ([`SMALL_FILE`], [`HELD_FILES`]).
+    Held(BytesMut),
     Memory {
         buf: BytesMut,
         /// Most bytes this part may have.
@@ -262,6 +282,7 @@ pub async fn read(
         form: Form::default(),
         sink: None,
         other_text: 0,
+        held_files: 0,
     };
     let mut events = Vec::new();
     let mut total = 0u64;
@@ -304,6 +325,8 @@ struct Reader<'a> {
     sink: Option<Sink>,
     /// Bytes of text fields other than `params` so far.
     other_text: usize,
+    /// Bytes of file parts held in memory so far.
+    held_files: usize,
 }
 
 impl Reader<'_> {
@@ -320,7 +343,7 @@ impl Reader<'_> {
                 Event::Data(bytes) => self.write(bytes).await?,
                 Event::PartEnd => {
                     let data = match self.sink.take() {
-                        Some(Sink::Memory { buf, .. }) => Data::Memory(buf.freeze()),
+                        Some(Sink::Memory { buf, .. }) | Some(Sink::Held(buf)) => Data::Memory(buf.freeze()),
                         Some(Sink::File {
                             mut file,
                             spooled,
@@ -357,20 +380,7 @@ impl Reader<'_> {
         if !TEXT_FIELDS.contains(&name)
             && (head.filename.is_some() || multipart::is_image_field(name) || name == "data")
         {
-            let dir = self.limits.spool_dir.clone();
-            let named = tokio::task::spawn_blocking(move || {
-                tempfile::Builder::new().prefix("aiaa-upload-").tempfile_in(&dir)
-            })
-            .await
-            .map_err(|e| GatewayError::Internal(format!("spool task: {e}")))?
-            .map_err(|e| self.spool_error(e))?;
-            let (file, path) = named.into_parts();
-            return Ok(Sink::File {
-                file: tokio::fs::File::from_std(file),
-                spooled: Spooled { path, reserved: 0 },
-                pending: BytesMut::new(),
-                len: 0,
-            });
+            return Ok(Sink::Held(BytesMut::new()));
         }
         Ok(Sink::Memory {
             buf: BytesMut::new(),
@@ -386,6 +396,20 @@ impl Reader<'_> {
             .last()
             .map(|p| p.head.name.clone())
             .unwrap_or_default();
+        if let Some(Sink::Held(buf)) = self.sink.as_mut() {
+            if buf.len() + bytes.len() <= SMALL_FILE && self.held_files + bytes.len() <= HELD_FILES {
+                self.held_files += bytes.len();
+                buf.extend_from_slice(&bytes);
+                return Ok(());
+            }
+            // Too big to hold: what was held goes to a spool file, ahead of these bytes.
+            let held = std::mem::take(buf).freeze();
+            self.held_files -= held.len();
+            self.sink = Some(self.spool().await?);
+            if !held.is_empty() {
+                self.write_spooled(held).await?;
+            }
+        }
         match self.sink.as_mut() {
             Some(Sink::Memory {
                 buf,
@@ -409,45 +433,163 @@ impl Reader<'_> {
                 }
                 buf.extend_from_slice(&bytes);
             }
-            Some(Sink::File {
-                file,
-                spooled,
-                pending,
-                len,
-            }) => {
-                // Reserved before it is written: uploads in progress never hold more disk
-                // than the budget, whatever their number.
-                let n = bytes.len() as u64;
-                let before = SPOOLED.fetch_add(n, Ordering::Relaxed);
-                if before + n > self.limits.spool_budget {
-                    SPOOLED.fetch_sub(n, Ordering::Relaxed);
-                    return Err(GatewayError::Unavailable {
-                        message: format!(
-                            "the uploads in progress fill the gateway's spool ({} bytes, --gateway-max-spool-bytes, AIAA_GATEWAY_MAX_SPOOL_BYTES); retry shortly",
-                            self.limits.spool_budget
-                        ),
-                        retry_after: Some(5),
-                    });
-                }
-                spooled.reserved += n;
-                *len += n;
-                pending.extend_from_slice(&bytes);
-                if pending.len() >= SPOOL_BATCH {
-                    let batch = pending.split();
-                    if let Err(e) = file.write_all(&batch).await {
-                        return Err(self.spool_error(e));
-                    }
-                }
-            }
+            Some(Sink::File { .. }) => self.write_spooled(bytes).await?,
+            Some(Sink::Held(_)) => unreachable!("a held part was spooled above"),
             None => {}
         }
         Ok(())
     }
 
+    /// Creates the spool file a file part too big to hold goes to.
+    async fn spool(&self) -> Result<Sink> {
+        let dir = self.limits.spool_dir.clone();
+        let named = tokio::task::spawn_blocking(move || {
+            tempfile::Builder::new().prefix("aiaa-upload-").tempfile_in(&dir)
+        })
+        .await
+        .map_err(|e| GatewayError::Internal(format!("spool task: {e}")))?
+        .map_err(|e| self.spool_error(e))?;
+        let (file, path) = named.into_parts();
+        Ok(Sink::File {
+            file: tokio::fs::File::from_std(file),
+            spooled: Spooled {
+                path: Some(path),
+                reserved: 0,
+            },
+            pending: BytesMut::new(),
+            len: 0,
+        })
+    }
+
+    /// Appends to the current part's spool file, within the spool budget.
+    async fn write_spooled(&mut self, bytes: Bytes) -> Result<()> {
+        let budget = self.limits.spool_budget;
+        let Some(Sink::File {
+            file,
+            spooled,
+            pending,
+            len,
+        }) = self.sink.as_mut()
+        else {
+            return Err(GatewayError::Internal(
+                "a spool write without a spool file".into(),
+            ));
+        };
+        // Reserved before it is written: uploads in progress never hold more disk
+        // than the budget, whatever their number.
+        let n = bytes.len() as u64;
+        let before = SPOOLED.fetch_add(n, Ordering::Relaxed);
+        if before + n > budget {
+            SPOOLED.fetch_sub(n, Ordering::Relaxed);
+            return Err(GatewayError::Unavailable {
+                message: format!(
+                    "the uploads in progress fill the gateway's spool ({} bytes, --gateway-max-spool-bytes, AIAA_GATEWAY_MAX_SPOOL_BYTES); retry shortly",
+                    budget
+                ),
+                retry_after: Some(5),
+            });
+        }
+        spooled.reserved += n;
+        *len += n;
+        pending.extend_from_slice(&bytes);
+        if pending.len() >= SPOOL_BATCH {
+            let batch = pending.split();
+            if let Err(e) = file.write_all(&batch).await {
+                return Err(spool_error(&self.limits.spool_dir, e));
+            }
+        }
+        Ok(())
+    }
+
     fn spool_error(&self, e: io::Error) -> GatewayError {
-        GatewayError::Storage(format!(
-            "the upload could not be spooled to {} (--gateway-spool-dir, AIAA_GATEWAY_SPOOL_DIR): {e}",
-            self.limits.spool_dir.display()
-        ))
+        spool_error(&self.limits.spool_dir, e)
+    }
+}
+
+/// The error of a spool file that could not be created or written.
+fn spool_error(dir: &Path, e: io::Error) -> GatewayError {
+    GatewayError::Storage(format!(
+        "the upload could not be spooled to {} (--gateway-spool-dir, AIAA_GATEWAY_SPOOL_DIR): {e}",
+        dir.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A form of `files` parts of the given sizes (byte `i` of a part is `i % 251`), sent in
+    /// 7000-byte pieces so that parts grow across pieces.
+    fn body(sizes: &[usize]) -> (String, Body) {
+        let mut bytes = Vec::new();
+        for (n, size) in sizes.iter().enumerate() {
+            bytes.extend_from_slice(
+                format!(
+                    "--B\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{n}.dcm\"\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            bytes.extend((0..*size).map(|i| (i % 251) as u8));
+            bytes.extend_from_slice(b"\r\n");
+        }
+        bytes.extend_from_slice(b"--B--\r\n");
+        let pieces: Vec<io::Result<Bytes>> = bytes
+            .chunks(7000)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        (
+            "multipart/form-data; boundary=B".into(),
+            Body::from_stream(futures::stream::iter(pieces)),
+        )
+    }
+
+    fn limits(dir: &Path) -> FormLimits {
+        FormLimits {
+            body: 1 << 30,
+            params: 1 << 20,
+            params_source: "test",
+            spool_dir: dir.to_path_buf(),
+            spool_budget: 1 << 30,
+        }
+    }
+
+    fn spooled(part: &Part) -> bool {
+        matches!(part.data, Data::File { .. })
+    }
+
+    #[tokio::test]
+    async fn small_files_stay_in_memory_big_ones_and_the_overflow_are_spooled() {
+        let dir = tempfile::tempdir().unwrap();
+        // 70 parts of 60 KiB pass the held budget (4 MiB) at the 70th; a 100 KiB part is
+        // spooled after it was held for its first 64 KiB.
+        let mut sizes = vec![60 << 10; 70];
+        sizes.insert(3, 100 << 10);
+        let (ct, b) = body(&sizes);
+        let form = read(&ct, None, b, &limits(dir.path())).await.unwrap();
+        assert_eq!(form.parts.len(), 71);
+        for (part, size) in form.parts.iter().zip(&sizes) {
+            let expect: Vec<u8> = (0..*size).map(|i| (i % 251) as u8).collect();
+            assert_eq!(part.read_blocking().unwrap().as_ref(), &expect[..]);
+        }
+        assert!(spooled(&form.parts[3]), "a part over 64 KiB is spooled");
+        let held = form.parts.iter().filter(|p| !spooled(p)).count();
+        assert_eq!(
+            held,
+            (HELD_FILES / (60 << 10)),
+            "held parts up to the 4 MiB budget"
+        );
+        assert!(spooled(form.parts.last().unwrap()));
+        let files = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(files, 71 - held);
+        drop(form);
+        // Removed on a blocking thread, soon.
+        let t = std::time::Instant::now();
+        while std::fs::read_dir(dir.path()).unwrap().count() > 0 {
+            assert!(
+                t.elapsed().as_secs() < 10,
+                "spool files are deleted with the form"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 }

@@ -258,12 +258,81 @@ enum Sink {
         limit: usize,
         is_params: bool,
     },
-    File {
-        file: tokio::fs::File,
-        spooled: Spooled,
-        pending: BytesMut,
-        len: u64,
-    },
+    /// A file part being spooled.
+    File(SpoolFile),
+}
+
+/// A file part's spool file, with the bytes not yet written to it.
+struct SpoolFile {
+    file: tokio::fs::File,
+    spooled: Spooled,
+    pending: BytesMut,
+    len: u64,
+}
+
+impl SpoolFile {
+    /// Creates one in `dir`.
+    async fn create(dir: &Path) -> Result<SpoolFile> {
+        let at = dir.to_path_buf();
+        let named = tokio::task::spawn_blocking(move || {
+            tempfile::Builder::new().prefix("aiaa-upload-").tempfile_in(&at)
+        })
+        .await
+        .map_err(|e| GatewayError::Internal(format!("spool task: {e}")))?
+        .map_err(|e| spool_error(dir, e))?;
+        let (file, path) = named.into_parts();
+        Ok(SpoolFile {
+            file: tokio::fs::File::from_std(file),
+            spooled: Spooled {
+                path: Some(path),
+                reserved: 0,
+            },
+            pending: BytesMut::new(),
+            len: 0,
+        })
+    }
+
+    /// Appends `bytes`, within the spool budget of all uploads in progress.
+    async fn write(&mut self, bytes: &[u8], limits: &FormLimits) -> Result<()> {
+        // Reserved before it is written: uploads in progress never hold more disk
+        // than the budget, whatever their number.
+        let n = bytes.len() as u64;
+        let before = SPOOLED.fetch_add(n, Ordering::Relaxed);
+        if before + n > limits.spool_budget {
+            SPOOLED.fetch_sub(n, Ordering::Relaxed);
+            return Err(GatewayError::Unavailable {
+                message: format!(
+                    "the uploads in progress fill the gateway's spool ({} bytes, --gateway-max-spool-bytes, AIAA_GATEWAY_MAX_SPOOL_BYTES); retry shortly",
+                    limits.spool_budget
+                ),
+                retry_after: Some(5),
+            });
+        }
+        self.spooled.reserved += n;
+        self.len += n;
+        self.pending.extend_from_slice(bytes);
+        if self.pending.len() >= SPOOL_BATCH {
+            let batch = self.pending.split();
+            self.file
+                .write_all(&batch)
+                .await
+                .map_err(|e| spool_error(&limits.spool_dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes out what is pending: the part's data.
+    async fn finish(mut self, dir: &Path) -> Result<Data> {
+        self.file
+            .write_all(&self.pending)
+            .await
+            .map_err(|e| spool_error(dir, e))?;
+        self.file.flush().await.map_err(|e| spool_error(dir, e))?;
+        Ok(Data::File {
+            path: Arc::new(self.spooled),
+            len: self.len,
+        })
+    }
 }
 
 /// Reads a multipart body of `content_type` into a form; `declared` is the Content-Length.
@@ -344,19 +413,7 @@ impl Reader<'_> {
                 Event::PartEnd => {
                     let data = match self.sink.take() {
                         Some(Sink::Memory { buf, .. }) | Some(Sink::Held(buf)) => Data::Memory(buf.freeze()),
-                        Some(Sink::File {
-                            mut file,
-                            spooled,
-                            pending,
-                            len,
-                        }) => {
-                            file.write_all(&pending).await.map_err(|e| self.spool_error(e))?;
-                            file.flush().await.map_err(|e| self.spool_error(e))?;
-                            Data::File {
-                                path: Arc::new(spooled),
-                                len,
-                            }
-                        }
+                        Some(Sink::File(spool)) => spool.finish(&self.limits.spool_dir).await?,
                         None => Data::Memory(Bytes::new()),
                     };
                     if let Some(part) = self.form.parts.last_mut() {
@@ -390,26 +447,6 @@ impl Reader<'_> {
     }
 
     async fn write(&mut self, bytes: Bytes) -> Result<()> {
-        let field = self
-            .form
-            .parts
-            .last()
-            .map(|p| p.head.name.clone())
-            .unwrap_or_default();
-        if let Some(Sink::Held(buf)) = self.sink.as_mut() {
-            if buf.len() + bytes.len() <= SMALL_FILE && self.held_files + bytes.len() <= HELD_FILES {
-                self.held_files += bytes.len();
-                buf.extend_from_slice(&bytes);
-                return Ok(());
-            }
-            // Too big to hold: what was held goes to a spool file, ahead of these bytes.
-            let held = std::mem::take(buf).freeze();
-            self.held_files -= held.len();
-            self.sink = Some(self.spool().await?);
-            if !held.is_empty() {
-                self.write_spooled(held).await?;
-            }
-        }
         match self.sink.as_mut() {
             Some(Sink::Memory {
                 buf,
@@ -426,6 +463,7 @@ impl Reader<'_> {
                 } else {
                     self.other_text += bytes.len();
                     if self.other_text > *limit {
+                        let field = self.form.parts.last().map_or("", |p| p.name());
                         return Err(GatewayError::FieldTooLarge(format!(
                             "the form field {field:?} exceeds the limit of {limit} bytes for text fields other than params, together"
                         )));
@@ -433,76 +471,25 @@ impl Reader<'_> {
                 }
                 buf.extend_from_slice(&bytes);
             }
-            Some(Sink::File { .. }) => self.write_spooled(bytes).await?,
-            Some(Sink::Held(_)) => unreachable!("a held part was spooled above"),
+            Some(Sink::Held(buf)) => {
+                if buf.len() + bytes.len() <= SMALL_FILE && self.held_files + bytes.len() <= HELD_FILES {
+                    self.held_files += bytes.len();
+                    buf.extend_from_slice(&bytes);
+                } else {
+                    // Too big to hold: what was held goes to a spool file, ahead of these
+                    // bytes.
+                    let held = std::mem::take(buf);
+                    self.held_files -= held.len();
+                    let mut spool = SpoolFile::create(&self.limits.spool_dir).await?;
+                    spool.write(&held, self.limits).await?;
+                    spool.write(&bytes, self.limits).await?;
+                    self.sink = Some(Sink::File(spool));
+                }
+            }
+            Some(Sink::File(spool)) => spool.write(&bytes, self.limits).await?,
             None => {}
         }
         Ok(())
-    }
-
-    /// Creates the spool file a file part too big to hold goes to.
-    async fn spool(&self) -> Result<Sink> {
-        let dir = self.limits.spool_dir.clone();
-        let named = tokio::task::spawn_blocking(move || {
-            tempfile::Builder::new().prefix("aiaa-upload-").tempfile_in(&dir)
-        })
-        .await
-        .map_err(|e| GatewayError::Internal(format!("spool task: {e}")))?
-        .map_err(|e| self.spool_error(e))?;
-        let (file, path) = named.into_parts();
-        Ok(Sink::File {
-            file: tokio::fs::File::from_std(file),
-            spooled: Spooled {
-                path: Some(path),
-                reserved: 0,
-            },
-            pending: BytesMut::new(),
-            len: 0,
-        })
-    }
-
-    /// Appends to the current part's spool file, within the spool budget.
-    async fn write_spooled(&mut self, bytes: Bytes) -> Result<()> {
-        let budget = self.limits.spool_budget;
-        let Some(Sink::File {
-            file,
-            spooled,
-            pending,
-            len,
-        }) = self.sink.as_mut()
-        else {
-            return Err(GatewayError::Internal(
-                "a spool write without a spool file".into(),
-            ));
-        };
-        // Reserved before it is written: uploads in progress never hold more disk
-        // than the budget, whatever their number.
-        let n = bytes.len() as u64;
-        let before = SPOOLED.fetch_add(n, Ordering::Relaxed);
-        if before + n > budget {
-            SPOOLED.fetch_sub(n, Ordering::Relaxed);
-            return Err(GatewayError::Unavailable {
-                message: format!(
-                    "the uploads in progress fill the gateway's spool ({} bytes, --gateway-max-spool-bytes, AIAA_GATEWAY_MAX_SPOOL_BYTES); retry shortly",
-                    budget
-                ),
-                retry_after: Some(5),
-            });
-        }
-        spooled.reserved += n;
-        *len += n;
-        pending.extend_from_slice(&bytes);
-        if pending.len() >= SPOOL_BATCH {
-            let batch = pending.split();
-            if let Err(e) = file.write_all(&batch).await {
-                return Err(spool_error(&self.limits.spool_dir, e));
-            }
-        }
-        Ok(())
-    }
-
-    fn spool_error(&self, e: io::Error) -> GatewayError {
-        spool_error(&self.limits.spool_dir, e)
     }
 }
 
@@ -573,11 +560,7 @@ mod tests {
         }
         assert!(spooled(&form.parts[3]), "a part over 64 KiB is spooled");
         let held = form.parts.iter().filter(|p| !spooled(p)).count();
-        assert_eq!(
-            held,
-            (HELD_FILES / (60 << 10)),
-            "held parts up to the 4 MiB budget"
-        );
+        assert_eq!(held, HELD_FILES / (60 << 10), "held parts up to the 4 MiB budget");
         assert!(spooled(form.parts.last().unwrap()));
         let files = std::fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(files, 71 - held);

@@ -62,6 +62,27 @@ impl RunningServer {
     }
 }
 
+/// Pending connections the kernel queues for a listener before the server accepts them.
+/// std's and tokio's `bind` ask for 128: a burst of a few hundred connects (a client pool
+/// opening at once, or a flood the cap is meant to refuse) overflows that before the accept
+/// loop runs, and the kernel then drops SYNs, so a well-behaved client's connect waits a
+/// whole SYN retransmission (1 s). The kernel caps it at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds a TCP listener on `addr` (port 0 picks a free port) with [`LISTEN_BACKLOG`]; every
+/// server of the platform binds through here.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std and tokio do: a restarted server rebinds at once despite TIME_WAIT sockets.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Binds `addr` (port 0 picks a free port) and starts serving until `shutdown` is cancelled.
 pub async fn start(
     addr: SocketAddr,
@@ -71,8 +92,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<RunningServer, RuntimeError> {
     grpc.validate()?;
-    let listener = TcpListener::bind(addr)
-        .await
+    let listener = bind(addr)
         .map_err(|e| RuntimeError::Io(std::io::Error::new(e.kind(), format!("bind {addr}: {e}"))))?;
     let addr = listener.local_addr()?;
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -274,6 +294,30 @@ mod tests {
         fn call(&mut self, _: http::Request<tonic::body::Body>) -> Self::Future {
             panic!("a handler bug");
         }
+    }
+
+    /// A burst of 600 connects while nobody accepts: all are queued by the kernel at once.
+    /// With std's backlog of 128 the 130th SYN is dropped and its connect waits a 1 s
+    /// retransmission.
+    #[tokio::test]
+    async fn a_burst_of_connects_is_queued_while_the_server_is_busy() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let started = std::time::Instant::now();
+        let mut held = Vec::new();
+        let burst = async {
+            for _ in 0..600 {
+                held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+            }
+        };
+        let queued = tokio::time::timeout(std::time::Duration::from_secs(5), burst).await;
+        let took = started.elapsed();
+        assert!(queued.is_ok(), "{} of 600 connects done in 5 s", held.len());
+        assert!(
+            took < std::time::Duration::from_millis(900),
+            "600 connects took {took:?}"
+        );
+        drop(listener);
     }
 
     async fn raw(addr: SocketAddr, request: &str) -> String {

@@ -49,7 +49,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use aiaa_runtime::config::{AuthArgs, MessageArgs};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower::Layer;
@@ -105,8 +104,7 @@ pub async fn start(
         body_rate_window: args.body_rate_window,
         max_connections,
     };
-    let listener = TcpListener::bind(args.listen)
-        .await
+    let listener = aiaa_runtime::server::bind(args.listen)
         .map_err(|e| GatewayError::Internal(format!("bind {}: {e}", args.listen)))?;
     let addr = listener
         .local_addr()

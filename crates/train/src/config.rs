@@ -23,7 +23,8 @@
 //!   "sw_batch_size": 1}`, the sliding-window settings when `use_scanning_window` is true
 //!   (defaults as MONAI's).
 //! - `interaction`: `{"max_rounds", "no_click_probability", "sigma", "number_intensity_ch",
-//!   "previous_mask", "damaged_mask_probability", "max_damage", "truncate_probability"}`,
+//!   "previous_mask", "damaged_mask_probability", "max_damage", "truncate_probability",
+//!   "shift_probability", "max_shift", "shift_radius"}`,
 //!   simulated clicks for an interactive model ([`crate::interaction`]); `num_channels` must
 //!   be `number_intensity_ch + 2` (`+ 3` with `previous_mask`).
 //!
@@ -146,6 +147,15 @@ fn interaction(top: &Obj, num_channels: i64) -> Result<Option<crate::interaction
     }
     if !(0.0..=1.0).contains(&i.truncate_probability) {
         return Err(top.error("interaction", "truncate_probability must lie in [0, 1]"));
+    }
+    if !(0.0..=1.0).contains(&i.shift_probability) {
+        return Err(top.error("interaction", "shift_probability must lie in [0, 1]"));
+    }
+    if !(i.max_shift.is_finite() && i.max_shift >= 0.5) {
+        return Err(top.error("interaction", "max_shift must be >= 0.5 (voxels)"));
+    }
+    if !(i.shift_radius.is_finite() && i.shift_radius >= 0.0) {
+        return Err(top.error("interaction", "shift_radius must be >= 0 (voxels; 0: everywhere)"));
     }
     if i.damaged_mask_probability > 0.0 && !i.previous_mask {
         return Err(top.error(

@@ -3,7 +3,8 @@
 //! (`transforms.Resize`): the run completes with finite losses and validates after one
 //! click; the same seed gives the same losses (the clicks are seeded per step); the export is
 //! a deepgrow model config the deepgrow engine loads and answers clicks with; a config whose
-//! `num_channels` does not count the guidance channels is refused naming the key.
+//! `num_channels` does not count the guidance channels, or whose `max_shift` moves nothing,
+//! is refused naming the key.
 
 mod common;
 
@@ -142,4 +143,12 @@ fn a_click_simulation_run_trains_validates_after_one_click_and_repeats() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("interaction") && e.contains("num_channels"), "{e}");
+    // A shift of less than half a voxel moves nothing: refused, naming the key.
+    let mut bad = interactive_config(1);
+    bad["interaction"]["shift_probability"] = json!(0.5);
+    bad["interaction"]["max_shift"] = json!(0.2);
+    let e = aiaa_train::TrainConfig::read(&write_json(c.path(), "shift.json", &bad))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("interaction") && e.contains("max_shift"), "{e}");
 }

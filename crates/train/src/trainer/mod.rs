@@ -378,32 +378,8 @@ impl Trainer {
         let mut metrics: Vec<_> = self.config.metrics.iter().map(|m| m.build()).collect();
         for (index, s) in samples.iter().take(n).enumerate() {
             let image = s.image.to_tensor().f_unsqueeze(0)?;
-            let image = match (&self.config.interaction, &s.label) {
-                // An interactive model is validated after one click: the first simulated click,
-                // drawn per item from the run's seed.
-                (Some(i), Some(l)) => {
-                    let one_click = crate::interaction::Interaction {
-                        no_click_probability: 0.0,
-                        max_rounds: 0,
-                        ..*i
-                    };
-                    let mut rng =
-                        aiaa_transforms::rng::sample_rng(self.config.seed, VALIDATION_CLICKS, index as u64);
-                    let one_click = crate::interaction::Interaction {
-                        truncate_probability: 0.0,
-                        ..one_click
-                    };
-                    one_click
-                        .input(&image, &l.to_tensor().f_unsqueeze(0)?, &mut rng, |_| {
-                            unreachable!("no rounds")
-                        })?
-                        .0
-                }
-                _ => image,
-            };
-            let x = self.input(&image)?;
-            let y = match &s.label {
-                Some(l) => l.to_tensor().f_unsqueeze(0)?.f_to_device(self.device)?,
+            let label = match &s.label {
+                Some(l) => l.to_tensor().f_unsqueeze(0)?,
                 None => {
                     return Err(TrainError::Data {
                         sample: s.name.clone(),
@@ -411,15 +387,27 @@ impl Trainer {
                     });
                 }
             };
-            let out = self.predict(&x).map_err(|e| TrainError::Data {
-                sample: s.name.clone(),
-                message: format!("validation inference: {e}"),
-            })?;
-            for m in &mut metrics {
-                m.update(&out, &y).map_err(|e| TrainError::Data {
+            let cases = match &self.config.interaction {
+                Some(i) => {
+                    let mut rng =
+                        aiaa_transforms::rng::sample_rng(self.config.seed, VALIDATION_CLICKS, index as u64);
+                    i.validation_inputs(&image, &label, &mut rng)?
+                }
+                None => vec![(image, label)],
+            };
+            for (image, label) in cases {
+                let x = self.input(&image)?;
+                let y = label.f_to_device(self.device)?;
+                let out = self.predict(&x).map_err(|e| TrainError::Data {
                     sample: s.name.clone(),
-                    message: format!("validation metric: {e}"),
+                    message: format!("validation inference: {e}"),
                 })?;
+                for m in &mut metrics {
+                    m.update(&out, &y).map_err(|e| TrainError::Data {
+                        sample: s.name.clone(),
+                        message: format!("validation metric: {e}"),
+                    })?;
+                }
             }
         }
         // Validation samples depend only on (seed, item): keep them when the data is cached.

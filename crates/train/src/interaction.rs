@@ -268,9 +268,7 @@ impl Interaction {
         };
         Ok((build(&clicks, &masks)?, target))
     }
-}
 
-impl Interaction {
     /// A shifted sample (see the module docs); `None` when either click has nowhere to go.
     fn shifted_sample(
         &self,
@@ -409,22 +407,18 @@ fn keep_far_from(wanted: &mut [f32], label: &[f32], dims: [usize; 3], at: [usize
 fn shifted(label: &[f32], dims: [usize; 3], most: f64, rng: &mut SampleRng) -> Result<Vec<f32>> {
     let by = aiaa_transforms::rng::uniform(rng, 0.5, most.max(0.5));
     let grow = chance(rng, 0.5);
-    let inside: Vec<bool> = label.iter().map(|v| *v > 0.5).collect();
-    // Grown: outside voxels within `by` of the label join it; shrunk: inside voxels within
-    // `by` of the outside leave it.
-    let from: Vec<bool> = if grow {
-        inside.clone()
-    } else {
-        inside.iter().map(|v| !v).collect()
-    };
+    // Distances to the label when growing (outside voxels within `by` of it join it), to
+    // the outside when shrinking (inside voxels within `by` of it leave).
+    let from: Vec<bool> = label.iter().map(|v| (*v > 0.5) == grow).collect();
     let d2 =
         aiaa_metrics::edt::squared_distance_to(&from, dims, [1.0; 3]).map_err(|e| invalid(e.to_string()))?;
-    Ok(inside
+    Ok(from
         .iter()
         .zip(&d2)
-        .map(|(&v, &d2)| {
+        .map(|(&f, &d2)| {
             let near = d2.sqrt() - 0.5 < by;
-            f32::from(u8::from(if grow { v || near } else { v && !near }))
+            let inside = f == grow;
+            f32::from(u8::from(if grow { inside || near } else { inside && !near }))
         })
         .collect())
 }
@@ -465,6 +459,12 @@ mod tests {
             Tensor::zeros([2, 1, 12, 12, 12], (Kind::Float, Device::Cpu)),
             label,
         )
+    }
+
+    /// `i`'s input and target for the batch, seeded by `seed`, when no round may run.
+    fn without_rounds(i: &Interaction, image: &Tensor, label: &Tensor, seed: u64) -> (Tensor, Tensor) {
+        i.input(image, label, &mut sample_rng(seed, 0, 0), |_| panic!("no rounds"))
+            .unwrap()
     }
 
     fn interaction(no_click: f64, rounds: usize) -> Interaction {
@@ -542,9 +542,7 @@ mod tests {
         }
         assert!(background > 0, "some samples drew a round");
         // Always without clicks: the guidance channels are zero and the model is not asked.
-        let (x, _) = interaction(1.0, 5)
-            .input(&image, &label, &mut sample_rng(3, 0, 0), |_| panic!("no rounds"))
-            .unwrap();
+        let (x, _) = without_rounds(&interaction(1.0, 5), &image, &label, 3);
         assert_eq!(x.narrow(1, 1, 2).abs().max().double_value(&[]), 0.0);
     }
 
@@ -558,11 +556,7 @@ mod tests {
         };
         let mut truncated = 0;
         for seed in 0..6 {
-            let (x, target) = i
-                .input(&image, &label, &mut sample_rng(seed, 0, 0), |_| {
-                    panic!("no rounds")
-                })
-                .unwrap();
+            let (x, target) = without_rounds(&i, &image, &label, seed);
             assert_eq!(x.size(), [2, 4, 12, 12, 12]);
             for s in 0..2 {
                 let (kept, whole) = (
@@ -614,11 +608,7 @@ mod tests {
         };
         let (mut grown, mut shrunk) = (0, 0);
         for seed in 0..8 {
-            let (x, target) = i
-                .input(&image, &label, &mut sample_rng(seed, 0, 0), |_| {
-                    panic!("no rounds")
-                })
-                .unwrap();
+            let (x, target) = without_rounds(&i, &image, &label, seed);
             for s in 0..2 {
                 let (t, l) = (target.get(s), label.get(s));
                 // The label is shown as the mask answered last.
@@ -706,11 +696,7 @@ mod tests {
             ..interaction(0.0, 0)
         };
         for seed in 0..6 {
-            let (x, target) = i
-                .input(&image, &label, &mut sample_rng(seed, 0, 0), |_| {
-                    panic!("no rounds")
-                })
-                .unwrap();
+            let (x, target) = without_rounds(&i, &image, &label, seed);
             for s in 0..2 {
                 let moved = (target.get(s) - label.get(s)).abs().gt(0.5).nonzero();
                 assert!(moved.size()[0] > 0, "the label moved somewhere");

@@ -13,7 +13,9 @@
 //!   host models trained with MONAI-like pipelines: `transforms.Orientation`
 //!   ([`orientation`]), `transforms.ScaleIntensityRangePercentiles` and
 //!   `transforms.NormalizeIntensity` ([`normalize`]),
-//!   `transforms.KeepLargestConnectedComponent` and `transforms.FillHoles` ([`morphology`]).
+//!   `transforms.KeepLargestConnectedComponent` and `transforms.FillHoles` ([`morphology`]),
+//!   and `transforms.ErodeLabel` ([`erode`]), which trains a model to a tighter label
+//!   convention.
 //! * Spatial transforms record what they did ([`record`]), so a prediction on the
 //!   transformed grid can be mapped back ([`record::invert`]).
 //!
@@ -28,6 +30,7 @@ pub mod crop;
 pub mod data;
 pub mod deepedit;
 pub mod deepgrow;
+pub mod erode;
 pub mod error;
 pub mod extreme;
 pub mod fastaug;

@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 use crate::args::{ArgError, ArgResult};
 use crate::{Result, Transform, TransformError};
 use crate::{
-    channels, crop, deepedit, deepgrow, extreme, fastaug, guidance, image2d, intensity, load, morphology,
-    normalize, orientation, spatial_tf, writers,
+    channels, crop, deepedit, deepgrow, erode, extreme, fastaug, guidance, image2d, intensity, load,
+    morphology, normalize, orientation, spatial_tf, writers,
 };
 
 /// A transform that can be built from its parsed arguments.
@@ -167,6 +167,7 @@ const CATALOGUE: &[(&str, BuildFn)] = &[
         make::<morphology::KeepLargestConnectedComponent>,
     ),
     ("transforms.FillHoles", make::<morphology::FillHoles>),
+    ("transforms.ErodeLabel", make::<erode::ErodeLabel>),
 ];
 
 /// Every name [`build`] accepts.

@@ -89,6 +89,11 @@ pub struct Step {
     pub dice: f64,
     /// Normalized surface Dice.
     pub nsd: f64,
+    /// Voxels the prediction has and the reference does not (where the next background
+    /// click comes from).
+    pub extra_voxels: u64,
+    /// Voxels the reference has and the prediction misses.
+    pub missing_voxels: u64,
     /// The model's time for this prediction (s).
     pub seconds: f64,
 }
@@ -326,6 +331,8 @@ fn run(
             added,
             dice: m.dice,
             nsd: m.nsd,
+            extra_voxels: m.prediction_voxels - m.intersection_voxels,
+            missing_voxels: m.reference_voxels - m.intersection_voxels,
             seconds,
         });
         if click == protocol.clicks {
@@ -447,6 +454,15 @@ mod tests {
         .unwrap();
         assert_eq!(curve.steps.len(), 4);
         assert!(curve.steps[0].dice < 0.9, "{}", curve.steps[0].dice);
+        // The missed slab k = 14..18 of the 16 x 16 box, nothing extra; then nothing wrong.
+        assert_eq!(
+            (curve.steps[0].extra_voxels, curve.steps[0].missing_voxels),
+            (0, 16 * 16 * 4)
+        );
+        assert_eq!(
+            (curve.steps[1].extra_voxels, curve.steps[1].missing_voxels),
+            (0, 0)
+        );
         let (sign, p) = curve.steps[1].added.unwrap();
         assert_eq!(sign, '+');
         assert!(p[2] >= 14, "the click goes to the missed slab: {p:?}");

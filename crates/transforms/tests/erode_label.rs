@@ -57,3 +57,29 @@ fn erosion_keeps_the_voxels_scipy_keeps_on_the_mni152_masks() {
         }
     }
 }
+
+/// The deepgrow recipe's training label, `mni152/MNI152_mask_eroded_2mm.nii.gz`, is made by
+/// `scripts/fetch-test-data.sh` before anything is built (with torch: a ball of 2 mm around
+/// every background voxel); it must be exactly what `ErodeLabel` makes of MNI152's mask.
+#[test]
+fn the_recipes_eroded_mni152_label_is_erode_label_at_2_mm() {
+    let data = aiaa_testdata::testdata().join("mni152");
+    let read = |name: &str| read_volume(&data.join(name), &ReadOptions::default()).unwrap();
+    let mut sample = Data::named("m");
+    sample.insert_image("label", Image::new(read("MNI152_mask.nii.gz"), Kind::Label));
+    build(json!({"name": "transforms.ErodeLabel", "fields": "label", "distance_mm": 2.0}))
+        .apply(&mut sample, &mut rng(0))
+        .unwrap();
+    let ours: Vec<bool> = values(sample.volume("label").unwrap(), 0)
+        .iter()
+        .map(|v| *v > 0.0)
+        .collect();
+    let file: Vec<bool> = values(&read("MNI152_mask_eroded_2mm.nii.gz"), 0)
+        .iter()
+        .map(|v| *v > 0.0)
+        .collect();
+    assert_eq!(ours.len(), file.len());
+    let differ = ours.iter().zip(&file).filter(|(a, b)| a != b).count();
+    assert_eq!(differ, 0, "{differ} voxels differ from ErodeLabel's");
+    assert!(ours.iter().filter(|v| **v).count() > 1_900_000);
+}

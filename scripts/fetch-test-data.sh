@@ -78,8 +78,10 @@ if [ ! -f "$variants/.complete" ]; then
 fi
 # MNI152's mask moved 2 mm inward, to the brain-surface convention the deepgrow recipe trains
 # to (docs/interactive.md): exactly `transforms.ErodeLabel` with distance_mm 2 (a voxel stays
-# when no background voxel lies within 2 mm), made with torch (the base venv has no scipy),
-# so that the recipe's datalist can name it beside the heads whose masks it keeps as they are.
+# when no background voxel lies within 2 mm). A file, because the recipe erodes this head's
+# mask only (not Colin27's) and a pipeline transform acts on every sample; made here with
+# torch because this script runs before anything is built (the base venv has no scipy).
+# crates/transforms/tests/erode_label.rs checks it against ErodeLabel voxel for voxel.
 eroded=$cache/mni152/MNI152_mask_eroded_2mm.nii.gz
 if [ ! -f "$eroded" ]; then
   need_venv

@@ -7,11 +7,21 @@ mod common;
 
 use std::path::Path;
 
-use aiaa_imaging::ReadOptions;
 use aiaa_imaging::io::read_volume;
+use aiaa_imaging::{ReadOptions, Volume};
 use aiaa_transforms::{Data, Image, Kind};
 use common::*;
 use serde_json::{Value, json};
+
+/// `transforms.ErodeLabel` at `distance_mm` on `mask`, through the catalogue: its voxels.
+fn erode_label(mask: Volume, distance_mm: f64) -> Vec<f64> {
+    let mut sample = Data::named("m");
+    sample.insert_image("label", Image::new(mask, Kind::Label));
+    build(json!({"name": "transforms.ErodeLabel", "fields": "label", "distance_mm": distance_mm}))
+        .apply(&mut sample, &mut rng(0))
+        .unwrap();
+    values(sample.volume("label").unwrap(), 0)
+}
 
 #[test]
 fn erosion_keeps_the_voxels_scipy_keeps_on_the_mni152_masks() {
@@ -31,15 +41,9 @@ fn erosion_keeps_the_voxels_scipy_keeps_on_the_mni152_masks() {
             .collect();
         assert_eq!(mask.geometry.spacing.to_vec(), zooms, "{file}");
         for (d, kept) in want["eroded"].as_object().unwrap() {
-            let mut sample = Data::named("m");
-            sample.insert_image("label", Image::new(mask.clone(), Kind::Label));
             let t = std::time::Instant::now();
-            let distance: f64 = d.parse().unwrap();
-            build(json!({"name": "transforms.ErodeLabel", "fields": "label", "distance_mm": distance}))
-                .apply(&mut sample, &mut rng(0))
-                .unwrap();
+            let v = erode_label(mask.clone(), d.parse().unwrap());
             let took = t.elapsed();
-            let v = values(sample.volume("label").unwrap(), 0);
             let fg = v.iter().enumerate().filter(|(_, x)| **x > 0.0);
             let count = fg.clone().count() as u64;
             let index_sum: u64 = fg.map(|(i, _)| i as u64).sum();
@@ -65,12 +69,7 @@ fn erosion_keeps_the_voxels_scipy_keeps_on_the_mni152_masks() {
 fn the_recipes_eroded_mni152_label_is_erode_label_at_2_mm() {
     let data = aiaa_testdata::testdata().join("mni152");
     let read = |name: &str| read_volume(&data.join(name), &ReadOptions::default()).unwrap();
-    let mut sample = Data::named("m");
-    sample.insert_image("label", Image::new(read("MNI152_mask.nii.gz"), Kind::Label));
-    build(json!({"name": "transforms.ErodeLabel", "fields": "label", "distance_mm": 2.0}))
-        .apply(&mut sample, &mut rng(0))
-        .unwrap();
-    let ours: Vec<bool> = values(sample.volume("label").unwrap(), 0)
+    let ours: Vec<bool> = erode_label(read("MNI152_mask.nii.gz"), 2.0)
         .iter()
         .map(|v| *v > 0.0)
         .collect();
